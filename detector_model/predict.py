@@ -1,0 +1,60 @@
+"""Rank a run's training samples with a trained detector and score the ranking.
+
+``get_order`` is the seed's entry point: order (most suspicious first), AUC and mAP against the
+synthetic flips, and threshold-0.5 precision/recall/F1/accuracy. Without ground truth the
+metrics are ``None`` and callers say so instead of printing 0.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from detector_model.features import build_features
+from detector_model.lstm import LSTMDetector
+from detector_model.metrics import detection_metrics
+from util import Dynamics, UserError
+
+__all__ = ["Ranking", "detector_scores", "get_order"]
+
+SCORING_BATCH = 4096
+
+
+@dataclass
+class Ranking:
+    order: np.ndarray            # row positions, most suspicious first
+    scores: np.ndarray           # probability of "mislabeled" per row
+    metrics: dict | None         # auc, map, ... or None without ground truth
+
+    @property
+    def auc(self) -> float | None:
+        return None if self.metrics is None else self.metrics["auc"]
+
+    @property
+    def map(self) -> float | None:
+        return None if self.metrics is None else self.metrics["map"]
+
+
+@torch.no_grad()
+def detector_scores(model: LSTMDetector, config: dict, dyn: Dynamics) -> np.ndarray:
+    """Probability that each row is mislabeled, batched to bound memory."""
+    features = config["features"]
+    missing = [name for name in features if name in ("margin", "correct") and dyn.margin is None]
+    if missing:
+        raise UserError(f"the detector needs {missing} but these dynamics lack them; regenerate them with generate_td")
+    sequences = build_features(dyn, features)
+    if sequences.shape[2] != model.lstm.input_size:
+        raise UserError(f"the detector expects {model.lstm.input_size} features per epoch but got "
+                        f"{sequences.shape[2]}; use a detector trained with features {features}")
+    device = next(model.parameters()).device
+    model.eval()
+    out = [torch.sigmoid(model(torch.from_numpy(sequences[start:start + SCORING_BATCH]).to(device))).cpu()
+           for start in range(0, len(sequences), SCORING_BATCH)]
+    return torch.cat(out).numpy().astype(np.float64)
+
+
+def get_order(model: LSTMDetector, config: dict, dyn: Dynamics) -> Ranking:
+    scores = detector_scores(model, config, dyn)
+    order = np.argsort(-scores, kind="stable")
+    return Ranking(order=order, scores=scores, metrics=detection_metrics(scores, dyn.flipped, threshold=0.5))

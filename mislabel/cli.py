@@ -1,0 +1,84 @@
+"""Command-line flags of runner.py; run.sh maps the seed's positional arguments onto these."""
+from __future__ import annotations
+
+import argparse
+
+from mislabel.training import TD_MODES, Recipe
+from util import UserError
+
+__all__ = ["parse_args"]
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    recipe = Recipe()
+    data = parser.add_argument_group("data and noise")
+    data.add_argument("--datadir", default=None, help="folder holding <dataset>/ (unused for digits)")
+    data.add_argument("--dataset", default="digits")
+    data.add_argument("--seed", type=int, default=0, help="fixes noise, split, init and batches")
+    data.add_argument("--num_valid", type=int, default=None,
+                      help="training samples held out for early stopping (default 10%%; 0 = none)")
+    model = parser.add_argument_group("model")
+    model.add_argument("--net_type", default="resnet")
+    model.add_argument("--depth", type=int, default=32)
+    model.add_argument("--widen_factor", type=int, default=None, help="wide_resnet only")
+    model.add_argument("--pretrained_path", default=None, help="local state_dict to start from (never downloaded)")
+    train = parser.add_argument_group("recipe (defaults: the seed's ResNet-32 recipe)")
+    train.add_argument("--num_epochs", type=int, default=recipe.epochs)
+    train.add_argument("--batch_size", type=int, default=recipe.batch_size)
+    train.add_argument("--lr", type=float, default=recipe.lr)
+    train.add_argument("--momentum", type=float, default=recipe.momentum)
+    train.add_argument("--wd", type=float, default=recipe.weight_decay, help="weight decay")
+    train.add_argument("--loss_type", default=recipe.loss_type, help="cross_entropy, reed_soft or reed_hard")
+    train.add_argument("--td_mode", default="train", choices=TD_MODES,
+                       help="record dynamics from the training pass (train) or an extra clean pass (eval)")
+    run = parser.add_argument_group("run")
+    run.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
+    run.add_argument("--results_dir", default="replication")
+    run.add_argument("--overwrite", action="store_true", help="redo a run whose folder holds finished results")
+
+
+def _ratio(text: str, flag: str) -> str:
+    try:
+        value = float(text)
+    except ValueError:
+        raise UserError(f"{flag} {text!r} is not a number; pass a fraction such as 0.2") from None
+    if not 0.0 <= value < 1.0:
+        raise UserError(f"{flag} {text} is outside [0, 1); pass a fraction such as 0.2")
+    return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is our one-line UserError (exit 2) rather than a usage dump."""
+
+    def error(self, message: str):
+        raise UserError(f"{message}; see `python runner.py {self.prog.split()[-1]} -h`")
+
+
+def parse_args(argv, config_cls):
+    parser = _Parser(prog="runner.py", description="mislabel-detection pipeline")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    generate = commands.add_parser("generate_td", help="phase 1: train and record training dynamics")
+    _add_common(generate)
+    generate.add_argument("--noise_ratio", default="0.2")
+    generate.add_argument("--noise_type", default="uniform", help="uniform (sym) or flip (asym)")
+    denoise = commands.add_parser("denoise", help="phase 3: remove suspects and retrain")
+    _add_common(denoise)
+    denoise.add_argument("--noise_ratio", default=None, help="omit for real-world (large) datasets")
+    denoise.add_argument("--noise_type", default="uniform")
+    denoise.add_argument("--detector_file", required=True)
+    denoise.add_argument("--remove_ratio", required=True)
+    denoise.add_argument("--td_dir", default=None, help="phase-1 folder to rank (default: the matching run)")
+    args = parser.parse_args(argv)
+    if args.noise_ratio is not None:
+        _ratio(args.noise_ratio, "noise_ratio")
+    recipe = Recipe(epochs=args.num_epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
+                    weight_decay=args.wd, loss_type=args.loss_type)
+    recipe.validate()
+    config = config_cls(dataset=args.dataset, datadir=args.datadir, seed=args.seed, noise_ratio=args.noise_ratio,
+                        noise_type=args.noise_type, net_type=args.net_type, depth=args.depth,
+                        widen_factor=args.widen_factor, pretrained_path=args.pretrained_path,
+                        num_valid=args.num_valid, td_mode=args.td_mode, device=args.device,
+                        results_dir=args.results_dir, overwrite=args.overwrite, recipe=recipe)
+    if args.command == "denoise":
+        args.remove_ratio = float(_ratio(args.remove_ratio, "remove_ratio"))
+    return args.command, config, args

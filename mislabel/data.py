@@ -1,0 +1,184 @@
+"""Datasets as the training loop sees them, and the fast in-memory batch path.
+
+Small datasets (digits, MNIST-like, CIFAR, Tiny ImageNet) are held as one uint8 tensor on the
+training device and augmented a whole batch at a time with tensor ops: no per-image PIL work and
+no DataLoader workers. The embedded default, ``digits``, is scikit-learn's 8x8 digits.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from util import UserError
+
+__all__ = ["Augment", "ImageData", "load_dataset", "TensorBatches", "EMBEDDED_DATASETS"]
+
+# digits: a fixed, stratified 80/20 split (1,437 train / 360 test) with scikit-learn's
+# train_test_split(random_state=0); independent of --seed so test numbers compare across seeds.
+DIGITS_TEST_FRACTION = 0.2
+DIGITS_SPLIT_SEED = 0
+EMBEDDED_DATASETS = ("digits",)
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Batch augmentation policy: random crop after zero padding, and horizontal flips.
+
+    Flips are only for natural images (they turn a 2 into a mirrored glyph, so not for digits).
+    """
+
+    crop_padding: int = 0
+    hflip: bool = False
+
+
+@dataclass
+class ImageData:
+    """A labelled image dataset with its clean (as shipped) labels and normalisation."""
+
+    name: str
+    class_names: list[str]
+    train_labels: torch.Tensor
+    test_labels: torch.Tensor
+    train_images: torch.Tensor | None = None
+    test_images: torch.Tensor | None = None
+    train_files: list[str] | None = None
+    test_files: list[str] | None = None
+    mean: tuple[float, ...] = (0.5,)
+    std: tuple[float, ...] = (0.5,)
+    augment: Augment = field(default_factory=Augment)
+    large: bool = False
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def num_train(self) -> int:
+        return len(self.train_labels)
+
+    @property
+    def in_channels(self) -> int:
+        return 3 if self.train_images is None else int(self.train_images.shape[1])
+
+    @property
+    def image_size(self) -> int:
+        return 224 if self.train_images is None else int(self.train_images.shape[-1])
+
+
+def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean/std of the training images in [0, 1] units."""
+    flat = images.transpose(0, 1).reshape(images.shape[1], -1).double() / 255.0
+    std = flat.std(dim=1).clamp_min(1e-3)
+    return tuple(flat.mean(dim=1).tolist()), tuple(std.tolist())
+
+
+def _load_digits() -> ImageData:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]
+    labels = bunch.target.astype(np.int64)
+    train_x, test_x, train_y, test_y = train_test_split(
+        images, labels, test_size=DIGITS_TEST_FRACTION, stratify=labels, random_state=DIGITS_SPLIT_SEED)
+    train_images = torch.from_numpy(train_x)
+    mean, std = _channel_stats(train_images)
+    return ImageData(name="digits", class_names=[str(c) for c in range(10)],
+                     train_images=train_images, test_images=torch.from_numpy(test_x),
+                     train_labels=torch.from_numpy(train_y), test_labels=torch.from_numpy(test_y),
+                     mean=mean, std=std, augment=Augment(crop_padding=1, hflip=False))
+
+
+def _augment_for(name: str, images: torch.Tensor | None) -> Augment:
+    """The seed's recipe for 32x32 and 64x64 sets: pad-and-crop plus flips; no flips for glyphs."""
+    if images is None:
+        return Augment()
+    size = images.shape[-1]
+    glyphs = name in ("mnist", "fashion_mnist")
+    return Augment(crop_padding=max(1, size // 8), hflip=not glyphs)
+
+
+def load_dataset(name: str, datadir: str | Path | None, seed: int) -> ImageData:
+    """Load ``name`` from ``datadir`` (ignored for the embedded digits)."""
+    if name == "digits":
+        return _load_digits()
+    from mislabel.formats import LARGE_DATASETS, read_dataset
+
+    if datadir is None or not Path(datadir).is_dir():
+        raise UserError(f"datadir {datadir} does not exist; pass the folder that holds <dataset>/ (see README)")
+    raw = read_dataset(name, datadir, seed)
+    mean, std = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    if raw.train_images is not None:
+        mean, std = _channel_stats(raw.train_images)
+    return ImageData(name=name, class_names=list(raw.class_names), train_labels=raw.train_labels,
+                     test_labels=raw.test_labels, train_images=raw.train_images, test_images=raw.test_images,
+                     train_files=raw.train_files, test_files=raw.test_files, mean=mean, std=std,
+                     augment=_augment_for(name, raw.train_images), large=name in LARGE_DATASETS)
+
+
+class TensorBatches:
+    """Mini-batches from a uint8 image tensor kept on the training device.
+
+    Yields ``(images, labels, rows)``: normalised float images, labels, and each sample's row in
+    this subset (what the dynamics recorder indexes by). Shuffling and augmentation draw from a
+    CPU generator seeded by (seed, epoch), so the batches are the same on every device.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...],
+                 batch_size: int, device: torch.device, augment: Augment | None = None, shuffle: bool = False,
+                 seed: int = 0) -> None:
+        self.images = images.to(device)
+        self.labels = labels.to(device)
+        self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1) * 255.0
+        self.std = torch.tensor(std, device=device).view(1, -1, 1, 1) * 255.0
+        self.batch_size = batch_size
+        self.device = device
+        self.augment = augment or Augment()
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        count = len(self.labels)
+        batches = -(-count // self.batch_size)
+        return batches - 1 if batches > 1 and count % self.batch_size == 1 else batches
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _batches(self, generator: torch.Generator) -> list[torch.Tensor]:
+        """Row index chunks; a trailing batch of one sample joins the previous (BatchNorm needs two)."""
+        count = len(self.labels)
+        order = torch.randperm(count, generator=generator) if self.shuffle else torch.arange(count)
+        chunks = list(order.split(self.batch_size))
+        if len(chunks) > 1 and len(chunks[-1]) == 1:
+            chunks[-2] = torch.cat([chunks[-2], chunks.pop()])
+        return chunks
+
+    def _crop_and_flip(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        count, _, height, width = batch.shape
+        pad = self.augment.crop_padding
+        if pad > 0:
+            padded = torch.nn.functional.pad(batch, (pad, pad, pad, pad))
+            offsets = torch.randint(0, 2 * pad + 1, (2, count), generator=generator).to(self.device)
+            rows = (torch.arange(height, device=self.device)[None] + offsets[0][:, None])[:, :, None]
+            cols = (torch.arange(width, device=self.device)[None] + offsets[1][:, None])[:, None, :]
+            samples = torch.arange(count, device=self.device)[:, None, None]
+            batch = padded.permute(0, 2, 3, 1)[samples, rows, cols].permute(0, 3, 1, 2)
+        if self.augment.hflip:
+            flip = (torch.rand(count, generator=generator) < 0.5).to(self.device)
+            batch = torch.where(flip[:, None, None, None], batch.flip(3), batch)
+        return batch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        augmenting = self.augment.crop_padding > 0 or self.augment.hflip
+        for rows in self._batches(generator):
+            rows_on_device = rows.to(self.device)
+            batch = self.images[rows_on_device].float()
+            if augmenting:
+                batch = self._crop_and_flip(batch, generator)
+            yield (batch - self.mean) / self.std, self.labels[rows_on_device], rows_on_device

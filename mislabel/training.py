@@ -1,0 +1,183 @@
+"""The training loop shared by phase 1 (recording dynamics) and retraining on a cleaned subset.
+
+One visible loop: SGD with Nesterov momentum, step decay, per-epoch validation for early
+stopping, and an optional dynamics recorder fed either from the training forward pass itself
+(``td_mode="train"``: no extra compute, as AUM does) or from a no-grad pass over the un-augmented
+training set after each epoch (``td_mode="eval"``, as the paper's code does).
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from losses import make_loss
+from mislabel.recorder import Recorder
+from util import AverageMeter, UserError, atomic_write
+
+__all__ = ["Recipe", "Evaluation", "FitResult", "fit", "evaluate", "TD_MODES"]
+
+TD_MODES = ("train", "eval")
+LOG_COLUMNS = ["epoch", "train_error", "train_loss", "valid_error", "valid_top5_error", "valid_loss", "lr", "seconds"]
+
+
+@dataclass
+class Recipe:
+    """The seed's phase-1 recipe (ResNet-32 on CIFAR); every value is a command-line flag."""
+
+    epochs: int = 200
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9          # Nesterov momentum 0.9, the CIFAR ResNet standard
+    weight_decay: float = 1e-4
+    lr_milestones: tuple[float, ...] = (0.5, 0.75)   # fractions of the epochs where lr drops
+    lr_gamma: float = 0.1
+    loss_type: str = "cross_entropy"
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise UserError(f"--num_epochs {self.epochs} must be at least 1")
+        if self.batch_size < 2:
+            raise UserError(f"--batch_size {self.batch_size} must be at least 2 (BatchNorm needs two samples)")
+        if self.lr <= 0:
+            raise UserError(f"--lr {self.lr} must be positive")
+        make_loss(self.loss_type)
+
+
+@dataclass
+class Evaluation:
+    """Per-sample results of one pass without augmentation."""
+
+    loss: np.ndarray
+    prediction: np.ndarray
+    confidence: np.ndarray
+    labels: np.ndarray
+    top5_correct: np.ndarray
+
+    @property
+    def error(self) -> float:
+        return float(np.mean(self.prediction != self.labels)) if len(self.labels) else float("nan")
+
+    @property
+    def top5_error(self) -> float:
+        return float(1.0 - np.mean(self.top5_correct)) if len(self.labels) else float("nan")
+
+    @property
+    def mean_loss(self) -> float:
+        return float(np.mean(self.loss)) if len(self.labels) else float("nan")
+
+    def write_csv(self, path, sample_ids: np.ndarray) -> None:
+        """The seed's results_*.csv: index, Loss, Prediction, Confidence, Label."""
+        def write(tmp: str) -> None:
+            with open(tmp, "w", newline="") as handle:
+                out = csv.writer(handle)
+                out.writerow(["index", "Loss", "Prediction", "Confidence", "Label"])
+                out.writerows(zip(sample_ids.tolist(), np.round(self.loss, 6).tolist(), self.prediction.tolist(),
+                                  np.round(self.confidence, 6).tolist(), self.labels.tolist()))
+        atomic_write(path, write)
+
+
+@dataclass
+class FitResult:
+    best_state: dict
+    last_state: dict
+    best_epoch: int
+    log: list[dict]
+    selected_on_validation: bool
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, batches, recorder: Recorder | None = None) -> Evaluation:
+    """One pass in eval mode; feeds ``recorder`` too when given (the ``eval`` recording mode)."""
+    model.eval()
+    parts: dict[str, list[torch.Tensor]] = {key: [] for key in ("loss", "pred", "conf", "label", "top5", "rows")}
+    for images, labels, rows in batches:
+        logits = model(images).float()
+        if recorder is not None:
+            recorder.update(logits, labels, rows)
+        probs = torch.softmax(logits, dim=1)
+        top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+        parts["loss"].append(F.cross_entropy(logits, labels, reduction="none"))
+        parts["pred"].append(top[:, 0])
+        parts["conf"].append(probs.max(dim=1).values)
+        parts["label"].append(labels)
+        parts["top5"].append((top == labels[:, None]).any(dim=1))
+        parts["rows"].append(rows)
+    if not parts["rows"]:
+        empty = np.zeros(0)
+        return Evaluation(empty, empty.astype(np.int64), empty, empty.astype(np.int64), empty.astype(bool))
+    order = torch.cat(parts["rows"]).argsort()
+    merged = {key: torch.cat(values)[order].cpu().numpy() for key, values in parts.items() if key != "rows"}
+    return Evaluation(merged["loss"], merged["pred"], merged["conf"], merged["label"], merged["top5"])
+
+
+def _write_log(path, rows: list[dict]) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="") as handle:
+            out = csv.DictWriter(handle, fieldnames=LOG_COLUMNS)
+            out.writeheader()
+            out.writerows(rows)
+    atomic_write(path, write)
+
+
+def fit(model: torch.nn.Module, train_batches, eval_train_batches, valid_batches, recipe: Recipe,
+        recorder: Recorder | None = None, td_mode: str = "train", log_path=None, description: str = "train") -> FitResult:
+    """Train ``model`` by ``recipe``; the best epoch is chosen on ``valid_batches`` (never on test).
+
+    Without a validation set (``valid_batches is None``) the final model is the selected one.
+    """
+    recipe.validate()
+    criterion = make_loss(recipe.loss_type)
+    optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
+                                nesterov=recipe.momentum > 0, weight_decay=recipe.weight_decay)
+    milestones = sorted({max(1, int(round(f * recipe.epochs))) for f in recipe.lr_milestones})
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=recipe.lr_gamma)
+    log: list[dict] = []
+    best_error, best_epoch, best_state = float("inf"), recipe.epochs - 1, None
+    epochs = tqdm(range(recipe.epochs), desc=description, unit="epoch", dynamic_ncols=True)
+    for epoch in epochs:
+        started = time.perf_counter()
+        model.train()
+        train_batches.set_epoch(epoch)
+        loss_meter, error_meter = AverageMeter(), AverageMeter()
+        for images, labels, rows in tqdm(train_batches, desc=f"epoch {epoch + 1}", leave=False, unit="batch",
+                                         dynamic_ncols=True):
+            logits = model(images)
+            loss = criterion(logits, labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if recorder is not None and td_mode == "train":
+                recorder.update(logits, labels, rows)
+            loss_meter.update(loss.detach(), len(labels))
+            error_meter.update((logits.detach().argmax(dim=1) != labels).float().mean(), len(labels))
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+        if recorder is not None:
+            if td_mode == "eval":
+                evaluate(model, eval_train_batches, recorder)
+            recorder.next_epoch()
+        row = {"epoch": epoch + 1, "train_error": round(error_meter.avg, 6), "train_loss": round(loss_meter.avg, 6),
+               "valid_error": "", "valid_top5_error": "", "valid_loss": "", "lr": lr}
+        if valid_batches is not None:
+            valid = evaluate(model, valid_batches)
+            row.update(valid_error=round(valid.error, 6), valid_top5_error=round(valid.top5_error, 6),
+                       valid_loss=round(valid.mean_loss, 6))
+            if valid.error < best_error:
+                best_error, best_epoch = valid.error, epoch
+                best_state = copy.deepcopy(model.state_dict())
+        row["seconds"] = round(time.perf_counter() - started, 3)
+        log.append(row)
+        if log_path is not None:
+            _write_log(log_path, log)
+        epochs.set_postfix(loss=f"{loss_meter.avg:.3f}", err=f"{error_meter.avg:.3f}",
+                           valid_err="-" if row["valid_error"] == "" else f"{row['valid_error']:.3f}")
+    last_state = copy.deepcopy(model.state_dict())
+    return FitResult(best_state=best_state or last_state, last_state=last_state, best_epoch=best_epoch + 1,
+                     log=log, selected_on_validation=valid_batches is not None)

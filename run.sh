@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Unified launcher for the mislabel-detection pipeline. `./run.sh help` lists the commands.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+RESULTS_DIR="${RESULTS_DIR:-replication}"
+REQUIRED_IMPORTS="import torch, torchvision, sklearn, numpy, pandas, tqdm, matplotlib, pytest, cleanlab, aum"
+
+usage() {
+  cat <<'USAGE'
+usage: ./run.sh <command> [arguments] [--flag value ...]
+
+  demo                     the whole pipeline on the embedded digits dataset (a few minutes on CPU)
+  test                     run the test suite (extra arguments go to pytest)
+  generate_td <datadir> <dataset> <seed> <noise_ratio> <noise_type> <net_type> <depth>
+                           phase 1: corrupt labels, train, record training dynamics
+  train_detector --r R --dataset NAME --files_path RUN_FOLDER [...]
+                           phase 2: train the LSTM noise detector (flags of train_detector.py)
+  denoise_small <datadir> <dataset> <seed> <noise_ratio> <noise_type> <detector_file> <remove_ratio>
+  denoise_large <datadir> <dataset> <seed> <detector_file> <remove_ratio>
+                           phase 3: remove the most suspicious samples, retrain, report
+  help                     this text
+
+Further --flags after the positional arguments go to runner.py unchanged (e.g. --num_epochs 30
+--net_type lenet --depth 5; `python runner.py generate_td -h` lists them). noise_type: uniform
+(alias sym) or flip (alias asym). Results go under ${RESULTS_DIR:-replication}/.
+Environment: RESULTS_DIR (results root), PYTHON (interpreter to use), TESTRUN=1 (print the
+commands instead of running them; writes nothing).
+USAGE
+}
+
+fail() { echo "error: $1" >&2; exit 2; }
+
+# Python: $PYTHON; else python3 if it already has the requirements; else ./.venv, created on demand.
+resolve_python() {
+  if [[ -n "${PYTHON:-}" ]]; then PY="$PYTHON"; return; fi
+  if python3 -c "$REQUIRED_IMPORTS" 2>/dev/null; then PY=python3; return; fi
+  PY="$ROOT/.venv/bin/python"
+  if [[ -x "$PY" ]] && "$PY" -c "$REQUIRED_IMPORTS" 2>/dev/null; then return; fi
+  if [[ "${TESTRUN:-0}" == 1 ]]; then return; fi
+  echo "setting up $ROOT/.venv: python3 -m venv, then pip install -r requirements.txt (first run only)" >&2
+  python3 -m venv "$ROOT/.venv"
+  "$PY" -m pip install --upgrade pip >&2
+  "$PY" -m pip install -r "$ROOT/requirements.txt" >&2
+}
+
+run_py() {
+  if [[ "${TESTRUN:-0}" == 1 ]]; then
+    printf '%q ' "$PY" "$@"; echo
+  else
+    "$PY" "$@"
+  fi
+}
+
+# need COUNT NAMES... -- ARGS...: exit 2 naming the first missing positional argument.
+need() {
+  local count=$1; shift
+  local names=("${@:1:$count}"); shift "$count"; shift
+  if (( $# < count )); then
+    echo "error: missing argument <${names[$#]}>" >&2; usage >&2; exit 2
+  fi
+}
+
+command="${1:-help}"
+shift || true
+case "$command" in
+  help|-h|--help) usage; exit 0 ;;
+  generate_td|train_detector|denoise_small|denoise_large|demo|test) ;;
+  *) echo "error: unknown command '$command'" >&2; usage >&2; exit 2 ;;
+esac
+resolve_python
+
+case "$command" in
+  generate_td)
+    need 7 datadir dataset seed noise_ratio noise_type net_type depth -- "$@"
+    run_py "$ROOT/runner.py" generate_td --datadir "$1" --dataset "$2" --seed "$3" --noise_ratio "$4" \
+      --noise_type "$5" --net_type "$6" --depth "$7" --results_dir "$RESULTS_DIR" "${@:8}" ;;
+  train_detector)
+    run_py "$ROOT/train_detector.py" "$@" ;;
+  denoise_small)
+    need 7 datadir dataset seed noise_ratio noise_type detector_file remove_ratio -- "$@"
+    run_py "$ROOT/runner.py" denoise --datadir "$1" --dataset "$2" --seed "$3" --noise_ratio "$4" \
+      --noise_type "$5" --detector_file "$6" --remove_ratio "$7" --results_dir "$RESULTS_DIR" "${@:8}" ;;
+  denoise_large)
+    need 5 datadir dataset seed detector_file remove_ratio -- "$@"
+    run_py "$ROOT/runner.py" denoise --datadir "$1" --dataset "$2" --seed "$3" --detector_file "$4" \
+      --remove_ratio "$5" --results_dir "$RESULTS_DIR" "${@:6}" ;;
+  test)
+    cd "$ROOT"
+    run_py -m pytest -q tests "$@" ;;
+  demo)
+    # Train a detector on one noisy digits run (30% uniform noise), then use it on another run it
+    # has never seen (seed 2, 20% flip noise): rank, drop the top 20%, retrain, compare.
+    demo_dir="$RESULTS_DIR/demo"
+    recipe=(--net_type "${DEMO_NET:-resnet}" --depth "${DEMO_DEPTH:-20}" --num_epochs "${DEMO_EPOCHS:-40}" "$@")
+    net="${DEMO_NET:-resnet}${DEMO_DEPTH:-20}"
+    train_run="$demo_dir/digits_${net}_percmislabeled0.3_uniform/computation4td_seed1"
+    detector="$demo_dir/digits_0.3_lstm_detector.pth.tar"
+    echo "== 1/4 phase 1 on digits, 30% uniform noise (seed 1): training dynamics for the detector" >&2
+    run_py "$ROOT/runner.py" generate_td --dataset digits --seed 1 --noise_ratio 0.3 --noise_type uniform \
+      --results_dir "$demo_dir" --overwrite "${recipe[@]}"
+    echo "== 2/4 phase 2: train the LSTM detector on those dynamics" >&2
+    run_py "$ROOT/train_detector.py" --r 0.3 --dataset digits --files_path "$train_run" --out "$detector" --overwrite
+    echo "== 3/4 phase 1 on a run the detector never saw: seed 2, 20% flip noise" >&2
+    run_py "$ROOT/runner.py" generate_td --dataset digits --seed 2 --noise_ratio 0.2 --noise_type flip \
+      --results_dir "$demo_dir" --overwrite "${recipe[@]}"
+    echo "== 4/4 phase 3: rank with the detector, remove the top 20%, retrain" >&2
+    run_py "$ROOT/runner.py" denoise --dataset digits --seed 2 --noise_ratio 0.2 --noise_type flip \
+      --detector_file "$detector" --remove_ratio 0.2 --results_dir "$demo_dir" --overwrite "${recipe[@]}" ;;
+esac

@@ -1,0 +1,246 @@
+"""The Runner: the mislabel-detection pipeline as one façade.
+
+    generate_td:  load data -> inject noise -> build model -> train while recording dynamics -> save
+    denoise:      rank samples with a detector -> drop the most suspicious -> retrain -> report
+
+Each step is delegated to a short module (mislabel/data.py, noise.py, training.py, recorder.py,
+models/, detector_model/). ``./run.sh`` is the usual way in; ``python runner.py -h`` lists flags.
+"""
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from detector_model.lstm import load_detector
+from detector_model.predict import Ranking, get_order
+from mislabel.cli import parse_args
+from mislabel.data import ImageData, TensorBatches, load_dataset
+from mislabel.noise import canonical_noise_type, corrupt_labels
+from mislabel.recorder import Recorder
+from mislabel.report import denoise_table, format_metric, read_summary, write_summary
+from mislabel.training import Recipe, evaluate, fit
+from models import build_model
+from util import (METADATA_FILE, Dynamics, UserError, atomic_torch_save, atomic_write, exit_on_user_error, load_dynamics,
+                  pick_device, seed_everything)
+
+__all__ = ["Runner", "RunConfig"]
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run; the folder name is derived from it as in the seed."""
+
+    dataset: str = "digits"
+    datadir: str | None = None
+    seed: int = 0
+    noise_ratio: str | None = "0.2"     # as the user spelled it (names the folder); None = no synthetic noise
+    noise_type: str = "uniform"
+    net_type: str = "resnet"
+    depth: int = 32
+    widen_factor: int | None = None
+    pretrained_path: str | None = None
+    num_valid: int | None = None        # None = 10% of the training set
+    td_mode: str = "train"
+    device: str = "auto"
+    results_dir: str = "replication"
+    overwrite: bool = False
+    recipe: Recipe = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        self.recipe = self.recipe or Recipe()
+
+    @property
+    def ratio(self) -> float:
+        return 0.0 if self.noise_ratio is None else float(self.noise_ratio)
+
+    @property
+    def experiment_dir(self) -> Path:
+        name = f"{self.dataset}_{self.net_type}{self.depth}"
+        if self.noise_ratio is not None:
+            name += f"_percmislabeled{self.noise_ratio}_{self.noise_type}"
+        return Path(self.results_dir) / name
+
+    @property
+    def td_dir(self) -> Path:
+        return self.experiment_dir / f"computation4td_seed{self.seed}"
+
+
+class Runner:
+    """Phase 1 (``train_for_td_computation``) and phase 3 (``subset`` + ``train``) on one dataset."""
+
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+        self.device = pick_device(config.device)
+        self.data: ImageData = load_dataset(config.dataset, config.datadir, config.seed)
+        if self.data.large and config.noise_ratio is not None and config.ratio > 0:
+            print(f"note: {config.dataset} is a real-world noisy dataset; noise arguments are ignored")
+        if self.data.large:
+            config.noise_ratio = None
+        self.true_labels = self.data.train_labels.numpy()
+        self.assigned_labels = corrupt_labels(self.true_labels, self.data.num_classes, config.ratio,
+                                              canonical_noise_type(config.noise_type), config.seed, config.dataset)
+        self.train_indices, self.valid_indices = self._split()
+        self.build_model()  # fail fast on a bad --net_type/--depth, before anything is written
+
+    # --- pipeline steps -----------------------------------------------------------------------
+    def _split(self) -> tuple[np.ndarray, np.ndarray]:
+        """Hold out ``num_valid`` training samples (with their noisy labels, as a user would have)."""
+        count = self.data.num_train
+        num_valid = round(0.1 * count) if self.config.num_valid is None else self.config.num_valid
+        if not 0 <= num_valid < count:
+            raise UserError(f"--num_valid {num_valid} must be between 0 and {count - 1} for {self.config.dataset}")
+        rng = np.random.default_rng([self.config.seed, zlib.crc32(f"{self.config.dataset}|valid".encode())])
+        order = rng.permutation(count)
+        return np.sort(order[num_valid:]), np.sort(order[:num_valid])
+
+    def build_model(self) -> torch.nn.Module:
+        seed_everything(self.config.seed)
+        return build_model(self.config.net_type, self.config.depth, self.data.num_classes,
+                           in_channels=self.data.in_channels, image_size=self.data.image_size,
+                           widen_factor=self.config.widen_factor, pretrained_path=self.config.pretrained_path)
+
+    def batches(self, indices: np.ndarray, labels: np.ndarray | torch.Tensor, train: bool = False,
+                test: bool = False) -> TensorBatches | None:
+        if len(indices) == 0:
+            return None
+        images = self.data.test_images if test else self.data.train_images
+        if images is None:
+            raise UserError(f"{self.config.dataset} is read from image files, which this command does not support yet")
+        rows = torch.as_tensor(indices)
+        return TensorBatches(images[rows], torch.as_tensor(labels)[rows], self.data.mean, self.data.std,
+                             self.config.recipe.batch_size, self.device,
+                             augment=self.data.augment if train else None, shuffle=train, seed=self.config.seed)
+
+    def _prepare_folder(self, folder: Path) -> None:
+        if read_summary(folder) is not None and not self.config.overwrite:
+            raise UserError(f"{folder} already holds finished results; pass --overwrite to redo it "
+                            "or set RESULTS_DIR to write elsewhere")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "summary.json").unlink(missing_ok=True)
+        command = " ".join(shlex.quote(arg) for arg in [Path(sys.executable).name, *sys.argv])
+        atomic_write(folder / "cmd.txt", lambda tmp: Path(tmp).write_text(command + "\n"))
+
+    def _train_and_save(self, folder: Path, train_indices: np.ndarray, recorder: Recorder | None,
+                        description: str) -> dict:
+        """Fit on ``train_indices`` (noisy labels), select on validation, write models and results."""
+        model = self.build_model().to(self.device)
+        labels = torch.as_tensor(self.assigned_labels)
+        valid = self.batches(self.valid_indices, labels)
+        started = time.perf_counter()
+        result = fit(model, self.batches(train_indices, labels, train=True), self.batches(train_indices, labels),
+                     valid, self.config.recipe, recorder=recorder, td_mode=self.config.td_mode,
+                     log_path=folder / "train_log.csv", description=description)
+        atomic_torch_save(result.best_state, folder / "model.pth")
+        atomic_torch_save(result.last_state, folder / "model.pth.last")
+        if not result.selected_on_validation:
+            print("note: --num_valid 0, so model.pth is the final epoch's model (no early stopping)")
+        model.load_state_dict(result.best_state)
+        if valid is not None:
+            evaluate(model, valid).write_csv(folder / "results_valid.csv", self.valid_indices)
+        test_indices = np.arange(len(self.data.test_labels))
+        test = evaluate(model, self.batches(test_indices, self.data.test_labels, test=True))
+        test.write_csv(folder / "results_test.csv", test_indices)
+        return {"test_accuracy": 1.0 - test.error, "best_epoch": result.best_epoch,
+                "selected_on_validation": result.selected_on_validation,
+                "train_seconds": round(time.perf_counter() - started, 2)}
+
+    def _describe(self) -> dict:
+        c = self.config
+        return {"dataset": c.dataset, "seed": c.seed, "noise_ratio": c.ratio, "noise_type": c.noise_type,
+                "net_type": c.net_type, "depth": c.depth, "epochs": c.recipe.epochs, "td_mode": c.td_mode,
+                "num_train": int(len(self.train_indices)), "num_valid": int(len(self.valid_indices))}
+
+    def train_for_td_computation(self) -> Path:
+        """Phase 1: train on the noisy labels, recording every training sample's dynamics."""
+        folder = self.config.td_dir
+        self._prepare_folder(folder)
+        flipped = torch.as_tensor(self.assigned_labels != self.true_labels)
+        metadata = {"train_indices": torch.as_tensor(self.train_indices),
+                    "valid_indices": torch.as_tensor(self.valid_indices),
+                    "assigned_targets": torch.as_tensor(self.assigned_labels)}
+        if not self.data.large:
+            metadata.update(true_targets=torch.as_tensor(self.true_labels), label_flipped=flipped)
+        atomic_torch_save(metadata, folder / METADATA_FILE)
+        recorder = Recorder(len(self.train_indices), self.data.num_classes, self.config.recipe.epochs,
+                            sample_ids=self.train_indices)
+        summary = self._describe()
+        summary.update(self._train_and_save(folder, self.train_indices, recorder, "phase 1"))
+        recorder.save(folder)
+        summary["num_flipped"] = int(flipped[torch.as_tensor(self.train_indices)].sum()) if not self.data.large else None
+        write_summary(folder, summary)
+        print(f"test accuracy {format_metric(summary['test_accuracy'], percent=True)}; results in {folder}")
+        return folder
+
+    def subset(self, detector_file: str, remove_ratio: float, td_dir: Path) -> tuple[np.ndarray, Dynamics, Ranking, dict]:
+        """Rank phase 1's training samples with the detector and keep all but the top ``remove_ratio``."""
+        if not 0.0 <= remove_ratio < 1.0:
+            raise UserError(f"remove_ratio {remove_ratio} is outside [0, 1); pass e.g. 0.2 to drop the top 20%")
+        dyn = load_dynamics(td_dir)
+        if not np.array_equal(dyn.assigned, self.assigned_labels[dyn.indices]):
+            raise UserError(f"the dynamics in {td_dir} were recorded with other labels than these arguments give; "
+                            "pass the seed/noise arguments of that run or point --td_dir at the matching run")
+        detector, detector_config = load_detector(detector_file, self.device)
+        ranking = get_order(detector, detector_config, dyn)
+        num_removed = int(round(remove_ratio * dyn.num_samples))
+        removed_rows = ranking.order[:num_removed]
+        keep = np.ones(dyn.num_samples, dtype=bool)
+        keep[removed_rows] = False
+        info = {"num_ranked": int(dyn.num_samples), "num_removed": num_removed, "remove_ratio": remove_ratio,
+                "detection": ranking.metrics, "detector_file": str(detector_file), "td_dir": str(td_dir),
+                "flipped_share_of_removed": float(dyn.flipped[removed_rows].mean())
+                if dyn.flipped is not None and num_removed else None}
+        return dyn.indices[keep], dyn, ranking, info
+
+    def train(self, detector_file: str, remove_ratio: float, td_dir: Path | None = None) -> Path:
+        """Phase 3: denoise (``subset``) and retrain on what is left; report detection and accuracy."""
+        td_dir = Path(td_dir) if td_dir else self.config.td_dir
+        folder = self.config.experiment_dir / f"prune4retrain_seed{self.config.seed}" / f"remove{remove_ratio}"
+        if read_summary(folder) is not None and not self.config.overwrite:
+            raise UserError(f"{folder} already holds finished results; pass --overwrite to redo it")
+        kept, dyn, ranking, info = self.subset(detector_file, remove_ratio, td_dir)
+        self._prepare_folder(folder)
+        write_suspects_csv(folder / "suspects.csv", dyn, ranking)
+        auc, ap = format_metric(ranking.auc), format_metric(ranking.map)
+        print(f"detection AUC {auc}  mAP {ap}" if ranking.metrics else
+              "detection AUC/mAP unavailable: no known flipped labels in this run")
+        summary = self._describe()
+        summary.update(info)
+        summary.update(self._train_and_save(folder, kept, None, "retrain"))
+        summary["noisy_test_accuracy"] = (read_summary(td_dir) or {}).get("test_accuracy")
+        write_summary(folder, summary)
+        print(denoise_table(summary))
+        print(f"results in {folder}")
+        return folder
+
+
+def write_suspects_csv(path: Path, dyn: Dynamics, ranking: Ranking) -> None:
+    """suspects.csv: rank, index, score, assigned_label, predicted_label[, true_label], most suspicious first."""
+    order = ranking.order
+    table = {"rank": np.arange(1, len(order) + 1), "index": dyn.indices[order],
+             "score": np.round(ranking.scores[order], 6), "assigned_label": dyn.assigned[order],
+             "predicted_label": dyn.pred[order, -1]}
+    if dyn.true_labels is not None:
+        table["true_label"] = dyn.true_labels[order]
+    atomic_write(path, lambda tmp: pd.DataFrame(table).to_csv(tmp, index=False))
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    command, config, extra = parse_args(argv, RunConfig)
+    runner = Runner(config)
+    if command == "generate_td":
+        runner.train_for_td_computation()
+    else:
+        runner.train(extra.detector_file, extra.remove_ratio, extra.td_dir)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,136 @@
+"""Phase 2: train the LSTM noise detector on training dynamics, supervised by synthetic flips.
+
+    python train_detector.py --r 0.2 --dataset cifar10 --files_path replication/.../computation4td_seed1
+
+Several runs can be pooled (``--files_path A B``). ``--resume DETECTOR`` fine-tunes an existing
+detector. A stratified 90/10 split of the samples holds out data for choosing the best epoch by
+AUC; held-out AUC and mAP are printed and stored in the detector file.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.model_selection import train_test_split
+from tqdm.auto import tqdm
+
+from detector_model.features import FEATURES, build_features, check_features
+from detector_model.lstm import LSTMDetector, build_detector, detector_config, load_detector, save_detector
+from detector_model.metrics import detection_metrics, has_ground_truth
+from util import UserError, exit_on_user_error, load_dynamics, pick_device, seed_everything
+
+# Adam at 1e-3 with batch 256 trains the 2x64 LSTM in a few dozen epochs on ~50k sequences.
+DEFAULTS = dict(epochs=40, batch_size=256, lr=1e-3, hidden_size=64, num_layers=2, holdout=0.1)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--r", type=float, required=True, help="noise ratio of the training runs (names the file)")
+    parser.add_argument("--dataset", required=True, help="dataset name (names the output file)")
+    parser.add_argument("--files_path", nargs="+", required=True, help="run folder(s) with training_dynamics.npz")
+    parser.add_argument("--resume", help="detector file to fine-tune instead of starting fresh")
+    parser.add_argument("--out", help="output file (default: ./{dataset}_{r}_lstm_detector.pth.tar)")
+    parser.add_argument("--epochs", type=int, default=DEFAULTS["epochs"])
+    parser.add_argument("--batch_size", type=int, default=DEFAULTS["batch_size"])
+    parser.add_argument("--lr", type=float, default=DEFAULTS["lr"])
+    parser.add_argument("--hidden_size", type=int, default=DEFAULTS["hidden_size"])
+    parser.add_argument("--num_layers", type=int, default=DEFAULTS["num_layers"])
+    parser.add_argument("--features", default="prob", help=f"comma list from {sorted(FEATURES)} (paper: prob)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    return parser.parse_args(argv)
+
+
+def load_training_set(folders: list[str], features: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Pool sequences and flip labels from every run folder; all must share the epoch count."""
+    sequences, targets = [], []
+    for folder in folders:
+        dyn = load_dynamics(folder)
+        if not has_ground_truth(dyn.flipped):
+            raise UserError(f"{folder} has no known flipped labels (or all/none flipped); the detector needs a "
+                            "run with synthetic noise, e.g. generate_td with noise_ratio 0.2")
+        if sequences and dyn.num_epochs != sequences[0].shape[1]:
+            raise UserError(f"{folder} has {dyn.num_epochs} epochs but {folders[0]} has {sequences[0].shape[1]}; "
+                            "pool runs of the same length")
+        sequences.append(build_features(dyn, features))
+        targets.append(dyn.flipped.astype(np.float32))
+    return np.concatenate(sequences), np.concatenate(targets)
+
+
+@torch.no_grad()
+def predict(model: LSTMDetector, sequences: torch.Tensor, batch_size: int) -> np.ndarray:
+    model.eval()
+    return torch.cat([torch.sigmoid(model(sequences[i:i + batch_size])).cpu()
+                      for i in range(0, len(sequences), batch_size)]).numpy()
+
+
+def train(args: argparse.Namespace) -> tuple[LSTMDetector, dict, dict]:
+    """Fit the detector; returns (best model, its config, held-out metrics)."""
+    features = [name.strip() for name in args.features.split(",") if name.strip()]
+    check_features(features)
+    device = pick_device(args.device)
+    seed_everything(args.seed)
+    if args.resume:
+        model, config = load_detector(args.resume, device)
+        features = config["features"]
+    sequences, targets = load_training_set(args.files_path, features)
+    if not args.resume:
+        config = detector_config(features, args.hidden_size, args.num_layers, sequences.shape[1])
+        model = build_detector(config).to(device)
+    config = dict(config, num_epochs_seen=int(sequences.shape[1]))
+    rows = np.arange(len(targets))
+    fit_rows, held_rows = train_test_split(rows, test_size=DEFAULTS["holdout"], stratify=targets,
+                                           random_state=args.seed)
+    x = torch.from_numpy(sequences).to(device)
+    y = torch.from_numpy(targets).to(device)
+    positive_share = float(targets[fit_rows].mean())
+    pos_weight = torch.tensor((1 - positive_share) / positive_share, device=device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    generator = torch.Generator().manual_seed(args.seed)
+    best_auc, best_state, best_metrics = -1.0, None, None
+    bar = tqdm(range(args.epochs), desc="detector", unit="epoch", dynamic_ncols=True)
+    for _ in bar:
+        model.train()
+        order = torch.from_numpy(fit_rows)[torch.randperm(len(fit_rows), generator=generator)]
+        for batch in order.split(args.batch_size):
+            batch = batch.to(device)
+            loss = F.binary_cross_entropy_with_logits(model(x[batch]), y[batch], pos_weight=pos_weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        held_scores = predict(model, x[torch.from_numpy(held_rows).to(device)], 4 * args.batch_size)
+        metrics = detection_metrics(held_scores, targets[held_rows], threshold=0.5)
+        if metrics["auc"] >= best_auc:  # ties go to the later, better-calibrated epoch
+            best_auc, best_metrics = metrics["auc"], metrics
+            best_state = copy.deepcopy(model.state_dict())
+        bar.set_postfix(held_auc=f"{metrics['auc']:.4f}", best=f"{best_auc:.4f}")
+    model.load_state_dict(best_state)
+    return model, config, best_metrics
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if not 0.0 <= args.r < 1.0:
+        raise UserError(f"--r {args.r} is outside [0, 1); pass the noise ratio of the runs, e.g. 0.2")
+    if args.epochs < 1:
+        raise UserError(f"--epochs {args.epochs} must be at least 1")
+    out = Path(args.out or f"{args.dataset}_{args.r}_lstm_detector.pth.tar")
+    if out.exists() and not args.overwrite:
+        raise UserError(f"{out} already exists; pass --overwrite to replace it or --out to write elsewhere")
+    model, config, metrics = train(args)
+    config["trained_on"] = [str(Path(p)) for p in args.files_path]
+    save_detector(out, model, config, metrics)
+    print(f"held-out AUC {metrics['auc']:.4f}  mAP {metrics['map']:.4f}  "
+          f"(precision {metrics['precision']:.3f}, recall {metrics['recall']:.3f} at 0.5)")
+    print(f"detector written to {out}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
