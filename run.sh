@@ -19,6 +19,23 @@ usage: ./run.sh <command> [arguments] [--flag value ...]
   denoise_small <datadir> <dataset> <seed> <noise_ratio> <noise_type> <detector_file> <remove_ratio>
   denoise_large <datadir> <dataset> <seed> <detector_file> <remove_ratio>
                            phase 3: remove the most suspicious samples, retrain, report
+  compare <run_folder> [detector_file ...]
+                           score a phase-1 run with every baseline, each detector given and
+                           cleanlab (if crossval_probs was run); writes comparison.md/.csv,
+                           scores.csv, roc_pr.png, datamap.png into the run folder
+  crossval_probs <datadir> <dataset> <seed> <noise_ratio> <noise_type> <net_type> <depth> [--folds K]
+                           held-out probabilities for cleanlab: K (default 4) extra training runs
+                           with generate_td's labels, split and recipe (pass its --flags too)
+  repair <run_folder> <detector_file> <repair_ratio> [--overwrite]
+                           data debugging: relabel the top repair_ratio suspects of a phase-1 run
+                           (true label if known, else the last-epoch prediction); writes
+                           repair{ratio}.json and repair{ratio}.meta.json into the run folder
+  train_dividemix --dataset NAME --data_path DIR [--r R --noise_mode sym|asym --repair_ratio F
+                  --td_dir RUN_FOLDER --detector_file F | --repair_file F ...]
+                           DivideMix co-training on noisy or repaired labels (data_debug_dm/train.py -h)
+  train_cub [--flags]      train_dividemix preset for CUB-200-2011 (synthetic noise)
+  train_webvision [--flags]
+                           train_dividemix preset for WebVision50 (real noise)
   help                     this text
 
 Further --flags after the positional arguments go to runner.py unchanged (e.g. --num_epochs 30
@@ -65,7 +82,8 @@ command="${1:-help}"
 shift || true
 case "$command" in
   help|-h|--help) usage; exit 0 ;;
-  generate_td|train_detector|denoise_small|denoise_large|demo|test) ;;
+  generate_td|train_detector|denoise_small|denoise_large|compare|crossval_probs|demo|test) ;;
+  repair|train_dividemix|train_cub|train_webvision) ;;
   *) echo "error: unknown command '$command'" >&2; usage >&2; exit 2 ;;
 esac
 resolve_python
@@ -85,6 +103,22 @@ case "$command" in
     need 5 datadir dataset seed detector_file remove_ratio -- "$@"
     run_py "$ROOT/runner.py" denoise --datadir "$1" --dataset "$2" --seed "$3" --detector_file "$4" \
       --remove_ratio "$5" --results_dir "$RESULTS_DIR" "${@:6}" ;;
+  compare)
+    need 1 run_folder -- "$@"
+    PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" run_py -m mislabel.compare "$@" ;;
+  crossval_probs)
+    need 7 datadir dataset seed noise_ratio noise_type net_type depth -- "$@"
+    run_py "$ROOT/runner.py" crossval --datadir "$1" --dataset "$2" --seed "$3" --noise_ratio "$4" \
+      --noise_type "$5" --net_type "$6" --depth "$7" --results_dir "$RESULTS_DIR" "${@:8}" ;;
+  repair)
+    need 3 run_folder detector_file repair_ratio -- "$@"
+    run_py "$ROOT/data_debug_dm/repair.py" "$@" ;;
+  train_dividemix)
+    run_py "$ROOT/data_debug_dm/train.py" --results_dir "$RESULTS_DIR" "$@" ;;
+  train_cub)
+    run_py "$ROOT/data_debug_dm/Train_cub.py" --results_dir "$RESULTS_DIR" "$@" ;;
+  train_webvision)
+    run_py "$ROOT/data_debug_dm/Train_webvision.py" --results_dir "$RESULTS_DIR" "$@" ;;
   test)
     cd "$ROOT"
     run_py -m pytest -q tests "$@" ;;

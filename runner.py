@@ -2,17 +2,19 @@
 
     generate_td:  load data -> inject noise -> build model -> train while recording dynamics -> save
     denoise:      rank samples with a detector -> drop the most suspicious -> retrain -> report
+    crossval:     retrain K times, each without one fold -> held-out probabilities for cleanlab
 
 Each step is delegated to a short module (mislabel/data.py, noise.py, training.py, recorder.py,
 models/, detector_model/). ``./run.sh`` is the usual way in; ``python runner.py -h`` lists flags.
 """
 from __future__ import annotations
 
+import json
 import shlex
 import sys
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +23,11 @@ import torch
 
 from detector_model.lstm import load_detector
 from detector_model.predict import Ranking, get_order
+from mislabel.checkpoint import CHECKPOINT_FILE, Checkpoint
 from mislabel.cli import parse_args
+from mislabel.crossval import crossval_probs
 from mislabel.data import ImageData, TensorBatches, load_dataset
+from mislabel.file_batches import FileBatches
 from mislabel.noise import canonical_noise_type, corrupt_labels
 from mislabel.recorder import Recorder
 from mislabel.report import denoise_table, format_metric, read_summary, write_summary
@@ -48,7 +53,11 @@ class RunConfig:
     widen_factor: int | None = None
     pretrained_path: str | None = None
     num_valid: int | None = None        # None = 10% of the training set
+    image_size: int | None = None       # crop side for image-file datasets; None = 224 as the seed
+    num_workers: int | None = None      # image-file decoding processes; None = auto_workers
     td_mode: str = "train"
+    td_store: str = "auto"              # ram, memmap or auto (memmap when the dynamics are large)
+    td_topk: int | None = None          # keep the assigned class + K most probable others; None = all
     device: str = "auto"
     results_dir: str = "replication"
     overwrite: bool = False
@@ -79,7 +88,7 @@ class Runner:
     def __init__(self, config: RunConfig) -> None:
         self.config = config
         self.device = pick_device(config.device)
-        self.data: ImageData = load_dataset(config.dataset, config.datadir, config.seed)
+        self.data: ImageData = load_dataset(config.dataset, config.datadir, config.seed, config.image_size)
         if self.data.large and config.noise_ratio is not None and config.ratio > 0:
             print(f"note: {config.dataset} is a real-world noisy dataset; noise arguments are ignored")
         if self.data.large:
@@ -108,13 +117,16 @@ class Runner:
                            widen_factor=self.config.widen_factor, pretrained_path=self.config.pretrained_path)
 
     def batches(self, indices: np.ndarray, labels: np.ndarray | torch.Tensor, train: bool = False,
-                test: bool = False) -> TensorBatches | None:
+                test: bool = False) -> TensorBatches | FileBatches | None:
         if len(indices) == 0:
             return None
         images = self.data.test_images if test else self.data.train_images
-        if images is None:
-            raise UserError(f"{self.config.dataset} is read from image files, which this command does not support yet")
         rows = torch.as_tensor(indices)
+        if images is None:
+            files = np.asarray(self.data.test_files if test else self.data.train_files, dtype=object)[indices]
+            return FileBatches(files, torch.as_tensor(labels)[rows], self.data.mean, self.data.std,
+                               self.config.recipe.batch_size, self.device, image_size=self.data.image_size,
+                               train=train, seed=self.config.seed, workers=self.config.num_workers)
         return TensorBatches(images[rows], torch.as_tensor(labels)[rows], self.data.mean, self.data.std,
                              self.config.recipe.batch_size, self.device,
                              augment=self.data.augment if train else None, shuffle=train, seed=self.config.seed)
@@ -135,9 +147,11 @@ class Runner:
         labels = torch.as_tensor(self.assigned_labels)
         valid = self.batches(self.valid_indices, labels)
         started = time.perf_counter()
+        checkpoint = self._checkpoint(folder, train_indices, recorder, description)
         result = fit(model, self.batches(train_indices, labels, train=True), self.batches(train_indices, labels),
                      valid, self.config.recipe, recorder=recorder, td_mode=self.config.td_mode,
-                     log_path=folder / "train_log.csv", description=description)
+                     log_path=folder / "train_log.csv", description=description, checkpoint=checkpoint)
+        checkpoint.remove()
         atomic_torch_save(result.best_state, folder / "model.pth")
         atomic_torch_save(result.last_state, folder / "model.pth.last")
         if not result.selected_on_validation:
@@ -152,10 +166,23 @@ class Runner:
                 "selected_on_validation": result.selected_on_validation,
                 "train_seconds": round(time.perf_counter() - started, 2)}
 
+    def _checkpoint(self, folder: Path, train_indices: np.ndarray, recorder: Recorder | None,
+                    description: str) -> Checkpoint:
+        """Per-epoch checkpoint of this run; one left by an unfinished run with the same settings is
+        continued, one with other settings is refused (or dropped under --overwrite)."""
+        key = json.dumps({**self._describe(), "stage": description, "recipe": asdict(self.config.recipe),
+                          "train_rows": int(len(train_indices)),
+                          "recording": None if recorder is None else recorder.describe()}, sort_keys=True)
+        checkpoint = Checkpoint(folder / CHECKPOINT_FILE, key)
+        if self.config.overwrite and not checkpoint.matches():
+            checkpoint.remove()
+        return checkpoint
+
     def _describe(self) -> dict:
         c = self.config
         return {"dataset": c.dataset, "seed": c.seed, "noise_ratio": c.ratio, "noise_type": c.noise_type,
-                "net_type": c.net_type, "depth": c.depth, "epochs": c.recipe.epochs, "td_mode": c.td_mode,
+                "net_type": c.net_type, "depth": c.depth, "image_size": self.data.image_size,
+                "epochs": c.recipe.epochs, "td_mode": c.td_mode,
                 "num_train": int(len(self.train_indices)), "num_valid": int(len(self.valid_indices))}
 
     def train_for_td_computation(self) -> Path:
@@ -170,10 +197,13 @@ class Runner:
             metadata.update(true_targets=torch.as_tensor(self.true_labels), label_flipped=flipped)
         atomic_torch_save(metadata, folder / METADATA_FILE)
         recorder = Recorder(len(self.train_indices), self.data.num_classes, self.config.recipe.epochs,
-                            sample_ids=self.train_indices)
+                            sample_ids=self.train_indices, path=folder, store=self.config.td_store,
+                            topk=self.config.td_topk)
+        print(recorder.describe())
         summary = self._describe()
         summary.update(self._train_and_save(folder, self.train_indices, recorder, "phase 1"))
-        recorder.save(folder)
+        recorder.save(folder, metadata=False)
+        recorder.cleanup()
         summary["num_flipped"] = int(flipped[torch.as_tensor(self.train_indices)].sum()) if not self.data.large else None
         write_summary(folder, summary)
         print(f"test accuracy {format_metric(summary['test_accuracy'], percent=True)}; results in {folder}")
@@ -238,6 +268,8 @@ def main(argv: list[str] | None = None) -> None:
     runner = Runner(config)
     if command == "generate_td":
         runner.train_for_td_computation()
+    elif command == "crossval":
+        crossval_probs(runner, extra.folds, extra.num_epochs)
     else:
         runner.train(extra.detector_file, extra.remove_ratio, extra.td_dir)
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from mislabel.crossval import DEFAULT_FOLDS
+from mislabel.recorder import STORES
 from mislabel.training import TD_MODES, Recipe
 from util import UserError
 
@@ -17,6 +19,10 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--seed", type=int, default=0, help="fixes noise, split, init and batches")
     data.add_argument("--num_valid", type=int, default=None,
                       help="training samples held out for early stopping (default 10%%; 0 = none)")
+    data.add_argument("--image_size", type=int, default=None,
+                      help="side of the crops cut from image-file datasets (default 224, as the seed)")
+    data.add_argument("--num_workers", type=int, default=None,
+                      help="processes decoding image files (default: one per spare core, none for tiny sets)")
     model = parser.add_argument_group("model")
     model.add_argument("--net_type", default="resnet")
     model.add_argument("--depth", type=int, default=32)
@@ -31,6 +37,10 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     train.add_argument("--loss_type", default=recipe.loss_type, help="cross_entropy, reed_soft or reed_hard")
     train.add_argument("--td_mode", default="train", choices=TD_MODES,
                        help="record dynamics from the training pass (train) or an extra clean pass (eval)")
+    train.add_argument("--td_store", default="auto", choices=STORES,
+                       help="keep dynamics in RAM or memory-mapped in the run folder (auto: memmap when large)")
+    train.add_argument("--td_topk", type=int, default=None,
+                       help="keep the assigned class + the K most probable others per epoch (default: all classes)")
     run = parser.add_argument_group("run")
     run.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     run.add_argument("--results_dir", default="replication")
@@ -68,16 +78,31 @@ def parse_args(argv, config_cls):
     denoise.add_argument("--detector_file", required=True)
     denoise.add_argument("--remove_ratio", required=True)
     denoise.add_argument("--td_dir", default=None, help="phase-1 folder to rank (default: the matching run)")
+    crossval = commands.add_parser("crossval", help="held-out class probabilities by K-fold cross-validation "
+                                   "(pred_probs_cv.npy, for cleanlab in `compare`)")
+    _add_common(crossval)
+    crossval.add_argument("--noise_ratio", default="0.2")
+    crossval.add_argument("--noise_type", default="uniform", help="uniform (sym) or flip (asym)")
+    crossval.add_argument("--folds", type=int, default=DEFAULT_FOLDS, help="K: costs K extra training runs")
+    crossval.set_defaults(num_epochs=None)  # None: as many epochs as the generate_td run recorded
     args = parser.parse_args(argv)
     if args.noise_ratio is not None:
         _ratio(args.noise_ratio, "noise_ratio")
-    recipe = Recipe(epochs=args.num_epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
+    if args.image_size is not None and args.image_size < 8:
+        raise UserError(f"--image_size {args.image_size} is too small; the networks need at least 8 (default 224)")
+    if args.td_topk is not None and args.td_topk < 1:
+        raise UserError(f"--td_topk {args.td_topk} must be at least 1; omit it to keep every class")
+    if args.num_workers is not None and args.num_workers < 0:
+        raise UserError(f"--num_workers {args.num_workers} is negative; pass 0 to decode in the main process")
+    epochs = Recipe.epochs if args.num_epochs is None else args.num_epochs  # crossval resolves None itself
+    recipe = Recipe(epochs=epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
                     weight_decay=args.wd, loss_type=args.loss_type)
     recipe.validate()
     config = config_cls(dataset=args.dataset, datadir=args.datadir, seed=args.seed, noise_ratio=args.noise_ratio,
                         noise_type=args.noise_type, net_type=args.net_type, depth=args.depth,
                         widen_factor=args.widen_factor, pretrained_path=args.pretrained_path,
-                        num_valid=args.num_valid, td_mode=args.td_mode, device=args.device,
+                        num_valid=args.num_valid, image_size=args.image_size, num_workers=args.num_workers,
+                        td_mode=args.td_mode, td_store=args.td_store, td_topk=args.td_topk, device=args.device,
                         results_dir=args.results_dir, overwrite=args.overwrite, recipe=recipe)
     if args.command == "denoise":
         args.remove_ratio = float(_ratio(args.remove_ratio, "remove_ratio"))

@@ -14,13 +14,17 @@ import torch
 
 from util import UserError
 
-__all__ = ["Augment", "ImageData", "load_dataset", "TensorBatches", "EMBEDDED_DATASETS"]
+__all__ = ["Augment", "ImageData", "load_dataset", "TensorBatches", "EMBEDDED_DATASETS", "FILE_IMAGE_SIZE",
+           "epoch_generator", "batch_rows"]
 
 # digits: a fixed, stratified 80/20 split (1,437 train / 360 test) with scikit-learn's
 # train_test_split(random_state=0); independent of --seed so test numbers compare across seeds.
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0
 EMBEDDED_DATASETS = ("digits",)
+# Side of the square crops cut from image-file datasets unless --image_size says otherwise: the
+# seed trains its torchvision ResNets on 224x224 crops (RandomResizedCrop / Resize+CenterCrop).
+FILE_IMAGE_SIZE = 224
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,7 @@ class ImageData:
     std: tuple[float, ...] = (0.5,)
     augment: Augment = field(default_factory=Augment)
     large: bool = False
+    file_image_size: int = FILE_IMAGE_SIZE  # crop side for datasets read from image files
 
     @property
     def num_classes(self) -> int:
@@ -65,7 +70,7 @@ class ImageData:
 
     @property
     def image_size(self) -> int:
-        return 224 if self.train_images is None else int(self.train_images.shape[-1])
+        return self.file_image_size if self.train_images is None else int(min(self.train_images.shape[-2:]))
 
 
 def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -101,13 +106,26 @@ def _augment_for(name: str, images: torch.Tensor | None) -> Augment:
     return Augment(crop_padding=max(1, size // 8), hflip=not glyphs)
 
 
-def load_dataset(name: str, datadir: str | Path | None, seed: int) -> ImageData:
-    """Load ``name`` from ``datadir`` (ignored for the embedded digits)."""
-    if name == "digits":
-        return _load_digits()
+def load_dataset(name: str, datadir: str | Path | None, seed: int, image_size: int | None = None) -> ImageData:
+    """Load ``name`` from ``datadir`` (ignored for the embedded digits).
+
+    :param image_size: crop side for datasets read from image files (default ``FILE_IMAGE_SIZE``).
+        In-memory datasets keep their native side, so asking one for another is an error, not ignored.
+    """
+    data = _load_digits() if name == "digits" else _load_from(name, datadir, seed)
+    if image_size is not None and data.train_images is not None:
+        raise UserError(f"--image_size applies only to datasets read from image files; {name} is held in memory "
+                        f"at {data.image_size}x{data.image_size}: drop the flag")
+    data.file_image_size = FILE_IMAGE_SIZE if image_size is None else image_size
+    return data
+
+
+def _load_from(name: str, datadir: str | Path | None, seed: int) -> ImageData:
     from mislabel.formats import LARGE_DATASETS, read_dataset
 
-    if datadir is None or not Path(datadir).is_dir():
+    if datadir is None:
+        raise UserError(f"{name} is read from disk; pass --datadir, the folder that holds {name}/ (see README)")
+    if not Path(datadir).is_dir():
         raise UserError(f"datadir {datadir} does not exist; pass the folder that holds <dataset>/ (see README)")
     raw = read_dataset(name, datadir, seed)
     mean, std = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
@@ -117,6 +135,22 @@ def load_dataset(name: str, datadir: str | Path | None, seed: int) -> ImageData:
                      test_labels=raw.test_labels, train_images=raw.train_images, test_images=raw.test_images,
                      train_files=raw.train_files, test_files=raw.test_files, mean=mean, std=std,
                      augment=_augment_for(name, raw.train_images), large=name in LARGE_DATASETS)
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The CPU generator one epoch's shuffling and augmentation draw from, the same on every device."""
+    return torch.Generator().manual_seed(seed * 100_003 + epoch)
+
+
+def batch_rows(count: int, batch_size: int, generator: torch.Generator | None) -> list[torch.Tensor]:
+    """Row index chunks, shuffled when a generator is given; a trailing batch of one sample joins
+    the previous (BatchNorm needs two). Shared by both batch paths so a seed orders them alike."""
+    order = torch.randperm(count, generator=generator) if generator is not None else torch.arange(count)
+    chunks = list(order.split(batch_size))
+    if len(chunks) > 1 and len(chunks[-1]) == 1:
+        last = chunks.pop()
+        chunks[-1] = torch.cat([chunks[-1], last])
+    return chunks
 
 
 class TensorBatches:
@@ -149,36 +183,31 @@ class TensorBatches:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def _batches(self, generator: torch.Generator) -> list[torch.Tensor]:
-        """Row index chunks; a trailing batch of one sample joins the previous (BatchNorm needs two)."""
-        count = len(self.labels)
-        order = torch.randperm(count, generator=generator) if self.shuffle else torch.arange(count)
-        chunks = list(order.split(self.batch_size))
-        if len(chunks) > 1 and len(chunks[-1]) == 1:
-            chunks[-2] = torch.cat([chunks[-2], chunks.pop()])
-        return chunks
-
     def _crop_and_flip(self, batch: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Random crops of the zero-padded batch, then flips; on uint8, so a quarter of the bytes move.
+
+        ``unfold`` views every crop position without copying ([N, C, dy, dx, H, W]); one advanced
+        index then picks each sample's own (dy, dx): a single gather, many times faster on CPU than
+        indexing pixel rows and columns.
+        """
         count, _, height, width = batch.shape
         pad = self.augment.crop_padding
         if pad > 0:
             padded = torch.nn.functional.pad(batch, (pad, pad, pad, pad))
             offsets = torch.randint(0, 2 * pad + 1, (2, count), generator=generator).to(self.device)
-            rows = (torch.arange(height, device=self.device)[None] + offsets[0][:, None])[:, :, None]
-            cols = (torch.arange(width, device=self.device)[None] + offsets[1][:, None])[:, None, :]
-            samples = torch.arange(count, device=self.device)[:, None, None]
-            batch = padded.permute(0, 2, 3, 1)[samples, rows, cols].permute(0, 3, 1, 2)
+            windows = padded.unfold(2, height, 1).unfold(3, width, 1)
+            batch = windows[torch.arange(count, device=self.device), :, offsets[0], offsets[1]]
         if self.augment.hflip:
             flip = (torch.rand(count, generator=generator) < 0.5).to(self.device)
             batch = torch.where(flip[:, None, None, None], batch.flip(3), batch)
         return batch
 
     def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        generator = epoch_generator(self.seed, self.epoch)
         augmenting = self.augment.crop_padding > 0 or self.augment.hflip
-        for rows in self._batches(generator):
+        for rows in batch_rows(len(self.labels), self.batch_size, generator if self.shuffle else None):
             rows_on_device = rows.to(self.device)
-            batch = self.images[rows_on_device].float()
+            batch = self.images[rows_on_device]
             if augmenting:
                 batch = self._crop_and_flip(batch, generator)
-            yield (batch - self.mean) / self.std, self.labels[rows_on_device], rows_on_device
+            yield batch.float().sub_(self.mean).div_(self.std), self.labels[rows_on_device], rows_on_device

@@ -385,7 +385,11 @@ class ImageFileDataset(Dataset):
     def __len__(self) -> int:
         return len(self._paths)
 
+    def load_image(self, index: int) -> Image.Image:
+        """The decoded RGB image of sample `index`, for callers that draw their own crops."""
+        return open_rgb(os.fsdecode(self._paths[index]))
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
-        image = open_rgb(os.fsdecode(self._paths[index]))
+        image = self.load_image(index)
         tensor = self.transform(image) if self.transform is not None else pil_to_tensor(image)
         return tensor, int(self.labels[index]), index

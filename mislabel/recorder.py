@@ -1,21 +1,43 @@
 """Training-dynamics recorder: every sample's class probabilities, margin and prediction per epoch.
 
-Storage is preallocated float16 indexed by sample row and written a batch at a time with tensor
-indexing. During an epoch the values collect in device-side buffers, so a GPU run has no host
-sync per batch; ``next_epoch`` copies them to host memory once.
+Storage is preallocated float16 indexed by epoch and sample row, written a batch at a time with
+tensor indexing. During an epoch the values collect in device-side buffers, so a GPU run has no
+host sync per batch; ``next_epoch`` copies them to the store once.
+
+Two stores hold the finished epochs: ``ram`` (numpy arrays) and ``memmap`` (``.npy`` files under
+``<path>/td_store/``, opened only while an epoch is written or read, so resident memory stays at
+one epoch's buffers however long the run). The arrays are epoch-major ([E, N, S]) so that one
+epoch is one contiguous block on disk. ``save`` reorders the channels a chunk of samples at a
+time and streams them into ``training_dynamics.npz``; no second full copy is ever built.
+
+With ``topk=K`` only the assigned class and the K most probable others are kept per update
+(S = K + 1 values plus their class ids instead of all C probabilities); margin and prediction
+are computed from the full logits, so they stay exact.
 """
 from __future__ import annotations
+
+import os
+import shutil
+import zipfile
+from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
 
-from util import Dynamics, save_dynamics
+from util import METADATA_FILE, TD_FILE, Dynamics, UserError, atomic_torch_save, atomic_write
 
-__all__ = ["Recorder", "margins"]
+__all__ = ["Recorder", "margins", "STORES", "STORE_DIR"]
 
-# Reordering channels touches the whole [N, E, C] array; doing it this many rows at a time keeps
-# the extra memory to a few MB instead of a second full copy.
-REORDER_CHUNK_ROWS = 4096
+STORES = ("auto", "ram", "memmap")
+STORE_DIR = "td_store"
+# "auto" memory-maps when the stored dynamics would take more than this share of physical RAM.
+AUTO_MEMMAP_SHARE = 0.25
+# Reordering touches every stored value; a chunk of samples this large (as float32) at a time
+# keeps the extra memory to tens of MB instead of a second full copy.
+REORDER_CHUNK_BYTES = 64 * 2**20
+# Copy unit when streaming an on-disk staging file into the npz archive.
+COPY_BYTES = 16 * 2**20
 
 
 def margins(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -25,6 +47,13 @@ def margins(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return assigned - others.max(dim=1).values
 
 
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30
+
+
 class Recorder:
     """Collects per-epoch dynamics for ``num_samples`` rows; ``save`` writes training_dynamics.npz.
 
@@ -32,73 +61,289 @@ class Recorder:
     :param num_classes: classes of the classifier's output.
     :param num_epochs: epochs that will be recorded.
     :param sample_ids: the dataset index of each row, stored as ``indices`` (default: the row).
+    :param path: run folder; needed by the ``memmap`` store and by ``checkpoint``/``restore``.
+    :param store: ``ram``, ``memmap`` or ``auto`` (memmap when a ``path`` is given and the
+        dynamics would exceed a quarter of physical memory).
+    :param topk: keep the assigned class plus the ``topk`` most probable others per update
+        instead of every class (``None``: all classes).
     """
 
-    def __init__(self, num_samples: int, num_classes: int, num_epochs: int,
-                 sample_ids: np.ndarray | None = None) -> None:
+    def __init__(self, num_samples: int, num_classes: int, num_epochs: int, sample_ids: np.ndarray | None = None,
+                 path: str | os.PathLike | None = None, store: str = "auto", topk: int | None = None) -> None:
+        if store not in STORES:
+            raise UserError(f"unknown dynamics store {store!r}; choose one of: {', '.join(STORES)}")
+        if topk is not None and (isinstance(topk, bool) or not isinstance(topk, int) or topk < 1):
+            raise UserError(f"topk {topk!r} must be a positive whole number of classes (or None for all)")
+        if store == "memmap" and path is None:
+            raise UserError("the memmap store needs a folder for its files; pass path=<run folder> or store='ram'")
         self.num_samples, self.num_classes, self.num_epochs = num_samples, num_classes, num_epochs
         self.sample_ids = np.arange(num_samples) if sample_ids is None else np.asarray(sample_ids, dtype=np.int64)
-        self.probs = np.zeros((num_samples, num_epochs, num_classes), dtype=np.float16)
-        self.margin = np.zeros((num_samples, num_epochs), dtype=np.float16)
-        self.pred = np.zeros((num_samples, num_epochs), dtype=np.int16)
+        if self.sample_ids.shape != (num_samples,):
+            raise UserError(f"sample_ids has shape {self.sample_ids.shape}; it needs one id per row ({num_samples})")
+        self.topk = topk if topk is not None and topk + 1 < num_classes else None
+        self.channels = num_classes if self.topk is None else self.topk + 1
+        self.path = None if path is None else Path(path)
+        class_dtype = np.int16 if num_classes <= np.iinfo(np.int16).max else np.int32
+        self._specs: dict[str, tuple[tuple[int, ...], np.dtype]] = {
+            "probs": ((num_epochs, num_samples, self.channels), np.dtype(np.float16)),
+            "margin": ((num_epochs, num_samples), np.dtype(np.float16)),
+            "pred": ((num_epochs, num_samples), np.dtype(np.int16)),
+        }
+        if self.topk is not None:
+            self._specs["classes"] = ((num_epochs, num_samples, self.channels), np.dtype(class_dtype))
+        if store == "auto":
+            store = "memmap" if path is not None and self.stored_bytes > AUTO_MEMMAP_SHARE * _physical_memory() else "ram"
+        self.store = store
+        self._ram = ({name: np.zeros(shape, dtype) for name, (shape, dtype) in self._specs.items()}
+                     if store == "ram" else None)
         self.assigned = np.full(num_samples, -1, dtype=np.int64)
         self.epoch = 0
+        self._persisted = 0
         self._buffers: dict[str, torch.Tensor] | None = None
 
+    # --- description ---------------------------------------------------------------------------
+    @property
+    def stored_bytes(self) -> int:
+        return sum(int(np.prod(shape)) * dtype.itemsize for shape, dtype in self._specs.values())
+
+    def describe(self) -> str:
+        """One log line saying what is kept and where."""
+        where = f"memory-mapped under {self._store_dir}" if self.store == "memmap" else "in RAM"
+        kept = (f"all {self.num_classes} class probabilities" if self.topk is None else
+                f"the assigned class + the {self.topk} most probable others of {self.num_classes} classes "
+                f"(td keeps {self.channels} channels per sample: the assigned class, then the classes with the "
+                "highest mean stored probability; a class outside an epoch's top counts as 0 there)")
+        return (f"recording {kept} for {self.num_samples} samples x {self.num_epochs} epochs, "
+                f"{self.stored_bytes / 2**20:.1f} MiB {where}")
+
+    @property
+    def _store_dir(self) -> Path:
+        if self.path is None:
+            raise UserError("this recorder has no folder; create it with path=<run folder>")
+        return self.path / STORE_DIR
+
+    # --- recording -----------------------------------------------------------------------------
     def _epoch_buffers(self, device: torch.device) -> dict[str, torch.Tensor]:
         if self._buffers is None or self._buffers["probs"].device != device:
+            count, channels = self.num_samples, self.channels
             self._buffers = {
-                "probs": torch.zeros(self.num_samples, self.num_classes, dtype=torch.float16, device=device),
-                "margin": torch.zeros(self.num_samples, dtype=torch.float16, device=device),
-                "pred": torch.zeros(self.num_samples, dtype=torch.int16, device=device),
-                "targets": torch.full((self.num_samples,), -1, dtype=torch.int64, device=device),
-                "seen": torch.zeros(self.num_samples, dtype=torch.bool, device=device),
+                "probs": torch.zeros(count, channels, dtype=torch.float16, device=device),
+                "margin": torch.zeros(count, dtype=torch.float16, device=device),
+                "pred": torch.zeros(count, dtype=torch.int16, device=device),
+                "targets": torch.full((count,), -1, dtype=torch.int64, device=device),
+                "seen": torch.zeros(count, dtype=torch.bool, device=device),
             }
+            if self.topk is not None:
+                dtype = torch.int16 if self._specs["classes"][1] == np.int16 else torch.int32
+                self._buffers["classes"] = torch.zeros(count, channels, dtype=dtype, device=device)
         return self._buffers
 
     @torch.no_grad()
     def update(self, logits: torch.Tensor, targets: torch.Tensor, indices: torch.Tensor) -> None:
-        """Record one batch: ``logits`` [B, K] (any dtype/device), assigned ``targets`` and row ``indices``."""
+        """Record one batch: ``logits`` [B, C] (any dtype/device), assigned ``targets`` and row ``indices``."""
         logits = logits.detach().float()
         buffers = self._epoch_buffers(logits.device)
         indices = indices.to(logits.device)
         targets = targets.to(logits.device)
-        buffers["probs"][indices] = torch.softmax(logits, dim=1).half()
+        probs = torch.softmax(logits, dim=1)
+        if self.topk is None:
+            buffers["probs"][indices] = probs.half()
+        else:
+            others = probs.scatter(1, targets[:, None], -1.0).topk(self.topk, dim=1)
+            buffers["probs"][indices] = torch.cat([probs.gather(1, targets[:, None]), others.values], 1).half()
+            classes = torch.cat([targets[:, None], others.indices], 1)
+            buffers["classes"][indices] = classes.to(buffers["classes"].dtype)
         buffers["margin"][indices] = margins(logits, targets).half()
         buffers["pred"][indices] = logits.argmax(dim=1).to(torch.int16)
         buffers["targets"][indices] = targets
         buffers["seen"][indices] = True
 
+    def _open(self, name: str, mode: str) -> np.ndarray:
+        """The store's array ``name``; a memmap is opened on demand so unused epochs stay on disk."""
+        if self._ram is not None:
+            return self._ram[name]
+        file = self._store_dir / f"{name}.npy"
+        if mode == "w+":
+            file.parent.mkdir(parents=True, exist_ok=True)
+            shape, dtype = self._specs[name]
+            return np.lib.format.open_memmap(file, mode="w+", dtype=dtype, shape=shape)
+        return np.lib.format.open_memmap(file, mode=mode)
+
     def next_epoch(self) -> None:
-        """Close the epoch: check every row was seen once more, copy the buffers to host memory."""
+        """Close the epoch: check every row was seen once more, copy the buffers to the store."""
         if self.epoch >= self.num_epochs:
             raise RuntimeError(f"recorder holds {self.num_epochs} epochs; next_epoch called once too often")
         buffers = self._buffers
         if buffers is None or not bool(buffers["seen"].all()):
             missing = self.num_samples if buffers is None else int((~buffers["seen"]).sum())
             raise RuntimeError(f"epoch {self.epoch}: {missing} of {self.num_samples} samples were not recorded")
-        self.probs[:, self.epoch] = buffers["probs"].cpu().numpy()
-        self.margin[:, self.epoch] = buffers["margin"].cpu().numpy()
-        self.pred[:, self.epoch] = buffers["pred"].cpu().numpy()
+        for name in self._specs:
+            array = self._open(name, "w+" if self.epoch == 0 else "r+")
+            array[self.epoch] = buffers[name].cpu().numpy()
+            if isinstance(array, np.memmap):
+                array.flush()
+            del array
         self.assigned = buffers["targets"].cpu().numpy()
         buffers["seen"].zero_()
         self.epoch += 1
 
-    def dynamics(self) -> Dynamics:
-        """The recorded epochs with channel 0 = assigned label, others by mean probability (descending)."""
-        epochs = self.epoch
-        td = np.empty((self.num_samples, epochs, self.num_classes), dtype=np.float16)
-        labels = np.empty((self.num_samples, self.num_classes), dtype=np.int64)
-        for start in range(0, self.num_samples, REORDER_CHUNK_ROWS):
-            rows = slice(start, start + REORDER_CHUNK_ROWS)
-            chunk = self.probs[rows, :epochs]
-            mean = chunk.mean(axis=1, dtype=np.float32)
-            np.put_along_axis(mean, self.assigned[rows, None], np.inf, axis=1)
-            order = np.argsort(-mean, axis=1, kind="stable")
-            labels[rows] = order
-            td[rows] = np.take_along_axis(chunk, order[:, None, :], axis=2)
-        return Dynamics(td=td, labels=labels, margin=self.margin[:, :epochs].copy(),
-                        pred=self.pred[:, :epochs].copy(), indices=self.sample_ids.copy())
+    # --- resume ----------------------------------------------------------------------------------
+    def checkpoint(self) -> None:
+        """Make every finished epoch durable under ``path`` so ``restore`` can continue a killed run.
 
-    def save(self, folder) -> None:
-        save_dynamics(folder, self.dynamics())
+        The memmap store is already on disk (flushed by ``next_epoch``); the RAM store writes each
+        new epoch once, as its own small file. Every file is written atomically.
+        """
+        folder = self._store_dir
+        folder.mkdir(parents=True, exist_ok=True)
+        _atomic_savez(folder / "assigned.npz", {"assigned": self.assigned})
+        if self._ram is not None:
+            for epoch in range(self._persisted, self.epoch):
+                _atomic_savez(folder / f"epoch{epoch:05d}.npz", {name: array[epoch] for name, array in self._ram.items()})
+        self._persisted = self.epoch
+
+    def restore(self, epochs: int) -> None:
+        """Pick up the first ``epochs`` epochs that ``checkpoint`` left under ``path``."""
+        folder = self._store_dir
+        hint = "pass --overwrite (or another folder) to start the run over"
+        try:
+            with np.load(folder / "assigned.npz", allow_pickle=False) as saved:
+                self.assigned = saved["assigned"]
+            if self._ram is not None:
+                for epoch in range(epochs):
+                    with np.load(folder / f"epoch{epoch:05d}.npz", allow_pickle=False) as columns:
+                        for name, array in self._ram.items():
+                            array[epoch] = columns[name]
+            else:
+                for name, (shape, dtype) in self._specs.items():
+                    array = self._open(name, "r")
+                    if array.shape != shape or array.dtype != dtype:
+                        raise ValueError(f"{name} has shape {array.shape}, expected {shape}")
+        except (OSError, ValueError, KeyError) as err:
+            raise UserError(f"cannot resume the dynamics in {folder} ({err}); {hint}") from err
+        if self.assigned.shape != (self.num_samples,):
+            raise UserError(f"the dynamics in {folder} hold {self.assigned.shape[0]} samples, not "
+                            f"{self.num_samples}; {hint}")
+        self.epoch = self._persisted = epochs
+
+    def cleanup(self) -> None:
+        """Remove the store's files once ``save`` has written the final npz."""
+        if self.path is not None:
+            shutil.rmtree(self.path / STORE_DIR, ignore_errors=True)
+
+    # --- output ----------------------------------------------------------------------------------
+    def _sorted_chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(td [n, E, S], labels [n, S]) per chunk of rows: channel 0 = assigned label, the others
+        by mean (stored) probability over the epochs, descending."""
+        epochs = self.epoch
+        rows_per_chunk = max(1, REORDER_CHUNK_BYTES // (4 * max(epochs, 1) * self.num_classes))
+        for start in range(0, self.num_samples, rows_per_chunk):
+            rows = slice(start, start + rows_per_chunk)
+            probs = np.ascontiguousarray(self._open("probs", "r")[:epochs, rows].transpose(1, 0, 2))
+            if self.topk is not None:
+                classes = self._open("classes", "r")[:epochs, rows].transpose(1, 0, 2).astype(np.int64)
+                dense = np.zeros((len(probs), epochs, self.num_classes), dtype=np.float16)
+                np.put_along_axis(dense, classes, probs, axis=2)
+                probs = dense
+            mean = probs.mean(axis=1, dtype=np.float32)
+            np.put_along_axis(mean, self.assigned[rows, None], np.inf, axis=1)
+            order = np.argsort(-mean, axis=1, kind="stable")[:, :self.channels]
+            yield np.take_along_axis(probs, order[:, None, :], axis=2), order
+
+    def _per_row(self, name: str) -> Iterator[np.ndarray]:
+        """A [E, N] store array as [n, E] chunks of rows."""
+        step = max(1, REORDER_CHUNK_BYTES // (8 * max(self.epoch, 1)))
+        for start in range(0, self.num_samples, step):
+            yield np.ascontiguousarray(self._open(name, "r")[:self.epoch, start:start + step].T)
+
+    def dynamics(self) -> Dynamics:
+        """The recorded epochs in memory (``save`` streams instead, for runs too large for RAM)."""
+        chunks = list(self._sorted_chunks())
+        empty_td = np.zeros((0, self.epoch, self.channels), np.float16)
+        td = np.concatenate([c[0] for c in chunks]) if chunks else empty_td
+        labels = np.concatenate([c[1] for c in chunks]) if chunks else np.zeros((0, self.channels), np.int64)
+        margin, pred = (np.concatenate(list(self._per_row(name)) or [np.zeros((0, self.epoch))])
+                        for name in ("margin", "pred"))
+        return Dynamics(td=td, labels=labels.astype(np.int64), margin=margin.astype(np.float16),
+                        pred=pred.astype(np.int16), indices=self.sample_ids.copy())
+
+    def save(self, folder: str | os.PathLike, true_labels: np.ndarray | torch.Tensor | None = None,
+             metadata: bool = True) -> Path:
+        """Write ``training_dynamics.npz`` (and ``metadata.pth`` unless ``metadata=False``) atomically.
+
+        :param true_labels: per row, when the caller knows them (synthetic noise); metadata.pth
+            then also holds ``true_targets`` and ``label_flipped`` so detectors can be trained on it.
+        """
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        count, epochs, channels = self.num_samples, self.epoch, self.channels
+        staging = folder / f".{TD_FILE}.labels.tmp"
+        try:
+            with open(staging, "wb") as labels_out:
+                def td_chunks() -> Iterator[np.ndarray]:
+                    """td goes straight into the archive; labels wait in a staging file (one entry at a time)."""
+                    for td, labels in self._sorted_chunks():
+                        labels_out.write(labels.tobytes())
+                        yield td
+
+                entries = [("td", (count, epochs, channels), np.float16, td_chunks()),
+                           ("labels", (count, channels), np.int64, _read_chunks(staging, labels_out)),
+                           ("margin", (count, epochs), np.float16, self._per_row("margin")),
+                           ("pred", (count, epochs), np.int16, self._per_row("pred")),
+                           ("indices", (count,), np.int64, [self.sample_ids])]
+                atomic_write(folder / TD_FILE, lambda tmp: _write_npz(tmp, entries))
+        finally:
+            staging.unlink(missing_ok=True)
+        if metadata:
+            self._save_metadata(folder, true_labels)
+        return folder / TD_FILE
+
+    def _save_metadata(self, folder: Path, true_labels: np.ndarray | torch.Tensor | None) -> None:
+        """metadata.pth as generate_td writes it, indexed by dataset index (-1 where unknown)."""
+        ids = torch.as_tensor(self.sample_ids)
+        size = int(ids.max()) + 1 if len(ids) else 0
+        assigned = torch.full((size,), -1, dtype=torch.int64)
+        assigned[ids] = torch.as_tensor(self.assigned)
+        meta = {"train_indices": ids.clone(), "valid_indices": torch.zeros(0, dtype=torch.int64),
+                "assigned_targets": assigned}
+        if true_labels is not None:
+            true_rows = torch.as_tensor(np.asarray(true_labels), dtype=torch.int64)
+            if true_rows.shape != (self.num_samples,):
+                raise UserError(f"true_labels has shape {tuple(true_rows.shape)}; pass one label per row "
+                                f"({self.num_samples})")
+            true_targets = torch.full((size,), -1, dtype=torch.int64)
+            true_targets[ids] = true_rows
+            flipped = torch.zeros(size, dtype=torch.bool)
+            flipped[ids] = true_rows != torch.as_tensor(self.assigned)
+            meta.update(true_targets=true_targets, label_flipped=flipped)
+        atomic_torch_save(meta, folder / METADATA_FILE)
+
+
+def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+    atomic_write(path, write)
+
+
+def _read_chunks(path: Path, pending) -> Iterator[bytes]:
+    """Stream a staging file back once its writer (``pending``) has been flushed."""
+    pending.flush()
+    with open(path, "rb") as handle:
+        while block := handle.read(COPY_BYTES):
+            yield block
+
+
+def _write_npz(path: str, entries: Iterable[tuple[str, tuple[int, ...], type, Iterable]]) -> None:
+    """An uncompressed ``.npz`` written entry by entry from chunks, exactly as ``np.load`` reads it.
+
+    Each chunk is an array (C order, split along axis 0) or raw bytes of the entry's dtype.
+    """
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, shape, dtype, chunks in entries:
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as out:
+                header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
+                          "shape": tuple(shape)}
+                np.lib.format.write_array_header_1_0(out, header)
+                for chunk in chunks:
+                    out.write(chunk if isinstance(chunk, bytes) else np.ascontiguousarray(chunk, dtype=dtype).tobytes())

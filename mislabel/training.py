@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from losses import make_loss
+from mislabel.checkpoint import Checkpoint, Progress
 from mislabel.recorder import Recorder
 from util import AverageMeter, UserError, atomic_write
 
@@ -127,10 +128,12 @@ def _write_log(path, rows: list[dict]) -> None:
 
 
 def fit(model: torch.nn.Module, train_batches, eval_train_batches, valid_batches, recipe: Recipe,
-        recorder: Recorder | None = None, td_mode: str = "train", log_path=None, description: str = "train") -> FitResult:
+        recorder: Recorder | None = None, td_mode: str = "train", log_path=None, description: str = "train",
+        checkpoint: Checkpoint | None = None) -> FitResult:
     """Train ``model`` by ``recipe``; the best epoch is chosen on ``valid_batches`` (never on test).
 
     Without a validation set (``valid_batches is None``) the final model is the selected one.
+    With ``checkpoint`` every finished epoch is saved, and an existing checkpoint is continued.
     """
     recipe.validate()
     criterion = make_loss(recipe.loss_type)
@@ -140,7 +143,12 @@ def fit(model: torch.nn.Module, train_batches, eval_train_batches, valid_batches
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=recipe.lr_gamma)
     log: list[dict] = []
     best_error, best_epoch, best_state = float("inf"), recipe.epochs - 1, None
-    epochs = tqdm(range(recipe.epochs), desc=description, unit="epoch", dynamic_ncols=True)
+    resumed = checkpoint.load(model, optimizer, scheduler, recorder) if checkpoint is not None else None
+    if resumed is not None:
+        log, best_error, best_epoch, best_state = resumed.log, resumed.best_error, resumed.best_epoch, resumed.best_state
+    start = 0 if resumed is None else resumed.epochs_done
+    epochs = tqdm(range(start, recipe.epochs), initial=start, total=recipe.epochs, desc=description, unit="epoch",
+                  dynamic_ncols=True)
     for epoch in epochs:
         started = time.perf_counter()
         model.train()
@@ -176,6 +184,9 @@ def fit(model: torch.nn.Module, train_batches, eval_train_batches, valid_batches
         log.append(row)
         if log_path is not None:
             _write_log(log_path, log)
+        if checkpoint is not None:
+            checkpoint.save(Progress(epoch + 1, log, best_error, best_epoch, best_state), model, optimizer, scheduler,
+                            recorder)
         epochs.set_postfix(loss=f"{loss_meter.avg:.3f}", err=f"{error_meter.avg:.3f}",
                            valid_err="-" if row["valid_error"] == "" else f"{row['valid_error']:.3f}")
     last_state = copy.deepcopy(model.state_dict())

@@ -4,6 +4,7 @@ and local weights load, including into a head sized for other classes.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,20 @@ from util import UserError
 CASES = [(net, depth) for net, depths in sorted(NETWORKS.items()) for depth in depths]
 SHAPES = [(1, 8), (1, 28), (3, 32), (3, 64)]  # (in_channels, image side)
 NUM_CLASSES = 7
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """Run this file on one intra-op thread, then restore the setting.
+
+    Batches of two gain nothing from threading, while on a shared 2-core machine each thread
+    barrier can stall whenever the other core is busy: the file took 50 s with two threads
+    against 13 s with one while another training job was running.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 def _build(net_type: str, depth: int, **kwargs) -> nn.Module:
@@ -62,6 +77,8 @@ def test_larger_input_than_built_for_is_accepted() -> None:
 
 def test_resnet_depth_changes_the_number_of_blocks() -> None:
     shallow, deep = build_model("resnet", 20, 10), build_model("resnet", 56, 10)
+    assert [len(stage) for stage in shallow.stages] == [3, 3, 3]  # n = (20 - 2) / 6
+    assert [len(stage) for stage in deep.stages] == [9, 9, 9]
     assert _param_count(shallow) < _param_count(deep)
     assert _param_count(shallow) == pytest.approx(0.27e6, rel=0.02)  # He et al. 2016, table 6
 
@@ -90,10 +107,10 @@ def test_net_type_is_case_insensitive() -> None:
     "kwargs,fragment",
     [
         ({"net_type": "foo", "depth": 4}, "unknown --net_type 'foo'; choose one of: conv4, densenet"),
-        ({"net_type": "resnet", "depth": 33}, "valid depths: 20, 32, 44, 56, 110 (CIFAR-style) or 18, 34, 50"),
+        ({"net_type": "resnet", "depth": 33}, "20, 32, 44, 56, 110 (CIFAR-style) or 18, 34, 50 (ImageNet"),
         ({"net_type": "vgg", "depth": 12}, "--depth 12 is not valid for vgg; valid depths: 11, 13, 16, 19"),
         ({"net_type": "resnet", "depth": 20.0}, "--depth 20.0 is not valid"),
-        ({"net_type": "resnet", "depth": 20, "widen_factor": 2}, "--widen_factor applies only to wide_resnet"),
+        ({"net_type": "vgg", "depth": 11, "widen_factor": 2}, "--widen_factor applies only to wide_resnet"),
         ({"net_type": "wide_resnet", "depth": 16, "widen_factor": 0}, "--widen_factor must be a positive"),
         ({"net_type": "conv4", "depth": 4, "num_classes": 0}, "--num_classes must be a positive"),
         ({"net_type": "conv4", "depth": 4, "in_channels": 0}, "--in_channels must be a positive"),
@@ -101,9 +118,8 @@ def test_net_type_is_case_insensitive() -> None:
     ],
 )
 def test_bad_choices_raise_one_line_user_error(kwargs: dict, fragment: str) -> None:
-    kwargs.setdefault("num_classes", 10)
     with pytest.raises(UserError) as caught:
-        build_model(**kwargs)
+        build_model(**{"num_classes": 10, **kwargs})
     assert fragment in str(caught.value)
     assert "\n" not in str(caught.value)
 
@@ -111,15 +127,16 @@ def test_bad_choices_raise_one_line_user_error(kwargs: dict, fragment: str) -> N
 @pytest.mark.parametrize("net_type", sorted(NETWORKS))
 def test_pretrained_loads_and_swaps_a_head_of_another_size(net_type: str, tmp_path: Path) -> None:
     depth = NETWORKS[net_type][0]
-    source = _build(net_type, depth, num_classes=10, in_channels=1, image_size=8)
+    small = {"in_channels": 1, "image_size": 8}
+    source = _build(net_type, depth, num_classes=10, **small)
     path = tmp_path / "weights.pt"
     torch.save(source.state_dict(), path)
 
-    same = _build(net_type, depth, num_classes=10, in_channels=1, image_size=8, pretrained_path=str(path))
+    same = _build(net_type, depth, num_classes=10, pretrained_path=str(path), **small)
     expected = source.state_dict()
     assert all(torch.equal(v, expected[k]) for k, v in same.state_dict().items())
 
-    fine_tune = _build(net_type, depth, num_classes=NUM_CLASSES, in_channels=1, image_size=8, pretrained_path=str(path))
+    fine_tune = _build(net_type, depth, num_classes=NUM_CLASSES, pretrained_path=str(path), **small)
     shared = [k for k, v in fine_tune.state_dict().items() if v.shape == expected[k].shape]
     assert len(shared) >= len(expected) - 2  # all but the classifier's weight and bias
     assert all(torch.equal(fine_tune.state_dict()[k], expected[k]) for k in shared)

@@ -1,0 +1,176 @@
+"""Label repair ("data debugging", the seed's Chapter 4.3): fix the labels the detector suspects most.
+
+    ./run.sh repair <run_folder> <detector_file> <repair_ratio> [--overwrite]
+
+The detector ranks the run's recorded training samples (``get_order`` on the run's dynamics); the
+top ``repair_ratio`` of them get a new label:
+
+* ``true_label``: the ground truth from the run's metadata.pth (``true_targets``), known when the
+  run's noise was synthetic, as for CUB in the paper;
+* ``last_epoch_prediction``: otherwise (real-world noise, as for WebVision), the class the
+  phase-1 classifier predicted for the sample in the last recorded epoch (``pred[:, -1]`` of
+  training_dynamics.npz). We read it from the dynamics rather than re-running model.pth, so a
+  repair needs neither the images nor a GPU.
+
+Files written into the run folder (``{ratio}`` is the ratio in shortest form: 0.05, 0.1):
+
+``repair{ratio}.json``
+    A JSON list of ints, one label per training sample of the *dataset*, position = dataset index
+    (the index space of metadata.pth's ``train_indices``/``valid_indices``; its length is
+    ``len(assigned_targets)``). Unrepaired samples, including the held-out validation samples the
+    detector never saw, keep their assigned (noisy) label.
+``repair{ratio}.meta.json``
+    ``format``, ``rule``, ``repair_ratio``, ``run_folder``, ``detector_file``, ``num_ranked``,
+    ``num_selected``, ``selected_indices`` (dataset indices of the repaired samples, most
+    suspicious first), ``changed_indices`` (sorted; those whose label actually changed),
+    ``num_changed``, ``flipped_share_of_selected`` and ``detection`` (AUC, mAP, ...; null without
+    known flips).
+
+The meta file is written first and the list last, so an existing list means a finished repair.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import torch
+
+from detector_model.lstm import load_detector
+from detector_model.predict import get_order
+from data_debug_dm import OneLineParser
+from util import UserError, atomic_write, exit_on_user_error, load_dynamics, load_metadata, pick_device
+
+__all__ = ["REPAIR_FORMAT", "Repair", "parse_ratio", "repair_paths", "build_repair", "write_repair",
+           "read_repair", "ensure_repair"]
+
+REPAIR_FORMAT = "mislabel-repair/1"
+
+
+@dataclass
+class Repair:
+    labels: np.ndarray   # int64 [num_train]: the repaired label of every dataset index
+    meta: dict
+
+
+def parse_ratio(text: str | float) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise UserError(f"repair_ratio {text!r} is not a number; pass a fraction such as 0.05") from None
+    if not 0.0 <= value <= 1.0:
+        raise UserError(f"repair_ratio {text} is outside [0, 1]; pass a fraction such as 0.05 for the top 5%")
+    return value
+
+
+def repair_paths(run_folder: str | Path, ratio: float) -> tuple[Path, Path]:
+    stem = f"repair{ratio:g}"
+    return Path(run_folder) / f"{stem}.json", Path(run_folder) / f"{stem}.meta.json"
+
+
+def build_repair(run_folder: str | Path, detector_file: str | Path, ratio: float,
+                 device: torch.device | str = "cpu") -> Repair:
+    """Rank the run with the detector and relabel its top ``ratio`` (see the module docstring)."""
+    dyn = load_dynamics(run_folder)
+    meta = load_metadata(run_folder)
+    assigned = meta["assigned_targets"].numpy().astype(np.int64)
+    if not np.array_equal(assigned[dyn.indices], dyn.assigned):
+        raise UserError(f"{run_folder}: metadata.pth and training_dynamics.npz disagree on the labels; "
+                        "regenerate the run with `./run.sh generate_td`")
+    detector, detector_config = load_detector(detector_file, device)
+    ranking = get_order(detector, detector_config, dyn)
+    selected_rows = ranking.order[:int(round(ratio * dyn.num_samples))]
+    selected = dyn.indices[selected_rows]
+    if "true_targets" in meta:
+        rule, new_labels = "true_label", meta["true_targets"].numpy().astype(np.int64)[selected]
+    else:
+        rule, new_labels = "last_epoch_prediction", dyn.pred[selected_rows, -1].astype(np.int64)
+    labels = assigned.copy()
+    labels[selected] = new_labels
+    changed = np.flatnonzero(labels != assigned)
+    flipped_share = (float(dyn.flipped[selected_rows].mean())
+                     if dyn.flipped is not None and len(selected_rows) else None)
+    info = {"format": REPAIR_FORMAT, "rule": rule, "repair_ratio": ratio, "run_folder": str(run_folder),
+            "detector_file": str(Path(detector_file).resolve()), "num_ranked": int(dyn.num_samples),
+            "num_selected": int(len(selected)), "selected_indices": selected.tolist(),
+            "changed_indices": changed.tolist(), "num_changed": int(len(changed)),
+            "flipped_share_of_selected": flipped_share, "detection": ranking.metrics}
+    return Repair(labels=labels, meta=info)
+
+
+def write_repair(run_folder: str | Path, repair: Repair, overwrite: bool = False) -> Path:
+    labels_path, meta_path = repair_paths(run_folder, repair.meta["repair_ratio"])
+    if labels_path.exists() and not overwrite:
+        raise UserError(f"{labels_path} already exists; pass --overwrite to rebuild it or use it as it is")
+    meta_text = json.dumps(repair.meta, indent=2) + "\n"
+    atomic_write(meta_path, lambda tmp: Path(tmp).write_text(meta_text))
+    labels_text = json.dumps(repair.labels.tolist()) + "\n"
+    atomic_write(labels_path, lambda tmp: Path(tmp).write_text(labels_text))
+    return labels_path
+
+
+def read_repair(path: str | Path, num_train: int, num_classes: int) -> Repair:
+    """Read a repair list (and its sidecar when present), checking it fits the dataset."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"repair file {path} does not exist; build one with `./run.sh repair` or pass --repair_ratio")
+    try:
+        labels = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"repair file {path} is not valid JSON ({err.__class__.__name__}); rebuild it") from None
+    if not isinstance(labels, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in labels):
+        raise UserError(f"repair file {path} must be a JSON list of integer labels; rebuild it with `./run.sh repair`")
+    labels = np.asarray(labels, dtype=np.int64)
+    if len(labels) != num_train:
+        raise UserError(f"repair file {path} has {len(labels)} labels but the dataset has {num_train} training "
+                        "samples; use the repair file of a run on this dataset")
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise UserError(f"repair file {path} has labels outside 0..{num_classes - 1}; use one built for this dataset")
+    meta_path = path.with_name(path.name[:-len(".json")] + ".meta.json") if path.name.endswith(".json") else None
+    meta = json.loads(meta_path.read_text()) if meta_path is not None and meta_path.is_file() else {}
+    return Repair(labels=labels, meta=meta)
+
+
+def ensure_repair(run_folder: str | Path, detector_file: str | Path, ratio: float, device: torch.device,
+                  overwrite: bool = False) -> Path:
+    """The trainers' ``--repair_ratio``: reuse the run's repair file from the same detector, else build it."""
+    labels_path, meta_path = repair_paths(run_folder, ratio)
+    if labels_path.exists() and not overwrite:
+        previous = json.loads(meta_path.read_text()).get("detector_file") if meta_path.is_file() else None
+        if previous != str(Path(detector_file).resolve()):
+            raise UserError(f"{labels_path} exists but was built with detector {previous}; pass --overwrite to "
+                            "rebuild it with this detector, or --repair_file to use it as it is")
+        print(f"using the existing {labels_path}")
+        return labels_path
+    return write_repair(run_folder, build_repair(run_folder, detector_file, ratio, device), overwrite=True)
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    parser = OneLineParser(prog="./run.sh repair", description=__doc__.split("\n")[0])
+    parser.add_argument("run_folder", help="a generate_td run folder (training_dynamics.npz + metadata.pth)")
+    parser.add_argument("detector_file", help="an LSTM detector from train_detector.py")
+    parser.add_argument("repair_ratio", help="fraction of the ranked samples to relabel, in [0, 1]")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing repair file")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
+    args = parser.parse_args(argv)
+    ratio = parse_ratio(args.repair_ratio)
+    if not Path(args.run_folder).is_dir():
+        raise UserError(f"run folder {args.run_folder} does not exist; pass the folder generate_td wrote")
+    labels_path = repair_paths(args.run_folder, ratio)[0]
+    if labels_path.exists() and not args.overwrite:
+        raise UserError(f"{labels_path} already exists; pass --overwrite to rebuild it")
+    repair = build_repair(args.run_folder, args.detector_file, ratio, pick_device(args.device))
+    write_repair(args.run_folder, repair, overwrite=args.overwrite)
+    meta = repair.meta
+    print(f"{meta['num_selected']} of {meta['num_ranked']} ranked samples repaired by rule {meta['rule']}; "
+          f"{meta['num_changed']} labels changed; wrote {labels_path}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,97 @@
+"""Use the method from your own training loop: record dynamics, then rank the samples.
+
+    recorder = Recorder(num_samples, num_classes, num_epochs)
+    ... in the loop:  recorder.update(logits, labels, sample_indices)   # every batch
+    ... per epoch:    recorder.next_epoch()
+    recorder.save("my_run", true_labels=clean_labels_if_known)
+    table = rank("my_run", detector="my_detector.pth.tar")            # most suspicious first
+
+``Recorder`` is the very class ``generate_td`` records with, so ``my_run`` is a run folder like
+any other: ``train_detector.py``, ``compare`` and ``denoise`` accept it. ``rank`` puts the learned
+detector next to the hand-crafted baselines of ``detector_model.baselines``.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from mislabel.recorder import Recorder
+from util import Dynamics, UserError, load_dynamics, pick_device
+
+__all__ = ["Recorder", "rank", "DEFAULT_DETECTOR", "DEFAULT_METHODS"]
+
+DEFAULT_DETECTOR = Path(__file__).resolve().parents[1] / "detector_model" / "pretrained" / "default.pth.tar"
+DEFAULT_METHODS = ("detector", "aum", "confidence")
+
+RunLike = str | os.PathLike | Dynamics | Recorder | Mapping[str, np.ndarray]
+
+
+def _as_dynamics(run: RunLike) -> Dynamics:
+    """A run folder, a Recorder, a Dynamics, or a mapping of the npz arrays (td, labels, margin, pred)."""
+    if isinstance(run, Dynamics):
+        return run
+    if isinstance(run, Recorder):
+        return run.dynamics()
+    if isinstance(run, Mapping):
+        missing = {"td", "labels", "margin", "pred"} - set(run)
+        if missing:
+            raise UserError(f"the arrays passed to rank lack {sorted(missing)}; pass those of training_dynamics.npz")
+        arrays = {key: np.asarray(run[key]) for key in ("td", "labels", "margin", "pred")}
+        count = len(arrays["td"])
+        return Dynamics(**arrays, indices=np.asarray(run.get("indices", np.arange(count))),
+                        flipped=None if run.get("flipped") is None else np.asarray(run["flipped"], dtype=bool),
+                        true_labels=None if run.get("true_labels") is None else np.asarray(run["true_labels"]))
+    return load_dynamics(run)
+
+
+def rank(run: RunLike, detector: str | os.PathLike | None = None, methods: Sequence[str] = DEFAULT_METHODS,
+         device: str = "auto"):
+    """Score every sample of a run with each method; higher score = more likely mislabeled.
+
+    :param run: a run folder (``generate_td`` or ``Recorder.save``), a ``Recorder``, a ``Dynamics``
+        or a dict of the npz arrays.
+    :param detector: a detector file from ``train_detector.py``; ``None`` uses the shipped
+        ``detector_model/pretrained/default.pth.tar``. Only read when ``"detector"`` is a method.
+    :param methods: ``"detector"`` and/or names of ``detector_model.baselines.BASELINES``.
+    :returns: a pandas DataFrame, one row per sample, most suspicious (by the first method) first,
+        with columns index, assigned_label, predicted_label (last epoch), true_label and flipped
+        when known, then one score column per method. When the flips are known,
+        ``table.attrs["metrics"]`` maps each method to its AUC, mAP and precision figures.
+    """
+    import pandas as pd
+
+    from detector_model.baselines import BASELINES
+    from detector_model.lstm import load_detector
+    from detector_model.metrics import detection_metrics
+    from detector_model.predict import detector_scores
+
+    known = ("detector", *BASELINES)
+    unknown = [name for name in methods if name not in known]
+    if unknown or not methods:
+        raise UserError(f"unknown ranking methods {unknown or '(none given)'}; choose from: {', '.join(known)}")
+    dyn = _as_dynamics(run)
+    scores: dict[str, np.ndarray] = {}
+    for name in methods:
+        if name != "detector":
+            scores[name] = np.asarray(BASELINES[name](dyn), dtype=np.float64)
+            continue
+        if detector is None and not DEFAULT_DETECTOR.is_file():
+            raise UserError(f"no detector given and none shipped at {DEFAULT_DETECTOR}; pass detector=<file from "
+                            "train_detector.py> or leave 'detector' out of methods")
+        model, config = load_detector(DEFAULT_DETECTOR if detector is None else detector, pick_device(device))
+        scores[name] = detector_scores(model, config, dyn)
+    table = pd.DataFrame({"index": dyn.indices, "assigned_label": dyn.assigned, "predicted_label": dyn.pred[:, -1]})
+    if dyn.true_labels is not None:
+        table["true_label"] = dyn.true_labels
+    if dyn.flipped is not None:
+        table["flipped"] = dyn.flipped
+    for name, values in scores.items():
+        table[name] = values
+    order = np.argsort(-scores[methods[0]], kind="stable")
+    table = table.iloc[order].reset_index(drop=True)
+    metrics = {name: detection_metrics(values, dyn.flipped) for name, values in scores.items()}
+    table.attrs["metrics"] = {name: value for name, value in metrics.items() if value is not None}
+    return table
