@@ -42,7 +42,9 @@ Further --flags after the positional arguments go to runner.py unchanged (e.g. -
 --net_type lenet --depth 5; `python runner.py generate_td -h` lists them). noise_type: uniform
 (alias sym) or flip (alias asym). Results go under ${RESULTS_DIR:-replication}/.
 Environment: RESULTS_DIR (results root), PYTHON (interpreter to use), TESTRUN=1 (print the
-commands instead of running them; writes nothing).
+commands instead of running them; writes nothing), NPROC=<n> (generate_td and denoise_*: train
+with n processes under torchrun, one per GPU, or gloo on CPU; --batch_size stays the global batch),
+TORCHRUN_ARGS (extra torchrun flags such as --nnodes/--rdzv_endpoint; default --standalone).
 USAGE
 }
 
@@ -69,6 +71,15 @@ run_py() {
   fi
 }
 
+# runner.py, or under torchrun (its module form, so with the same interpreter) when NPROC is set.
+run_runner() {
+  if [[ -z "${NPROC:-}" ]]; then run_py "$ROOT/runner.py" "$@"; return; fi
+  [[ "$NPROC" =~ ^[1-9][0-9]*$ ]] || fail "NPROC=$NPROC is not a number of processes; pass e.g. NPROC=2"
+  local launch=()
+  read -r -a launch <<< "${TORCHRUN_ARGS:---standalone}"
+  run_py -m torch.distributed.run --nproc_per_node "$NPROC" "${launch[@]}" "$ROOT/runner.py" "$@"
+}
+
 # need COUNT NAMES... -- ARGS...: exit 2 naming the first missing positional argument.
 need() {
   local count=$1; shift
@@ -91,17 +102,17 @@ resolve_python
 case "$command" in
   generate_td)
     need 7 datadir dataset seed noise_ratio noise_type net_type depth -- "$@"
-    run_py "$ROOT/runner.py" generate_td --datadir "$1" --dataset "$2" --seed "$3" --noise_ratio "$4" \
+    run_runner generate_td --datadir "$1" --dataset "$2" --seed "$3" --noise_ratio "$4" \
       --noise_type "$5" --net_type "$6" --depth "$7" --results_dir "$RESULTS_DIR" "${@:8}" ;;
   train_detector)
     run_py "$ROOT/train_detector.py" "$@" ;;
   denoise_small)
     need 7 datadir dataset seed noise_ratio noise_type detector_file remove_ratio -- "$@"
-    run_py "$ROOT/runner.py" denoise --datadir "$1" --dataset "$2" --seed "$3" --noise_ratio "$4" \
+    run_runner denoise --datadir "$1" --dataset "$2" --seed "$3" --noise_ratio "$4" \
       --noise_type "$5" --detector_file "$6" --remove_ratio "$7" --results_dir "$RESULTS_DIR" "${@:8}" ;;
   denoise_large)
     need 5 datadir dataset seed detector_file remove_ratio -- "$@"
-    run_py "$ROOT/runner.py" denoise --datadir "$1" --dataset "$2" --seed "$3" --detector_file "$4" \
+    run_runner denoise --datadir "$1" --dataset "$2" --seed "$3" --detector_file "$4" \
       --remove_ratio "$5" --results_dir "$RESULTS_DIR" "${@:6}" ;;
   compare)
     need 1 run_folder -- "$@"

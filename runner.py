@@ -10,6 +10,7 @@ models/, detector_model/). ``./run.sh`` is the usual way in; ``python runner.py 
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 import time
@@ -23,6 +24,7 @@ import torch
 
 from detector_model.lstm import load_detector
 from detector_model.predict import Ranking, get_order
+from mislabel import distributed
 from mislabel.checkpoint import CHECKPOINT_FILE, Checkpoint
 from mislabel.cli import parse_args
 from mislabel.crossval import crossval_probs
@@ -87,8 +89,11 @@ class Runner:
 
     def __init__(self, config: RunConfig) -> None:
         self.config = config
-        self.device = pick_device(config.device)
+        self.device = distributed.start(pick_device(config.device))  # joins torchrun's process group, if any
         self.data: ImageData = load_dataset(config.dataset, config.datadir, config.seed, config.image_size)
+        if distributed.world_size() > 1 and self.data.train_images is None:
+            raise UserError(f"{config.dataset} is read from image files, which multi-process runs do not shard yet; "
+                            "run it without NPROC")
         if self.data.large and config.noise_ratio is not None and config.ratio > 0:
             print(f"note: {config.dataset} is a real-world noisy dataset; noise arguments are ignored")
         if self.data.large:
@@ -117,7 +122,9 @@ class Runner:
                            widen_factor=self.config.widen_factor, pretrained_path=self.config.pretrained_path)
 
     def batches(self, indices: np.ndarray, labels: np.ndarray | torch.Tensor, train: bool = False,
-                test: bool = False) -> TensorBatches | FileBatches | None:
+                test: bool = False, shard: bool = False) -> TensorBatches | FileBatches | None:
+        """Batches over ``indices``; with ``shard`` under torchrun, this rank's share of each epoch
+        at ``--batch_size / NPROC`` per rank, so the global batch stays the recipe's."""
         if len(indices) == 0:
             return None
         images = self.data.test_images if test else self.data.train_images
@@ -127,14 +134,22 @@ class Runner:
             return FileBatches(files, torch.as_tensor(labels)[rows], self.data.mean, self.data.std,
                                self.config.recipe.batch_size, self.device, image_size=self.data.image_size,
                                train=train, seed=self.config.seed, workers=self.config.num_workers)
+        world, batch_size = distributed.world_size(), self.config.recipe.batch_size
+        sharded = shard and world > 1
+        if sharded and batch_size // world < 2:
+            raise UserError(f"--batch_size {batch_size} over {world} processes leaves under 2 samples per process; "
+                            f"pass --batch_size {2 * world} or more")
         return TensorBatches(images[rows], torch.as_tensor(labels)[rows], self.data.mean, self.data.std,
-                             self.config.recipe.batch_size, self.device,
-                             augment=self.data.augment if train else None, shuffle=train, seed=self.config.seed)
+                             batch_size // world if sharded else batch_size, self.device,
+                             augment=self.data.augment if train else None, shuffle=train, seed=self.config.seed,
+                             shard=(distributed.rank(), world) if sharded else None)
 
     def _prepare_folder(self, folder: Path) -> None:
         if read_summary(folder) is not None and not self.config.overwrite:
             raise UserError(f"{folder} already holds finished results; pass --overwrite to redo it "
                             "or set RESULTS_DIR to write elsewhere")
+        if not distributed.is_main():
+            return
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "summary.json").unlink(missing_ok=True)
         command = " ".join(shlex.quote(arg) for arg in [Path(sys.executable).name, *sys.argv])
@@ -148,9 +163,12 @@ class Runner:
         valid = self.batches(self.valid_indices, labels)
         started = time.perf_counter()
         checkpoint = self._checkpoint(folder, train_indices, recorder, description)
-        result = fit(model, self.batches(train_indices, labels, train=True), self.batches(train_indices, labels),
-                     valid, self.config.recipe, recorder=recorder, td_mode=self.config.td_mode,
-                     log_path=folder / "train_log.csv", description=description, checkpoint=checkpoint)
+        result = fit(model, self.batches(train_indices, labels, train=True, shard=True),
+                     self.batches(train_indices, labels, shard=True), valid, self.config.recipe, recorder=recorder,
+                     td_mode=self.config.td_mode, log_path=folder / "train_log.csv", description=description,
+                     checkpoint=checkpoint)
+        if not distributed.is_main():
+            return {}
         checkpoint.remove()
         atomic_torch_save(result.best_state, folder / "model.pth")
         atomic_torch_save(result.last_state, folder / "model.pth.last")
@@ -174,8 +192,9 @@ class Runner:
                           "train_rows": int(len(train_indices)),
                           "recording": None if recorder is None else recorder.describe()}, sort_keys=True)
         checkpoint = Checkpoint(folder / CHECKPOINT_FILE, key)
-        if self.config.overwrite and not checkpoint.matches():
+        if self.config.overwrite and not checkpoint.matches() and distributed.is_main():
             checkpoint.remove()
+        distributed.barrier()  # no rank may read a checkpoint that rank 0 is about to drop
         return checkpoint
 
     def _describe(self) -> dict:
@@ -195,13 +214,17 @@ class Runner:
                     "assigned_targets": torch.as_tensor(self.assigned_labels)}
         if not self.data.large:
             metadata.update(true_targets=torch.as_tensor(self.true_labels), label_flipped=flipped)
-        atomic_torch_save(metadata, folder / METADATA_FILE)
+        if distributed.is_main():
+            atomic_torch_save(metadata, folder / METADATA_FILE)
         recorder = Recorder(len(self.train_indices), self.data.num_classes, self.config.recipe.epochs,
                             sample_ids=self.train_indices, path=folder, store=self.config.td_store,
                             topk=self.config.td_topk)
-        print(recorder.describe())
+        if distributed.is_main():
+            print(recorder.describe())
         summary = self._describe()
         summary.update(self._train_and_save(folder, self.train_indices, recorder, "phase 1"))
+        if not distributed.is_main():
+            return folder
         recorder.save(folder, metadata=False)
         recorder.cleanup()
         summary["num_flipped"] = int(flipped[torch.as_tensor(self.train_indices)].sum()) if not self.data.large else None
@@ -237,18 +260,32 @@ class Runner:
             raise UserError(f"{folder} already holds finished results; pass --overwrite to redo it")
         kept, dyn, ranking, info = self.subset(detector_file, remove_ratio, td_dir)
         self._prepare_folder(folder)
-        write_suspects_csv(folder / "suspects.csv", dyn, ranking)
+        if distributed.is_main():
+            write_suspects_csv(folder / "suspects.csv", dyn, ranking)
         auc, ap = format_metric(ranking.auc), format_metric(ranking.map)
         print(f"detection AUC {auc}  mAP {ap}" if ranking.metrics else
               "detection AUC/mAP unavailable: no known flipped labels in this run")
         summary = self._describe()
         summary.update(info)
         summary.update(self._train_and_save(folder, kept, None, "retrain"))
+        if not distributed.is_main():
+            return folder
         summary["noisy_test_accuracy"] = (read_summary(td_dir) or {}).get("test_accuracy")
         write_summary(folder, summary)
         print(denoise_table(summary))
         print(f"results in {folder}")
         return folder
+
+    def retrain_subset(self, kept: np.ndarray, folder: Path, info: dict | None = None) -> dict:
+        """Retrain on the training samples ``kept`` (dataset indices) into ``folder``, as ``train`` does
+        after its detector ranking; for rankings made elsewhere (a baseline, random, the clean-label
+        oracle) so their removals are compared on the same loop. Returns the summary it writes."""
+        self._prepare_folder(folder)
+        summary = self._describe()
+        summary.update(info or {})
+        summary.update(self._train_and_save(folder, np.sort(np.asarray(kept)), None, "retrain"))
+        write_summary(folder, summary)
+        return summary
 
 
 def write_suspects_csv(path: Path, dyn: Dynamics, ranking: Ranking) -> None:
@@ -265,13 +302,18 @@ def write_suspects_csv(path: Path, dyn: Dynamics, ranking: Ranking) -> None:
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     command, config, extra = parse_args(argv, RunConfig)
+    if command == "crossval" and os.environ.get("WORLD_SIZE", "1") not in ("", "1"):
+        raise UserError("crossval_probs does not run under torchrun; run it without NPROC")
     runner = Runner(config)
-    if command == "generate_td":
-        runner.train_for_td_computation()
-    elif command == "crossval":
-        crossval_probs(runner, extra.folds, extra.num_epochs)
-    else:
-        runner.train(extra.detector_file, extra.remove_ratio, extra.td_dir)
+    try:
+        if command == "generate_td":
+            runner.train_for_td_computation()
+        elif command == "crossval":
+            crossval_probs(runner, extra.folds, extra.num_epochs)
+        else:
+            runner.train(extra.detector_file, extra.remove_ratio, extra.td_dir)
+    finally:
+        distributed.stop()
 
 
 if __name__ == "__main__":

@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from sklearn.model_selection import train_test_split
 from tqdm.auto import tqdm
 
-from detector_model.features import FEATURES, build_features, check_features
-from detector_model.lstm import LSTMDetector, build_detector, detector_config, load_detector, save_detector
+from detector_model.features import FEATURES, build_features, check_features, resample
+from detector_model.lstm import READOUTS, LSTMDetector, build_detector, detector_config, load_detector, save_detector
 from detector_model.metrics import detection_metrics, has_ground_truth
 from util import UserError, exit_on_user_error, load_dynamics, pick_device, seed_everything
 
@@ -41,26 +41,39 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hidden_size", type=int, default=DEFAULTS["hidden_size"])
     parser.add_argument("--num_layers", type=int, default=DEFAULTS["num_layers"])
     parser.add_argument("--features", default="prob", help=f"comma list from {sorted(FEATURES)} (paper: prob)")
+    parser.add_argument("--readout", default="last", choices=READOUTS,
+                        help="head input: last time step (paper) or mean+max pooled over epochs")
+    parser.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=False,
+                        help="run the LSTM both ways along the epoch axis (paper: no)")
+    parser.add_argument("--seq_len", type=int, default=0,
+                        help="resample every run to this many epochs (linear interpolation), so runs of other "
+                             "lengths can be pooled and scored; 0 = use the recorded epochs (paper)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     return parser.parse_args(argv)
 
 
-def load_training_set(folders: list[str], features: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Pool sequences and flip labels from every run folder; all must share the epoch count."""
-    sequences, targets = [], []
+def load_training_set(folders: list[str], features: list[str],
+                      seq_len: int | None = None) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Pool sequences and flip labels from every run folder, with each run's recorded epoch count.
+
+    Without ``seq_len`` all runs must share the epoch count; with it each is resampled to ``seq_len``.
+    """
+    sequences, targets, lengths = [], [], []
     for folder in folders:
         dyn = load_dynamics(folder)
         if not has_ground_truth(dyn.flipped):
             raise UserError(f"{folder} has no known flipped labels (or all/none flipped); the detector needs a "
                             "run with synthetic noise, e.g. generate_td with noise_ratio 0.2")
-        if sequences and dyn.num_epochs != sequences[0].shape[1]:
-            raise UserError(f"{folder} has {dyn.num_epochs} epochs but {folders[0]} has {sequences[0].shape[1]}; "
-                            "pool runs of the same length")
-        sequences.append(build_features(dyn, features))
+        if not seq_len and lengths and dyn.num_epochs != lengths[0]:
+            raise UserError(f"{folder} has {dyn.num_epochs} epochs but {folders[0]} has {lengths[0]}; "
+                            "pool runs of the same length or pass --seq_len to resample them all")
+        features_of_run = build_features(dyn, features)
+        sequences.append(resample(features_of_run, seq_len) if seq_len else features_of_run)
         targets.append(dyn.flipped.astype(np.float32))
-    return np.concatenate(sequences), np.concatenate(targets)
+        lengths.append(dyn.num_epochs)
+    return np.concatenate(sequences), np.concatenate(targets), lengths
 
 
 @torch.no_grad()
@@ -76,14 +89,17 @@ def train(args: argparse.Namespace) -> tuple[LSTMDetector, dict, dict]:
     check_features(features)
     device = pick_device(args.device)
     seed_everything(args.seed)
+    seq_len = args.seq_len or None
     if args.resume:
         model, config = load_detector(args.resume, device)
-        features = config["features"]
-    sequences, targets = load_training_set(args.files_path, features)
+        features, seq_len = config["features"], config.get("seq_len")
+    sequences, targets, lengths = load_training_set(args.files_path, features, seq_len)
+    seen = lengths[0] if len(set(lengths)) == 1 else sorted(set(lengths))
     if not args.resume:
-        config = detector_config(features, args.hidden_size, args.num_layers, sequences.shape[1])
+        config = detector_config(features, args.hidden_size, args.num_layers, seen, readout=args.readout,
+                                 bidirectional=args.bidirectional, seq_len=seq_len)
         model = build_detector(config).to(device)
-    config = dict(config, num_epochs_seen=int(sequences.shape[1]))
+    config = dict(config, num_epochs_seen=seen)
     rows = np.arange(len(targets))
     fit_rows, held_rows = train_test_split(rows, test_size=DEFAULTS["holdout"], stratify=targets,
                                            random_state=args.seed)
@@ -121,6 +137,8 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError(f"--r {args.r} is outside [0, 1); pass the noise ratio of the runs, e.g. 0.2")
     if args.epochs < 1:
         raise UserError(f"--epochs {args.epochs} must be at least 1")
+    if args.seq_len < 0 or args.seq_len == 1:
+        raise UserError(f"--seq_len {args.seq_len} must be at least 2, or 0 to keep the recorded epochs")
     out = Path(args.out or f"{args.dataset}_{args.r}_lstm_detector.pth.tar")
     if out.exists() and not args.overwrite:
         raise UserError(f"{out} already exists; pass --overwrite to replace it or --out to write elsewhere")

@@ -179,6 +179,7 @@ def main() -> None:
     parser.add_argument("--num_images", type=int, default=50_000, help="training images (CIFAR-10 has 50,000)")
     parser.add_argument("--batch_size", type=int, default=128, help="the seed's phase-1 batch size")
     parser.add_argument("--train_batches", type=int, default=30, help="timed training steps per path (0: skip)")
+    parser.add_argument("--repeats", type=int, default=3, help="training measurements per path; the median is shown")
     parser.add_argument("--warmup", type=int, default=3, help="untimed training steps first (allocator, workers)")
     parser.add_argument("--data_batches", type=int, default=None, help="batches for data-only (default: an epoch)")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, min(4, cpus)],
@@ -196,34 +197,36 @@ def main() -> None:
         parser.error(f"--num_images {args.num_images} gives fewer than --warmup + --train_batches batches of "
                      f"{args.batch_size}; raise --num_images or lower the batch counts")
     device = pick_device(args.device)
-    rows: list[tuple[str, float, float, float | None]] = []  # path, data img/s, data CPU s, training img/s
+    ours_name, seed_name = "ours: TensorBatches", f"torchvision PIL, {args.workers[-1]} workers"
+    measured: dict[str, list] = {}  # path -> [data img/s, data CPU s, [training img/s per repeat]]
     with tempfile.TemporaryDirectory(prefix="cifar_bench_") as tmp:
         datadir = Path(tmp)
         started = time.perf_counter()
         write_cifar10(datadir, args.num_images, args.seed)
         print(f"wrote {args.num_images} CIFAR-shaped images as pickle batches in {time.perf_counter() - started:.1f} s",
               file=sys.stderr)
-        paths = [("ours: TensorBatches", ours(datadir, args.batch_size, device, args.seed), True)]
-        paths += [(f"torchvision PIL, {w} workers", torchvision_pil(datadir, args.batch_size, device, w, args.seed),
-                   w == args.workers[-1]) for w in args.workers]
-        for name, epoch, train in paths:
+        paths = {ours_name: ours(datadir, args.batch_size, device, args.seed)}
+        paths.update({f"torchvision PIL, {w} workers": torchvision_pil(datadir, args.batch_size, device, w, args.seed)
+                      for w in args.workers})
+        for name, epoch in paths.items():
             seconds, cpu, images = data_only(epoch, args.data_batches, device)
             print(f"{name}: data only, {images} images in {seconds:.2f} s ({cpu:.1f} CPU s)", file=sys.stderr)
-            train_rate = None
-            if train and args.train_batches:
-                train_seconds, train_images = training(epoch, args.warmup, args.train_batches, device, args.seed)
-                train_rate = train_images / train_seconds
-                print(f"{name}: training, {train_images} images in {train_seconds:.2f} s", file=sys.stderr)
-            rows.append((name, images / seconds, cpu, train_rate))
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
-    print(f"device: {device} ({name}), {cpus} CPUs available, torch {torch.__version__}, "
+            measured[name] = [images / seconds, cpu, []]
+        for _ in range(args.repeats if args.train_batches else 0):
+            for name in (ours_name, seed_name):  # alternated, so a burst of load elsewhere hits both alike
+                seconds, images = training(paths[name], args.warmup, args.train_batches, device, args.seed)
+                measured[name][2].append(images / seconds)
+                print(f"{name}: training, {images} images in {seconds:.2f} s", file=sys.stderr)
+
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
+    print(f"device: {device} ({device_name}), {cpus} CPUs available, torch {torch.__version__}, "
           f"torchvision {torchvision.__version__}, intra-op threads {torch.get_num_threads()}")
-    print("| path | data only: img/s | data only: CPU s per epoch | ResNet-32 training: img/s |\n|---|---:|---:|---:|")
-    for name, data_rate, cpu, train_rate in rows:
-        shown = "-" if train_rate is None else f"{train_rate:,.1f}"
-        print(f"| {name} | {data_rate:,.0f} | {cpu:.1f} | {shown} |")
-    (_, our_rate, our_cpu, our_train), (seed_name, tv_rate, tv_cpu, tv_train) = rows[0], rows[-1]
-    ratio = "-" if our_train is None or tv_train is None else f"{our_train / tv_train:.2f}x"
+    print("| path | data only: img/s | data only: CPU s per epoch | ResNet-32 training: img/s (median) |")
+    print("|---|---:|---:|---:|")
+    for name, (data_rate, cpu, rates) in measured.items():
+        print(f"| {name} | {data_rate:,.0f} | {cpu:.1f} | {f'{np.median(rates):,.1f}' if rates else '-'} |")
+    (our_rate, our_cpu, our_train), (tv_rate, tv_cpu, tv_train) = measured[ours_name], measured[seed_name]
+    ratio = f"{np.median(our_train) / np.median(tv_train):.2f}x" if our_train else "-"
     print(f"| ratio ours / {seed_name} | {our_rate / tv_rate:.1f}x | {tv_cpu / our_cpu:.1f}x less | {ratio} |")
 
 

@@ -36,7 +36,7 @@ from data_debug_dm.dividemix import LOG_COLUMNS, DivideMixConfig, ViewBatches, t
 from data_debug_dm.repair import ensure_repair, parse_ratio, read_repair
 from mislabel.data import Augment, TensorBatches
 from mislabel.image_files import open_rgb
-from mislabel.noise import canonical_noise_type
+from mislabel.noise import NOISE_TYPES, canonical_noise_type
 from mislabel.report import read_summary, write_summary
 from models import build_model
 from runner import Runner, RunConfig
@@ -138,16 +138,18 @@ def build_parser(preset: str) -> OneLineParser:
 
 
 def _resolve(args, num_classes: int, large: bool) -> DivideMixConfig:
+    """Flags to a config, filling unset values from the published tables for this noise."""
     ratio = 0.0 if large else args.r
-    config = DivideMixConfig(
-        num_epochs=args.num_epochs, warm_up=args.warm_up if args.warm_up is not None else
-        (30 if num_classes >= 100 else 10), batch_size=args.batch_size, lr=args.lr,
-        lr_decay_epoch=args.lr_decay_epoch, momentum=args.momentum, weight_decay=args.weight_decay,
-        alpha=args.alpha, lambda_u=args.lambda_u if args.lambda_u is not None else
-        published_lambda_u(ratio, args.noise_mode, num_classes), rampup_epochs=args.rampup_epochs,
-        p_threshold=args.p_threshold if args.p_threshold is not None else published_p_threshold(ratio),
-        temperature=args.T, negative_entropy=canonical_noise_type(args.noise_mode) == "flip" and ratio > 0,
-        seed=args.seed)
+    warm_up = args.warm_up if args.warm_up is not None else (30 if num_classes >= 100 else 10)
+    lambda_u = (args.lambda_u if args.lambda_u is not None
+                else published_lambda_u(ratio, args.noise_mode, num_classes))
+    p_threshold = args.p_threshold if args.p_threshold is not None else published_p_threshold(ratio)
+    asymmetric = canonical_noise_type(args.noise_mode) == "flip" and ratio > 0
+    config = DivideMixConfig(num_epochs=args.num_epochs, warm_up=warm_up, batch_size=args.batch_size, lr=args.lr,
+                             lr_decay_epoch=args.lr_decay_epoch, momentum=args.momentum,
+                             weight_decay=args.weight_decay, alpha=args.alpha, lambda_u=lambda_u,
+                             rampup_epochs=args.rampup_epochs, p_threshold=p_threshold, temperature=args.T,
+                             negative_entropy=asymmetric, seed=args.seed)
     config.validate()
     return config
 
@@ -159,8 +161,11 @@ def _resolve(args, num_classes: int, large: bool) -> DivideMixConfig:
 def decode_resized(files: list[str], size: int) -> torch.Tensor:
     """uint8 [N, 3, size, size]: each image resized (aspect ratio not kept) once, threaded."""
     out = np.empty((len(files), 3, size, size), dtype=np.uint8)
+
+    def resize(path: str) -> np.ndarray:
+        return np.asarray(open_rgb(path).resize((size, size), Image.BILINEAR))
+
     pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
-    resize = lambda path: np.asarray(open_rgb(path).resize((size, size), Image.BILINEAR))  # noqa: E731
     try:
         for i, image in enumerate(tqdm(pool.map(resize, files), total=len(files), desc="decoding", unit="img")):
             out[i] = image.transpose(2, 0, 1)
@@ -242,7 +247,8 @@ def run(argv: list[str] | None = None, preset: str = "generic") -> Path:
     args = build_parser(preset).parse_args(argv)
     if not 0.0 <= args.r < 1.0:
         raise UserError(f"--r {args.r} is outside [0, 1); pass e.g. 0.4 for 40% noise")
-    canonical_noise_type(args.noise_mode)
+    if args.noise_mode not in NOISE_TYPES:
+        raise UserError(f"--noise_mode {args.noise_mode!r} is unknown; use sym (= uniform) or asym (= flip)")
     if args.image_size is None or args.image_size < 1:
         raise UserError(f"--image_size {args.image_size} must be a positive integer")
     runner = Runner(RunConfig(dataset=args.dataset, datadir=args.datadir, seed=args.seed,

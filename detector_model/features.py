@@ -2,6 +2,8 @@
 
 The paper feeds one feature, the probability of the assigned label at every epoch (``prob``).
 The others are the same run's margin and correctness, for detectors that see more.
+``resample`` stretches or squeezes the epoch axis to a fixed length, so a detector trained on runs
+of one length applies to runs of any other.
 """
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import numpy as np
 
 from util import Dynamics, UserError
 
-__all__ = ["FEATURES", "build_features", "check_features"]
+__all__ = ["FEATURES", "build_features", "check_features", "resample"]
 
 
 def _prob(dyn: Dynamics) -> np.ndarray:
@@ -38,3 +40,22 @@ def build_features(dyn: Dynamics, names: list[str] | tuple[str, ...]) -> np.ndar
     """Stack the named sequences into float32 [N, E, F]."""
     check_features(names)
     return np.stack([FEATURES[name](dyn) for name in names], axis=2)
+
+
+def resample(sequences: np.ndarray, seq_len: int) -> np.ndarray:
+    """Linear interpolation of [N, E, F] sequences onto ``seq_len`` evenly spaced points of the epoch axis.
+
+    First and last epochs map onto the first and last points, so a run is read as "fraction of
+    training done" rather than as epoch numbers. A one-epoch run is repeated.
+    """
+    if seq_len < 2:
+        raise UserError(f"seq_len {seq_len} must be at least 2 (or omitted to keep the recorded epochs)")
+    num_epochs = sequences.shape[1]
+    if num_epochs == seq_len:
+        return sequences
+    if num_epochs == 1:
+        return np.repeat(sequences, seq_len, axis=1)
+    position = np.linspace(0.0, num_epochs - 1, seq_len)
+    below = np.minimum(np.floor(position).astype(np.int64), num_epochs - 2)
+    weight = (position - below).astype(np.float32)[None, :, None]
+    return (1.0 - weight) * sequences[:, below] + weight * sequences[:, below + 1]

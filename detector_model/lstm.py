@@ -13,32 +13,59 @@ from torch import nn
 
 from util import UserError, atomic_torch_save
 
-__all__ = ["LSTMDetector", "DETECTOR_FORMAT", "detector_config", "load_detector", "save_detector"]
+__all__ = ["LSTMDetector", "DETECTOR_FORMAT", "READOUTS", "build_detector", "detector_config", "load_detector",
+           "save_detector"]
 
 DETECTOR_FORMAT = "mislabel-detector/1"
 
 
-class LSTMDetector(nn.Module):
-    """Stacked LSTM over the epoch axis; the last time step's hidden state feeds a linear head."""
+READOUTS = ("last", "pool")
 
-    def __init__(self, num_features: int = 1, hidden_size: int = 64, num_layers: int = 2) -> None:
+
+class LSTMDetector(nn.Module):
+    """Stacked LSTM over the epoch axis, then a linear head on a summary of its outputs.
+
+    ``readout="last"`` is the paper's: the last time step's hidden state. A unidirectional LSTM's
+    last state has to carry the whole history, and in practice it tracks the last epochs, where a
+    memorised wrong label looks clean; ``"pool"`` concatenates the mean and the max of the outputs
+    over time, so early epochs (before memorisation) reach the head directly. ``bidirectional``
+    lets every time step see the whole run.
+    """
+
+    def __init__(self, num_features: int = 1, hidden_size: int = 64, num_layers: int = 2,
+                 bidirectional: bool = False, readout: str = "last") -> None:
         super().__init__()
-        self.lstm = nn.LSTM(num_features, hidden_size, num_layers=num_layers, batch_first=True)
-        self.head = nn.Linear(hidden_size, 1)
+        if readout not in READOUTS:
+            raise UserError(f"unknown detector readout {readout!r}; choose from: {', '.join(READOUTS)}")
+        self.readout = readout
+        self.lstm = nn.LSTM(num_features, hidden_size, num_layers=num_layers, batch_first=True,
+                            bidirectional=bidirectional)
+        width = hidden_size * (2 if bidirectional else 1) * (2 if readout == "pool" else 1)
+        self.head = nn.Linear(width, 1)
 
     def forward(self, sequences: torch.Tensor) -> torch.Tensor:
         """[B, E, F] sequences -> [B] logits."""
         hidden, _ = self.lstm(sequences)
-        return self.head(hidden[:, -1]).squeeze(1)
+        if self.readout == "pool":
+            summary = torch.cat([hidden.mean(dim=1), hidden.amax(dim=1)], dim=1)
+        else:
+            summary = hidden[:, -1]
+        return self.head(summary).squeeze(1)
 
 
-def detector_config(features: list[str], hidden_size: int, num_layers: int, num_epochs_seen: int) -> dict:
+def detector_config(features: list[str], hidden_size: int, num_layers: int, num_epochs_seen: int | list[int],
+                    readout: str = "last", bidirectional: bool = False, seq_len: int | None = None) -> dict:
+    """Every architecture choice, so ``build_detector`` rebuilds the net and scoring prepares the input
+    as training did (``seq_len``: sequences resampled to that many epochs; ``None``: used as recorded)."""
     return {"arch": "lstm", "features": list(features), "hidden_size": hidden_size, "num_layers": num_layers,
-            "num_epochs_seen": num_epochs_seen}
+            "num_epochs_seen": num_epochs_seen, "readout": readout, "bidirectional": bool(bidirectional),
+            "seq_len": seq_len}
 
 
 def build_detector(config: dict) -> LSTMDetector:
-    return LSTMDetector(len(config["features"]), config["hidden_size"], config["num_layers"])
+    """Files written before readout/bidirectional/seq_len existed hold the paper's variant."""
+    return LSTMDetector(len(config["features"]), config["hidden_size"], config["num_layers"],
+                        bidirectional=bool(config.get("bidirectional", False)), readout=config.get("readout", "last"))
 
 
 def save_detector(path: str | Path, model: LSTMDetector, config: dict, metrics: dict | None = None) -> None:

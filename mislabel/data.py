@@ -15,7 +15,7 @@ import torch
 from util import UserError
 
 __all__ = ["Augment", "ImageData", "load_dataset", "TensorBatches", "EMBEDDED_DATASETS", "FILE_IMAGE_SIZE",
-           "epoch_generator", "batch_rows"]
+           "epoch_generator", "batch_rows", "shard_rows", "split_batches"]
 
 # digits: a fixed, stratified 80/20 split (1,437 train / 360 test) with scikit-learn's
 # train_test_split(random_state=0); independent of --seed so test numbers compare across seeds.
@@ -146,6 +146,22 @@ def batch_rows(count: int, batch_size: int, generator: torch.Generator | None) -
     """Row index chunks, shuffled when a generator is given; a trailing batch of one sample joins
     the previous (BatchNorm needs two). Shared by both batch paths so a seed orders them alike."""
     order = torch.randperm(count, generator=generator) if generator is not None else torch.arange(count)
+    return split_batches(order, batch_size)
+
+
+def shard_rows(order: torch.Tensor, rank: int, world: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rank ``rank``'s share of one epoch's row ``order``, split as DistributedSampler splits it: the
+    order is padded with its own first rows to a multiple of ``world`` and dealt out round-robin,
+    so every rank takes as many steps (DDP needs that) and together they cover every row. Returns
+    the rows and, for each, whether it is a padding duplicate (trained on, never recorded)."""
+    total = -(-len(order) // world) * world
+    padded = order.repeat(-(-total // max(len(order), 1)))[:total]
+    positions = torch.arange(rank, total, world)
+    return padded[positions], positions >= len(order)
+
+
+def split_batches(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """``order`` in chunks of ``batch_size``; a trailing chunk of one row joins the previous."""
     chunks = list(order.split(batch_size))
     if len(chunks) > 1 and len(chunks[-1]) == 1:
         last = chunks.pop()
@@ -159,11 +175,15 @@ class TensorBatches:
     Yields ``(images, labels, rows)``: normalised float images, labels, and each sample's row in
     this subset (what the dynamics recorder indexes by). Shuffling and augmentation draw from a
     CPU generator seeded by (seed, epoch), so the batches are the same on every device.
+
+    With ``shard=(rank, world)`` (a torchrun process) each epoch's order is the same on every rank
+    and ``shard_rows`` hands this rank its share; padding duplicates come with row ``-1`` so the
+    recorder skips them, and augmentation draws from a generator of (seed, epoch, rank).
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...],
                  batch_size: int, device: torch.device, augment: Augment | None = None, shuffle: bool = False,
-                 seed: int = 0) -> None:
+                 seed: int = 0, shard: tuple[int, int] | None = None) -> None:
         self.images = images.to(device)
         self.labels = labels.to(device)
         self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1) * 255.0
@@ -173,10 +193,11 @@ class TensorBatches:
         self.augment = augment or Augment()
         self.shuffle = shuffle
         self.seed = seed
+        self.shard = shard
         self.epoch = 0
 
     def __len__(self) -> int:
-        count = len(self.labels)
+        count = len(self.labels) if self.shard is None else -(-len(self.labels) // self.shard[1])
         batches = -(-count // self.batch_size)
         return batches - 1 if batches > 1 and count % self.batch_size == 1 else batches
 
@@ -202,12 +223,27 @@ class TensorBatches:
             batch = torch.where(flip[:, None, None, None], batch.flip(3), batch)
         return batch
 
+    def _batches(self, generator: torch.Generator) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """This epoch's (rows to load, rows to record) per batch; they differ only at padding (-1)."""
+        if self.shard is None:
+            chunks = batch_rows(len(self.labels), self.batch_size, generator if self.shuffle else None)
+            return chunks, chunks
+        count = len(self.labels)
+        order = torch.randperm(count, generator=generator) if self.shuffle else torch.arange(count)
+        rows, padding = shard_rows(order, *self.shard)
+        return split_batches(rows, self.batch_size), split_batches(rows.masked_fill(padding, -1), self.batch_size)
+
     def __iter__(self):
         generator = epoch_generator(self.seed, self.epoch)
         augmenting = self.augment.crop_padding > 0 or self.augment.hflip
-        for rows in batch_rows(len(self.labels), self.batch_size, generator if self.shuffle else None):
+        loads, records = self._batches(generator)
+        if self.shard is not None:
+            generator = torch.Generator().manual_seed(int(np.random.SeedSequence(
+                [self.seed % 2**63, self.epoch, self.shard[0]]).generate_state(1)[0]))
+        for rows, recorded in zip(loads, records):
             rows_on_device = rows.to(self.device)
             batch = self.images[rows_on_device]
             if augmenting:
                 batch = self._crop_and_flip(batch, generator)
-            yield batch.float().sub_(self.mean).div_(self.std), self.labels[rows_on_device], rows_on_device
+            yield (batch.float().sub_(self.mean).div_(self.std), self.labels[rows_on_device],
+                   rows_on_device if recorded is rows else recorded.to(self.device))

@@ -72,7 +72,7 @@ def random_resized_box(width: int, height: int, rng: np.random.Generator) -> tup
 
 
 @dataclass(frozen=True)
-class Unreadable:
+class _Unreadable:
     """A worker's report of an image it could not decode (raised as UserError in the main process)."""
 
     message: str
@@ -96,18 +96,18 @@ class _Crops(Dataset):
         image = TF.resized_crop(image, top, left, h, w, [self.size, self.size])
         return TF.hflip(image) if rng.random() < 0.5 else image
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int] | Unreadable:
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int] | _Unreadable:
         row, epoch = key
         try:
             image = self.files.load_image(row)
         except UserError as err:
-            return Unreadable(str(err))
+            return _Unreadable(str(err))
         return TF.pil_to_tensor(self._crop(image, row, epoch)), row
 
 
-def _collate(items: list[tuple[torch.Tensor, int] | Unreadable]) -> tuple[torch.Tensor, torch.Tensor] | Unreadable:
+def _collate(items: list[tuple[torch.Tensor, int] | _Unreadable]) -> tuple[torch.Tensor, torch.Tensor] | _Unreadable:
     for item in items:
-        if isinstance(item, Unreadable):
+        if isinstance(item, _Unreadable):
             return item
     images, rows = zip(*items)
     return torch.stack(images), torch.tensor(rows, dtype=torch.int64)
@@ -165,7 +165,7 @@ class FileBatches:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         for batch in self.loader:
-            if isinstance(batch, Unreadable):
+            if isinstance(batch, _Unreadable):
                 raise UserError(batch.message)
             images, rows = batch
             rows = rows.to(self.device, non_blocking=True)

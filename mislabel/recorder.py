@@ -24,6 +24,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from util import METADATA_FILE, TD_FILE, Dynamics, UserError, atomic_torch_save, atomic_write
 
@@ -33,11 +34,13 @@ STORES = ("auto", "ram", "memmap")
 STORE_DIR = "td_store"
 # "auto" memory-maps when the stored dynamics would take more than this share of physical RAM.
 AUTO_MEMMAP_SHARE = 0.25
-# Reordering touches every stored value; a chunk of samples this large (as float32) at a time
-# keeps the extra memory to tens of MB instead of a second full copy.
-REORDER_CHUNK_BYTES = 64 * 2**20
-# Copy unit when streaming an on-disk staging file into the npz archive.
-COPY_BYTES = 16 * 2**20
+# Reordering touches every stored value; a chunk of samples whose stored values take this many
+# bytes keeps the extra memory to a few such chunks (about 0.05 bytes per value at 1e9 values)
+# while each torch call still moves enough data to run at memory speed.
+REORDER_CHUNK_BYTES = 8 * 2**20
+# Copy unit when streaming the labels' staging file into the npz archive and when transposing
+# margin and pred to per-sample rows: small, as each chunk adds to the peak.
+COPY_BYTES = 2**20
 
 
 def margins(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -52,6 +55,13 @@ def _physical_memory() -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return 8 * 2**30
+
+
+def _process_group() -> tuple[int, int]:
+    """(rank, world size) of the initialised default process group; (0, 1) without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 class Recorder:
@@ -94,8 +104,9 @@ class Recorder:
         if store == "auto":
             store = "memmap" if path is not None and self.stored_bytes > AUTO_MEMMAP_SHARE * _physical_memory() else "ram"
         self.store = store
+        self.rank, self.world_size = _process_group()
         self._ram = ({name: np.zeros(shape, dtype) for name, (shape, dtype) in self._specs.items()}
-                     if store == "ram" else None)
+                     if store == "ram" and self.rank == 0 else None)
         self.assigned = np.full(num_samples, -1, dtype=np.int64)
         self.epoch = 0
         self._persisted = 0
@@ -124,14 +135,15 @@ class Recorder:
 
     # --- recording -----------------------------------------------------------------------------
     def _epoch_buffers(self, device: torch.device) -> dict[str, torch.Tensor]:
+        """One epoch's values per row, on the logits' device; row ``num_samples`` is the sink for row -1."""
         if self._buffers is None or self._buffers["probs"].device != device:
-            count, channels = self.num_samples, self.channels
+            count, channels = self.num_samples + 1, self.channels
             self._buffers = {
                 "probs": torch.zeros(count, channels, dtype=torch.float16, device=device),
                 "margin": torch.zeros(count, dtype=torch.float16, device=device),
                 "pred": torch.zeros(count, dtype=torch.int16, device=device),
-                "targets": torch.full((count,), -1, dtype=torch.int64, device=device),
-                "seen": torch.zeros(count, dtype=torch.bool, device=device),
+                "targets": torch.zeros(count, dtype=torch.int64, device=device),
+                "seen": torch.zeros(count, dtype=torch.int32, device=device),
             }
             if self.topk is not None:
                 dtype = torch.int16 if self._specs["classes"][1] == np.int16 else torch.int32
@@ -140,7 +152,8 @@ class Recorder:
 
     @torch.no_grad()
     def update(self, logits: torch.Tensor, targets: torch.Tensor, indices: torch.Tensor) -> None:
-        """Record one batch: ``logits`` [B, C] (any dtype/device), assigned ``targets`` and row ``indices``."""
+        """Record one batch: ``logits`` [B, C] (any dtype/device), assigned ``targets`` and row ``indices``
+        (``-1``: train-only padding, not recorded)."""
         logits = logits.detach().float()
         buffers = self._epoch_buffers(logits.device)
         indices = indices.to(logits.device)
@@ -156,7 +169,7 @@ class Recorder:
         buffers["margin"][indices] = margins(logits, targets).half()
         buffers["pred"][indices] = logits.argmax(dim=1).to(torch.int16)
         buffers["targets"][indices] = targets
-        buffers["seen"][indices] = True
+        buffers["seen"][indices] = 1
 
     def _open(self, name: str, mode: str) -> np.ndarray:
         """The store's array ``name``; a memmap is opened on demand so unused epochs stay on disk."""
@@ -169,22 +182,40 @@ class Recorder:
             return np.lib.format.open_memmap(file, mode="w+", dtype=dtype, shape=shape)
         return np.lib.format.open_memmap(file, mode=mode)
 
+    def _sum_onto_rank0(self, buffers: dict[str, torch.Tensor]) -> None:
+        """Add every rank's epoch buffers into rank 0's. Each row was written by one rank and is zero
+        on the others, so the sums are the values; ``seen`` becomes the number of ranks that recorded
+        the row. NCCL has no int16 sum, so those buffers travel as int32."""
+        for name, tensor in buffers.items():
+            wide = tensor.to(torch.int32) if tensor.dtype == torch.int16 else tensor
+            dist.reduce(wide, dst=0)
+            if wide is not tensor and self.rank == 0:
+                tensor.copy_(wide)
+
     def next_epoch(self) -> None:
-        """Close the epoch: check every row was seen once more, copy the buffers to the store."""
+        """Close the epoch: check every row was recorded exactly once, copy the buffers to the store."""
         if self.epoch >= self.num_epochs:
             raise RuntimeError(f"recorder holds {self.num_epochs} epochs; next_epoch called once too often")
         buffers = self._buffers
-        if buffers is None or not bool(buffers["seen"].all()):
-            missing = self.num_samples if buffers is None else int((~buffers["seen"]).sum())
-            raise RuntimeError(f"epoch {self.epoch}: {missing} of {self.num_samples} samples were not recorded")
-        for name in self._specs:
-            array = self._open(name, "w+" if self.epoch == 0 else "r+")
-            array[self.epoch] = buffers[name].cpu().numpy()
-            if isinstance(array, np.memmap):
-                array.flush()
-            del array
-        self.assigned = buffers["targets"].cpu().numpy()
-        buffers["seen"].zero_()
+        if buffers is None:
+            raise RuntimeError(f"epoch {self.epoch}: none of the {self.num_samples} samples were recorded")
+        if self.world_size > 1:
+            self._sum_onto_rank0(buffers)
+        if self.rank == 0:
+            seen = buffers["seen"][:self.num_samples]
+            missing, repeated = int((seen == 0).sum()), int((seen > 1).sum())
+            if missing or repeated:
+                raise RuntimeError(f"epoch {self.epoch}: {missing} of {self.num_samples} samples were not recorded"
+                                   + (f" and {repeated} were recorded more than once" if repeated else ""))
+            for name in self._specs:
+                array = self._open(name, "w+" if self.epoch == 0 else "r+")
+                array[self.epoch] = buffers[name][:self.num_samples].cpu().numpy()
+                if isinstance(array, np.memmap):
+                    array.flush()
+                del array
+            self.assigned = buffers["targets"][:self.num_samples].cpu().numpy().copy()
+        for tensor in buffers.values() if self.world_size > 1 else [buffers["seen"]]:
+            tensor.zero_()  # a rank's rows change every epoch, so its other rows must read 0 in the sum
         self.epoch += 1
 
     # --- resume ----------------------------------------------------------------------------------
@@ -192,8 +223,11 @@ class Recorder:
         """Make every finished epoch durable under ``path`` so ``restore`` can continue a killed run.
 
         The memmap store is already on disk (flushed by ``next_epoch``); the RAM store writes each
-        new epoch once, as its own small file. Every file is written atomically.
+        new epoch once, as its own small file. Every file is written atomically. Rank 0 only.
         """
+        if self.rank != 0:
+            self._persisted = self.epoch
+            return
         folder = self._store_dir
         folder.mkdir(parents=True, exist_ok=True)
         _atomic_savez(folder / "assigned.npz", {"assigned": self.assigned})
@@ -204,6 +238,9 @@ class Recorder:
 
     def restore(self, epochs: int) -> None:
         """Pick up the first ``epochs`` epochs that ``checkpoint`` left under ``path``."""
+        if self.rank != 0:
+            self.epoch = self._persisted = epochs
+            return
         folder = self._store_dir
         hint = "pass --overwrite (or another folder) to start the run over"
         try:
@@ -228,37 +265,53 @@ class Recorder:
 
     def cleanup(self) -> None:
         """Remove the store's files once ``save`` has written the final npz."""
-        if self.path is not None:
+        if self.path is not None and self.rank == 0:
             shutil.rmtree(self.path / STORE_DIR, ignore_errors=True)
 
     # --- output ----------------------------------------------------------------------------------
     def _sorted_chunks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(td [n, E, S], labels [n, S]) per chunk of rows: channel 0 = assigned label, the others
-        by mean (stored) probability over the epochs, descending."""
-        epochs = self.epoch
-        rows_per_chunk = max(1, REORDER_CHUNK_BYTES // (4 * max(epochs, 1) * self.num_classes))
-        for start in range(0, self.num_samples, rows_per_chunk):
-            rows = slice(start, start + rows_per_chunk)
-            probs = np.ascontiguousarray(self._open("probs", "r")[:epochs, rows].transpose(1, 0, 2))
-            if self.topk is not None:
-                classes = self._open("classes", "r")[:epochs, rows].transpose(1, 0, 2).astype(np.int64)
-                dense = np.zeros((len(probs), epochs, self.num_classes), dtype=np.float16)
-                np.put_along_axis(dense, classes, probs, axis=2)
-                probs = dense
-            mean = probs.mean(axis=1, dtype=np.float32)
-            np.put_along_axis(mean, self.assigned[rows, None], np.inf, axis=1)
-            order = np.argsort(-mean, axis=1, kind="stable")[:, :self.channels]
-            yield np.take_along_axis(probs, order[:, None, :], axis=2), order
+        by total (so mean) stored probability over the epochs, descending, ties by class id.
+
+        Each chunk is a view of buffers reused for the next one (fresh allocations per chunk make
+        glibc keep tens of MB of freed heap), so use it before asking for the next. A memmap store
+        is opened per chunk, so its pages leave this process's resident set as it goes.
+        """
+        epochs, channels, classes = self.epoch, self.channels, self.num_classes
+        step = min(max(1, self.num_samples), max(1, REORDER_CHUNK_BYTES // (2 * max(epochs, 1) * classes)))
+        totals = torch.empty(step, classes, dtype=torch.float32)
+        ranked = (torch.empty(step, classes, dtype=torch.float32), torch.empty(step, classes, dtype=torch.int64))
+        td = torch.empty(step, epochs, channels, dtype=torch.int16)
+        dense = torch.empty(epochs, step, classes, dtype=torch.float16) if self.topk is not None else None
+        for start in range(0, self.num_samples, step):
+            rows = slice(start, start + step)
+            block = torch.from_numpy(self._open("probs", "c")[:epochs, rows])      # [E, n, S] float16 view
+            count = block.shape[1]
+            if dense is not None:
+                kept = torch.from_numpy(self._open("classes", "c")[:epochs, rows]).long()
+                block = dense[:, :count].zero_().scatter_(2, kept, block)
+            total = totals[:count].zero_()
+            for epoch in block:  # epoch by epoch: no float32 copy of the whole block
+                total.add_(epoch)
+            total.scatter_(1, torch.from_numpy(self.assigned[rows])[:, None], float("inf"))
+            values, order = (buffer[:count] for buffer in ranked)
+            torch.sort(total, dim=1, descending=True, stable=True, out=(values, order))
+            labels = order[:, :channels]
+            # gather on int16 (the same bytes) runs about twice as fast as on float16 on CPU
+            torch.gather(block.view(torch.int16).permute(1, 0, 2), 2,
+                         labels[:, None, :].expand(count, epochs, channels), out=td[:count])
+            yield td[:count].view(torch.float16).numpy(), labels.contiguous().numpy()
 
     def _per_row(self, name: str) -> Iterator[np.ndarray]:
         """A [E, N] store array as [n, E] chunks of rows."""
-        step = max(1, REORDER_CHUNK_BYTES // (8 * max(self.epoch, 1)))
+        step = max(1, COPY_BYTES // (2 * max(self.epoch, 1)))
         for start in range(0, self.num_samples, step):
-            yield np.ascontiguousarray(self._open(name, "r")[:self.epoch, start:start + step].T)
+            yield np.ascontiguousarray(self._open(name, "c")[:self.epoch, start:start + step].T)
 
     def dynamics(self) -> Dynamics:
-        """The recorded epochs in memory (``save`` streams instead, for runs too large for RAM)."""
-        chunks = list(self._sorted_chunks())
+        """The recorded epochs in memory (``save`` streams instead, for runs too large for RAM). Rank 0 only."""
+        self._require_rank0("dynamics")
+        chunks = [(td.copy(), labels.copy()) for td, labels in self._sorted_chunks()]
         empty_td = np.zeros((0, self.epoch, self.channels), np.float16)
         td = np.concatenate([c[0] for c in chunks]) if chunks else empty_td
         labels = np.concatenate([c[1] for c in chunks]) if chunks else np.zeros((0, self.channels), np.int64)
@@ -273,8 +326,12 @@ class Recorder:
 
         :param true_labels: per row, when the caller knows them (synthetic noise); metadata.pth
             then also holds ``true_targets`` and ``label_flipped`` so detectors can be trained on it.
+        Under torch.distributed only rank 0 writes; the other ranks return the same path.
         """
         folder = Path(folder)
+        if self.rank != 0:
+            return folder / TD_FILE
+        self._buffers = None  # the last epoch is in the store; its buffers would only add to the peak
         folder.mkdir(parents=True, exist_ok=True)
         count, epochs, channels = self.num_samples, self.epoch, self.channels
         staging = folder / f".{TD_FILE}.labels.tmp"
@@ -283,7 +340,7 @@ class Recorder:
                 def td_chunks() -> Iterator[np.ndarray]:
                     """td goes straight into the archive; labels wait in a staging file (one entry at a time)."""
                     for td, labels in self._sorted_chunks():
-                        labels_out.write(labels.tobytes())
+                        labels_out.write(memoryview(labels).cast("B"))
                         yield td
 
                 entries = [("td", (count, epochs, channels), np.float16, td_chunks()),
@@ -297,6 +354,10 @@ class Recorder:
         if metadata:
             self._save_metadata(folder, true_labels)
         return folder / TD_FILE
+
+    def _require_rank0(self, what: str) -> None:
+        if self.rank != 0:
+            raise RuntimeError(f"{what} is only available on rank 0, which alone keeps the dynamics")
 
     def _save_metadata(self, folder: Path, true_labels: np.ndarray | torch.Tensor | None) -> None:
         """metadata.pth as generate_td writes it, indexed by dataset index (-1 where unknown)."""
@@ -337,7 +398,9 @@ def _read_chunks(path: Path, pending) -> Iterator[bytes]:
 def _write_npz(path: str, entries: Iterable[tuple[str, tuple[int, ...], type, Iterable]]) -> None:
     """An uncompressed ``.npz`` written entry by entry from chunks, exactly as ``np.load`` reads it.
 
-    Each chunk is an array (C order, split along axis 0) or raw bytes of the entry's dtype.
+    Each chunk is an array (C order, split along axis 0) or raw bytes of the entry's dtype; an
+    array's buffer goes to the archive as is (zipfile takes any contiguous buffer), never via a
+    ``tobytes`` copy.
     """
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
         for name, shape, dtype, chunks in entries:
@@ -346,4 +409,6 @@ def _write_npz(path: str, entries: Iterable[tuple[str, tuple[int, ...], type, It
                           "shape": tuple(shape)}
                 np.lib.format.write_array_header_1_0(out, header)
                 for chunk in chunks:
-                    out.write(chunk if isinstance(chunk, bytes) else np.ascontiguousarray(chunk, dtype=dtype).tobytes())
+                    if not isinstance(chunk, bytes):
+                        chunk = np.ascontiguousarray(chunk, dtype=dtype).reshape(-1).view(np.uint8)
+                    out.write(chunk)

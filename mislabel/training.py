@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from losses import make_loss
+from mislabel import distributed
 from mislabel.checkpoint import Checkpoint, Progress
 from mislabel.recorder import Recorder
 from util import AverageMeter, UserError, atomic_write
@@ -134,6 +135,8 @@ def fit(model: torch.nn.Module, train_batches, eval_train_batches, valid_batches
 
     Without a validation set (``valid_batches is None``) the final model is the selected one.
     With ``checkpoint`` every finished epoch is saved, and an existing checkpoint is continued.
+    Under torchrun the training steps go through DistributedDataParallel (``train_batches`` then
+    holds this rank's shard); rank 0 alone writes the log and checkpoints.
     """
     recipe.validate()
     criterion = make_loss(recipe.loss_type)
@@ -147,16 +150,17 @@ def fit(model: torch.nn.Module, train_batches, eval_train_batches, valid_batches
     if resumed is not None:
         log, best_error, best_epoch, best_state = resumed.log, resumed.best_error, resumed.best_epoch, resumed.best_state
     start = 0 if resumed is None else resumed.epochs_done
+    net, main = distributed.wrap(model), distributed.is_main()
     epochs = tqdm(range(start, recipe.epochs), initial=start, total=recipe.epochs, desc=description, unit="epoch",
-                  dynamic_ncols=True)
+                  dynamic_ncols=True, disable=not main)
     for epoch in epochs:
         started = time.perf_counter()
-        model.train()
+        net.train()
         train_batches.set_epoch(epoch)
         loss_meter, error_meter = AverageMeter(), AverageMeter()
         for images, labels, rows in tqdm(train_batches, desc=f"epoch {epoch + 1}", leave=False, unit="batch",
-                                         dynamic_ncols=True):
-            logits = model(images)
+                                         dynamic_ncols=True, disable=not main):
+            logits = net(images)
             loss = criterion(logits, labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -182,9 +186,9 @@ def fit(model: torch.nn.Module, train_batches, eval_train_batches, valid_batches
                 best_state = copy.deepcopy(model.state_dict())
         row["seconds"] = round(time.perf_counter() - started, 3)
         log.append(row)
-        if log_path is not None:
+        if log_path is not None and main:
             _write_log(log_path, log)
-        if checkpoint is not None:
+        if checkpoint is not None and main:
             checkpoint.save(Progress(epoch + 1, log, best_error, best_epoch, best_state), model, optimizer, scheduler,
                             recorder)
         epochs.set_postfix(loss=f"{loss_meter.avg:.3f}", err=f"{error_meter.avg:.3f}",

@@ -1,0 +1,328 @@
+"""Detection benchmark on real data: noise grid x seeds, transfer matrix, denoising; writes BENCHMARKS.md.
+
+    python bench/detection.py --quick      # one seed, two noise settings, small runs: about 5 minutes
+    python bench/detection.py              # the full grid (see PLANS): about an hour on 2 idle cores
+
+For each dataset (digits, fashion_mnist) phase 1 runs on every (noise, seed) of the plan. Detectors
+are trained on separate source runs (seed 100, 30% uniform and 30% flip noise) of each dataset, one
+per variant of VARIANTS, and every detector scores every run of both datasets next to every baseline
+of detector_model.baselines (and cleanlab where the plan pays for cross-validation): the transfer
+matrix. Each run is then denoised four ways, each removing as many samples as the noise ratio says:
+the DENOISE_VARIANT detector trained on the *other* dataset, AUM, random, and the oracle (exactly the
+flipped samples), all retrained by the Runner's own loop. Runs and detectors are cached under
+--workdir/<plan>/ (a rerun only does what is missing; --fresh starts over), results go to
+results.json there, and the markdown sections go into BENCHMARKS.md between this script's markers.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch loads: one thread per worker process
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from concurrent.futures import ProcessPoolExecutor, as_completed  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from multiprocessing import get_context  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import numpy as np  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+from detection_report import render_sections, replace_section  # noqa: E402
+
+# ----------------------------------------------------------------------------------------------
+# Plans: what runs where, and why
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataPlan:
+    net_type: str
+    depth: int
+    epochs: int
+    train_subset: int | None = None  # fashion_mnist: this many of the 60,000 training images
+    batch_size: int = 128
+    lr: float = 0.1
+
+
+# conv4 learns 8x8 digits to ~97% in seconds but costs ~12 s/epoch on 28x28 images on one core;
+# LeNet-5 is ~2 s/epoch on 10,000 Fashion-MNIST images. LeNet has no batch norm: at lr 0.1 it
+# stalls near chance under 40% noise, at 0.05 with batch 64 it learns in a few hundred steps.
+# Different lengths (60 vs 25 epochs) and models on the two datasets are on purpose: transfer
+# must survive both.
+PLANS = {
+    "full": dict(seeds=(1, 2, 3), settings=(("uniform", "0.2"), ("uniform", "0.4"), ("flip", "0.2"), ("flip", "0.4")),
+                 data={"digits": DataPlan("conv4", 4, 60),
+                       "fashion_mnist": DataPlan("lenet_mnist", 5, 25, 10_000, batch_size=64, lr=0.05)},
+                 detector_epochs=10, cleanlab=("digits",)),
+    "quick": dict(seeds=(1,), settings=(("uniform", "0.4"), ("flip", "0.4")),
+                  data={"digits": DataPlan("conv4", 4, 30),
+                        "fashion_mnist": DataPlan("lenet_mnist", 5, 15, 3_000, batch_size=64, lr=0.05)},
+                  detector_epochs=8, cleanlab=()),
+}
+SOURCE_SEED = 100                                   # detectors never see an evaluated run
+SOURCE_RUNS = (("uniform", "0.3"), ("flip", "0.3"))  # first one alone = the paper's training set
+CLEANLAB_FOLDS = 4
+
+# Detector variants: the paper's, and what this benchmark measures beyond it.
+VARIANTS = {
+    "paper": dict(features="prob", readout="last", bidirectional=False, seq_len=0, mix=False),
+    "paper_mix": dict(features="prob", readout="last", bidirectional=False, seq_len=0, mix=True),
+    "feat_last": dict(features="prob,margin,correct", readout="last", bidirectional=False, seq_len=32, mix=True),
+    "pool": dict(features="prob", readout="pool", bidirectional=True, seq_len=32, mix=True),
+    "pool_feat": dict(features="prob,margin,correct", readout="pool", bidirectional=True, seq_len=32, mix=True),
+}
+DENOISE_VARIANT = "pool_feat"
+DENOISE_METHODS = ("detector", "aum", "random", "oracle")
+
+# ----------------------------------------------------------------------------------------------
+# Jobs (each runs in a worker process; output goes to a log file, results to the run folders)
+# ----------------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _logged(log: Path):
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as handle, contextlib.redirect_stdout(handle), contextlib.redirect_stderr(handle):
+        yield
+
+
+def _run_config(work: Path, plan: dict, dataset: str, seed: int, noise: str, ratio: str):
+    from runner import RunConfig
+    from mislabel.training import Recipe
+
+    data = plan["data"][dataset]
+    return RunConfig(dataset=dataset, datadir=str(work / "data") if dataset != "digits" else None, seed=seed,
+                     noise_ratio=ratio, noise_type=noise, net_type=data.net_type, depth=data.depth,
+                     results_dir=str(work / "runs"), recipe=Recipe(epochs=data.epochs, batch_size=data.batch_size, lr=data.lr))
+
+
+def job_phase1(work: Path, plan: dict, dataset: str, seed: int, noise: str, ratio: str) -> str:
+    from mislabel.report import read_summary
+    from runner import Runner
+
+    config = _run_config(work, plan, dataset, seed, noise, ratio)
+    if read_summary(config.td_dir) is None:
+        with _logged(work / "logs" / f"phase1_{dataset}_{noise}{ratio}_s{seed}.log"):
+            Runner(config).train_for_td_computation()
+    return str(config.td_dir)
+
+
+def job_crossval(work: Path, plan: dict, dataset: str, seed: int, noise: str, ratio: str) -> str:
+    from mislabel.crossval import PRED_PROBS_FILE, crossval_probs
+    from runner import Runner
+
+    config = _run_config(work, plan, dataset, seed, noise, ratio)
+    if not (config.td_dir / PRED_PROBS_FILE).is_file():
+        with _logged(work / "logs" / f"crossval_{dataset}_{noise}{ratio}_s{seed}.log"):
+            crossval_probs(Runner(config), CLEANLAB_FOLDS)
+    return str(config.td_dir)
+
+
+def detector_path(work: Path, source: str, variant: str) -> Path:
+    return work / "detectors" / f"{source}_{variant}.pth.tar"
+
+
+def job_detector(work: Path, plan: dict, source: str, variant: str) -> str:
+    import train_detector
+
+    out = detector_path(work, source, variant)
+    if out.is_file():
+        return str(out)
+    spec = VARIANTS[variant]
+    runs = SOURCE_RUNS if spec["mix"] else SOURCE_RUNS[:1]
+    folders = [str(_run_config(work, plan, source, SOURCE_SEED, noise, ratio).td_dir) for noise, ratio in runs]
+    argv = ["--r", SOURCE_RUNS[0][1], "--dataset", source, "--files_path", *folders, "--out", str(out),
+            "--epochs", str(plan["detector_epochs"]), "--features", spec["features"], "--readout", spec["readout"],
+            "--bidirectional" if spec["bidirectional"] else "--no-bidirectional", "--seq_len", str(spec["seq_len"])]
+    with _logged(work / "logs" / f"detector_{source}_{variant}.log"):
+        train_detector.main(argv)
+    return str(out)
+
+
+def other_dataset(plan: dict, dataset: str) -> str:
+    others = [name for name in plan["data"] if name != dataset]
+    return others[0] if others else dataset
+
+
+def job_denoise(work: Path, plan: dict, dataset: str, seed: int, noise: str, ratio: str, method: str) -> float:
+    """Retrain without round(ratio * N) samples chosen by ``method``; returns the test accuracy."""
+    from detector_model.baselines import aum
+    from mislabel.report import read_summary
+    from runner import Runner
+    from util import load_dynamics
+
+    config = _run_config(work, plan, dataset, seed, noise, ratio)
+    folder = config.experiment_dir / f"bench_denoise_seed{seed}" / method
+    if (done := read_summary(folder)) is not None:
+        return float(done["test_accuracy"])
+    with _logged(work / "logs" / f"denoise_{dataset}_{noise}{ratio}_s{seed}_{method}.log"):
+        runner = Runner(config)
+        dyn = load_dynamics(config.td_dir)
+        count = int(round(float(ratio) * dyn.num_samples))
+        if method == "detector":
+            detector = detector_path(work, other_dataset(plan, dataset), DENOISE_VARIANT)
+            kept, _, _, info = runner.subset(str(detector), float(ratio), config.td_dir)
+        else:
+            if method == "oracle":
+                removed = np.flatnonzero(dyn.flipped)
+            elif method == "aum":
+                removed = np.argsort(-aum(dyn), kind="stable")[:count]
+            else:
+                removed = np.random.default_rng(seed).permutation(dyn.num_samples)[:count]
+            kept = np.delete(dyn.indices, removed)
+            info = {"num_removed": int(len(removed)), "flipped_share_of_removed": float(dyn.flipped[removed].mean())}
+        summary = runner.retrain_subset(kept, folder, dict(info, method=method))
+    return float(summary["test_accuracy"])
+
+
+# ----------------------------------------------------------------------------------------------
+# Scoring (main process): every method on every evaluated run
+# ----------------------------------------------------------------------------------------------
+
+
+def score_run(work: Path, plan: dict, dataset: str, seed: int, noise: str, ratio: str) -> list[dict]:
+    from detector_model.baselines import BASELINES, cleanlab
+    from detector_model.lstm import load_detector
+    from detector_model.metrics import detection_metrics
+    from detector_model.predict import detector_scores
+    from mislabel.crossval import load_pred_probs
+    from util import load_dynamics
+
+    folder = _run_config(work, plan, dataset, seed, noise, ratio).td_dir
+    dyn = load_dynamics(folder)
+    scores: dict[tuple[str, str | None], np.ndarray] = {(name, None): fn(dyn) for name, fn in BASELINES.items()}
+    probs = load_pred_probs(folder, dyn.num_samples, int(dyn.assigned.max()) + 1)
+    if probs is not None:
+        scores[("cleanlab", None)] = cleanlab(probs[0], dyn.assigned)
+    for source in plan["data"]:
+        for variant in VARIANTS:
+            model, config = load_detector(detector_path(work, source, variant))
+            scores[(variant, source)] = detector_scores(model, config, dyn)
+    rows = []
+    for (method, source), values in scores.items():
+        metrics = detection_metrics(values, dyn.flipped)
+        rows.append(dict(dataset=dataset, noise=noise, ratio=ratio, seed=seed, method=method, source=source,
+                         auc=metrics["auc"], map=metrics["map"]))
+    return rows
+
+
+# ----------------------------------------------------------------------------------------------
+# Data: a fixed Fashion-MNIST subset, written as IDX files the Runner reads as fashion_mnist
+# ----------------------------------------------------------------------------------------------
+
+
+def prepare_fashion_subset(work: Path, count: int) -> None:
+    """The first ``count`` images of a fixed permutation (numpy default_rng(0)) of the 60,000
+    training images, and the full 10,000-image test set; from the system copy the formats module finds."""
+    from mislabel.formats import FASHION_MNIST_SYSTEM_DIR, read_idx
+    from util import UserError, atomic_write
+
+    folder = work / "data" / "fashion_mnist"
+    if (folder / "t10k-labels-idx1-ubyte").is_file():
+        return
+    source = FASHION_MNIST_SYSTEM_DIR
+    if not (source / "train-images-idx3-ubyte.gz").is_file():
+        raise UserError(f"Fashion-MNIST is not at {source}; install it with `apt-get install dataset-fashion-mnist`")
+    for split, keep in (("train", count), ("t10k", None)):
+        images = read_idx(source / f"{split}-images-idx3-ubyte.gz")
+        labels = read_idx(source / f"{split}-labels-idx1-ubyte.gz")
+        rows = np.sort(np.random.default_rng(0).permutation(len(labels))[:keep]) if keep else np.arange(len(labels))
+        for kind, array in (("images-idx3", images[rows]), ("labels-idx1", labels[rows])):
+            header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+            payload = header + np.ascontiguousarray(array).tobytes()
+            atomic_write(folder / f"{split}-{kind}-ubyte", lambda tmp, data=payload: Path(tmp).write_bytes(data))
+
+
+# ----------------------------------------------------------------------------------------------
+# Orchestration
+# ----------------------------------------------------------------------------------------------
+
+
+def run_stage(pool: ProcessPoolExecutor, name: str, jobs: list[tuple]) -> list:
+    futures = {pool.submit(fn, *args): (fn.__name__, args[2:]) for fn, *args in jobs}
+    results = []
+    for future in tqdm(as_completed(futures), total=len(futures), desc=name, unit="job", dynamic_ncols=True):
+        try:
+            results.append((futures[future], future.result()))
+        except BaseException as err:
+            raise RuntimeError(f"{futures[future]} failed: {err!r}; see the logs under --workdir") from err
+    return results
+
+
+def machine() -> str:
+    model = subprocess.run("lscpu | grep 'Model name'", shell=True, capture_output=True, text=True).stdout
+    model = " ".join(model.split(":", 1)[-1].split()) or platform.processor()
+    load = os.getloadavg()[0]
+    return f"{os.cpu_count()} CPUs (`nproc` = {os.cpu_count()}), {model}; load average at the end {load:.1f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="the ~5 minute plan instead of the full grid")
+    parser.add_argument("--workers", type=int, default=2, help="parallel single-threaded jobs (default 2)")
+    parser.add_argument("--workdir", default="/tmp/mislabel_bench_detection", help="runs, detectors, logs")
+    parser.add_argument("--fresh", action="store_true", help="delete this plan's cached runs first")
+    parser.add_argument("--benchmarks", default=str(ROOT / "BENCHMARKS.md"), help="file to write the sections into")
+    parser.add_argument("--no_write", action="store_true", help="print the sections instead of writing them")
+    args = parser.parse_args()
+    plan_name = "quick" if args.quick else "full"
+    plan = PLANS[plan_name]
+    work = Path(args.workdir) / plan_name
+    if args.fresh and work.exists():
+        shutil.rmtree(work)
+    started = time.perf_counter()
+    prepare_fashion_subset(work, plan["data"]["fashion_mnist"].train_subset)
+    grid = [(d, s, n, r) for d in plan["data"] for n, r in plan["settings"] for s in plan["seeds"]]
+    sources = [(d, SOURCE_SEED, n, r) for d in plan["data"] for n, r in SOURCE_RUNS]
+    stages: dict[str, float] = {}
+    with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
+        mark = time.perf_counter()
+        run_stage(pool, "phase 1", [(job_phase1, work, plan, *run) for run in sources + grid])
+        stages["phase 1"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        jobs = [(job_detector, work, plan, d, v) for d in plan["data"] for v in VARIANTS]
+        jobs += [(job_crossval, work, plan, *run) for run in grid if run[0] in plan["cleanlab"]]
+        jobs += [(job_denoise, work, plan, *run, m) for run in grid for m in DENOISE_METHODS if m != "detector"]
+        denoised = run_stage(pool, "detectors, cleanlab, baseline denoising", jobs)
+        stages["detectors, cross-validation, non-detector retraining"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        denoised += run_stage(pool, "detector denoising", [(job_denoise, work, plan, *run, "detector") for run in grid])
+        stages["detector retraining"] = time.perf_counter() - mark
+    detection = [row for run in tqdm(grid, desc="scoring", unit="run") for row in score_run(work, plan, *run)]
+    accuracy = [dict(dataset=d, noise=n, ratio=r, seed=s, method="noisy", test_accuracy=_phase1_accuracy(work, plan, d, s, n, r))
+                for d, s, n, r in grid]
+    accuracy += [dict(dataset=a[0], seed=a[1], noise=a[2], ratio=a[3], method=a[4], test_accuracy=acc)
+                 for (name, a), acc in denoised if name == "job_denoise"]
+    total = time.perf_counter() - started
+    command = "python bench/detection.py" + (" --quick" if args.quick else "") + f" --workers {args.workers}"
+    results = dict(plan=plan_name, command=command, machine=machine(), seconds=total, stages=stages,
+                   detection=detection, denoise=accuracy)
+    (work / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    text = render_sections(results, plan, VARIANTS, DENOISE_VARIANT, SOURCE_RUNS, SOURCE_SEED)
+    if args.no_write:
+        print(text)
+    else:
+        replace_section(Path(args.benchmarks), f"detection-{plan_name}", text)
+        print(f"wrote the {plan_name} sections into {args.benchmarks} ({total / 60:.1f} min)")
+
+
+def _phase1_accuracy(work: Path, plan: dict, dataset: str, seed: int, noise: str, ratio: str) -> float:
+    from mislabel.report import read_summary
+
+    return float(read_summary(_run_config(work, plan, dataset, seed, noise, ratio).td_dir)["test_accuracy"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Two processes under torchrun (gloo, CPU) record complete dynamics and write one single-process set of files."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from conftest import ROOT, run_sh
+from util import METADATA_FILE, TD_FILE, load_dynamics
+
+# LeNet on digits, 2 epochs: the smallest run that still has several batches per rank and epoch.
+# --batch_size 50 with 1,293 training rows leaves a padded last round, so the test also covers
+# padding duplicates (trained on, never recorded twice).
+RECIPE = ["generate_td", "--dataset", "digits", "--seed", "4", "--noise_ratio", "0.2", "--net_type", "lenet",
+          "--depth", "5", "--num_epochs", "2", "--batch_size", "50", "--device", "cpu"]
+RUN = "digits_lenet5_percmislabeled0.2_uniform/computation4td_seed4"
+ENV = dict(os.environ, OMP_NUM_THREADS="1")
+
+
+def files(folder: Path) -> list[str]:
+    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*"))
+
+
+def test_two_gloo_processes_record_every_sample_once_in_the_single_process_format(tmp_path):
+    single = subprocess.run([sys.executable, str(ROOT / "runner.py"), *RECIPE, "--results_dir", str(tmp_path / "one")],
+                            capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=300)
+    assert single.returncode == 0, single.stderr
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
+                          str(ROOT / "runner.py"), *RECIPE, "--results_dir", str(tmp_path / "two")],
+                         capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=300)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+
+    assert files(tmp_path / "two") == files(tmp_path / "one")          # one set of files, nothing left over
+    one, two = load_dynamics(tmp_path / "one" / RUN), load_dynamics(tmp_path / "two" / RUN)
+    with np.load(tmp_path / "one" / RUN / TD_FILE) as a, np.load(tmp_path / "two" / RUN / TD_FILE) as b:
+        assert a.files == b.files
+        assert all(a[key].shape == b[key].shape and a[key].dtype == b[key].dtype for key in a.files)
+    assert two.td.shape == (1293, 2, 10)
+    assert np.array_equal(two.indices, one.indices) and np.array_equal(two.assigned, one.assigned)
+    assert np.allclose(two.td.astype(np.float32).sum(axis=2), 1.0, atol=1e-2)   # every sample, every epoch
+    assert np.array_equal(np.sort(two.labels, axis=1), np.tile(np.arange(10), (1293, 1)))
+    assert np.array_equal(two.margin > 0, two.pred == two.assigned[:, None])
+    meta_one, meta_two = (torch.load(folder / RUN / METADATA_FILE, weights_only=True)
+                          for folder in (tmp_path / "one", tmp_path / "two"))
+    assert meta_one.keys() == meta_two.keys() and all(torch.equal(meta_one[k], meta_two[k]) for k in meta_one)
+
+
+def test_nproc_runs_runner_under_torchrun():
+    done = run_sh("generate_td", "none", "digits", "0", "0.2", "uniform", "lenet", "5",
+                  env={"TESTRUN": "1", "NPROC": "2"})
+    assert done.returncode == 0, done.stderr
+    assert "-m torch.distributed.run --nproc_per_node 2 --standalone " in done.stdout
+    assert f"{ROOT / 'runner.py'} generate_td" in done.stdout
+    passed = run_sh("denoise_large", "d", "clothing", "0", "det.pth", "0.1",
+                    env={"TESTRUN": "1", "NPROC": "4", "TORCHRUN_ARGS": "--nnodes 2 --rdzv_endpoint host:29400"})
+    assert "--nproc_per_node 4 --nnodes 2 --rdzv_endpoint host:29400 " in passed.stdout
+    bad = run_sh("generate_td", "none", "digits", "0", "0.2", "uniform", "lenet", "5", env={"NPROC": "two"})
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "NPROC" in bad.stderr

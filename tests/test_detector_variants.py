@@ -1,0 +1,105 @@
+"""Detector variants beyond the paper: readout, bidirectional LSTM, extra features, fixed-length resampling.
+
+Runs on synthetic dynamics written straight to run folders (no classifier training), so the whole
+file takes seconds: clean samples learn their label early, flipped ones are memorised late.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from detector_model.features import build_features, resample
+from detector_model.lstm import LSTMDetector, build_detector, detector_config, load_detector, save_detector
+from detector_model.predict import detector_scores
+from train_detector import main as train_main
+from util import METADATA_FILE, Dynamics, UserError, load_dynamics, save_dynamics
+
+
+def synthetic_run(folder: Path, epochs: int, seed: int, num_samples: int = 300, noise: float = 0.3) -> Path:
+    """A run folder whose flipped samples rise to high probability only in the last third of training."""
+    rng = np.random.default_rng(seed)
+    flipped = rng.random(num_samples) < noise
+    progress = np.linspace(0.0, 1.0, epochs)[None, :]
+    onset = np.where(flipped, rng.uniform(0.6, 0.9, num_samples), rng.uniform(0.0, 0.3, num_samples))[:, None]
+    prob = 1 / (1 + np.exp(-12 * (progress - onset))) * 0.9 + rng.uniform(0, 0.05, (num_samples, epochs))
+    other = (1 - prob) * 0.8
+    td = np.stack([prob, other], axis=2).astype(np.float16)
+    labels = np.stack([rng.integers(0, 5, num_samples), rng.integers(5, 10, num_samples)], axis=1)
+    pred = np.where(prob > other, labels[:, :1], labels[:, 1:]).astype(np.int16)
+    margin = (4 * (prob - other)).astype(np.float16)
+    folder.mkdir(parents=True)
+    save_dynamics(folder, Dynamics(td=td, labels=labels, margin=margin, pred=pred, indices=np.arange(num_samples)))
+    torch.save({"assigned_targets": torch.as_tensor(labels[:, 0]), "label_flipped": torch.as_tensor(flipped),
+                "true_targets": torch.as_tensor(labels[:, 0])}, folder / METADATA_FILE)
+    return folder
+
+
+def test_resample_interpolates_linearly_and_keeps_the_ends() -> None:
+    sequences = np.arange(5, dtype=np.float32)[None, :, None] * np.array([1.0, -2.0], dtype=np.float32)
+    out = resample(sequences, 9)
+    assert out.shape == (1, 9, 2)
+    np.testing.assert_allclose(out[0, :, 0], np.linspace(0, 4, 9), atol=1e-6)
+    np.testing.assert_allclose(out[0, :, 1], -2 * np.linspace(0, 4, 9), atol=1e-6)
+    np.testing.assert_allclose(resample(sequences, 3)[0, :, 0], [0, 2, 4])
+    assert resample(sequences, 5) is sequences
+    assert resample(sequences[:, :1], 4).shape == (1, 4, 2)
+    with pytest.raises(UserError):
+        resample(sequences, 1)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("readout", ["last", "pool"])
+def test_every_architecture_round_trips_through_a_weights_only_file(tmp_path, readout, bidirectional) -> None:
+    config = detector_config(["prob", "margin"], 8, 1, 20, readout=readout, bidirectional=bidirectional, seq_len=16)
+    model = build_detector(config)
+    path = tmp_path / "d.pth.tar"
+    save_detector(path, model, config)
+    blob = torch.load(path, weights_only=True)
+    assert {blob["config"][k] for k in ("readout", "bidirectional", "seq_len")} == {readout, bidirectional, 16}
+    loaded, _ = load_detector(path)
+    x = torch.rand(3, 11, 2)
+    torch.testing.assert_close(loaded(x), model.eval()(x))
+
+
+def test_a_file_without_the_new_keys_loads_as_the_papers_variant(tmp_path) -> None:
+    old_config = {"arch": "lstm", "features": ["prob"], "hidden_size": 8, "num_layers": 2, "num_epochs_seen": 12}
+    model = LSTMDetector(1, 8, 2)
+    torch.save({"format": "mislabel-detector/1", "config": old_config, "metrics": {},
+                "state_dict": model.state_dict()}, tmp_path / "old.pth.tar")
+    loaded, config = load_detector(tmp_path / "old.pth.tar")
+    assert loaded.readout == "last" and not loaded.lstm.bidirectional
+    x = torch.rand(4, 12, 1)
+    torch.testing.assert_close(loaded(x), model.eval()(x))
+    dyn = load_dynamics(synthetic_run(tmp_path / "run", 12, seed=0))
+    assert detector_scores(loaded, config, dyn).shape == (dyn.num_samples,)
+
+
+def test_seq_len_pools_runs_of_other_lengths_and_scores_any_length(tmp_path) -> None:
+    runs = [synthetic_run(tmp_path / "a", 20, seed=1), synthetic_run(tmp_path / "b", 35, seed=2)]
+    out = tmp_path / "pool.pth.tar"
+    train_main(["--r", "0.3", "--dataset", "synthetic", "--files_path", *map(str, runs), "--out", str(out),
+                "--epochs", "6", "--hidden_size", "16", "--features", "prob,margin,correct", "--readout", "pool",
+                "--bidirectional", "--seq_len", "16", "--device", "cpu"])
+    model, config = load_detector(out)
+    assert config["seq_len"] == 16 and config["readout"] == "pool" and config["bidirectional"]
+    assert config["num_epochs_seen"] == [20, 35]
+    unseen = load_dynamics(synthetic_run(tmp_path / "c", 50, seed=3))
+    scores = detector_scores(model, config, unseen)
+    from sklearn.metrics import roc_auc_score
+    assert roc_auc_score(unseen.flipped, scores) > 0.9
+    expected = torch.sigmoid(model(torch.from_numpy(resample(build_features(unseen, config["features"]), 16))))
+    np.testing.assert_allclose(scores, expected.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_runs_of_other_lengths_without_seq_len_and_a_bad_seq_len_are_refused(tmp_path, capsys) -> None:
+    runs = [synthetic_run(tmp_path / "a", 10, seed=1), synthetic_run(tmp_path / "b", 12, seed=2)]
+    base = ["--r", "0.3", "--dataset", "s", "--files_path", *map(str, runs), "--epochs", "1", "--device", "cpu"]
+    for extra, needle in (([], "--seq_len"), (["--seq_len", "1"], "--seq_len 1")):
+        with pytest.raises(SystemExit) as exit_info:
+            train_main(base + ["--out", str(tmp_path / "x.pth.tar"), *extra])
+        assert exit_info.value.code == 2
+        assert needle in capsys.readouterr().err
+    assert not (tmp_path / "x.pth.tar").exists()

@@ -1,0 +1,61 @@
+"""The shipped detectors load with weights_only=True and reproduce their cards' held-out numbers.
+
+Each card (detector_model/pretrained/<name>.json) states AUC and mAP on stored samples of held-out
+Fashion-MNIST runs (heldout_<noise>.npz); recomputing them here checks the weights, the feature
+pipeline (resampling included) and the metrics together. Regenerate with bench/pretrain_detectors.py.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from detector_model.lstm import DETECTOR_FORMAT, load_detector
+from detector_model.metrics import detection_metrics
+from detector_model.predict import detector_scores
+from mislabel.api import DEFAULT_DETECTOR, rank
+from util import Dynamics
+
+PRETRAINED = Path(__file__).resolve().parents[1] / "detector_model" / "pretrained"
+CARDS = sorted(PRETRAINED.glob("*.json"))
+
+
+def stored_sample(path: Path) -> Dynamics:
+    with np.load(path, allow_pickle=False) as arrays:
+        return Dynamics(**{key: arrays[key] for key in ("td", "labels", "margin", "pred", "indices")},
+                        flipped=arrays["flipped"].astype(bool))
+
+
+def test_a_uniform_a_flip_and_a_default_detector_are_shipped() -> None:
+    names = {card.stem for card in CARDS}
+    assert {"fashion_mnist_uniform", "fashion_mnist_flip", "default"} <= names
+    assert DEFAULT_DETECTOR == PRETRAINED / "default.pth.tar" and DEFAULT_DETECTOR.is_file()
+
+
+@pytest.mark.parametrize("card_path", CARDS, ids=[card.stem for card in CARDS])
+def test_detector_loads_weights_only_and_reproduces_its_card(card_path: Path) -> None:
+    card = json.loads(card_path.read_text())
+    detector = PRETRAINED / card["detector"]
+    assert detector.stat().st_size < 1_000_000
+    blob = torch.load(detector, map_location="cpu", weights_only=True)
+    assert blob["format"] == DETECTOR_FORMAT
+    assert {key: blob["config"][key] for key in card["architecture"]} == card["architecture"]
+    assert blob["config"]["seq_len"], "shipped detectors must resample, so they apply to runs of any length"
+    model, config = load_detector(detector)
+    for noise, stated in card["heldout_runs"].items():
+        dyn = stored_sample(PRETRAINED / f"heldout_{noise}.npz")
+        metrics = detection_metrics(detector_scores(model, config, dyn), dyn.flipped)
+        assert dyn.num_samples == stated["num_samples"] and int(dyn.flipped.sum()) == stated["num_flipped"]
+        assert metrics["auc"] == pytest.approx(stated["auc"], abs=2e-6), noise
+        assert metrics["map"] == pytest.approx(stated["map"], abs=2e-6), noise
+
+
+def test_rank_uses_the_shipped_default_on_a_run_of_another_length() -> None:
+    dyn = stored_sample(PRETRAINED / "heldout_flip.npz")
+    half = {"td": dyn.td[:, ::2], "labels": dyn.labels, "margin": dyn.margin[:, ::2], "pred": dyn.pred[:, ::2],
+            "flipped": dyn.flipped}
+    table = rank(half, methods=("detector",), device="cpu")
+    assert table.attrs["metrics"]["detector"]["auc"] > 0.8
