@@ -23,6 +23,11 @@ usage: ./run.sh <command> [arguments] [--flag value ...]
                            score a phase-1 run with every baseline, each detector given and
                            cleanlab (if crossval_probs was run); writes comparison.md/.csv,
                            scores.csv, roc_pr.png, datamap.png into the run folder
+  find_issues <class_folder | list.csv> [--out FOLDER] [--detector_files F ...] [--flags]
+                           your own labelled images: train with a recipe sized to the data,
+                           rank every image by how likely its label is wrong; writes
+                           suspects.csv, report.html, datamap.png (default under
+                           $RESULTS_DIR/find_issues/<name>/); rerunning resumes
   crossval_probs <datadir> <dataset> <seed> <noise_ratio> <noise_type> <net_type> <depth> [--folds K]
                            held-out probabilities for cleanlab: K (default 4) extra training runs
                            with generate_td's labels, split and recipe (pass its --flags too)
@@ -94,7 +99,7 @@ shift || true
 case "$command" in
   help|-h|--help) usage; exit 0 ;;
   generate_td|train_detector|denoise_small|denoise_large|compare|crossval_probs|demo|test) ;;
-  repair|train_dividemix|train_cub|train_webvision) ;;
+  repair|train_dividemix|train_cub|train_webvision|find_issues) ;;
   *) echo "error: unknown command '$command'" >&2; usage >&2; exit 2 ;;
 esac
 resolve_python
@@ -117,6 +122,9 @@ case "$command" in
   compare)
     need 1 run_folder -- "$@"
     PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" run_py -m mislabel.compare "$@" ;;
+  find_issues)
+    need 1 data -- "$@"
+    PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" run_py -m mislabel.find_issues --results_dir "$RESULTS_DIR" "$@" ;;
   crossval_probs)
     need 7 datadir dataset seed noise_ratio noise_type net_type depth -- "$@"
     run_py "$ROOT/runner.py" crossval --datadir "$1" --dataset "$2" --seed "$3" --noise_ratio "$4" \

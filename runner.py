@@ -87,10 +87,12 @@ class RunConfig:
 class Runner:
     """Phase 1 (``train_for_td_computation``) and phase 3 (``subset`` + ``train``) on one dataset."""
 
-    def __init__(self, config: RunConfig) -> None:
+    def __init__(self, config: RunConfig, data: ImageData | None = None) -> None:
+        """``data`` replaces loading ``config.dataset`` (find_issues brings a user's own images)."""
         self.config = config
         self.device = distributed.start(pick_device(config.device))  # joins torchrun's process group, if any
-        self.data: ImageData = load_dataset(config.dataset, config.datadir, config.seed, config.image_size)
+        self.data: ImageData = data if data is not None else load_dataset(config.dataset, config.datadir, config.seed,
+                                                                          config.image_size)
         if distributed.world_size() > 1 and self.data.train_images is None:
             raise UserError(f"{config.dataset} is read from image files, which multi-process runs do not shard yet; "
                             "run it without NPROC")

@@ -2,8 +2,11 @@
 
     python train_detector.py --r 0.2 --dataset cifar10 --files_path replication/.../computation4td_seed1
 
-Several runs can be pooled (``--files_path A B``). ``--resume DETECTOR`` fine-tunes an existing
-detector. A stratified 90/10 split of the samples holds out data for choosing the best epoch by
+Several runs can be pooled (``--files_path A B``), of any lengths: by default every run is resampled
+to 32 epochs and the detector is the variant bench/detection.py measured best (margin and
+correctness next to the probability, bidirectional LSTM, mean+max pooled over epochs). The paper's
+detector is ``--features prob --readout last --no-bidirectional --seq_len 0``. ``--resume DETECTOR``
+fine-tunes an existing detector (its architecture and resampling win over these flags). A stratified 90/10 split of the samples holds out data for choosing the best epoch by
 AUC; held-out AUC and mAP are printed and stored in the detector file.
 """
 from __future__ import annotations
@@ -26,6 +29,11 @@ from util import UserError, exit_on_user_error, load_dynamics, pick_device, seed
 
 # Adam at 1e-3 with batch 256 trains the 2x64 LSTM in a few dozen epochs on ~50k sequences.
 DEFAULTS = dict(epochs=40, batch_size=256, lr=1e-3, hidden_size=64, num_layers=2, holdout=0.1)
+# The detector the transfer benchmark favours (BENCHMARKS.md, bench/detection.py): margin and
+# correctness next to the probability, a bidirectional LSTM pooled over epochs, and runs resampled
+# to 32 points so one detector serves runs of any length. The paper's variant:
+#   --features prob --readout last --no-bidirectional --seq_len 0
+ARCHITECTURE = dict(features="prob,margin,correct", readout="pool", bidirectional=True, seq_len=32)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,12 +48,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=DEFAULTS["lr"])
     parser.add_argument("--hidden_size", type=int, default=DEFAULTS["hidden_size"])
     parser.add_argument("--num_layers", type=int, default=DEFAULTS["num_layers"])
-    parser.add_argument("--features", default="prob", help=f"comma list from {sorted(FEATURES)} (paper: prob)")
-    parser.add_argument("--readout", default="last", choices=READOUTS,
+    parser.add_argument("--features", default=ARCHITECTURE["features"],
+                        help=f"comma list from {sorted(FEATURES)} (paper: prob)")
+    parser.add_argument("--readout", default=ARCHITECTURE["readout"], choices=READOUTS,
                         help="head input: last time step (paper) or mean+max pooled over epochs")
-    parser.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=False,
-                        help="run the LSTM both ways along the epoch axis (paper: no)")
-    parser.add_argument("--seq_len", type=int, default=0,
+    parser.add_argument("--bidirectional", action=argparse.BooleanOptionalAction,
+                        default=ARCHITECTURE["bidirectional"],
+                        help="run the LSTM both ways along the epoch axis (paper: --no-bidirectional)")
+    parser.add_argument("--seq_len", type=int, default=ARCHITECTURE["seq_len"],
                         help="resample every run to this many epochs (linear interpolation), so runs of other "
                              "lengths can be pooled and scored; 0 = use the recorded epochs (paper)")
     parser.add_argument("--seed", type=int, default=0)

@@ -61,6 +61,7 @@ __all__ = [
     "CSV_TEST_FRACTION",
     "FileSplits",
     "read_class_folders",
+    "read_class_tree",
     "read_tiny_imagenet",
     "read_cub",
     "read_caltech256",
@@ -129,6 +130,18 @@ def _require_every_class(split_dir: Path, labels: np.ndarray, class_names: Seque
     if len(empty):
         raise UserError(f"{split_dir / class_names[empty[0]]} holds no images "
                         f"({len(empty)} empty classes); add images or remove the class")
+
+
+def read_class_tree(root: Path) -> tuple[list[str], np.ndarray, list[str]]:
+    """Files, labels and class names of a bare ``<root>/<class>/**/<image>`` tree with no split,
+    the way most people keep a labelled folder; the same conventions as ``read_class_folders``."""
+    class_names = _class_folders(root)
+    if len(class_names) < 2:
+        raise UserError(f"{root} has {len(class_names)} class folders; mislabel detection needs at least 2 "
+                        f"(<class>/<image>)")
+    files, labels = _list_split(root, class_names)
+    _require_every_class(root, labels, class_names)
+    return files, labels, class_names
 
 
 def read_class_folders(root: Path) -> FileSplits:
@@ -297,7 +310,8 @@ def read_csv_list(csv_path: Path, seed: int, allow_outside: bool = False) -> Fil
     outside = [f for f in files if not f.startswith(inside)]
     if outside and not allow_outside:
         raise UserError(f"{csv_path} lists {len(outside)} paths outside {base}, e.g. {outside[0]}; "
-                        f"move the images under the CSV's folder or pass allow_outside=True")
+                        f"move the images under the CSV's folder or pass --allow_outside "
+                        f"(allow_outside=True in Python)")
     _require_files(files, csv_path)
     labels, class_names = _csv_labels(table["label"].str.strip(), csv_path)
     if "split" in table.columns:

@@ -97,9 +97,21 @@ def test_seq_len_pools_runs_of_other_lengths_and_scores_any_length(tmp_path) -> 
 def test_runs_of_other_lengths_without_seq_len_and_a_bad_seq_len_are_refused(tmp_path, capsys) -> None:
     runs = [synthetic_run(tmp_path / "a", 10, seed=1), synthetic_run(tmp_path / "b", 12, seed=2)]
     base = ["--r", "0.3", "--dataset", "s", "--files_path", *map(str, runs), "--epochs", "1", "--device", "cpu"]
-    for extra, needle in (([], "--seq_len"), (["--seq_len", "1"], "--seq_len 1")):
+    for extra, needle in ((["--seq_len", "0"], "--seq_len"), (["--seq_len", "1"], "--seq_len 1")):
         with pytest.raises(SystemExit) as exit_info:
             train_main(base + ["--out", str(tmp_path / "x.pth.tar"), *extra])
         assert exit_info.value.code == 2
         assert needle in capsys.readouterr().err
     assert not (tmp_path / "x.pth.tar").exists()
+
+
+def test_the_papers_variant_stays_available_by_flags(tmp_path) -> None:
+    run = synthetic_run(tmp_path / "a", 15, seed=4)
+    out = tmp_path / "paper.pth.tar"
+    train_main(["--r", "0.3", "--dataset", "s", "--files_path", str(run), "--out", str(out), "--epochs", "1",
+                "--hidden_size", "8", "--features", "prob", "--readout", "last", "--no-bidirectional",
+                "--seq_len", "0", "--device", "cpu"])
+    model, config = load_detector(out)
+    assert (config["features"], config["readout"], config["bidirectional"], config["seq_len"]) == (["prob"], "last",
+                                                                                                 False, None)
+    assert model.readout == "last" and not model.lstm.bidirectional and config["num_epochs_seen"] == 15

@@ -1,0 +1,307 @@
+"""Find label issues in your own labelled images: one command, a ranked list, an HTML report.
+
+    ./run.sh find_issues <class folder | list.csv> [--out FOLDER] [--detector_files F ...] [--flags]
+
+    read the user's files  -> decode each once (unreadable ones skipped, listed in skipped.txt)
+    -> pick a recipe from the data's size and image size (printed; every value a flag)
+    -> phase 1 through the Runner, recording dynamics (checkpointed: rerunning continues)
+    -> score every sample with the detector(s) and every baseline
+    -> suspects.csv, datamap.png, report.html, find_issues.json, and a one-line summary
+
+No noise is injected: the labels are the user's, and the flips are what we are looking for.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import shutil
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from detector_model.baselines import BASELINES
+from detector_model.lstm import load_detector
+from detector_model.predict import detector_scores
+from mislabel.api import DEFAULT_DETECTOR
+from mislabel.issues_report import write_report
+from mislabel.plots import plot_datamap
+from mislabel.recorder import STORES
+from mislabel.report import read_summary
+from mislabel.training import TD_MODES, Recipe
+from mislabel.user_data import SCAN_FILE, Listing, check_images, image_data, list_data
+from models import NETWORKS
+from runner import Runner, RunConfig
+from util import Dynamics, UserError, atomic_write, exit_on_user_error, load_dynamics, pick_device
+
+__all__ = ["Plan", "default_plan", "main", "DETECTOR_THRESHOLD"]
+
+# --- default recipe: one place, each value with its reason ------------------------------------
+SIDES = (16, 32, 64, 128, 224)      # training side: the smallest of these >= the median short side
+MEMORY_BUDGET = 2 * 2**30           # decoded uint8 pixels up to this size are held in memory
+DETECTOR_THRESHOLD = 0.5            # a detector's probability of "mislabeled": flagged at >= 0.5
+KEY_FILE = "find_issues_key.json"   # in the phase-1 folder: which data and settings produced it
+
+
+@dataclass
+class Plan:
+    """The phase-1 recipe find_issues uses; ``default_plan`` fills it, flags override it."""
+
+    net_type: str
+    depth: int
+    epochs: int
+    batch_size: int
+    lr: float
+    image_size: int
+    in_memory: bool
+
+
+def default_plan(num_images: int, median_side: int) -> Plan:
+    """A recipe sized to the data: small images train a CIFAR ResNet from memory with tensor
+    augmentation, photos a torchvision ResNet-18 streamed from disk. Fewer epochs on larger sets
+    (each epoch already holds more steps); batch 32 under 1,000 images, 64 under 5,000, else 128,
+    so a small set still takes dozens of steps per epoch; lr scales with the batch (0.1 at 128)."""
+    side = next((s for s in SIDES if s >= median_side), SIDES[-1])
+    small = side <= 64
+    net, depth = ("resnet", 20 if num_images < 20_000 else 32) if small else ("resnet", 18)
+    epochs = 30 if num_images < 10_000 else 20 if num_images < 100_000 else 12
+    batch = 32 if num_images < 1_000 else 64 if num_images < 5_000 else 128
+    return Plan(net, depth, epochs, batch, 0.1 * batch / 128, side, num_images * 3 * side * side <= MEMORY_BUDGET)
+
+
+def _apply_flags(plan: Plan, args: argparse.Namespace) -> Plan:
+    """Flags the user gave win; a network given without a depth gets its smallest depth."""
+    if args.net_type is not None:
+        name = args.net_type.strip().lower()
+        if name not in NETWORKS:
+            raise UserError(f"unknown --net_type {args.net_type!r}; choose one of: {', '.join(sorted(NETWORKS))}")
+        plan.net_type, plan.depth = name, NETWORKS[name][0] if name != plan.net_type else plan.depth
+    plan.depth = args.depth if args.depth is not None else plan.depth
+    plan.epochs = args.num_epochs if args.num_epochs is not None else plan.epochs
+    if args.batch_size is not None:
+        plan.batch_size, plan.lr = args.batch_size, 0.1 * args.batch_size / 128
+    plan.lr = args.lr if args.lr is not None else plan.lr
+    if args.image_size is not None:
+        plan.image_size = args.image_size
+    if args.storage != "auto":
+        plan.in_memory = args.storage == "memory"
+    return plan
+
+
+# --- the command line --------------------------------------------------------------------------
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise UserError(f"{message}; see `./run.sh find_issues -h`")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = _Parser(prog="run.sh find_issues", description=__doc__.split("\n")[0])
+    parser.add_argument("data", help="a folder of <class>/<image> (or train/ + val|test/), or a CSV of path,label")
+    parser.add_argument("--out", default=None, help="output folder (default <results_dir>/find_issues/<data name>)")
+    parser.add_argument("--results_dir", default="replication")
+    parser.add_argument("--detector_files", nargs="+", default=None,
+                        help=f"LSTM detector file(s); default {DEFAULT_DETECTOR.relative_to(DEFAULT_DETECTOR.parents[2])}"
+                             " when present, else the baselines alone")
+    parser.add_argument("--allow_outside", action="store_true", help="let a CSV list images outside its folder")
+    parser.add_argument("--report_top", type=int, default=100, help="suspects shown as thumbnails in report.html")
+    parser.add_argument("--seed", type=int, default=0, help="fixes the init, batches and the accuracy sample")
+    recipe = parser.add_argument_group("recipe (default: chosen from the data and printed)")
+    for flag, kind in (("--net_type", str), ("--depth", int), ("--num_epochs", int), ("--batch_size", int),
+                       ("--lr", float), ("--image_size", int)):
+        recipe.add_argument(flag, type=kind, default=None)
+    recipe.add_argument("--storage", default="auto", choices=("auto", "memory", "files"),
+                        help="hold the decoded images in memory, or stream them from the files")
+    recipe.add_argument("--no_hflip", action="store_true", help="no horizontal flips (for text, digits, ...)")
+    defaults = Recipe()
+    recipe.add_argument("--momentum", type=float, default=defaults.momentum)
+    recipe.add_argument("--wd", type=float, default=defaults.weight_decay, help="weight decay")
+    recipe.add_argument("--loss_type", default=defaults.loss_type)
+    recipe.add_argument("--widen_factor", type=int, default=None, help="wide_resnet only")
+    recipe.add_argument("--pretrained_path", default=None, help="local state_dict to start from")
+    run = parser.add_argument_group("run")
+    run.add_argument("--td_mode", default="train", choices=TD_MODES)
+    run.add_argument("--td_store", default="auto", choices=STORES)
+    run.add_argument("--td_topk", type=int, default=None)
+    run.add_argument("--num_workers", type=int, default=None, help="image-decoding processes when streaming")
+    run.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
+    run.add_argument("--overwrite", action="store_true", help="train phase 1 again from scratch")
+    args = parser.parse_args(argv)
+    for flag in ("report_top", "td_topk", "num_epochs", "depth"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise UserError(f"--{flag} {getattr(args, flag)} must be at least 1")
+    if args.image_size is not None and args.image_size < 8:
+        raise UserError(f"--image_size {args.image_size} is too small; the networks need at least 8")
+    if args.num_workers is not None and args.num_workers < 0:
+        raise UserError(f"--num_workers {args.num_workers} is negative; pass 0 to decode in the main process")
+    return args
+
+
+# --- phase 1 -------------------------------------------------------------------------------------
+
+def _detectors(args: argparse.Namespace) -> tuple[list[tuple[str, object, dict]], str]:
+    """Load every detector before any training, so a bad file costs seconds, not hours."""
+    if args.detector_files is None and not DEFAULT_DETECTOR.is_file():
+        return [], f"no detector at {DEFAULT_DETECTOR} (none shipped yet): baselines only"
+    files = [DEFAULT_DETECTOR] if args.detector_files is None else [Path(f) for f in args.detector_files]
+    device = pick_device(args.device)
+    loaded = [("lstm:" + re.sub(r"(\.pth)?\.tar$|\.pth$", "", path.name), *load_detector(path, device))
+              for path in files]
+    return loaded, "detector" + ("s " if len(files) > 1 else " ") + ", ".join(map(str, files))
+
+
+def _run_key(listing: Listing, labels: np.ndarray, files: list[str], plan: Plan, args: argparse.Namespace) -> dict:
+    """What must match for a phase-1 folder to be continued or reused: the data and every setting."""
+    digest = hashlib.sha256("\n".join(f"{f}\t{y}" for f, y in zip(listing.relative(files), labels)).encode(
+        "utf-8", "surrogateescape")).hexdigest()
+    return {"data": digest, "plan": asdict(plan), "seed": args.seed, "hflip": not args.no_hflip,
+            **{k: getattr(args, k) for k in ("momentum", "wd", "loss_type", "widen_factor", "pretrained_path",
+                                             "td_mode", "td_topk")}}
+
+
+def _phase1(listing: Listing, keep: tuple[np.ndarray, np.ndarray], plan: Plan, args: argparse.Namespace,
+            out: Path) -> tuple[Path, dict]:
+    """Train and record unless a finished run of this data and settings is already there."""
+    safe = re.sub(r"[^\w.-]", "_", listing.name) or "data"
+    config = RunConfig(dataset=safe, seed=args.seed, noise_ratio=None, net_type=plan.net_type, depth=plan.depth,
+                       widen_factor=args.widen_factor, pretrained_path=args.pretrained_path, num_valid=0,
+                       image_size=plan.image_size, num_workers=args.num_workers, td_mode=args.td_mode,
+                       td_store=args.td_store, td_topk=args.td_topk, device=args.device,
+                       results_dir=str(out / "phase1"),
+                       recipe=Recipe(epochs=plan.epochs, batch_size=plan.batch_size, lr=plan.lr,
+                                     momentum=args.momentum, weight_decay=args.wd, loss_type=args.loss_type))
+    config.recipe.validate()
+    td_dir = config.td_dir
+    files = [f for f, k in zip(listing.train_files, keep[0]) if k]
+    key = _run_key(listing, listing.train_labels[keep[0]], files, plan, args)
+    key_file = td_dir / KEY_FILE
+    if args.overwrite and td_dir.exists():
+        shutil.rmtree(td_dir)
+    stored = json.loads(key_file.read_text()) if key_file.is_file() else None
+    if stored is not None and stored != key:
+        changed = sorted(k for k in key if stored.get(k) != key[k])
+        raise UserError(f"{td_dir} holds a phase-1 run of other {' and '.join(changed)}; rerun that command, "
+                        "pass --overwrite to train again, or --out elsewhere")
+    if stored is None or read_summary(td_dir) is None:
+        runner = Runner(config, image_data(listing, *keep, plan.image_size, plan.in_memory, not args.no_hflip))
+        atomic_write(key_file, lambda tmp: Path(tmp).write_text(json.dumps(key, indent=2, sort_keys=True)))
+        runner.train_for_td_computation()
+    else:
+        print(f"phase 1 already finished in {td_dir}; scoring it again")
+    return td_dir, read_summary(td_dir) or {}
+
+
+# --- scoring and outputs -------------------------------------------------------------------------
+
+def _predicted(dyn: Dynamics) -> np.ndarray:
+    """The class with the highest mean probability over training: the model's belief before it
+    memorised a wrong label (the last epoch often just repeats the given label)."""
+    if dyn.td.shape[2] < 2:
+        return dyn.assigned.copy()
+    mean = dyn.td[:, :, :2].astype(np.float32).mean(axis=1)
+    return np.where(mean[:, 0] >= mean[:, 1], dyn.labels[:, 0], dyn.labels[:, 1])
+
+
+def _suspects(dyn: Dynamics, listing: Listing, files: list[str], detectors: list) -> tuple[pd.DataFrame, str]:
+    """Every recorded sample, most suspicious first, with its flag under the threshold rule."""
+    baselines = {name: np.asarray(fn(dyn), dtype=np.float64) for name, fn in BASELINES.items()}
+    probs = {name: detector_scores(model, config, dyn) for name, model, config in detectors}
+    if probs:
+        score = np.mean(list(probs.values()), axis=0)
+        flagged, rule = score >= DETECTOR_THRESHOLD, f"detector probability >= {DETECTOR_THRESHOLD}"
+    else:
+        score = baselines["aum"]
+        flagged, rule = score > 0, "negative area under the margin (score = -AUM > 0: the model preferred another class on average)"
+    probs = {name: np.round(values, 6) + 0.0 for name, values in probs.items()}  # + 0.0: no "-0.000000"
+    baselines = {name: np.round(values, 6) + 0.0 for name, values in baselines.items()}
+    names = np.asarray(listing.class_names, dtype=object)
+    table = pd.DataFrame({"path": np.asarray(listing.relative(files), dtype=object)[dyn.indices],
+                          "given_label": names[dyn.assigned], "predicted_label": names[_predicted(dyn)],
+                          "score": score, "flagged": flagged.astype(np.int8), **probs, **baselines})
+    order = np.argsort(-score, kind="stable")
+    table = table.iloc[order].reset_index(drop=True)
+    table.insert(0, "rank", np.arange(1, len(table) + 1))
+    return table, rule
+
+
+def _write_skipped(out: Path, paths: list[str], reasons: list[str]) -> None:
+    lines = "".join(f"{p}\t{r}".replace("\n", "\\n") + "\n" for p, r in zip(paths, reasons))
+    atomic_write(out / "skipped.txt", lambda tmp: Path(tmp).write_text(lines, encoding="utf-8", errors="surrogateescape"))
+
+
+def _scan(listing: Listing, out: Path) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray, list[str]]:
+    """Decode every distinct file once; returns keep masks, short sides and the skipped paths."""
+    unique = list(dict.fromkeys(listing.train_files + listing.test_files))
+    scan = check_images(unique, out / SCAN_FILE)
+    ok = dict(zip(unique, scan.ok))
+    failed = sorted(scan.failures)
+    skipped = listing.relative([unique[i] for i in failed])
+    _write_skipped(out, skipped, [scan.failures[i] for i in failed])
+    if skipped:
+        shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+        print(f"warning: skipping {len(skipped)} unreadable images ({shown}); listed in {out / 'skipped.txt'}",
+              file=sys.stderr)
+    keep = (np.array([ok[f] for f in listing.train_files]), np.array([ok[f] for f in listing.test_files]))
+    counts = np.bincount(listing.train_labels[keep[0]], minlength=len(listing.class_names))
+    if (counts == 0).any():
+        empty = listing.class_names[int(np.argmax(counts == 0))]
+        raise UserError(f"class {empty!r} has no readable training images (see {out / 'skipped.txt'}); "
+                        "replace its files or remove the class")
+    if not keep[1].any():
+        raise UserError(f"no readable test images in {listing.root}; replace the files in skipped.txt")
+    return keep, scan.short_side[scan.ok], skipped
+
+
+def find_issues(args: argparse.Namespace) -> Path:
+    listing = list_data(args.data, args.seed, args.allow_outside)
+    detectors, detector_note = _detectors(args)
+    out = Path(args.out) if args.out else Path(args.results_dir) / "find_issues" / listing.name
+    keep, sides, skipped = _scan(listing, out)
+    num_train = int(keep[0].sum())
+    plan = _apply_flags(default_plan(num_train, int(np.median(sides))), args)
+    print(f"recipe: {plan.net_type}{plan.depth}, {plan.epochs} epochs, batch {plan.batch_size}, lr {plan.lr:g}, "
+          f"{plan.image_size}px images {'in memory' if plan.in_memory else 'streamed from files'} "
+          f"(for {num_train} images of median side {int(np.median(sides))}px; flags --net_type --depth "
+          f"--num_epochs --batch_size --lr --image_size --storage override it)")
+    td_dir, summary = _phase1(listing, keep, plan, args, out)
+    dyn = load_dynamics(td_dir)
+    dyn.flipped = dyn.true_labels = None  # the user's labels: no known flips to mark
+    files = [f for f, k in zip(listing.train_files, keep[0]) if k]
+    table, rule = _suspects(dyn, listing, files, detectors)
+    atomic_write(out / "suspects.csv", lambda tmp: table.to_csv(tmp, index=False, float_format="%.6f"))
+    plot_datamap(dyn, out / "datamap.png")
+    flagged = int(table["flagged"].sum())
+    fallback = "" if detectors else f" [{detector_note}]"
+    line = (f"find_issues: {len(table)} samples scored, {flagged} flagged ({rule.split(' (')[0]}){fallback}; "
+            f"report: {out / 'report.html'}")
+    accuracy = summary.get("test_accuracy")
+    settings = {"data": f"{listing.root} ({listing.layout})", "classes": str(len(listing.class_names)),
+                "samples scored": str(len(table)), "unreadable images skipped": str(len(skipped)),
+                "recipe": (f"{plan.net_type}{plan.depth}, {plan.epochs} epochs, batch {plan.batch_size}, lr {plan.lr:g}, "
+                           f"momentum {args.momentum}, wd {args.wd}, {plan.image_size}px, "
+                           f"{'in memory' if plan.in_memory else 'streamed'}, flips {'off' if args.no_hflip else 'on'}"),
+                "seed": str(args.seed), "scored by": detector_note, "threshold": rule,
+                ("held-out accuracy" if listing.held_out else "accuracy on a 10% sample of the training images "
+                 "(in-sample: a sanity check)"): "n/a" if accuracy is None else f"{accuracy:.2%}",
+                "phase-1 run": str(td_dir)}
+    write_report(out / "report.html", title=f"Label issues in {listing.name}", summary=line, settings=settings,
+                 table=table, root=listing.root, top=args.report_top, datamap=out / "datamap.png",
+                 threshold=DETECTOR_THRESHOLD if detectors else 0.0, skipped=skipped)
+    record = {"summary": line, "settings": settings, "plan": asdict(plan), "flagged": flagged,
+              "samples": len(table), "command": sys.argv}
+    atomic_write(out / "find_issues.json", lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2) + "\n"))
+    print(line)
+    return out
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    find_issues(parse_args(sys.argv[1:] if argv is None else argv))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,262 @@
+"""find_issues on a practitioner-style class folder: digits with 10% of the files moved into a
+wrong class folder, one corrupt file, one truncated file and hostile file and class names."""
+from __future__ import annotations
+
+import html.parser
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from sklearn.metrics import roc_auc_score
+
+from conftest import ROOT, run_sh
+from detector_model.lstm import LSTMDetector, detector_config, save_detector
+from mislabel.checkpoint import CHECKPOINT_FILE
+from mislabel.find_issues import default_plan, main
+from mislabel.user_data import list_data
+from util import UserError
+
+PER_CLASS = 48                 # 480 images: enough for the swaps to stand out, quick on a CPU
+SWAP_SHARE = 0.1
+HOSTILE_CLASS = "7<img src=x onerror=alert(1)>"
+HOSTILE_FILE = "<script>alert(1)</script>.png"   # a "/" inside: a folder "<script>alert(1)<" + "script>.png"
+# LeNet for speed on a shared 2-core CPU (the default recipe, a ResNet-20, takes minutes here);
+# no flips, as mirrored digits are other glyphs.
+RECIPE = ["--net_type", "lenet", "--num_epochs", "20", "--no_hflip", "--device", "cpu", "--report_top", "600"]
+ENV = {"OMP_NUM_THREADS": "1"}
+
+
+def write_digit_folders(root: Path, seed: int = 0) -> set[str]:
+    """PNG class folders of upsampled 8x8 digits; returns the relative paths of the moved files."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    rng = np.random.default_rng(seed)
+    rows = np.concatenate([rng.choice(np.flatnonzero(digits.target == c), PER_CLASS, replace=False)
+                           for c in range(10)])
+    swapped_rows = set(rng.choice(rows, int(SWAP_SHARE * len(rows)), replace=False).tolist())
+    names = [HOSTILE_CLASS if c == 7 else str(c) for c in range(10)]
+    moved = set()
+    for position, row in enumerate(rows):
+        label = int(digits.target[row])
+        if row in swapped_rows:
+            label = (label + int(rng.integers(1, 10))) % 10
+        pixels = np.rint(digits.images[row] * (255 / 16)).astype(np.uint8)
+        relative = f"{names[label]}/{position:04d}.png"
+        if position == rows.size - 1:
+            relative = f"{names[label]}/{HOSTILE_FILE}"
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(pixels).resize((16, 16), Image.NEAREST).save(root / relative)
+        if row in swapped_rows:
+            moved.add(relative)
+    (root / "0" / "corrupt.png").write_bytes(b"this is not a png")
+    good = sorted((root / "1").glob("*.png"))[0].read_bytes()
+    (root / "1" / "truncated.png").write_bytes(good[: len(good) // 2])
+    return moved
+
+
+def find_issues(data: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    return run_sh("find_issues", str(data), "--out", str(out), *extra, env=ENV)
+
+
+@pytest.fixture(scope="session")
+def digits_folder(tmp_path_factory) -> tuple[Path, set[str]]:
+    root = tmp_path_factory.mktemp("own_data") / "my digits"
+    return root, write_digit_folders(root)
+
+
+@pytest.fixture(scope="session")
+def finished(digits_folder, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    out = tmp_path_factory.mktemp("find_issues") / "out"
+    done = find_issues(digits_folder[0], out, *RECIPE)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out, done
+
+
+def test_ranks_the_moved_files_high(digits_folder, finished):
+    out, done = finished
+    table = pd.read_csv(out / "suspects.csv", keep_default_na=False)
+    expected = ["rank", "path", "given_label", "predicted_label", "score", "flagged", "aum", "confidence"]
+    assert list(table.columns[:len(expected)]) == expected
+    assert len(table) == 10 * PER_CLASS and table["rank"].tolist() == list(range(1, len(table) + 1))
+    moved = table["path"].isin(digits_folder[1])
+    assert moved.sum() == len(digits_folder[1])
+    assert roc_auc_score(moved, table["score"]) >= 0.9
+    assert table["score"].is_monotonic_decreasing
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.startswith(f"find_issues: {len(table)} samples scored, {table['flagged'].sum()} flagged")
+    assert str(out / "report.html") in last
+    assert (out / "datamap.png").stat().st_size > 0
+    assert "recipe: lenet5, 20 epochs, batch 32" in done.stdout
+
+
+def test_corrupt_files_are_skipped_and_listed(finished):
+    out, done = finished
+    skipped = (out / "skipped.txt").read_text().splitlines()
+    assert sorted(line.split("\t")[0] for line in skipped) == ["0/corrupt.png", "1/truncated.png"]
+    assert "skipping 2 unreadable images" in done.stderr
+
+
+class _Collector(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.images: list[str] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        if tag == "img":
+            self.images.append(dict(attrs)["src"])
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def test_report_is_valid_self_contained_and_escaped(finished):
+    out, _ = finished
+    page = (out / "report.html").read_text()
+    parser = _Collector()
+    parser.feed(page)
+    parser.close()
+    assert "script" not in parser.tags and parser.tags.count("img") >= 10 * PER_CLASS
+    assert all(src.startswith("data:image/png;base64,") for src in parser.images)
+    assert "<script" not in page and "<img src=x" not in page
+    text = "".join(parser.text)
+    assert HOSTILE_FILE in text and HOSTILE_CLASS in text   # shown as text, escaped in the markup
+    assert "Content-Security-Policy" in page
+
+
+def test_rerun_of_a_finished_run_rescores_identically(digits_folder, finished, tmp_path, capsys):
+    out = tmp_path / "copy"
+    shutil.copytree(finished[0], out)
+    main([str(digits_folder[0]), "--out", str(out), *RECIPE[:-2]])   # default --report_top 100
+    assert "already finished" in capsys.readouterr().out
+    assert (out / "suspects.csv").read_bytes() == (finished[0] / "suspects.csv").read_bytes()
+    assert (out / "report.html").read_text().count('class="card"') == 100
+
+
+def test_detector_scores_and_threshold(digits_folder, finished, tmp_path, capsys):
+    """An (untrained) detector file takes over the score; the baselines stay as columns."""
+    out = tmp_path / "copy"
+    shutil.copytree(finished[0], out)
+    torch.manual_seed(0)
+    save_detector(tmp_path / "tiny.pth.tar", LSTMDetector(1, 4, 1), detector_config(["prob"], 4, 1, 20))
+    main([str(digits_folder[0]), "--out", str(out), *RECIPE, "--detector_files", str(tmp_path / "tiny.pth.tar")])
+    table = pd.read_csv(out / "suspects.csv", keep_default_na=False)
+    assert table["score"].equals(table["lstm:tiny"]) and table["score"].between(0, 1).all()
+    assert table["flagged"].equals((table["score"] >= 0.5).astype(int))
+    assert "detector probability >= 0.5" in capsys.readouterr().out.splitlines()[-1]
+
+
+def test_killed_run_resumes_to_the_same_suspects(digits_folder, finished, tmp_path):
+    out = tmp_path / "resumed"
+    command = [str(ROOT / "run.sh"), "find_issues", str(digits_folder[0]), "--out", str(out), *RECIPE]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env=dict(os.environ, PYTHON=sys.executable, **ENV), start_new_session=True)
+    deadline = time.monotonic() + 300
+    while (not list(out.glob(f"phase1/*/*/{CHECKPOINT_FILE}")) and process.poll() is None
+           and time.monotonic() < deadline):
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.communicate(timeout=60)
+    assert not (out / "suspects.csv").exists(), "the run ended before it could be killed"
+    done = find_issues(digits_folder[0], out, *RECIPE)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "resuming" in done.stdout
+    assert (out / "suspects.csv").read_bytes() == (finished[0] / "suspects.csv").read_bytes()
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input: one line, exit 2, nothing written
+# ---------------------------------------------------------------------------------------------
+
+def _image(path: Path, value: int = 0) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("L", (8, 8), value).save(path)
+
+
+def _assert_refused(done: subprocess.CompletedProcess, needle: str, out: Path) -> None:
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and needle in done.stderr, done.stderr
+    assert not out.exists()
+
+
+def _refuse_in_process(capsys, data: Path, out: Path, needle: str, *extra: str) -> None:
+    """Like the command, without paying its start-up again for every bad input."""
+    with pytest.raises(SystemExit) as exited:
+        main([str(data), "--out", str(out), *extra])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.count("\n") == 1 and needle in err, err
+    assert not out.exists()
+
+
+def test_empty_class_is_refused(tmp_path, capsys):
+    _image(tmp_path / "data" / "cat" / "a.png")
+    (tmp_path / "data" / "dog").mkdir()
+    _refuse_in_process(capsys, tmp_path / "data", tmp_path / "out", "holds no images")
+
+
+def test_single_class_is_refused(tmp_path, capsys):
+    _image(tmp_path / "data" / "cat" / "a.png")
+    _refuse_in_process(capsys, tmp_path / "data", tmp_path / "out", "at least 2")
+
+
+def test_csv_without_label_column_is_refused(tmp_path, capsys):
+    _image(tmp_path / "a.png")
+    (tmp_path / "list.csv").write_text("path,klass\na.png,cat\n")
+    _refuse_in_process(capsys, tmp_path / "list.csv", tmp_path / "out", "lacks column(s) label")
+
+
+def test_csv_paths_outside_its_folder_need_allow_outside(tmp_path, capsys):
+    for name, value in (("a.png", 0), ("b.png", 255)):
+        _image(tmp_path / name, value)
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "lists" / "list.csv").write_text("path,label\n" + "../a.png,cat\n../b.png,dog\n" * 3)
+    _refuse_in_process(capsys, tmp_path / "lists" / "list.csv", tmp_path / "out", "--allow_outside")
+    listing = list_data(tmp_path / "lists" / "list.csv", seed=0, allow_outside=True)
+    assert len(listing.train_files) == 6 and listing.class_names == ["cat", "dog"] and not listing.held_out
+
+
+def test_a_file_that_is_not_a_detector_is_refused(tmp_path):
+    for name, value in (("cat/a.png", 0), ("dog/b.png", 255)):
+        _image(tmp_path / "data" / name, value)
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "model.pth")
+    done = find_issues(tmp_path / "data", tmp_path / "out", "--detector_files", str(tmp_path / "model.pth"))
+    _assert_refused(done, "is not a detector", tmp_path / "out")
+
+
+def test_every_image_unreadable_in_a_class_is_refused(tmp_path, capsys):
+    _image(tmp_path / "data" / "cat" / "a.png")
+    _image(tmp_path / "data" / "cat" / "b.png")
+    (tmp_path / "data" / "dog").mkdir()
+    (tmp_path / "data" / "dog" / "c.png").write_bytes(b"broken")
+    with pytest.raises(SystemExit) as exited:
+        main([str(tmp_path / "data"), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and "class 'dog' has no readable" in err, err
+    assert (tmp_path / "out" / "skipped.txt").read_text().startswith("dog/c.png\t")
+
+
+def test_bare_tree_scores_everything_and_default_plan_scales(tmp_path):
+    for c in range(2):
+        for i in range(10):
+            _image(tmp_path / "data" / str(c) / f"{i}.png", 100 * c)
+    listing = list_data(tmp_path / "data", seed=0)
+    assert len(listing.train_files) == 20 and len(listing.test_files) == 2 and not listing.held_out
+    assert set(listing.test_files) <= set(listing.train_files)
+    small, photos = default_plan(500, 16), default_plan(200_000, 400)
+    assert (small.net_type, small.depth, small.image_size, small.batch_size, small.in_memory) == \
+        ("resnet", 20, 16, 32, True)
+    assert (photos.depth, photos.image_size, photos.epochs, photos.in_memory) == (18, 224, 12, False)
+    with pytest.raises(UserError, match="does not exist"):
+        list_data(tmp_path / "nowhere", seed=0)
