@@ -1,7 +1,7 @@
 """Detection benchmark on real data: noise grid x seeds, transfer matrix, denoising; writes BENCHMARKS.md.
 
-    python bench/detection.py --quick      # one seed, two noise settings, small runs: about 5 minutes
-    python bench/detection.py              # the full grid (see PLANS): about an hour on 2 idle cores
+    python bench/detection.py --quick      # one seed, two noise settings, small runs: ~6 min on shared cores
+    python bench/detection.py              # the full grid (see PLANS): NOT run yet; sized for ~1 h on 2 idle cores
 
 For each dataset (digits, fashion_mnist) phase 1 runs on every (noise, seed) of the plan. Detectors
 are trained on separate source runs (seed 100, 30% uniform and 30% flip noise) of each dataset, one

@@ -1,6 +1,6 @@
 """Regenerate the shipped detectors in detector_model/pretrained/ from Fashion-MNIST dynamics.
 
-    python bench/pretrain_detectors.py          # ~10 minutes on 2 idle cores
+    python bench/pretrain_detectors.py          # 13 min measured on the 2 shared cores (load 7-9)
 
 Phase 1 (LeNet-5, 25 epochs, the fixed 10,000-image subset of bench/detection.py's full plan) on
 seed 100 with 30% uniform and 30% flip noise gives the training dynamics (the same runs as the

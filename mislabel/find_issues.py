@@ -59,6 +59,11 @@ class Plan:
     image_size: int
     in_memory: bool
 
+    def describe(self) -> str:
+        where = "in memory" if self.in_memory else "streamed from files"
+        return (f"{self.net_type}{self.depth}, {self.epochs} epochs, batch {self.batch_size}, lr {self.lr:g}, "
+                f"{self.image_size}px images {where}")
+
 
 def default_plan(num_images: int, median_side: int) -> Plan:
     """A recipe sized to the data: small images train a CIFAR ResNet from memory with tensor
@@ -77,8 +82,6 @@ def _apply_flags(plan: Plan, args: argparse.Namespace) -> Plan:
     """Flags the user gave win; a network given without a depth gets its smallest depth."""
     if args.net_type is not None:
         name = args.net_type.strip().lower()
-        if name not in NETWORKS:
-            raise UserError(f"unknown --net_type {args.net_type!r}; choose one of: {', '.join(sorted(NETWORKS))}")
         plan.net_type, plan.depth = name, NETWORKS[name][0] if name != plan.net_type else plan.depth
     plan.depth = args.depth if args.depth is not None else plan.depth
     plan.epochs = args.num_epochs if args.num_epochs is not None else plan.epochs
@@ -105,8 +108,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--out", default=None, help="output folder (default <results_dir>/find_issues/<data name>)")
     parser.add_argument("--results_dir", default="replication")
     parser.add_argument("--detector_files", nargs="+", default=None,
-                        help=f"LSTM detector file(s); default {DEFAULT_DETECTOR.relative_to(DEFAULT_DETECTOR.parents[2])}"
-                             " when present, else the baselines alone")
+                        help="LSTM detector file(s); default detector_model/pretrained/default.pth.tar when "
+                             "present, else the baselines alone")
     parser.add_argument("--allow_outside", action="store_true", help="let a CSV list images outside its folder")
     parser.add_argument("--report_top", type=int, default=100, help="suspects shown as thumbnails in report.html")
     parser.add_argument("--seed", type=int, default=0, help="fixes the init, batches and the accuracy sample")
@@ -131,6 +134,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     run.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     run.add_argument("--overwrite", action="store_true", help="train phase 1 again from scratch")
     args = parser.parse_args(argv)
+    _check_recipe_flags(args)
     for flag in ("report_top", "td_topk", "num_epochs", "depth"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise UserError(f"--{flag} {getattr(args, flag)} must be at least 1")
@@ -141,12 +145,24 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def _check_recipe_flags(args: argparse.Namespace) -> None:
+    """Refuse a bad network, depth or recipe value before any file is read or written."""
+    net = (args.net_type or "resnet").strip().lower()
+    if net not in NETWORKS:
+        raise UserError(f"unknown --net_type {args.net_type!r}; choose one of: {', '.join(sorted(NETWORKS))}")
+    if args.depth is not None and args.depth not in NETWORKS[net]:
+        raise UserError(f"--depth {args.depth} is not valid for {net}; valid depths: "
+                        f"{', '.join(map(str, NETWORKS[net]))}")
+    Recipe(epochs=args.num_epochs or 1, batch_size=args.batch_size or 32, lr=args.lr or 0.1,
+           loss_type=args.loss_type).validate()
+
+
 # --- phase 1 -------------------------------------------------------------------------------------
 
 def _detectors(args: argparse.Namespace) -> tuple[list[tuple[str, object, dict]], str]:
     """Load every detector before any training, so a bad file costs seconds, not hours."""
     if args.detector_files is None and not DEFAULT_DETECTOR.is_file():
-        return [], f"no detector at {DEFAULT_DETECTOR} (none shipped yet): baselines only"
+        return [], f"no detector given and none at {DEFAULT_DETECTOR}: baselines only"
     files = [DEFAULT_DETECTOR] if args.detector_files is None else [Path(f) for f in args.detector_files]
     device = pick_device(args.device)
     loaded = [("lstm:" + re.sub(r"(\.pth)?\.tar$|\.pth$", "", path.name), *load_detector(path, device))
@@ -208,16 +224,20 @@ def _predicted(dyn: Dynamics) -> np.ndarray:
 
 def _suspects(dyn: Dynamics, listing: Listing, files: list[str], detectors: list) -> tuple[pd.DataFrame, str]:
     """Every recorded sample, most suspicious first, with its flag under the threshold rule."""
-    baselines = {name: np.asarray(fn(dyn), dtype=np.float64) for name, fn in BASELINES.items()}
+    def written(values: np.ndarray) -> np.ndarray:
+        """As suspects.csv prints it, so ranks and flags agree with the printed scores (+ 0.0: no -0)."""
+        return np.round(np.asarray(values, dtype=np.float64), 6) + 0.0
+
+    baselines = {name: written(fn(dyn)) for name, fn in BASELINES.items()}
     probs = {name: detector_scores(model, config, dyn) for name, model, config in detectors}
     if probs:
-        score = np.mean(list(probs.values()), axis=0)
+        score = written(np.mean(list(probs.values()), axis=0))
         flagged, rule = score >= DETECTOR_THRESHOLD, f"detector probability >= {DETECTOR_THRESHOLD}"
     else:
         score = baselines["aum"]
-        flagged, rule = score > 0, "negative area under the margin (score = -AUM > 0: the model preferred another class on average)"
-    probs = {name: np.round(values, 6) + 0.0 for name, values in probs.items()}  # + 0.0: no "-0.000000"
-    baselines = {name: np.round(values, 6) + 0.0 for name, values in baselines.items()}
+        flagged, rule = score > 0, ("negative area under the margin (score = -AUM > 0: the model preferred "
+                                    "another class on average)")
+    probs = {name: written(values) for name, values in probs.items()}
     names = np.asarray(listing.class_names, dtype=object)
     table = pd.DataFrame({"path": np.asarray(listing.relative(files), dtype=object)[dyn.indices],
                           "given_label": names[dyn.assigned], "predicted_label": names[_predicted(dyn)],
@@ -230,7 +250,8 @@ def _suspects(dyn: Dynamics, listing: Listing, files: list[str], detectors: list
 
 def _write_skipped(out: Path, paths: list[str], reasons: list[str]) -> None:
     lines = "".join(f"{p}\t{r}".replace("\n", "\\n") + "\n" for p, r in zip(paths, reasons))
-    atomic_write(out / "skipped.txt", lambda tmp: Path(tmp).write_text(lines, encoding="utf-8", errors="surrogateescape"))
+    atomic_write(out / "skipped.txt",
+                 lambda tmp: Path(tmp).write_text(lines, encoding="utf-8", errors="surrogateescape"))
 
 
 def _scan(listing: Listing, out: Path) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray, list[str]]:
@@ -256,17 +277,30 @@ def _scan(listing: Listing, out: Path) -> tuple[tuple[np.ndarray, np.ndarray], n
     return keep, scan.short_side[scan.ok], skipped
 
 
+def _settings(listing: Listing, plan: Plan, args: argparse.Namespace, scored: int, skipped: int,
+              detector_note: str, rule: str, summary: dict, td_dir: Path) -> dict[str, str]:
+    """The report's settings table: enough to trace every number back to what produced it."""
+    accuracy = summary.get("test_accuracy")
+    accuracy_label = ("held-out accuracy" if listing.held_out else
+                      "accuracy on a 10% sample of the training images (in-sample: a sanity check)")
+    return {"data": f"{listing.root} ({listing.layout})", "classes": str(len(listing.class_names)),
+            "samples scored": str(scored), "unreadable images skipped": str(skipped),
+            "recipe": f"{plan.describe()}, momentum {args.momentum}, wd {args.wd}, "
+                      f"flips {'off' if args.no_hflip else 'on'}",
+            "seed": str(args.seed), "scored by": detector_note, "threshold": rule,
+            accuracy_label: "n/a" if accuracy is None else f"{accuracy:.2%}", "phase-1 run": str(td_dir)}
+
+
 def find_issues(args: argparse.Namespace) -> Path:
+    """The whole command; returns the output folder."""
     listing = list_data(args.data, args.seed, args.allow_outside)
     detectors, detector_note = _detectors(args)
     out = Path(args.out) if args.out else Path(args.results_dir) / "find_issues" / listing.name
     keep, sides, skipped = _scan(listing, out)
-    num_train = int(keep[0].sum())
-    plan = _apply_flags(default_plan(num_train, int(np.median(sides))), args)
-    print(f"recipe: {plan.net_type}{plan.depth}, {plan.epochs} epochs, batch {plan.batch_size}, lr {plan.lr:g}, "
-          f"{plan.image_size}px images {'in memory' if plan.in_memory else 'streamed from files'} "
-          f"(for {num_train} images of median side {int(np.median(sides))}px; flags --net_type --depth "
-          f"--num_epochs --batch_size --lr --image_size --storage override it)")
+    num_train, median_side = int(keep[0].sum()), int(np.median(sides))
+    plan = _apply_flags(default_plan(num_train, median_side), args)
+    print(f"recipe: {plan.describe()} (for {num_train} images of median side {median_side}px; --net_type "
+          "--depth --num_epochs --batch_size --lr --image_size --storage override it)")
     td_dir, summary = _phase1(listing, keep, plan, args, out)
     dyn = load_dynamics(td_dir)
     dyn.flipped = dyn.true_labels = None  # the user's labels: no known flips to mark
@@ -278,21 +312,12 @@ def find_issues(args: argparse.Namespace) -> Path:
     fallback = "" if detectors else f" [{detector_note}]"
     line = (f"find_issues: {len(table)} samples scored, {flagged} flagged ({rule.split(' (')[0]}){fallback}; "
             f"report: {out / 'report.html'}")
-    accuracy = summary.get("test_accuracy")
-    settings = {"data": f"{listing.root} ({listing.layout})", "classes": str(len(listing.class_names)),
-                "samples scored": str(len(table)), "unreadable images skipped": str(len(skipped)),
-                "recipe": (f"{plan.net_type}{plan.depth}, {plan.epochs} epochs, batch {plan.batch_size}, lr {plan.lr:g}, "
-                           f"momentum {args.momentum}, wd {args.wd}, {plan.image_size}px, "
-                           f"{'in memory' if plan.in_memory else 'streamed'}, flips {'off' if args.no_hflip else 'on'}"),
-                "seed": str(args.seed), "scored by": detector_note, "threshold": rule,
-                ("held-out accuracy" if listing.held_out else "accuracy on a 10% sample of the training images "
-                 "(in-sample: a sanity check)"): "n/a" if accuracy is None else f"{accuracy:.2%}",
-                "phase-1 run": str(td_dir)}
+    settings = _settings(listing, plan, args, len(table), len(skipped), detector_note, rule, summary, td_dir)
     write_report(out / "report.html", title=f"Label issues in {listing.name}", summary=line, settings=settings,
                  table=table, root=listing.root, top=args.report_top, datamap=out / "datamap.png",
                  threshold=DETECTOR_THRESHOLD if detectors else 0.0, skipped=skipped)
     record = {"summary": line, "settings": settings, "plan": asdict(plan), "flagged": flagged,
-              "samples": len(table), "command": sys.argv}
+              "samples": len(table), "arguments": vars(args)}
     atomic_write(out / "find_issues.json", lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2) + "\n"))
     print(line)
     return out

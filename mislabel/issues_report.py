@@ -27,6 +27,7 @@ from util import UserError, atomic_write
 __all__ = ["write_report", "THUMBNAIL_SIDE"]
 
 THUMBNAIL_SIDE = 112   # pixels: large enough to judge a label, small enough for hundreds per page
+_SKIPPED_SHOWN = 200    # skipped files listed on the page; skipped.txt has them all
 _POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
@@ -96,9 +97,10 @@ def write_report(path: Path, *, title: str, summary: str, settings: dict[str, st
     scores = table["score"].to_numpy(dtype=np.float64)
     rows = "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in settings.items())
     cards = "".join(_card(row, png) for (_, row), png in zip(head.iterrows(), thumbnails))
-    skipped_html = ("<p>None.</p>" if not skipped else
-                    "<ul>" + "".join(f"<li>{esc(p)}</li>" for p in skipped[:200]) + "</ul>"
-                    + (f"<p>... and {len(skipped) - 200} more (skipped.txt lists all).</p>" if len(skipped) > 200 else ""))
+    listed = "".join(f"<li>{esc(p)}</li>" for p in skipped[:_SKIPPED_SHOWN])
+    more = len(skipped) - _SKIPPED_SHOWN
+    skipped_html = ("<p>None.</p>" if not skipped else f"<ul>{listed}</ul>"
+                    + (f"<p>... and {more} more (skipped.txt lists all).</p>" if more > 0 else ""))
     page = f"""<!DOCTYPE html>
 <html lang="en">
 <head>

@@ -20,7 +20,10 @@ from sklearn.metrics import roc_auc_score
 
 from conftest import ROOT, run_sh
 from detector_model.lstm import LSTMDetector, detector_config, save_detector
+from detector_model.baselines import BASELINES
+from mislabel.api import DEFAULT_DETECTOR
 from mislabel.checkpoint import CHECKPOINT_FILE
+import mislabel.find_issues as find_issues_module
 from mislabel.find_issues import default_plan, main
 from mislabel.user_data import list_data
 from util import UserError
@@ -85,12 +88,13 @@ def finished(digits_folder, tmp_path_factory) -> tuple[Path, subprocess.Complete
 def test_ranks_the_moved_files_high(digits_folder, finished):
     out, done = finished
     table = pd.read_csv(out / "suspects.csv", keep_default_na=False)
-    expected = ["rank", "path", "given_label", "predicted_label", "score", "flagged", "aum", "confidence"]
-    assert list(table.columns[:len(expected)]) == expected
+    expected = ["rank", "path", "given_label", "predicted_label", "score", "flagged"]
+    detectors = ["lstm:default"] if DEFAULT_DETECTOR.is_file() else []   # baselines alone until one ships
+    assert list(table.columns) == expected + detectors + list(BASELINES)
     assert len(table) == 10 * PER_CLASS and table["rank"].tolist() == list(range(1, len(table) + 1))
     moved = table["path"].isin(digits_folder[1])
     assert moved.sum() == len(digits_folder[1])
-    assert roc_auc_score(moved, table["score"]) >= 0.9
+    assert roc_auc_score(moved, table["score"]) >= 0.9 and roc_auc_score(moved, table["aum"]) >= 0.9
     assert table["score"].is_monotonic_decreasing
     last = done.stdout.strip().splitlines()[-1]
     assert last.startswith(f"find_issues: {len(table)} samples scored, {table['flagged'].sum()} flagged")
@@ -174,6 +178,18 @@ def test_killed_run_resumes_to_the_same_suspects(digits_folder, finished, tmp_pa
     assert done.returncode == 0, done.stderr[-2000:]
     assert "resuming" in done.stdout
     assert (out / "suspects.csv").read_bytes() == (finished[0] / "suspects.csv").read_bytes()
+
+
+def test_without_a_detector_the_baselines_rank_and_say_so(digits_folder, finished, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "copy"
+    shutil.copytree(finished[0], out)
+    monkeypatch.setattr(find_issues_module, "DEFAULT_DETECTOR", tmp_path / "absent.pth.tar")
+    main([str(digits_folder[0]), "--out", str(out), *RECIPE])
+    table = pd.read_csv(out / "suspects.csv", keep_default_na=False)
+    assert table["score"].equals(table["aum"]) and not any(c.startswith("lstm:") for c in table.columns)
+    assert table["flagged"].equals((table["aum"] > 0).astype(int))
+    assert "baselines only" in capsys.readouterr().out.splitlines()[-1]
+    assert "baselines only" in (out / "report.html").read_text()
 
 
 # ---------------------------------------------------------------------------------------------
