@@ -25,6 +25,7 @@ import torch
 from detector_model.lstm import load_detector
 from detector_model.predict import Ranking, get_order
 from mislabel import distributed
+from mislabel.accel import Acceleration
 from mislabel.checkpoint import CHECKPOINT_FILE, Checkpoint
 from mislabel.cli import parse_args
 from mislabel.crossval import crossval_probs
@@ -61,6 +62,8 @@ class RunConfig:
     td_store: str = "auto"              # ram, memmap or auto (memmap when the dynamics are large)
     td_topk: int | None = None          # keep the assigned class + K most probable others; None = all
     device: str = "auto"
+    amp: bool | None = None             # bf16 autocast; None = on for CUDA GPUs with native bf16, off on CPU
+    compile: bool = False               # torch.compile the model for training and per-epoch evaluation
     results_dir: str = "replication"
     overwrite: bool = False
     recipe: Recipe = None  # type: ignore[assignment]
@@ -91,6 +94,7 @@ class Runner:
         """``data`` replaces loading ``config.dataset`` (find_issues brings a user's own images)."""
         self.config = config
         self.device = distributed.start(pick_device(config.device))  # joins torchrun's process group, if any
+        self.accel = Acceleration.resolve(self.device, config.amp, config.compile)
         self.data: ImageData = data if data is not None else load_dataset(config.dataset, config.datadir, config.seed,
                                                                           config.image_size)
         if distributed.world_size() > 1 and self.data.train_images is None:
@@ -168,7 +172,7 @@ class Runner:
         result = fit(model, self.batches(train_indices, labels, train=True, shard=True),
                      self.batches(train_indices, labels, shard=True), valid, self.config.recipe, recorder=recorder,
                      td_mode=self.config.td_mode, log_path=folder / "train_log.csv", description=description,
-                     checkpoint=checkpoint)
+                     checkpoint=checkpoint, accel=self.accel)
         if not distributed.is_main():
             return {}
         checkpoint.remove()
@@ -184,7 +188,7 @@ class Runner:
         test.write_csv(folder / "results_test.csv", test_indices)
         return {"test_accuracy": 1.0 - test.error, "best_epoch": result.best_epoch,
                 "selected_on_validation": result.selected_on_validation,
-                "train_seconds": round(time.perf_counter() - started, 2)}
+                "train_seconds": round(time.perf_counter() - started, 2), "acceleration": self.accel.describe()}
 
     def _checkpoint(self, folder: Path, train_indices: np.ndarray, recorder: Recorder | None,
                     description: str) -> Checkpoint:
@@ -192,7 +196,9 @@ class Runner:
         continued, one with other settings is refused (or dropped under --overwrite)."""
         key = json.dumps({**self._describe(), "stage": description, "recipe": asdict(self.config.recipe),
                           "train_rows": int(len(train_indices)),
-                          "recording": None if recorder is None else recorder.describe()}, sort_keys=True)
+                          "recording": None if recorder is None else recorder.describe(),
+                          # bf16 changes the arithmetic, so such a run resumes only as one; float32 keys stay as before
+                          **({"amp": "bf16"} if self.accel.amp else {})}, sort_keys=True)
         checkpoint = Checkpoint(folder / CHECKPOINT_FILE, key)
         if self.config.overwrite and not checkpoint.matches() and distributed.is_main():
             checkpoint.remove()

@@ -96,19 +96,27 @@ def pick_device(requested: str = "auto") -> torch.device:
 
 
 class AverageMeter:
-    """Running weighted mean of a scalar (loss, error) over batches."""
+    """Running weighted mean of a scalar (loss, error) over batches.
+
+    A tensor value is summed where it lives, in float64: reading it with ``float()`` every batch
+    would make the host wait for the GPU each step. The sum is the same float64 arithmetic as
+    for Python floats, so the mean is bit-identical either way; ``avg`` reads it once.
+    """
 
     def __init__(self) -> None:
-        self.total = 0.0
+        self.total: float | torch.Tensor = 0.0
         self.count = 0
 
-    def update(self, value: float, n: int = 1) -> None:
-        self.total += float(value) * n
+    def update(self, value: float | torch.Tensor, n: int = 1) -> None:
+        if isinstance(value, torch.Tensor):
+            self.total = self.total + value.detach().double() * n
+        else:
+            self.total += float(value) * n
         self.count += n
 
     @property
     def avg(self) -> float:
-        return self.total / max(self.count, 1)
+        return float(self.total) / max(self.count, 1)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -43,6 +43,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                        help="keep the assigned class + the K most probable others per epoch (default: all classes)")
     run = parser.add_argument_group("run")
     run.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
+    run.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                     help="bf16 autocast for training and per-epoch evaluation (default: on for CUDA GPUs with "
+                          "native bf16, off on CPU; --no-amp runs float32)")
+    run.add_argument("--compile", action="store_true",
+                     help="torch.compile the model (off by default: compiling costs seconds to minutes up front)")
     run.add_argument("--results_dir", default="replication")
     run.add_argument("--overwrite", action="store_true", help="redo a run whose folder holds finished results")
 
@@ -103,6 +108,7 @@ def parse_args(argv, config_cls):
                         widen_factor=args.widen_factor, pretrained_path=args.pretrained_path,
                         num_valid=args.num_valid, image_size=args.image_size, num_workers=args.num_workers,
                         td_mode=args.td_mode, td_store=args.td_store, td_topk=args.td_topk, device=args.device,
+                        amp=args.amp, compile=args.compile,
                         results_dir=args.results_dir, overwrite=args.overwrite, recipe=recipe)
     if args.command == "denoise":
         args.remove_ratio = float(_ratio(args.remove_ratio, "remove_ratio"))

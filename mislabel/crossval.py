@@ -106,7 +106,7 @@ def crossval_probs(runner: "Runner", folds: int = DEFAULT_FOLDS, epochs: int | N
         model = runner.build_model().to(runner.device)
         train_rows = runner.train_indices[~held_out]
         result = fit(model, runner.batches(train_rows, labels, train=True), None, valid, recipe,
-                     description=f"fold {number + 1}/{folds}")
+                     description=f"fold {number + 1}/{folds}", accel=runner.accel)
         model.load_state_dict(result.best_state)
         probs[held_out] = predict_probs(model, runner.batches(runner.train_indices[held_out], labels))
     seconds = time.perf_counter() - started

@@ -15,7 +15,7 @@ import torch
 from util import UserError
 
 __all__ = ["Augment", "ImageData", "load_dataset", "TensorBatches", "EMBEDDED_DATASETS", "FILE_IMAGE_SIZE",
-           "epoch_generator", "batch_rows", "shard_rows", "split_batches"]
+           "epoch_generator", "batch_rows", "shard_rows", "split_batches", "to_device"]
 
 # digits: a fixed, stratified 80/20 split (1,437 train / 360 test) with scikit-learn's
 # train_test_split(random_state=0); independent of --seed so test numbers compare across seeds.
@@ -137,6 +137,15 @@ def _load_from(name: str, datadir: str | Path | None, seed: int) -> ImageData:
                      augment=_augment_for(name, raw.train_images), large=name in LARGE_DATASETS)
 
 
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host tensor (batch rows, crop offsets) on ``device`` without making the host wait: on CUDA
+    a plain copy from pageable memory waits for every queued kernel, a pinned non-blocking one does
+    not. Elsewhere the ordinary ``to``, which on the CPU returns ``tensor`` itself."""
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     """The CPU generator one epoch's shuffling and augmentation draw from, the same on every device."""
     return torch.Generator().manual_seed(seed * 100_003 + epoch)
@@ -215,11 +224,11 @@ class TensorBatches:
         pad = self.augment.crop_padding
         if pad > 0:
             padded = torch.nn.functional.pad(batch, (pad, pad, pad, pad))
-            offsets = torch.randint(0, 2 * pad + 1, (2, count), generator=generator).to(self.device)
+            offsets = to_device(torch.randint(0, 2 * pad + 1, (2, count), generator=generator), self.device)
             windows = padded.unfold(2, height, 1).unfold(3, width, 1)
             batch = windows[torch.arange(count, device=self.device), :, offsets[0], offsets[1]]
         if self.augment.hflip:
-            flip = (torch.rand(count, generator=generator) < 0.5).to(self.device)
+            flip = to_device(torch.rand(count, generator=generator) < 0.5, self.device)
             batch = torch.where(flip[:, None, None, None], batch.flip(3), batch)
         return batch
 
@@ -241,9 +250,9 @@ class TensorBatches:
             generator = torch.Generator().manual_seed(int(np.random.SeedSequence(
                 [self.seed % 2**63, self.epoch, self.shard[0]]).generate_state(1)[0]))
         for rows, recorded in zip(loads, records):
-            rows_on_device = rows.to(self.device)
+            rows_on_device = to_device(rows, self.device)
             batch = self.images[rows_on_device]
             if augmenting:
                 batch = self._crop_and_flip(batch, generator)
             yield (batch.float().sub_(self.mean).div_(self.std), self.labels[rows_on_device],
-                   rows_on_device if recorded is rows else recorded.to(self.device))
+                   rows_on_device if recorded is rows else to_device(recorded, self.device))

@@ -165,8 +165,13 @@ def _detectors(args: argparse.Namespace) -> tuple[list[tuple[str, object, dict]]
         return [], f"no detector given and none at {DEFAULT_DETECTOR}: baselines only"
     files = [DEFAULT_DETECTOR] if args.detector_files is None else [Path(f) for f in args.detector_files]
     device = pick_device(args.device)
-    loaded = [("lstm:" + re.sub(r"(\.pth)?\.tar$|\.pth$", "", path.name), *load_detector(path, device))
-              for path in files]
+    loaded, names = [], set()
+    for path in files:
+        name = stem = "lstm:" + re.sub(r"(\.pth)?\.tar$|\.pth$", "", path.name)
+        while name in names:  # two files of one name (in other folders) keep two columns
+            name = f"{stem}#{len([n for n in names if n.startswith(stem)]) + 1}"
+        names.add(name)
+        loaded.append((name, *load_detector(path, device)))
     return loaded, "detector" + ("s " if len(files) > 1 else " ") + ", ".join(map(str, files))
 
 
@@ -197,7 +202,10 @@ def _phase1(listing: Listing, keep: tuple[np.ndarray, np.ndarray], plan: Plan, a
     key_file = td_dir / KEY_FILE
     if args.overwrite and td_dir.exists():
         shutil.rmtree(td_dir)
-    stored = json.loads(key_file.read_text()) if key_file.is_file() else None
+    try:
+        stored = json.loads(key_file.read_text()) if key_file.is_file() else None
+    except ValueError:
+        raise UserError(f"{key_file} is damaged; pass --overwrite to train phase 1 again") from None
     if stored is not None and stored != key:
         changed = sorted(k for k in key if stored.get(k) != key[k])
         raise UserError(f"{td_dir} holds a phase-1 run of other {' and '.join(changed)}; rerun that command, "
@@ -256,6 +264,11 @@ def _write_skipped(out: Path, paths: list[str], reasons: list[str]) -> None:
 
 def _scan(listing: Listing, out: Path) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray, list[str]]:
     """Decode every distinct file once; returns keep masks, short sides and the skipped paths."""
+    listed = np.bincount(listing.train_labels, minlength=len(listing.class_names))
+    if (listed == 0).any():  # a CSV's integer labels may skip an index
+        empty = listing.class_names[int(np.argmax(listed == 0))]
+        raise UserError(f"class {empty!r} has no training images in {listing.root}; add images or renumber "
+                        "the labels without gaps")
     unique = list(dict.fromkeys(listing.train_files + listing.test_files))
     scan = check_images(unique, out / SCAN_FILE)
     ok = dict(zip(unique, scan.ok))

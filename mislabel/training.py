@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from losses import make_loss
 from mislabel import distributed
+from mislabel.accel import Acceleration
 from mislabel.checkpoint import Checkpoint, Progress
 from mislabel.recorder import Recorder
 from util import AverageMeter, UserError, atomic_write
@@ -95,12 +96,19 @@ class FitResult:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, batches, recorder: Recorder | None = None) -> Evaluation:
-    """One pass in eval mode; feeds ``recorder`` too when given (the ``eval`` recording mode)."""
+def evaluate(model: torch.nn.Module, batches, recorder: Recorder | None = None,
+             accel: Acceleration | None = None) -> Evaluation:
+    """One pass in eval mode; feeds ``recorder`` too when given (the ``eval`` recording mode).
+
+    ``accel`` (as ``fit`` uses it) runs the forward passes under bf16 autocast / channels_last;
+    without it the pass is plain float32, as for the results files written after training.
+    """
+    accel = accel or Acceleration()
     model.eval()
     parts: dict[str, list[torch.Tensor]] = {key: [] for key in ("loss", "pred", "conf", "label", "top5", "rows")}
     for images, labels, rows in batches:
-        logits = model(images).float()
+        with accel.autocast():
+            logits = model(accel.prepare_batch(images)).float()
         if recorder is not None:
             recorder.update(logits, labels, rows)
         probs = torch.softmax(logits, dim=1)
@@ -130,15 +138,20 @@ def _write_log(path, rows: list[dict]) -> None:
 
 def fit(model: torch.nn.Module, train_batches, eval_train_batches, valid_batches, recipe: Recipe,
         recorder: Recorder | None = None, td_mode: str = "train", log_path=None, description: str = "train",
-        checkpoint: Checkpoint | None = None) -> FitResult:
+        checkpoint: Checkpoint | None = None, accel: Acceleration | None = None) -> FitResult:
     """Train ``model`` by ``recipe``; the best epoch is chosen on ``valid_batches`` (never on test).
 
     Without a validation set (``valid_batches is None``) the final model is the selected one.
     With ``checkpoint`` every finished epoch is saved, and an existing checkpoint is continued.
     Under torchrun the training steps go through DistributedDataParallel (``train_batches`` then
     holds this rank's shard); rank 0 alone writes the log and checkpoints.
+    ``accel`` (default: all off, the plain float32 loop) adds bf16 autocast, channels_last and
+    torch.compile to every forward pass here; the returned states are in the default layout.
+    Losses and errors are summed on the device and read once per epoch: no host sync per batch.
     """
     recipe.validate()
+    accel = accel or Acceleration()
+    accel.prepare_model(model)
     criterion = make_loss(recipe.loss_type)
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                                 nesterov=recipe.momentum > 0, weight_decay=recipe.weight_decay)
@@ -150,7 +163,8 @@ def fit(model: torch.nn.Module, train_batches, eval_train_batches, valid_batches
     if resumed is not None:
         log, best_error, best_epoch, best_state = resumed.log, resumed.best_error, resumed.best_epoch, resumed.best_state
     start = 0 if resumed is None else resumed.epochs_done
-    net, main = distributed.wrap(model), distributed.is_main()
+    runnable = accel.runnable(model)  # compiled or not; shares model's parameters
+    net, main = distributed.wrap(runnable), distributed.is_main()
     epochs = tqdm(range(start, recipe.epochs), initial=start, total=recipe.epochs, desc=description, unit="epoch",
                   dynamic_ncols=True, disable=not main)
     for epoch in epochs:
@@ -160,8 +174,9 @@ def fit(model: torch.nn.Module, train_batches, eval_train_batches, valid_batches
         loss_meter, error_meter = AverageMeter(), AverageMeter()
         for images, labels, rows in tqdm(train_batches, desc=f"epoch {epoch + 1}", leave=False, unit="batch",
                                          dynamic_ncols=True, disable=not main):
-            logits = net(images)
-            loss = criterion(logits, labels)
+            with accel.autocast():
+                logits = net(accel.prepare_batch(images))
+                loss = criterion(logits, labels)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -173,17 +188,17 @@ def fit(model: torch.nn.Module, train_batches, eval_train_batches, valid_batches
         scheduler.step()
         if recorder is not None:
             if td_mode == "eval":
-                evaluate(model, eval_train_batches, recorder)
+                evaluate(runnable, eval_train_batches, recorder, accel)
             recorder.next_epoch()
         row = {"epoch": epoch + 1, "train_error": round(error_meter.avg, 6), "train_loss": round(loss_meter.avg, 6),
                "valid_error": "", "valid_top5_error": "", "valid_loss": "", "lr": lr}
         if valid_batches is not None:
-            valid = evaluate(model, valid_batches)
+            valid = evaluate(runnable, valid_batches, accel=accel)
             row.update(valid_error=round(valid.error, 6), valid_top5_error=round(valid.top5_error, 6),
                        valid_loss=round(valid.mean_loss, 6))
             if valid.error < best_error:
                 best_error, best_epoch = valid.error, epoch
-                best_state = copy.deepcopy(model.state_dict())
+                best_state = accel.plain_state(copy.deepcopy(model.state_dict()))
         row["seconds"] = round(time.perf_counter() - started, 3)
         log.append(row)
         if log_path is not None and main:
@@ -193,6 +208,6 @@ def fit(model: torch.nn.Module, train_batches, eval_train_batches, valid_batches
                             recorder)
         epochs.set_postfix(loss=f"{loss_meter.avg:.3f}", err=f"{error_meter.avg:.3f}",
                            valid_err="-" if row["valid_error"] == "" else f"{row['valid_error']:.3f}")
-    last_state = copy.deepcopy(model.state_dict())
+    last_state = accel.plain_state(copy.deepcopy(model.state_dict()))
     return FitResult(best_state=best_state or last_state, last_state=last_state, best_epoch=best_epoch + 1,
                      log=log, selected_on_validation=valid_batches is not None)

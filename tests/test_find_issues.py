@@ -147,6 +147,9 @@ def test_rerun_of_a_finished_run_rescores_identically(digits_folder, finished, t
     assert "already finished" in capsys.readouterr().out
     assert (out / "suspects.csv").read_bytes() == (finished[0] / "suspects.csv").read_bytes()
     assert (out / "report.html").read_text().count('class="card"') == 100
+    with pytest.raises(SystemExit) as exited:
+        main([str(digits_folder[0]), "--out", str(out), *RECIPE, "--num_epochs", "5"])
+    assert exited.value.code == 2 and "phase-1 run of other plan" in capsys.readouterr().err
 
 
 def test_detector_scores_and_threshold(digits_folder, finished, tmp_path, capsys):
@@ -155,8 +158,10 @@ def test_detector_scores_and_threshold(digits_folder, finished, tmp_path, capsys
     shutil.copytree(finished[0], out)
     torch.manual_seed(0)
     save_detector(tmp_path / "tiny.pth.tar", LSTMDetector(1, 4, 1), detector_config(["prob"], 4, 1, 20))
-    main([str(digits_folder[0]), "--out", str(out), *RECIPE, "--detector_files", str(tmp_path / "tiny.pth.tar")])
+    tiny = str(tmp_path / "tiny.pth.tar")
+    main([str(digits_folder[0]), "--out", str(out), *RECIPE, "--detector_files", tiny, tiny])
     table = pd.read_csv(out / "suspects.csv", keep_default_na=False)
+    assert table["lstm:tiny"].equals(table["lstm:tiny#2"])
     assert table["score"].equals(table["lstm:tiny"]) and table["score"].between(0, 1).all()
     assert table["flagged"].equals((table["score"] >= 0.5).astype(int))
     assert "detector probability >= 0.5" in capsys.readouterr().out.splitlines()[-1]
@@ -231,6 +236,13 @@ def test_csv_without_label_column_is_refused(tmp_path, capsys):
     _image(tmp_path / "a.png")
     (tmp_path / "list.csv").write_text("path,klass\na.png,cat\n")
     _refuse_in_process(capsys, tmp_path / "list.csv", tmp_path / "out", "lacks column(s) label")
+
+
+def test_csv_with_an_empty_class_index_is_refused(tmp_path, capsys):
+    for name in ("a.png", "b.png", "c.png", "d.png"):
+        _image(tmp_path / name)
+    (tmp_path / "list.csv").write_text("path,label\na.png,0\nb.png,0\nc.png,2\nd.png,2\n")
+    _refuse_in_process(capsys, tmp_path / "list.csv", tmp_path / "out", "class '1' has no training images")
 
 
 def test_csv_paths_outside_its_folder_need_allow_outside(tmp_path, capsys):
