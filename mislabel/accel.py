@@ -15,6 +15,7 @@ cross_entropy and log_softmax), and the dynamics recorder upcasts bf16 logits to
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import sys
 from dataclasses import dataclass
@@ -40,7 +41,8 @@ def _check_compile(device: torch.device) -> None:
     if not torch._dynamo.is_dynamo_supported():
         raise UserError(f"--compile: torch.compile does not support Python {sys.version.split()[0]} "
                         f"with torch {torch.__version__}; drop --compile")
-    if device.type == "cpu" and shutil.which("g++") is None and shutil.which("c++") is None:
+    compilers = [name for name in (os.environ.get("CXX"), "g++", "c++", "clang++") if name]
+    if device.type == "cpu" and not any(shutil.which(name) for name in compilers):
         raise UserError("--compile on CPU needs a C++ compiler (g++) on PATH; install one or drop --compile")
 
 

@@ -66,7 +66,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is our one-line UserError (exit 2) rather than a usage dump."""
 
     def error(self, message: str):
-        raise UserError(f"{message}; see `python runner.py {self.prog.split()[-1]} -h`")
+        raise UserError(f"{message}; see `python {self.prog} -h`")
 
 
 def parse_args(argv, config_cls):
