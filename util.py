@@ -4,6 +4,7 @@ Everything here is dependency-light so every module (and every test) can import 
 """
 from __future__ import annotations
 
+import csv
 import functools
 import os
 import random
@@ -20,6 +21,7 @@ __all__ = [
     "UserError",
     "exit_on_user_error",
     "atomic_write",
+    "atomic_write_csv",
     "atomic_torch_save",
     "seed_everything",
     "pick_device",
@@ -70,6 +72,17 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def atomic_write_csv(path: str | os.PathLike, rows: list[dict], fieldnames: list[str]) -> None:
+    """Rewrite a whole CSV log atomically (logs are rewritten each epoch, so a kill never tears them)."""
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="") as handle:
+            out = csv.DictWriter(handle, fieldnames=fieldnames)
+            out.writeheader()
+            out.writerows(rows)
+
+    atomic_write(path, write)
 
 
 def atomic_torch_save(obj: object, path: str | os.PathLike) -> None:

@@ -14,7 +14,6 @@ epoch), model.pth (both networks' last state_dicts) and summary.json (written la
 """
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shlex
@@ -40,7 +39,7 @@ from mislabel.noise import NOISE_TYPES, canonical_noise_type
 from mislabel.report import read_summary, write_summary
 from models import build_model
 from runner import Runner, RunConfig
-from util import UserError, atomic_torch_save, atomic_write, exit_on_user_error, seed_everything
+from util import UserError, atomic_torch_save, atomic_write, atomic_write_csv, exit_on_user_error, seed_everything
 
 __all__ = ["PRESETS", "DEFAULT_DETECTOR", "published_lambda_u", "main"]
 
@@ -234,15 +233,6 @@ def _run_tag(args) -> str:
 # Entry point
 # ----------------------------------------------------------------------------------------------
 
-def _write_log(path: Path, rows: list[dict]) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w", newline="") as handle:
-            out = csv.DictWriter(handle, fieldnames=LOG_COLUMNS)
-            out.writeheader()
-            out.writerows(rows)
-    atomic_write(path, write)
-
-
 def run(argv: list[str] | None = None, preset: str = "generic") -> Path:
     args = build_parser(preset).parse_args(argv)
     if not 0.0 <= args.r < 1.0:
@@ -288,7 +278,7 @@ def run(argv: list[str] | None = None, preset: str = "generic") -> Path:
                              image_size=int(images.shape[-1]), pretrained_path=args.pretrained_path).to(device)
                  for _ in range(2))  # built one after the other, so the two start from different weights
     log = train_dividemix(nets, views, warmup, eval_train, test, config, correct,
-                          on_epoch=lambda rows_so_far: _write_log(folder / "train_log.csv", rows_so_far))
+                          on_epoch=lambda rows_so_far: atomic_write_csv(folder / "train_log.csv", rows_so_far, LOG_COLUMNS))
     atomic_torch_save({f"net{k}": {key: value.detach().cpu() for key, value in net.state_dict().items()}
                        for k, net in enumerate(nets, start=1)}, folder / "model.pth")
     accuracies = [row["test_accuracy"] for row in log]

@@ -22,7 +22,7 @@ from mislabel import distributed
 from mislabel.accel import Acceleration
 from mislabel.checkpoint import Checkpoint, Progress
 from mislabel.recorder import Recorder
-from util import AverageMeter, UserError, atomic_write
+from util import AverageMeter, UserError, atomic_write, atomic_write_csv
 
 __all__ = ["Recipe", "Evaluation", "FitResult", "fit", "evaluate", "TD_MODES"]
 
@@ -127,15 +127,6 @@ def evaluate(model: torch.nn.Module, batches, recorder: Recorder | None = None,
     return Evaluation(merged["loss"], merged["pred"], merged["conf"], merged["label"], merged["top5"])
 
 
-def _write_log(path, rows: list[dict]) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w", newline="") as handle:
-            out = csv.DictWriter(handle, fieldnames=LOG_COLUMNS)
-            out.writeheader()
-            out.writerows(rows)
-    atomic_write(path, write)
-
-
 def fit(model: torch.nn.Module, train_batches, eval_train_batches, valid_batches, recipe: Recipe,
         recorder: Recorder | None = None, td_mode: str = "train", log_path=None, description: str = "train",
         checkpoint: Checkpoint | None = None, accel: Acceleration | None = None) -> FitResult:
@@ -202,7 +193,7 @@ def fit(model: torch.nn.Module, train_batches, eval_train_batches, valid_batches
         row["seconds"] = round(time.perf_counter() - started, 3)
         log.append(row)
         if log_path is not None and main:
-            _write_log(log_path, log)
+            atomic_write_csv(log_path, log, LOG_COLUMNS)
         if checkpoint is not None and main:
             checkpoint.save(Progress(epoch + 1, log, best_error, best_epoch, best_state), model, optimizer, scheduler,
                             recorder)

@@ -5,7 +5,6 @@ import csv
 import json
 
 import numpy as np
-import pytest
 import torch
 
 from conftest import TINY_RECIPE, run_python, run_sh
