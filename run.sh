@@ -153,7 +153,8 @@ case "$command" in
     run_py "$ROOT/runner.py" generate_td --dataset digits --seed 1 --noise_ratio 0.3 --noise_type uniform \
       --results_dir "$demo_dir" --overwrite "${recipe[@]}"
     echo "== 2/4 phase 2: train the LSTM detector on those dynamics" >&2
-    run_py "$ROOT/train_detector.py" --r 0.3 --dataset digits --files_path "$train_run" --out "$detector" --overwrite
+    run_py "$ROOT/train_detector.py" --r 0.3 --dataset digits --files_path "$train_run" --out "$detector" --overwrite \
+      --epochs "${DEMO_DETECTOR_EPOCHS:-40}"
     echo "== 3/4 phase 1 on a run the detector never saw: seed 2, 20% flip noise" >&2
     run_py "$ROOT/runner.py" generate_td --dataset digits --seed 2 --noise_ratio 0.2 --noise_type flip \
       --results_dir "$demo_dir" --overwrite "${recipe[@]}"

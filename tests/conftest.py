@@ -41,7 +41,7 @@ def uniform30_run(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def detector_file(uniform30_run, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("detector") / "digits_0.3_lstm_detector.pth.tar"
-    done = run_python("train_detector.py", "--r", "0.3", "--dataset", "digits", "--files_path", str(uniform30_run),
-                      "--out", str(out), "--device", "cpu")
+    done = run_sh("train_detector", "--r", "0.3", "--dataset", "digits", "--files_path", str(uniform30_run),
+                  "--out", str(out), "--device", "cpu")
     assert done.returncode == 0, done.stderr
     return out

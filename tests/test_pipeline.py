@@ -113,3 +113,14 @@ def test_same_command_same_results_on_cpu(tmp_path):
         assert done.returncode == 0, done.stderr
         outputs.append(np.load(next((tmp_path / name).glob("*/*/training_dynamics.npz")))["td"])
     assert np.array_equal(outputs[0], outputs[1])
+
+
+def test_demo_end_to_end_at_tiny_size(tmp_path):
+    env = {"RESULTS_DIR": str(tmp_path), "DEMO_NET": "lenet", "DEMO_DEPTH": "5", "DEMO_EPOCHS": "4",
+           "DEMO_DETECTOR_EPOCHS": "3"}
+    done = run_sh("demo", "--device", "cpu", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "test accuracy, after removal" in done.stdout and "detection AUC" in done.stdout
+    folder = tmp_path / "demo" / "digits_lenet5_percmislabeled0.2_flip" / "prune4retrain_seed2" / "remove0.2"
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["detection"]["auc"] > 0.5 and summary["noisy_test_accuracy"] is not None
