@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.stages import residual_stages
+
 __all__ = ["PRERESNET_DEPTHS", "PreActResNet"]
 
 _BLOCKS_PER_STAGE = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
@@ -60,14 +62,8 @@ class PreActResNet(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, _STAGE_WIDTHS[0], 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(_STAGE_WIDTHS[0])
-        channels = _STAGE_WIDTHS[0]
-        stages = []
-        for width, stride, count in zip(_STAGE_WIDTHS, _STAGE_STRIDES, _BLOCKS_PER_STAGE[depth]):
-            blocks = []
-            for block in range(count):
-                blocks.append(_PreActBlock(channels, width, stride if block == 0 else 1))
-                channels = width
-            stages.append(nn.Sequential(*blocks))
+        stages, channels = residual_stages(_PreActBlock, _STAGE_WIDTHS[0], _STAGE_WIDTHS, _STAGE_STRIDES,
+                                           _BLOCKS_PER_STAGE[depth])
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.linear = nn.Linear(channels, num_classes)

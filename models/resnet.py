@@ -13,6 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision import models as tv_models
 
+from models.stages import init_conv_weights, residual_stages
+
 __all__ = ["CIFAR_DEPTHS", "IMAGENET_DEPTHS", "CifarResNet", "build_resnet"]
 
 CIFAR_DEPTHS: tuple[int, ...] = (20, 32, 44, 56, 110)
@@ -74,21 +76,12 @@ class CifarResNet(nn.Module):
             nn.BatchNorm2d(_STAGE_WIDTHS[0]),
             nn.ReLU(inplace=True),
         )
-        stages: list[nn.Module] = []
-        channels = _STAGE_WIDTHS[0]
-        for index, width in enumerate(_STAGE_WIDTHS):
-            blocks = []
-            for block in range(blocks_per_stage):
-                stride = 2 if index > 0 and block == 0 else 1
-                blocks.append(_BasicBlock(channels, width, stride))
-                channels = width
-            stages.append(nn.Sequential(*blocks))
+        stages, channels = residual_stages(_BasicBlock, _STAGE_WIDTHS[0], _STAGE_WIDTHS, (1, 2, 2),
+                                           (blocks_per_stage,) * 3)
         self.stages = nn.Sequential(*stages)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(channels, num_classes)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+        init_conv_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.pool(self.stages(self.stem(x)))

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.stages import init_conv_weights, residual_stages
+
 __all__ = ["WRN_DEPTHS", "DEFAULT_WIDEN_FACTOR", "WideResNet"]
 
 WRN_DEPTHS: tuple[int, ...] = (16, 28, 40)
@@ -57,23 +59,13 @@ class WideResNet(nn.Module):
         blocks_per_group = (depth - 4) // 6
         widths = (16 * widen_factor, 32 * widen_factor, 64 * widen_factor)
         self.stem = nn.Conv2d(in_channels, 16, 3, padding=1, bias=False)
-        groups: list[nn.Module] = []
-        channels = 16
-        for index, width in enumerate(widths):
-            blocks = []
-            for block in range(blocks_per_group):
-                stride = 2 if index > 0 and block == 0 else 1
-                blocks.append(_WideBlock(channels, width, stride))
-                channels = width
-            groups.append(nn.Sequential(*blocks))
+        groups, channels = residual_stages(_WideBlock, 16, widths, (1, 2, 2), (blocks_per_group,) * 3)
         self.groups = nn.Sequential(*groups)
         # Pre-activation blocks end on a raw sum, so the head needs its own BN-ReLU.
         self.bn = nn.BatchNorm2d(channels)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(channels, num_classes)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+        init_conv_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn(self.groups(self.stem(x))))
