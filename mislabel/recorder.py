@@ -45,9 +45,12 @@ COPY_BYTES = 2**20
 
 def margins(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Assigned logit minus the largest other logit (AUM's per-epoch margin)."""
-    assigned = logits.gather(1, targets[:, None]).squeeze(1)
-    others = logits.scatter(1, targets[:, None], float("-inf"))
-    return assigned - others.max(dim=1).values
+    return _margin_column(logits, targets[:, None])[:, 0]
+
+
+def _margin_column(logits: torch.Tensor, column: torch.Tensor) -> torch.Tensor:
+    """``margins`` as [B, 1] from targets as [B, 1], the shape gather and scatter take."""
+    return logits.gather(1, column) - logits.scatter(1, column, float("-inf")).amax(dim=1, keepdim=True)
 
 
 def _physical_memory() -> int:
@@ -135,45 +138,45 @@ class Recorder:
 
     # --- recording -----------------------------------------------------------------------------
     def _epoch_buffers(self, device: torch.device) -> dict[str, torch.Tensor]:
-        """One epoch's values per row, on the logits' device; row ``num_samples`` is the sink for row -1."""
+        """One epoch's values per row, on the logits' device; row ``num_samples`` is the sink for row -1,
+        and a row whose target is still -1 at the end of the epoch was not recorded. All but probs
+        (C values per row) keep update's dtypes and shapes: ``next_epoch`` narrows them once per epoch."""
         if self._buffers is None or self._buffers["probs"].device != device:
             count, channels = self.num_samples + 1, self.channels
             self._buffers = {
                 "probs": torch.zeros(count, channels, dtype=torch.float16, device=device),
-                "margin": torch.zeros(count, dtype=torch.float16, device=device),
-                "pred": torch.zeros(count, dtype=torch.int16, device=device),
-                "targets": torch.zeros(count, dtype=torch.int64, device=device),
-                "seen": torch.zeros(count, dtype=torch.int32, device=device),
+                "margin": torch.zeros(count, 1, dtype=torch.float32, device=device),
+                "pred": torch.zeros(count, 1, dtype=torch.int64, device=device),
+                "targets": torch.full((count, 1), -1, dtype=torch.int64, device=device),
             }
             if self.topk is not None:
-                dtype = torch.int16 if self._specs["classes"][1] == np.int16 else torch.int32
-                self._buffers["classes"] = torch.zeros(count, channels, dtype=dtype, device=device)
+                self._buffers["classes"] = torch.zeros(count, channels, dtype=torch.int64, device=device)
         return self._buffers
 
-    @torch.no_grad()
     def update(self, logits: torch.Tensor, targets: torch.Tensor, indices: torch.Tensor) -> None:
         """Record one batch: ``logits`` [B, C] (any dtype/device), assigned ``targets`` and row ``indices``
         (``-1``: train-only padding, not recorded)."""
-        logits = logits.detach().float()
-        buffers = self._epoch_buffers(logits.device)
-        indices = indices.to(logits.device)
-        targets = targets.to(logits.device)
-        # softmax by hand, reusing the row maxima for pred: on small CPU batches torch.softmax and
-        # argmax are a few times slower than these ops, and update runs once per training step
-        top = logits.max(dim=1)
-        probs = (logits - top.values[:, None]).exp_()
+        # a small CPU batch costs microseconds per torch call whatever its size, once per training step,
+        # so: no autograd context (detached logits record no graph), margin/pred/targets kept as computed,
+        # softmax by hand reusing the row maxima for pred (torch.softmax and argmax are slower here)
+        logits = logits.detach()
+        if logits.dtype != torch.float32:
+            logits = logits.float()
+        device = logits.device
+        buffers = self._epoch_buffers(device)
+        indices, column = indices.to(device), targets.to(device)[:, None]  # no-ops when already there
+        top = logits.max(dim=1, keepdim=True)
+        probs = (logits - top.values).exp_()
         probs /= probs.sum(dim=1, keepdim=True)
         if self.topk is None:
             buffers["probs"][indices] = probs.half()
         else:
-            others = probs.scatter(1, targets[:, None], -1.0).topk(self.topk, dim=1)
-            buffers["probs"][indices] = torch.cat([probs.gather(1, targets[:, None]), others.values], 1).half()
-            classes = torch.cat([targets[:, None], others.indices], 1)
-            buffers["classes"][indices] = classes.to(buffers["classes"].dtype)
-        buffers["margin"][indices] = margins(logits, targets).half()
-        buffers["pred"][indices] = top.indices.to(torch.int16)
-        buffers["targets"][indices] = targets
-        buffers["seen"][indices] = 1
+            others = probs.scatter(1, column, -1.0).topk(self.topk, dim=1)
+            buffers["probs"][indices] = torch.cat([probs.gather(1, column), others.values], 1).half()
+            buffers["classes"][indices] = torch.cat([column, others.indices], 1)
+        buffers["margin"][indices] = _margin_column(logits, column)
+        buffers["pred"][indices] = top.indices
+        buffers["targets"][indices] = column
 
     def _open(self, name: str, mode: str) -> np.ndarray:
         """The store's array ``name``; a memmap is opened on demand so unused epochs stay on disk."""
@@ -186,15 +189,13 @@ class Recorder:
             return np.lib.format.open_memmap(file, mode="w+", dtype=dtype, shape=shape)
         return np.lib.format.open_memmap(file, mode=mode)
 
-    def _sum_onto_rank0(self, buffers: dict[str, torch.Tensor]) -> None:
+    def _sum_onto_rank0(self, buffers: dict[str, torch.Tensor], seen: torch.Tensor) -> None:
         """Add every rank's epoch buffers into rank 0's. Each row was written by one rank and is zero
-        on the others, so the sums are the values; ``seen`` becomes the number of ranks that recorded
-        the row. NCCL has no int16 sum, so those buffers travel as int32."""
-        for name, tensor in buffers.items():
-            wide = tensor.to(torch.int32) if tensor.dtype == torch.int16 else tensor
-            dist.reduce(wide, dst=0)
-            if wide is not tensor and self.rank == 0:
-                tensor.copy_(wide)
+        on the others (its -1 target made 0 first), so the sums are the values; ``seen`` becomes the
+        number of ranks that recorded the row."""
+        buffers["targets"].clamp_(min=0)
+        for tensor in (*buffers.values(), seen):
+            dist.reduce(tensor, dst=0)
 
     def next_epoch(self) -> None:
         """Close the epoch: check every row was recorded exactly once, copy the buffers to the store."""
@@ -203,23 +204,25 @@ class Recorder:
         buffers = self._buffers
         if buffers is None:
             raise RuntimeError(f"epoch {self.epoch}: none of the {self.num_samples} samples were recorded")
+        seen = (buffers["targets"][:self.num_samples, 0] >= 0).to(torch.int32)
         if self.world_size > 1:
-            self._sum_onto_rank0(buffers)
+            self._sum_onto_rank0(buffers, seen)
         if self.rank == 0:
-            seen = buffers["seen"][:self.num_samples]
             missing, repeated = int((seen == 0).sum()), int((seen > 1).sum())
             if missing or repeated:
                 raise RuntimeError(f"epoch {self.epoch}: {missing} of {self.num_samples} samples were not recorded"
                                    + (f" and {repeated} were recorded more than once" if repeated else ""))
             for name in self._specs:
                 array = self._open(name, "w+" if self.epoch == 0 else "r+")
-                array[self.epoch] = buffers[name][:self.num_samples].cpu().numpy()
+                # copy_ narrows to the stored dtype on the way (rounding as .half() does)
+                torch.from_numpy(array[self.epoch]).copy_(buffers[name][:self.num_samples].view(array.shape[1:]))
                 if isinstance(array, np.memmap):
                     array.flush()
                 del array
-            self.assigned = buffers["targets"][:self.num_samples].cpu().numpy().copy()
-        for tensor in buffers.values() if self.world_size > 1 else [buffers["seen"]]:
+            self.assigned = buffers["targets"][:self.num_samples, 0].cpu().numpy().copy()
+        for tensor in buffers.values() if self.world_size > 1 else ():
             tensor.zero_()  # a rank's rows change every epoch, so its other rows must read 0 in the sum
+        buffers["targets"].fill_(-1)
         self.epoch += 1
 
     # --- resume ----------------------------------------------------------------------------------
