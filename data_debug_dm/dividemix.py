@@ -27,7 +27,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 from tqdm.auto import tqdm
 
-from mislabel.data import TensorBatches
+from mislabel.data import TensorBatches, split_batches
 from mislabel.training import evaluate
 from util import UserError
 
@@ -98,15 +98,6 @@ class ViewBatches(TensorBatches):
         if self.augment.crop_padding > 0 or self.augment.hflip:
             batch = self._crop_and_flip(batch, generator)
         return (batch.float() - self.mean) / self.std
-
-
-def _chunks(order: torch.Tensor, size: int) -> list[torch.Tensor]:
-    """Split into batches of ``size``; a trailing batch of one joins the previous (BatchNorm needs two)."""
-    chunks = list(order.split(size))
-    if len(chunks) > 1 and len(chunks[-1]) == 1:
-        last = chunks.pop()
-        chunks[-1] = torch.cat([chunks[-1], last])
-    return chunks
 
 
 # ----------------------------------------------------------------------------------------------
@@ -181,7 +172,7 @@ def mixmatch_epoch(net: torch.nn.Module, other: torch.nn.Module, views: ViewBatc
     rng = np.random.default_rng([config.seed, epoch, stream])
     labelled_rows = torch.from_numpy(np.flatnonzero(labelled))
     unlabelled_rows = torch.from_numpy(np.flatnonzero(~labelled))
-    batches = _chunks(labelled_rows[torch.randperm(len(labelled_rows), generator=generator)], config.batch_size)
+    batches = split_batches(labelled_rows[torch.randperm(len(labelled_rows), generator=generator)], config.batch_size)
     if len(unlabelled_rows):
         laps = -(-len(batches) * config.batch_size // len(unlabelled_rows))
         cycled = torch.cat([unlabelled_rows[torch.randperm(len(unlabelled_rows), generator=generator)]
