@@ -4,7 +4,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 RESULTS_DIR="${RESULTS_DIR:-replication}"
-REQUIRED_IMPORTS="import torch, torchvision, sklearn, numpy, pandas, tqdm, matplotlib, pytest, cleanlab, aum"
+REQUIRED_IMPORTS="import torch, torchvision, sklearn, scipy, numpy, pandas, tqdm, matplotlib, pytest, cleanlab, aum"
 
 usage() {
   cat <<'USAGE'

@@ -3,11 +3,13 @@
     python train_detector.py --r 0.2 --dataset cifar10 --files_path replication/.../computation4td_seed1
 
 Several runs can be pooled (``--files_path A B``), of any lengths: by default every run is resampled
-to 32 epochs and the detector is the variant bench/detection.py measured best (margin and
-correctness next to the probability, bidirectional LSTM, mean+max pooled over epochs). The paper's
-detector is ``--features prob --readout last --no-bidirectional --seq_len 0``. ``--resume DETECTOR``
-fine-tunes an existing detector (its architecture and resampling win over these flags). A stratified 90/10 split of the samples holds out data for choosing the best epoch by
-AUC; held-out AUC and mAP are printed and stored in the detector file.
+to 32 epochs and the detector is the variant bench/detection.py measured best in transfer
+(correctness plus each sample's per-epoch percentile of probability and margin among the run's
+samples, bidirectional LSTM, mean+max pooled over epochs). The paper's detector is
+``--features prob --readout last --no-bidirectional --seq_len 0``. ``--resume DETECTOR`` fine-tunes
+an existing detector (its architecture and resampling win over these flags). A stratified 90/10
+split of the samples holds out data for choosing the best epoch by AUC; held-out AUC and mAP are
+printed and stored in the detector file.
 """
 from __future__ import annotations
 
@@ -29,11 +31,12 @@ from util import UserError, exit_on_user_error, load_dynamics, pick_device, seed
 
 # Adam at 1e-3 with batch 256 trains the 2x64 LSTM in a few dozen epochs on ~50k sequences.
 DEFAULTS = dict(epochs=40, batch_size=256, lr=1e-3, hidden_size=64, num_layers=2, holdout=0.1)
-# The detector the transfer benchmark favours (BENCHMARKS.md, bench/detection.py): margin and
-# correctness next to the probability, a bidirectional LSTM pooled over epochs, and runs resampled
-# to 32 points so one detector serves runs of any length. The paper's variant:
+# The detector the transfer benchmark favours (BENCHMARKS.md, bench/detection.py): correctness and
+# the per-epoch percentiles of probability and margin (scale-free, so a detector trained on an easy
+# dataset reads a hard one alike), a bidirectional LSTM pooled over epochs, and runs resampled to
+# 32 points so one detector serves runs of any length. The paper's variant:
 #   --features prob --readout last --no-bidirectional --seq_len 0
-ARCHITECTURE = dict(features="prob,margin,correct", readout="pool", bidirectional=True, seq_len=32)
+ARCHITECTURE = dict(features="correct,prob_rank,margin_rank", readout="pool", bidirectional=True, seq_len=32)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -40,6 +40,7 @@ import numpy as np  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from detection_report import render_sections, replace_section  # noqa: E402
+from fashion_subset import prepare_fashion_subset  # noqa: E402
 
 # ----------------------------------------------------------------------------------------------
 # Plans: what runs where, and why
@@ -72,18 +73,24 @@ PLANS = {
                   detector_epochs=8, cleanlab=()),
 }
 SOURCE_SEED = 100                                   # detectors never see an evaluated run
-SOURCE_RUNS = (("uniform", "0.3"), ("flip", "0.3"))  # first one alone = the paper's training set
+# The paper's detector learns from one run (uniform 0.3); the others from a mix of types and rates
+# that brackets the grid's 0.2 and 0.4 without containing them (flip stops at 0.45: at 0.5 a
+# flipped pair of classes is a coin toss).
+PAPER_SOURCE = (("uniform", "0.3"),)
+MIX_SOURCES = (("uniform", "0.3"), ("uniform", "0.5"), ("flip", "0.3"), ("flip", "0.45"))
 CLEANLAB_FOLDS = 4
 
-# Detector variants: the paper's, and what this benchmark measures beyond it.
+# Detector variants: the paper's, and what this benchmark measures beyond it. `rank` feeds each
+# sample's per-epoch percentile among the run's samples instead of raw probability and margin.
 VARIANTS = {
-    "paper": dict(features="prob", readout="last", bidirectional=False, seq_len=0, mix=False),
-    "paper_mix": dict(features="prob", readout="last", bidirectional=False, seq_len=0, mix=True),
-    "feat_last": dict(features="prob,margin,correct", readout="last", bidirectional=False, seq_len=32, mix=True),
-    "pool": dict(features="prob", readout="pool", bidirectional=True, seq_len=32, mix=True),
-    "pool_feat": dict(features="prob,margin,correct", readout="pool", bidirectional=True, seq_len=32, mix=True),
+    "paper": dict(features="prob", readout="last", bidirectional=False, seq_len=0, sources=PAPER_SOURCE),
+    "paper_mix": dict(features="prob", readout="last", bidirectional=False, seq_len=0, sources=MIX_SOURCES),
+    "pool_feat": dict(features="prob,margin,correct", readout="pool", bidirectional=True, seq_len=32,
+                      sources=MIX_SOURCES),
+    "rank": dict(features="correct,prob_rank,margin_rank", readout="pool", bidirectional=True, seq_len=32,
+                 sources=MIX_SOURCES),
 }
-DENOISE_VARIANT = "pool_feat"
+DENOISE_VARIANT = "rank"
 DENOISE_METHODS = ("detector", "aum", "random", "oracle")
 
 # ----------------------------------------------------------------------------------------------
@@ -141,9 +148,8 @@ def job_detector(work: Path, plan: dict, source: str, variant: str) -> str:
     if out.is_file():
         return str(out)
     spec = VARIANTS[variant]
-    runs = SOURCE_RUNS if spec["mix"] else SOURCE_RUNS[:1]
-    folders = [str(_run_config(work, plan, source, SOURCE_SEED, noise, ratio).td_dir) for noise, ratio in runs]
-    argv = ["--r", SOURCE_RUNS[0][1], "--dataset", source, "--files_path", *folders, "--out", str(out),
+    folders = [str(_run_config(work, plan, source, SOURCE_SEED, noise, ratio).td_dir) for noise, ratio in spec["sources"]]
+    argv = ["--r", spec["sources"][0][1], "--dataset", source, "--files_path", *folders, "--out", str(out),
             "--epochs", str(plan["detector_epochs"]), "--features", spec["features"], "--readout", spec["readout"],
             "--bidirectional" if spec["bidirectional"] else "--no-bidirectional", "--seq_len", str(spec["seq_len"])]
     with _logged(work / "logs" / f"detector_{source}_{variant}.log"):
@@ -219,38 +225,30 @@ def score_run(work: Path, plan: dict, dataset: str, seed: int, noise: str, ratio
 
 
 # ----------------------------------------------------------------------------------------------
-# Data: a fixed Fashion-MNIST subset, written as IDX files the Runner reads as fashion_mnist
-# ----------------------------------------------------------------------------------------------
-
-
-def prepare_fashion_subset(work: Path, count: int) -> None:
-    """The first ``count`` images of a fixed permutation (numpy default_rng(0)) of the 60,000
-    training images, and the full 10,000-image test set; from the system copy the formats module finds."""
-    from mislabel.formats import FASHION_MNIST_SYSTEM_DIR, read_idx
-    from util import UserError, atomic_write
-
-    folder = work / "data" / "fashion_mnist"
-    if (folder / "t10k-labels-idx1-ubyte").is_file():
-        return
-    source = FASHION_MNIST_SYSTEM_DIR
-    if not (source / "train-images-idx3-ubyte.gz").is_file():
-        raise UserError(f"Fashion-MNIST is not at {source}; install it with `apt-get install dataset-fashion-mnist`")
-    for split, keep in (("train", count), ("t10k", None)):
-        images = read_idx(source / f"{split}-images-idx3-ubyte.gz")
-        labels = read_idx(source / f"{split}-labels-idx1-ubyte.gz")
-        rows = np.sort(np.random.default_rng(0).permutation(len(labels))[:keep]) if keep else np.arange(len(labels))
-        for kind, array in (("images-idx3", images[rows]), ("labels-idx1", labels[rows])):
-            header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-            payload = header + np.ascontiguousarray(array).tobytes()
-            atomic_write(folder / f"{split}-{kind}-ubyte", lambda tmp, data=payload: Path(tmp).write_bytes(data))
-
-
-# ----------------------------------------------------------------------------------------------
 # Orchestration
 # ----------------------------------------------------------------------------------------------
 
 
-def run_stage(pool: ProcessPoolExecutor, name: str, jobs: list[tuple]) -> list:
+def already_done(fn, work: Path, plan: dict, *args) -> bool:
+    """Whether ``fn(work, plan, *args)`` will find its output cached (the check each job makes first),
+    so the report can say how much of the wall time a rerun did not spend."""
+    from mislabel.crossval import PRED_PROBS_FILE
+    from mislabel.report import read_summary
+
+    if fn is job_detector:
+        return detector_path(work, *args).is_file()
+    config = _run_config(work, plan, *args[:4])
+    if fn is job_phase1:
+        return read_summary(config.td_dir) is not None
+    if fn is job_crossval:
+        return (config.td_dir / PRED_PROBS_FILE).is_file()
+    return read_summary(config.experiment_dir / f"bench_denoise_seed{args[1]}" / args[4]) is not None
+
+
+def run_stage(pool: ProcessPoolExecutor, name: str, jobs: list[tuple], reused: list[bool] | None = None) -> list:
+    """Run ``jobs`` on the pool; appends to ``reused`` (when given) whether each one was cached already."""
+    if reused is not None:
+        reused += [already_done(*job) for job in jobs]
     futures = {pool.submit(fn, *args): (fn.__name__, args[2:]) for fn, *args in jobs}
     results = []
     for future in tqdm(as_completed(futures), total=len(futures), desc=name, unit="job", dynamic_ncols=True):
@@ -285,20 +283,23 @@ def main() -> None:
     started = time.perf_counter()
     prepare_fashion_subset(work, plan["data"]["fashion_mnist"].train_subset)
     grid = [(d, s, n, r) for d in plan["data"] for n, r in plan["settings"] for s in plan["seeds"]]
-    sources = [(d, SOURCE_SEED, n, r) for d in plan["data"] for n, r in SOURCE_RUNS]
+    sources = [(d, SOURCE_SEED, n, r) for d in plan["data"]
+               for n, r in dict.fromkeys(run for spec in VARIANTS.values() for run in spec["sources"])]
     stages: dict[str, float] = {}
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
         mark = time.perf_counter()
-        run_stage(pool, "phase 1", [(job_phase1, work, plan, *run) for run in sources + grid])
+        reused: list[bool] = []
+        run_stage(pool, "phase 1", [(job_phase1, work, plan, *run) for run in sources + grid], reused)
         stages["phase 1"] = time.perf_counter() - mark
         mark = time.perf_counter()
         jobs = [(job_detector, work, plan, d, v) for d in plan["data"] for v in VARIANTS]
         jobs += [(job_crossval, work, plan, *run) for run in grid if run[0] in plan["cleanlab"]]
         jobs += [(job_denoise, work, plan, *run, m) for run in grid for m in DENOISE_METHODS if m != "detector"]
-        denoised = run_stage(pool, "detectors, cleanlab, baseline denoising", jobs)
+        denoised = run_stage(pool, "detectors, cleanlab, baseline denoising", jobs, reused)
         stages["detectors, cross-validation, non-detector retraining"] = time.perf_counter() - mark
         mark = time.perf_counter()
-        denoised += run_stage(pool, "detector denoising", [(job_denoise, work, plan, *run, "detector") for run in grid])
+        denoised += run_stage(pool, "detector denoising", [(job_denoise, work, plan, *run, "detector") for run in grid],
+                              reused)
         stages["detector retraining"] = time.perf_counter() - mark
     detection = [row for run in tqdm(grid, desc="scoring", unit="run") for row in score_run(work, plan, *run)]
     accuracy = [dict(dataset=d, noise=n, ratio=r, seed=s, method="noisy", test_accuracy=_phase1_accuracy(work, plan, d, s, n, r))
@@ -308,9 +309,10 @@ def main() -> None:
     total = time.perf_counter() - started
     command = "python bench/detection.py" + (" --quick" if args.quick else "") + f" --workers {args.workers}"
     results = dict(plan=plan_name, command=command, machine=machine(), seconds=total, stages=stages,
+                   jobs=len(reused), reused=sum(reused),
                    detection=detection, denoise=accuracy)
     (work / "results.json").write_text(json.dumps(results, indent=1, default=str))
-    text = render_sections(results, plan, VARIANTS, DENOISE_VARIANT, SOURCE_RUNS, SOURCE_SEED)
+    text = render_sections(results, plan, VARIANTS, DENOISE_VARIANT, SOURCE_SEED)
     if args.no_write:
         print(text)
     else:

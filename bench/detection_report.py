@@ -104,7 +104,7 @@ def _denoise_table(frame: pd.DataFrame, target: str, settings: list[tuple[str, s
     return lines
 
 
-def render_sections(results: dict, plan: dict, variants: dict, denoise_variant: str, source_runs, source_seed: int) -> str:
+def render_sections(results: dict, plan: dict, variants: dict, denoise_variant: str, source_seed: int) -> str:
     detection = pd.DataFrame(results["detection"])
     detection["source"] = detection["source"].where(detection["source"].notna(), None)
     denoise = pd.DataFrame(results["denoise"])
@@ -115,7 +115,8 @@ def render_sections(results: dict, plan: dict, variants: dict, denoise_variant: 
              f"Machine: {results['machine']}.  ",
              f"Command: `{results['command']}` (OMP_NUM_THREADS=1 per worker); wall time "
              f"{results['seconds'] / 60:.1f} min (" + ", ".join(f"{k} {v / 60:.1f} min" for k, v in results["stages"].items())
-             + ").", "",
+             + ")" + (f"; {results['reused']} of {results['jobs']} jobs were reused from an earlier run's cache, so this "
+                      "time is not the grid's cost" if results.get("reused") else "") + ".", "",
              "Setup. " + "; ".join(
                  f"{NICE[name]}: {d.net_type}, {d.epochs} epochs, batch {d.batch_size}, lr {d.lr}"
                  + (f", a fixed subset of {d.train_subset:,} of the 60,000 training images (numpy default_rng(0) "
@@ -124,15 +125,14 @@ def render_sections(results: dict, plan: dict, variants: dict, denoise_variant: 
              + f". Noise settings {', '.join(_setting(*s) for s in settings)}; seeds {', '.join(map(str, plan['seeds']))}; "
              "dynamics recorded in the training pass (`--td_mode train`); mean ± std over seeds (population std). "
              f"Detectors are trained ({plan['detector_epochs']} epochs, hidden 64, 2 layers) on separate runs of each dataset "
-             f"(seed {source_seed}; " + " and ".join(_setting(*s) for s in source_runs) + " noise): `paper` uses the first run only, "
-             "the others both (mix). Baselines: detector_model/baselines.py"
+             f"(seed {source_seed}, noise as in the table). Baselines: detector_model/baselines.py"
              + (f"; cleanlab with {4}-fold cross-validated probabilities on {', '.join(NICE[c] for c in plan['cleanlab'])} only "
                 "(each run costs 4 extra trainings; on Fashion-MNIST that would more than double the grid)"
                 if plan["cleanlab"] else "; cleanlab left out (4 extra trainings per run do not fit the time budget)") + ".", "",
              "| variant | features | readout | bidirectional | seq_len | trained on |", "|---|---|---|---|---|---|"]
     for name, spec in variants.items():
         lines.append(f"| {name} | {spec['features']} | {spec['readout']} | {'yes' if spec['bidirectional'] else 'no'} | "
-                     f"{spec['seq_len'] or 'as recorded'} | {'uniform+flip 0.3' if spec['mix'] else 'uniform 0.3'} |")
+                     f"{spec['seq_len'] or 'as recorded'} | {', '.join(_setting(*run) for run in spec['sources'])} |")
     for metric, header in (("auc", "AUC"), ("map", "mAP")):
         for target in data:
             lines += ["", f"### {header} on {NICE[target]} (rows: method; ← names the dataset a detector was trained on)", ""]
@@ -170,7 +170,7 @@ def replace_section(path: Path, key: str, text: str) -> None:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT / "bench"))
-    from detection import DENOISE_VARIANT, PLANS, SOURCE_RUNS, SOURCE_SEED, VARIANTS
+    from detection import DENOISE_VARIANT, PLANS, SOURCE_SEED, VARIANTS
 
     loaded = json.loads(Path(sys.argv[1]).read_text())
-    print(render_sections(loaded, PLANS[loaded["plan"]], VARIANTS, DENOISE_VARIANT, SOURCE_RUNS, SOURCE_SEED))
+    print(render_sections(loaded, PLANS[loaded["plan"]], VARIANTS, DENOISE_VARIANT, SOURCE_SEED))

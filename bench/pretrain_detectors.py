@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import numpy as np  # noqa: E402
 
-from detection import (DENOISE_VARIANT, PLANS, VARIANTS, _logged, _run_config, job_phase1,  # noqa: E402
-                       prepare_fashion_subset, run_stage)
+from detection import DENOISE_VARIANT, PLANS, VARIANTS, _logged, _run_config, job_phase1, run_stage  # noqa: E402
+from fashion_subset import prepare_fashion_subset  # noqa: E402
 
 PRETRAINED = ROOT / "detector_model" / "pretrained"
 DATASET = "fashion_mnist"

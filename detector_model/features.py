@@ -1,13 +1,16 @@
 """Per-epoch input sequences for the learned detector, built from a run's dynamics.
 
 The paper feeds one feature, the probability of the assigned label at every epoch (``prob``).
-The others are the same run's margin and correctness, for detectors that see more.
+The others are the same run's margin and correctness, and the per-epoch percentiles of probability
+and margin among all the run's samples (``prob_rank``, ``margin_rank``). Percentiles depend on the
+whole run: score a run's samples together, not a hand-picked subset of them.
 ``resample`` stretches or squeezes the epoch axis to a fixed length, so a detector trained on runs
 of one length applies to runs of any other.
 """
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import rankdata
 
 from util import Dynamics, UserError
 
@@ -27,7 +30,30 @@ def _correct(dyn: Dynamics) -> np.ndarray:
     return (dyn.pred == dyn.assigned[:, None]).astype(np.float32)
 
 
-FEATURES = {"prob": _prob, "margin": _margin, "correct": _correct}
+def _percentile(values: np.ndarray) -> np.ndarray:
+    """Each sample's place among all samples of the run at the same epoch, in [0, 1] (ties share
+    their mean rank). A run on an easy dataset and one on a hard dataset then look alike: what is
+    fed is "how this sample compares with the others", not a probability whose scale depends on
+    the dataset, the network and the epoch. Ranked one epoch at a time, so the float64 ranks of a
+    single epoch are the only extra memory."""
+    out = np.empty(values.shape, np.float32)
+    for epoch in range(values.shape[1]):
+        out[:, epoch] = rankdata(values[:, epoch], method="average")
+    out -= 1.0
+    out /= max(len(values) - 1, 1)
+    return out
+
+
+def _prob_rank(dyn: Dynamics) -> np.ndarray:
+    return _percentile(dyn.td[:, :, 0])
+
+
+def _margin_rank(dyn: Dynamics) -> np.ndarray:
+    return _percentile(dyn.margin)
+
+
+FEATURES = {"prob": _prob, "margin": _margin, "correct": _correct, "prob_rank": _prob_rank,
+            "margin_rank": _margin_rank}
 
 
 def check_features(names: list[str] | tuple[str, ...]) -> None:

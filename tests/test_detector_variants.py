@@ -50,6 +50,24 @@ def test_resample_interpolates_linearly_and_keeps_the_ends() -> None:
         resample(sequences, 1)
 
 
+def test_percentile_features_ignore_how_a_run_scales_its_probabilities_and_margins() -> None:
+    """An easy and a hard dataset differ in scale, not in which samples lead: a per-epoch monotone
+    change of every sample's probability and margin leaves the rank features as they are."""
+    rng = np.random.default_rng(0)
+    prob = rng.random((50, 6)).astype(np.float16)
+    margin = rng.normal(size=(50, 6)).astype(np.float16)
+    dyn = Dynamics(td=prob[:, :, None], labels=np.zeros((50, 1), np.int64), margin=margin,
+                   pred=np.zeros((50, 6), np.int16), indices=np.arange(50))
+    per_epoch_scale = (2.0 ** -np.arange(6)).astype(np.float16)  # powers of two: exact in float16
+    squashed = Dynamics(td=(prob * per_epoch_scale)[:, :, None], labels=dyn.labels, margin=margin * per_epoch_scale * 8,
+                        pred=dyn.pred, indices=dyn.indices)
+    names = ["prob_rank", "margin_rank"]
+    ranks = build_features(dyn, names)
+    np.testing.assert_array_equal(ranks, build_features(squashed, names))
+    assert ranks.min() == 0.0 and ranks.max() == 1.0
+    np.testing.assert_allclose(np.sort(ranks[:, 0, 0]), np.linspace(0, 1, 50), atol=1e-6)
+
+
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("readout", ["last", "pool"])
 def test_every_architecture_round_trips_through_a_weights_only_file(tmp_path, readout, bidirectional) -> None:

@@ -1,12 +1,16 @@
 """Recorder stores (RAM, memmap), top-k recording, checkpoint/restore and the streamed npz."""
 from __future__ import annotations
 
+import threading
+import time
+
 import numpy as np
 import pytest
 import torch
 
-from mislabel.recorder import STORE_DIR, Recorder
-from util import Dynamics, UserError, load_dynamics, save_dynamics
+from mislabel import recorder as recorder_module
+from mislabel.recorder import STORE_DIR, Recorder, _computed_ahead
+from util import TD_FILE, Dynamics, UserError, load_dynamics, save_dynamics
 
 NUM_SAMPLES, NUM_CLASSES, NUM_EPOCHS = 53, 7, 5
 
@@ -79,6 +83,67 @@ def test_checkpoint_and_restore_continue_the_ram_store(run, tmp_path):
     assert_same(second.dynamics(), uninterrupted.dynamics())
     with pytest.raises(UserError, match="cannot resume"):
         Recorder(NUM_SAMPLES, NUM_CLASSES, NUM_EPOCHS, path=tmp_path, store="ram").restore(3)
+
+
+def reorder_threads() -> list[threading.Thread]:
+    return [thread for thread in threading.enumerate() if thread.name.startswith("td-reorder")]
+
+
+@pytest.mark.parametrize("store, topk", [("memmap", None), ("ram", None), ("memmap", 2)])
+def test_save_in_many_chunks_writes_the_same_bytes_with_and_without_the_worker_thread(run, tmp_path, monkeypatch,
+                                                                                        store, topk):
+    logits, targets = run
+    recorder = Recorder(NUM_SAMPLES, NUM_CLASSES, NUM_EPOCHS, path=tmp_path / "store", store=store, topk=topk)
+    feed(recorder, logits, targets, range(NUM_EPOCHS))
+    monkeypatch.setattr(recorder_module, "REORDER_CHUNK_BYTES", 2 * NUM_EPOCHS * NUM_CLASSES * 4)  # 4 rows a chunk
+    threaded = recorder.save(tmp_path / "threaded").read_bytes()
+    monkeypatch.setattr(recorder_module, "_computed_ahead", lambda chunks: chunks)
+    assert recorder.save(tmp_path / "plain").read_bytes() == threaded
+    assert_same(load_dynamics(tmp_path / "plain"), recorder.dynamics())
+
+
+def test_computed_ahead_keeps_each_item_until_the_caller_is_back_and_surfaces_errors():
+    buffers = [np.zeros(1), np.zeros(1)]
+
+    def reusing_two_buffers():
+        for item in range(6):
+            buffers[item % 2][0] = item
+            yield buffers[item % 2], item
+        raise ValueError("reorder failed")
+
+    seen = []
+    with pytest.raises(ValueError, match="reorder failed"):
+        for buffer, item in _computed_ahead(reusing_two_buffers()):
+            time.sleep(0.01)  # time for the worker to overwrite this buffer, were it asked too early
+            seen.append((int(buffer[0]), item))
+    assert seen == [(item, item) for item in range(6)] and not reorder_threads()
+
+
+def test_computed_ahead_left_early_closes_its_source_and_worker():
+    closed = []
+
+    def source():
+        try:
+            yield from ((np.zeros(1), item) for item in range(10))
+        finally:
+            closed.append(True)
+
+    chunks = _computed_ahead(source())
+    next(chunks)
+    chunks.close()
+    assert closed == [True] and not reorder_threads()
+
+
+def test_save_of_a_truncated_memmap_store_fails_and_writes_nothing(run, tmp_path):
+    logits, targets = run
+    recorder = Recorder(NUM_SAMPLES, NUM_CLASSES, NUM_EPOCHS, path=tmp_path, store="memmap")
+    feed(recorder, logits, targets, range(NUM_EPOCHS))
+    probs = tmp_path / STORE_DIR / "probs.npy"
+    probs.write_bytes(probs.read_bytes()[:-2])
+    with pytest.raises(ValueError):  # raised in the worker thread, while the archive is being written
+        recorder.save(tmp_path / "out")
+    assert list((tmp_path / "out").iterdir()) == [] and not reorder_threads()
+    assert not (tmp_path / "out" / TD_FILE).exists()
 
 
 def test_bad_settings_are_user_errors():

@@ -1,0 +1,30 @@
+"""A fixed subset of Fashion-MNIST's training images, written as IDX files the Runner reads as
+``fashion_mnist``: CPU benchmarks train on a few thousand images instead of 60,000, and every
+benchmark that uses the same count gets the same images."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def prepare_fashion_subset(work: Path, count: int) -> None:
+    """The first ``count`` images of a fixed permutation (numpy default_rng(0)) of the 60,000
+    training images, and the full 10,000-image test set; from the system copy the formats module finds."""
+    from mislabel.formats import FASHION_MNIST_SYSTEM_DIR, read_idx
+    from util import UserError, atomic_write
+
+    folder = work / "data" / "fashion_mnist"
+    if (folder / "t10k-labels-idx1-ubyte").is_file():
+        return
+    source = FASHION_MNIST_SYSTEM_DIR
+    if not (source / "train-images-idx3-ubyte.gz").is_file():
+        raise UserError(f"Fashion-MNIST is not at {source}; install it with `apt-get install dataset-fashion-mnist`")
+    for split, keep in (("train", count), ("t10k", None)):
+        images = read_idx(source / f"{split}-images-idx3-ubyte.gz")
+        labels = read_idx(source / f"{split}-labels-idx1-ubyte.gz")
+        rows = np.sort(np.random.default_rng(0).permutation(len(labels))[:keep]) if keep else np.arange(len(labels))
+        for kind, array in (("images-idx3", images[rows]), ("labels-idx1", labels[rows])):
+            header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+            payload = header + np.ascontiguousarray(array).tobytes()
+            atomic_write(folder / f"{split}-{kind}-ubyte", lambda tmp, data=payload: Path(tmp).write_bytes(data))
