@@ -41,7 +41,7 @@ def detector_scores(model: LSTMDetector, config: dict, dyn: Dynamics) -> np.ndar
     """Probability that each row is mislabeled, batched to bound memory; inputs are resampled to the
     detector's ``seq_len`` when it was trained that way, so runs of any length apply."""
     features = config["features"]
-    missing = [name for name in features if name != "prob" and dyn.margin is None]
+    missing = [name for name in features if name in ("margin", "correct", "margin_rank") and dyn.margin is None]
     if missing:
         raise UserError(f"the detector needs {missing} but these dynamics lack them; regenerate them with generate_td")
     sequences = build_features(dyn, features)

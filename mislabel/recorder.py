@@ -17,18 +17,16 @@ are computed from the full logits, so they stay exact.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import zipfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Generator, Iterable, Iterator
+from typing import Iterator
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
+from mislabel.streaming import computed_ahead, read_chunks, write_npz
 from util import METADATA_FILE, TD_FILE, Dynamics, UserError, atomic_torch_save, atomic_write
 
 __all__ = ["Recorder", "margins", "STORES", "STORE_DIR"]
@@ -305,7 +303,7 @@ class Recorder:
 
         A chunk is a view of one of two buffer sets used in turn (fresh allocations per chunk make
         glibc keep tens of MB of freed heap), so it stays valid while the next chunk is computed
-        (``_computed_ahead``) and is overwritten by the one after.
+        (``computed_ahead``) and is overwritten by the one after.
         """
         epochs, channels, classes = self.epoch, self.channels, self.num_classes
         step = min(max(1, self.num_samples), max(1, REORDER_CHUNK_BYTES // (2 * max(epochs, 1) * classes)))
@@ -369,16 +367,16 @@ class Recorder:
             with open(staging, "wb") as labels_out:
                 def td_chunks() -> Iterator[np.ndarray]:
                     """td goes straight into the archive; labels wait in a staging file (one entry at a time)."""
-                    for td, labels in _computed_ahead(self._sorted_chunks()):
+                    for td, labels in computed_ahead(self._sorted_chunks()):
                         labels_out.write(memoryview(labels).cast("B"))
                         yield td
 
                 entries = [("td", (count, epochs, channels), np.float16, td_chunks()),
-                           ("labels", (count, channels), np.int64, _read_chunks(staging, labels_out)),
+                           ("labels", (count, channels), np.int64, read_chunks(staging, labels_out, COPY_BYTES)),
                            ("margin", (count, epochs), np.float16, self._per_row("margin")),
                            ("pred", (count, epochs), np.int16, self._per_row("pred")),
                            ("indices", (count,), np.int64, [self.sample_ids])]
-                atomic_write(folder / TD_FILE, lambda tmp: _write_npz(tmp, entries))
+                atomic_write(folder / TD_FILE, lambda tmp: write_npz(tmp, entries))
         finally:
             staging.unlink(missing_ok=True)
         if metadata:
@@ -415,44 +413,3 @@ def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
         with open(tmp, "wb") as handle:
             np.savez(handle, **arrays)
     atomic_write(path, write)
-
-
-def _computed_ahead(chunks: Generator[tuple[np.ndarray, np.ndarray], None, None]
-                    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """``chunks`` with item k+1 computed in a worker thread while the caller uses item k (torch kernels,
-    file I/O and ``zlib.crc32`` release the GIL, so reordering overlaps writing). Item k+2 is asked for
-    only once the caller is back from item k, so the source may reuse item k's buffers for it, as
-    ``_sorted_chunks`` does. The source's errors surface here; leaving early waits for the item in
-    progress, then closes the source."""
-    with contextlib.closing(chunks), ThreadPoolExecutor(max_workers=1, thread_name_prefix="td-reorder") as worker:
-        pending = worker.submit(next, chunks, None)
-        while (chunk := pending.result()) is not None:
-            pending = worker.submit(next, chunks, None)
-            yield chunk
-
-
-def _read_chunks(path: Path, pending) -> Iterator[bytes]:
-    """Stream a staging file back once its writer (``pending``) has been flushed."""
-    pending.flush()
-    with open(path, "rb") as handle:
-        while block := handle.read(COPY_BYTES):
-            yield block
-
-
-def _write_npz(path: str, entries: Iterable[tuple[str, tuple[int, ...], type, Iterable]]) -> None:
-    """An uncompressed ``.npz`` written entry by entry from chunks, exactly as ``np.load`` reads it.
-
-    Each chunk is an array (C order, split along axis 0) or raw bytes of the entry's dtype; an
-    array's buffer goes to the archive as is (zipfile takes any contiguous buffer), never via a
-    ``tobytes`` copy.
-    """
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
-        for name, shape, dtype, chunks in entries:
-            with archive.open(f"{name}.npy", "w", force_zip64=True) as out:
-                header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
-                          "shape": tuple(shape)}
-                np.lib.format.write_array_header_1_0(out, header)
-                for chunk in chunks:
-                    if not isinstance(chunk, bytes):
-                        chunk = np.ascontiguousarray(chunk, dtype=dtype).reshape(-1).view(np.uint8)
-                    out.write(chunk)

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from mislabel import recorder as recorder_module
-from mislabel.recorder import STORE_DIR, Recorder, _computed_ahead
+from mislabel.recorder import STORE_DIR, Recorder
+from mislabel.streaming import computed_ahead
 from util import TD_FILE, Dynamics, UserError, load_dynamics, save_dynamics
 
 NUM_SAMPLES, NUM_CLASSES, NUM_EPOCHS = 53, 7, 5
@@ -97,7 +98,7 @@ def test_save_in_many_chunks_writes_the_same_bytes_with_and_without_the_worker_t
     feed(recorder, logits, targets, range(NUM_EPOCHS))
     monkeypatch.setattr(recorder_module, "REORDER_CHUNK_BYTES", 2 * NUM_EPOCHS * NUM_CLASSES * 4)  # 4 rows a chunk
     threaded = recorder.save(tmp_path / "threaded").read_bytes()
-    monkeypatch.setattr(recorder_module, "_computed_ahead", lambda chunks: chunks)
+    monkeypatch.setattr(recorder_module, "computed_ahead", lambda chunks: chunks)
     assert recorder.save(tmp_path / "plain").read_bytes() == threaded
     assert_same(load_dynamics(tmp_path / "plain"), recorder.dynamics())
 
@@ -113,7 +114,7 @@ def test_computed_ahead_keeps_each_item_until_the_caller_is_back_and_surfaces_er
 
     seen = []
     with pytest.raises(ValueError, match="reorder failed"):
-        for buffer, item in _computed_ahead(reusing_two_buffers()):
+        for buffer, item in computed_ahead(reusing_two_buffers()):
             time.sleep(0.01)  # time for the worker to overwrite this buffer, were it asked too early
             seen.append((int(buffer[0]), item))
     assert seen == [(item, item) for item in range(6)] and not reorder_threads()
@@ -128,7 +129,7 @@ def test_computed_ahead_left_early_closes_its_source_and_worker():
         finally:
             closed.append(True)
 
-    chunks = _computed_ahead(source())
+    chunks = computed_ahead(source())
     next(chunks)
     chunks.close()
     assert closed == [True] and not reorder_threads()
