@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from sklearn.model_selection import train_test_split
 from tqdm.auto import tqdm
 
-from detector_model.features import FEATURES, build_features, check_features, resample
+from detector_model.features import FEATURES, build_features, check_features
 from detector_model.lstm import READOUTS, LSTMDetector, build_detector, detector_config, load_detector, save_detector
 from detector_model.metrics import detection_metrics, has_ground_truth
 from util import UserError, exit_on_user_error, load_dynamics, pick_device, seed_everything
@@ -82,8 +82,7 @@ def load_training_set(folders: list[str], features: list[str],
         if not seq_len and lengths and dyn.num_epochs != lengths[0]:
             raise UserError(f"{folder} has {dyn.num_epochs} epochs but {folders[0]} has {lengths[0]}; "
                             "pool runs of the same length or pass --seq_len to resample them all")
-        features_of_run = build_features(dyn, features)
-        sequences.append(resample(features_of_run, seq_len) if seq_len else features_of_run)
+        sequences.append(build_features(dyn, features, seq_len))
         targets.append(dyn.flipped.astype(np.float32))
         lengths.append(dyn.num_epochs)
     return np.concatenate(sequences), np.concatenate(targets), lengths

@@ -5,9 +5,10 @@
 
 Per dataset and seed: phase 1 (generate_td) on the noisy labels gives the dynamics to rank; one
 LSTM detector, trained once on a *different* noisy digits run (seed 100, 30% uniform, as in
-`./run.sh demo`), ranks them (on Fashion-MNIST it is a transfer, the paper's setting); repair uses the true labels (synthetic noise); DivideMix then trains
-on the noisy labels and on each repaired set. Prints a markdown table of test accuracy (the last
-epoch's, mean ± std over seeds) and writes it with every run's numbers to ``--out``.
+`./run.sh demo`), ranks them (on Fashion-MNIST it is a transfer, the paper's setting); repair uses
+the true labels (synthetic noise); DivideMix then trains on the noisy labels and on each repaired
+set. Prints a markdown table of test accuracy (the last epoch's, mean ± std over seeds) and writes
+it with every run's numbers to ``--out``.
 """
 from __future__ import annotations
 

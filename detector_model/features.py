@@ -14,7 +14,7 @@ from scipy.stats import rankdata
 
 from util import Dynamics, UserError
 
-__all__ = ["FEATURES", "build_features", "check_features", "resample"]
+__all__ = ["FEATURES", "NEEDS_MARGIN_AND_PRED", "build_features", "check_features", "resample"]
 
 
 def _prob(dyn: Dynamics) -> np.ndarray:
@@ -54,6 +54,8 @@ def _margin_rank(dyn: Dynamics) -> np.ndarray:
 
 FEATURES = {"prob": _prob, "margin": _margin, "correct": _correct, "prob_rank": _prob_rank,
             "margin_rank": _margin_rank}
+# Features read from the margin and pred arrays, which dynamics files from before they existed lack.
+NEEDS_MARGIN_AND_PRED = frozenset({"margin", "correct", "margin_rank"})
 
 
 def check_features(names: list[str] | tuple[str, ...]) -> None:
@@ -62,10 +64,11 @@ def check_features(names: list[str] | tuple[str, ...]) -> None:
         raise UserError(f"unknown detector features {unknown}; choose from: {', '.join(FEATURES)}")
 
 
-def build_features(dyn: Dynamics, names: list[str] | tuple[str, ...]) -> np.ndarray:
-    """Stack the named sequences into float32 [N, E, F]."""
+def build_features(dyn: Dynamics, names: list[str] | tuple[str, ...], seq_len: int | None = None) -> np.ndarray:
+    """Stack the named sequences into float32 [N, E, F], resampled to ``seq_len`` epochs when given."""
     check_features(names)
-    return np.stack([FEATURES[name](dyn) for name in names], axis=2)
+    sequences = np.stack([FEATURES[name](dyn) for name in names], axis=2)
+    return resample(sequences, seq_len) if seq_len else sequences
 
 
 def resample(sequences: np.ndarray, seq_len: int) -> np.ndarray:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from detector_model.features import build_features, resample
+from detector_model.features import NEEDS_MARGIN_AND_PRED, build_features
 from detector_model.lstm import LSTMDetector
 from detector_model.metrics import detection_metrics
 from util import Dynamics, UserError
@@ -41,12 +41,10 @@ def detector_scores(model: LSTMDetector, config: dict, dyn: Dynamics) -> np.ndar
     """Probability that each row is mislabeled, batched to bound memory; inputs are resampled to the
     detector's ``seq_len`` when it was trained that way, so runs of any length apply."""
     features = config["features"]
-    missing = [name for name in features if name in ("margin", "correct", "margin_rank") and dyn.margin is None]
+    missing = [name for name in features if name in NEEDS_MARGIN_AND_PRED and dyn.margin is None]
     if missing:
         raise UserError(f"the detector needs {missing} but these dynamics lack them; regenerate them with generate_td")
-    sequences = build_features(dyn, features)
-    if config.get("seq_len"):
-        sequences = resample(sequences, int(config["seq_len"]))
+    sequences = build_features(dyn, features, int(config.get("seq_len") or 0))
     if sequences.shape[2] != model.lstm.input_size:
         raise UserError(f"the detector expects {model.lstm.input_size} features per epoch but got "
                         f"{sequences.shape[2]}; use a detector trained with features {features}")
