@@ -141,6 +141,12 @@ def detector_path(work: Path, source: str, variant: str) -> Path:
     return work / "detectors" / f"{source}_{variant}.pth.tar"
 
 
+def variant_flags(spec: dict) -> list[str]:
+    """train_detector.py's architecture flags for a VARIANTS entry."""
+    return ["--features", spec["features"], "--readout", spec["readout"], "--seq_len", str(spec["seq_len"]),
+            "--bidirectional" if spec["bidirectional"] else "--no-bidirectional"]
+
+
 def job_detector(work: Path, plan: dict, source: str, variant: str) -> str:
     import train_detector
 
@@ -150,8 +156,7 @@ def job_detector(work: Path, plan: dict, source: str, variant: str) -> str:
     spec = VARIANTS[variant]
     folders = [str(_run_config(work, plan, source, SOURCE_SEED, noise, ratio).td_dir) for noise, ratio in spec["sources"]]
     argv = ["--r", spec["sources"][0][1], "--dataset", source, "--files_path", *folders, "--out", str(out),
-            "--epochs", str(plan["detector_epochs"]), "--features", spec["features"], "--readout", spec["readout"],
-            "--bidirectional" if spec["bidirectional"] else "--no-bidirectional", "--seq_len", str(spec["seq_len"])]
+            "--epochs", str(plan["detector_epochs"]), *variant_flags(spec)]
     with _logged(work / "logs" / f"detector_{source}_{variant}.log"):
         train_detector.main(argv)
     return str(out)
@@ -198,9 +203,9 @@ def job_denoise(work: Path, plan: dict, dataset: str, seed: int, noise: str, rat
 # ----------------------------------------------------------------------------------------------
 
 
-def score_run(work: Path, plan: dict, dataset: str, seed: int, noise: str, ratio: str) -> list[dict]:
+def score_run(work: Path, plan: dict, detectors: dict, dataset: str, seed: int, noise: str, ratio: str) -> list[dict]:
+    """Every baseline and every detector of ``detectors`` ((source, variant) -> (model, config)) on one run."""
     from detector_model.baselines import BASELINES, cleanlab
-    from detector_model.lstm import load_detector
     from detector_model.metrics import detection_metrics
     from detector_model.predict import detector_scores
     from mislabel.crossval import load_pred_probs
@@ -212,10 +217,8 @@ def score_run(work: Path, plan: dict, dataset: str, seed: int, noise: str, ratio
     probs = load_pred_probs(folder, dyn.num_samples, int(dyn.assigned.max()) + 1)
     if probs is not None:
         scores[("cleanlab", None)] = cleanlab(probs[0], dyn.assigned)
-    for source in plan["data"]:
-        for variant in VARIANTS:
-            model, config = load_detector(detector_path(work, source, variant))
-            scores[(variant, source)] = detector_scores(model, config, dyn)
+    for (source, variant), (model, config) in detectors.items():
+        scores[(variant, source)] = detector_scores(model, config, dyn)
     rows = []
     for (method, source), values in scores.items():
         metrics = detection_metrics(values, dyn.flipped)
@@ -301,7 +304,11 @@ def main() -> None:
         denoised += run_stage(pool, "detector denoising", [(job_denoise, work, plan, *run, "detector") for run in grid],
                               reused)
         stages["detector retraining"] = time.perf_counter() - mark
-    detection = [row for run in tqdm(grid, desc="scoring", unit="run") for row in score_run(work, plan, *run)]
+    from detector_model.lstm import load_detector
+
+    detectors = {(source, variant): load_detector(detector_path(work, source, variant))
+                 for source in plan["data"] for variant in VARIANTS}
+    detection = [row for run in tqdm(grid, desc="scoring", unit="run") for row in score_run(work, plan, detectors, *run)]
     accuracy = [dict(dataset=d, noise=n, ratio=r, seed=s, method="noisy", test_accuracy=_phase1_accuracy(work, plan, d, s, n, r))
                 for d, s, n, r in grid]
     accuracy += [dict(dataset=a[0], seed=a[1], noise=a[2], ratio=a[3], method=a[4], test_accuracy=acc)

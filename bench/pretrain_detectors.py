@@ -32,7 +32,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import numpy as np  # noqa: E402
 
-from detection import DENOISE_VARIANT, PLANS, VARIANTS, _logged, _run_config, job_phase1, run_stage  # noqa: E402
+from detection import (DENOISE_VARIANT, PLANS, VARIANTS, _logged, _run_config, job_phase1, run_stage,  # noqa: E402
+                       variant_flags)
 from fashion_subset import prepare_fashion_subset  # noqa: E402
 
 PRETRAINED = ROOT / "detector_model" / "pretrained"
@@ -53,9 +54,7 @@ def job_train(work: Path, plan: dict, name: str, noises: tuple[str, ...], varian
     out.parent.mkdir(parents=True, exist_ok=True)
     with _logged(work / "logs" / f"pretrain_{name}.log"):
         train_detector.main(["--r", "0.3", "--dataset", DATASET, "--files_path", *folders, "--out", str(out),
-                             "--overwrite", "--epochs", str(DETECTOR_EPOCHS), "--features", spec["features"],
-                             "--readout", spec["readout"], "--seq_len", str(spec["seq_len"]),
-                             "--bidirectional" if spec["bidirectional"] else "--no-bidirectional"])
+                             "--overwrite", "--epochs", str(DETECTOR_EPOCHS), *variant_flags(spec)])
     return str(out)
 
 
