@@ -22,8 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from detector_model.lstm import load_detector
-from detector_model.predict import Ranking, get_order
+from detector_model.predict import Ranking, top_suspects
 from mislabel import distributed
 from mislabel.accel import Acceleration
 from mislabel.checkpoint import CHECKPOINT_FILE, Checkpoint
@@ -169,8 +168,12 @@ class Runner:
         valid = self.batches(self.valid_indices, labels)
         started = time.perf_counter()
         checkpoint = self._checkpoint(folder, train_indices, recorder, description)
+        # the un-augmented pass over the training set is only for recording in eval mode; building it
+        # otherwise would hold a second device copy of the training images for nothing
+        records_eval_pass = recorder is not None and self.config.td_mode == "eval"
+        eval_train = self.batches(train_indices, labels, shard=True) if records_eval_pass else None
         result = fit(model, self.batches(train_indices, labels, train=True, shard=True),
-                     self.batches(train_indices, labels, shard=True), valid, self.config.recipe, recorder=recorder,
+                     eval_train, valid, self.config.recipe, recorder=recorder,
                      td_mode=self.config.td_mode, log_path=folder / "train_log.csv", description=description,
                      checkpoint=checkpoint, accel=self.accel)
         if not distributed.is_main():
@@ -200,7 +203,8 @@ class Runner:
                           # bf16 changes the arithmetic, so such a run resumes only as one; float32 keys stay as before
                           **({"amp": "bf16"} if self.accel.amp else {})}, sort_keys=True)
         checkpoint = Checkpoint(folder / CHECKPOINT_FILE, key)
-        if self.config.overwrite and not checkpoint.matches() and distributed.is_main():
+        # rank 0 alone drops the checkpoint, so only it loads the file to compare keys
+        if self.config.overwrite and distributed.is_main() and not checkpoint.matches():
             checkpoint.remove()
         distributed.barrier()  # no rank may read a checkpoint that rank 0 is about to drop
         return checkpoint
@@ -248,17 +252,13 @@ class Runner:
         if not np.array_equal(dyn.assigned, self.assigned_labels[dyn.indices]):
             raise UserError(f"the dynamics in {td_dir} were recorded with other labels than these arguments give; "
                             "pass the seed/noise arguments of that run or point --td_dir at the matching run")
-        detector, detector_config = load_detector(detector_file, self.device)
-        ranking = get_order(detector, detector_config, dyn)
-        num_removed = int(round(remove_ratio * dyn.num_samples))
-        removed_rows = ranking.order[:num_removed]
+        removed = top_suspects(detector_file, dyn, remove_ratio, self.device)
         keep = np.ones(dyn.num_samples, dtype=bool)
-        keep[removed_rows] = False
-        info = {"num_ranked": int(dyn.num_samples), "num_removed": num_removed, "remove_ratio": remove_ratio,
-                "detection": ranking.metrics, "detector_file": str(detector_file), "td_dir": str(td_dir),
-                "flipped_share_of_removed": float(dyn.flipped[removed_rows].mean())
-                if dyn.flipped is not None and num_removed else None}
-        return dyn.indices[keep], dyn, ranking, info
+        keep[removed.rows] = False
+        info = {"num_ranked": int(dyn.num_samples), "num_removed": len(removed.rows), "remove_ratio": remove_ratio,
+                "detection": removed.ranking.metrics, "detector_file": str(detector_file), "td_dir": str(td_dir),
+                "flipped_share_of_removed": removed.flipped_share}
+        return dyn.indices[keep], dyn, removed.ranking, info
 
     def train(self, detector_file: str, remove_ratio: float, td_dir: Path | None = None) -> Path:
         """Phase 3: denoise (``subset``) and retrain on what is left; report detection and accuracy."""

@@ -4,6 +4,7 @@ Everything here is dependency-light so every module (and every test) can import 
 """
 from __future__ import annotations
 
+import argparse
 import csv
 import functools
 import os
@@ -20,6 +21,7 @@ import torch
 __all__ = [
     "UserError",
     "exit_on_user_error",
+    "OneLineParser",
     "atomic_write",
     "atomic_write_csv",
     "atomic_torch_save",
@@ -55,6 +57,21 @@ def exit_on_user_error(main: F) -> F:
             sys.exit(130)
 
     return wrapped  # type: ignore[return-value]
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one-line UserErrors (exit 2, no usage dump), like every other bad input.
+
+    The error ends with a ``-h`` hint; ``launcher`` is what the user types before ``prog`` to run the
+    command (``"python "`` for a script, ``"./"`` when ``prog`` names run.sh without its path).
+    """
+
+    def __init__(self, *args, launcher: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.launcher = launcher
+
+    def error(self, message: str):
+        raise UserError(f"{message}; see `{self.launcher}{self.prog} -h`")
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:

@@ -27,7 +27,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 from tqdm.auto import tqdm
 
-from mislabel.data import TensorBatches, split_batches
+from mislabel.data import TensorBatches, split_batches, to_device
 from mislabel.training import evaluate
 from util import UserError
 
@@ -94,10 +94,7 @@ class ViewBatches(TensorBatches):
     """TensorBatches plus ``view(rows)``: MixMatch needs two independent augmentations of a row set."""
 
     def view(self, rows: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        batch = self.images[rows.to(self.device)]
-        if self.augment.crop_padding > 0 or self.augment.hflip:
-            batch = self._crop_and_flip(batch, generator)
-        return (batch.float() - self.mean) / self.std
+        return self.load_rows(to_device(rows, self.device), generator)
 
 
 # ----------------------------------------------------------------------------------------------

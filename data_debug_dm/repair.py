@@ -41,10 +41,8 @@ if __package__ in (None, ""):
 import numpy as np
 import torch
 
-from detector_model.lstm import load_detector
-from detector_model.predict import get_order
-from data_debug_dm import OneLineParser
-from util import UserError, atomic_write, exit_on_user_error, load_dynamics, load_metadata, pick_device
+from detector_model.predict import top_suspects
+from util import OneLineParser, UserError, atomic_write, exit_on_user_error, load_dynamics, load_metadata, pick_device
 
 __all__ = ["REPAIR_FORMAT", "Repair", "parse_ratio", "repair_paths", "build_repair", "write_repair",
            "read_repair", "ensure_repair"]
@@ -82,24 +80,20 @@ def build_repair(run_folder: str | Path, detector_file: str | Path, ratio: float
     if not np.array_equal(assigned[dyn.indices], dyn.assigned):
         raise UserError(f"{run_folder}: metadata.pth and training_dynamics.npz disagree on the labels; "
                         "regenerate the run with `./run.sh generate_td`")
-    detector, detector_config = load_detector(detector_file, device)
-    ranking = get_order(detector, detector_config, dyn)
-    selected_rows = ranking.order[:int(round(ratio * dyn.num_samples))]
-    selected = dyn.indices[selected_rows]
-    if "true_targets" in meta:
-        rule, new_labels = "true_label", meta["true_targets"].numpy().astype(np.int64)[selected]
+    suspects = top_suspects(detector_file, dyn, ratio, device)
+    selected = dyn.indices[suspects.rows]
+    if dyn.true_labels is not None:
+        rule, new_labels = "true_label", dyn.true_labels[suspects.rows]
     else:
-        rule, new_labels = "last_epoch_prediction", dyn.pred[selected_rows, -1].astype(np.int64)
+        rule, new_labels = "last_epoch_prediction", dyn.pred[suspects.rows, -1].astype(np.int64)
     labels = assigned.copy()
     labels[selected] = new_labels
     changed = np.flatnonzero(labels != assigned)
-    flipped_share = (float(dyn.flipped[selected_rows].mean())
-                     if dyn.flipped is not None and len(selected_rows) else None)
     info = {"format": REPAIR_FORMAT, "rule": rule, "repair_ratio": ratio, "run_folder": str(run_folder),
             "detector_file": str(Path(detector_file).resolve()), "num_ranked": int(dyn.num_samples),
             "num_selected": int(len(selected)), "selected_indices": selected.tolist(),
             "changed_indices": changed.tolist(), "num_changed": int(len(changed)),
-            "flipped_share_of_selected": flipped_share, "detection": ranking.metrics}
+            "flipped_share_of_selected": suspects.flipped_share, "detection": suspects.ranking.metrics}
     return Repair(labels=labels, meta=info)
 
 

@@ -18,7 +18,6 @@ import json
 import os
 import shlex
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
@@ -27,19 +26,16 @@ if __package__ in (None, ""):
 
 import numpy as np
 import torch
-from PIL import Image
-from tqdm.auto import tqdm
 
-from data_debug_dm import OneLineParser
 from data_debug_dm.dividemix import LOG_COLUMNS, DivideMixConfig, ViewBatches, train_dividemix
 from data_debug_dm.repair import ensure_repair, parse_ratio, read_repair
 from mislabel.data import Augment, TensorBatches
-from mislabel.image_files import open_rgb
+from mislabel.image_files import decode_images
 from mislabel.noise import NOISE_TYPES, canonical_noise_type
 from mislabel.report import read_summary, write_summary
 from models import build_model
 from runner import Runner, RunConfig
-from util import UserError, atomic_torch_save, atomic_write, atomic_write_csv, exit_on_user_error, seed_everything
+from util import OneLineParser, UserError, atomic_torch_save, atomic_write, atomic_write_csv, exit_on_user_error, seed_everything
 
 __all__ = ["PRESETS", "DEFAULT_DETECTOR", "published_lambda_u", "main"]
 
@@ -157,22 +153,6 @@ def _resolve(args, num_classes: int, large: bool) -> DivideMixConfig:
 # Data: the Runner's dataset and noise; image files decoded into memory
 # ----------------------------------------------------------------------------------------------
 
-def decode_resized(files: list[str], size: int) -> torch.Tensor:
-    """uint8 [N, 3, size, size]: each image resized (aspect ratio not kept) once, threaded."""
-    out = np.empty((len(files), 3, size, size), dtype=np.uint8)
-
-    def resize(path: str) -> np.ndarray:
-        return np.asarray(open_rgb(path).resize((size, size), Image.BILINEAR))
-
-    pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
-    try:
-        for i, image in enumerate(tqdm(pool.map(resize, files), total=len(files), desc="decoding", unit="img")):
-            out[i] = image.transpose(2, 0, 1)
-    finally:
-        pool.shutdown(cancel_futures=True)
-    return torch.from_numpy(out)
-
-
 def in_memory_images(runner: Runner, image_size: int) -> tuple[torch.Tensor, torch.Tensor, Augment]:
     """Train and test images as uint8 tensors, with the augmentation that suits them."""
     data = runner.data
@@ -185,7 +165,9 @@ def in_memory_images(runner: Runner, image_size: int) -> tuple[torch.Tensor, tor
         raise UserError(f"{data.name} at --image_size {image_size} needs {needed / 2**30:.1f} GiB in memory; "
                         "pass a smaller --image_size")
     print(f"decoding {data.name} into memory at {image_size}x{image_size} ({needed / 2**30:.2f} GiB)")
-    return (decode_resized(data.train_files, image_size), decode_resized(data.test_files, image_size),
+    size = (image_size, image_size)
+    return (torch.from_numpy(decode_images(data.train_files, size, resize=True)),
+            torch.from_numpy(decode_images(data.test_files, size, resize=True)),
             Augment(crop_padding=max(1, image_size // 8), hflip=True))
 
 

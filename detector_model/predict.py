@@ -3,20 +3,22 @@
 ``get_order`` is the seed's entry point: order (most suspicious first), AUC and mAP against the
 synthetic flips, and threshold-0.5 precision/recall/F1/accuracy. Without ground truth the
 metrics are ``None`` and callers say so instead of printing 0.
+``top_suspects`` takes the top share of that order, as denoise removes it and repair relabels it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from detector_model.features import NEEDS_MARGIN_AND_PRED, build_features
-from detector_model.lstm import LSTMDetector
+from detector_model.lstm import LSTMDetector, load_detector
 from detector_model.metrics import detection_metrics
 from util import Dynamics, UserError
 
-__all__ = ["Ranking", "detector_scores", "get_order"]
+__all__ = ["Ranking", "Suspects", "detector_scores", "get_order", "top_suspects"]
 
 SCORING_BATCH = 4096
 
@@ -59,3 +61,23 @@ def get_order(model: LSTMDetector, config: dict, dyn: Dynamics) -> Ranking:
     scores = detector_scores(model, config, dyn)
     order = np.argsort(-scores, kind="stable")
     return Ranking(order=order, scores=scores, metrics=detection_metrics(scores, dyn.flipped, threshold=0.5))
+
+
+@dataclass
+class Suspects:
+    """The detector's top share of a run: the rows denoise removes and repair relabels."""
+
+    ranking: Ranking
+    rows: np.ndarray              # row positions of the suspects, most suspicious first
+    flipped_share: float | None   # share of them with a flipped label; None without ground truth or suspects
+
+
+def top_suspects(detector_file: str | Path, dyn: Dynamics, ratio: float,
+                 device: torch.device | str = "cpu") -> Suspects:
+    """Rank ``dyn`` with the detector in ``detector_file`` and take its top ``ratio`` (rounded to whole
+    rows), so denoise and repair pick their suspects, and score them, the same way."""
+    detector, detector_config = load_detector(detector_file, device)
+    ranking = get_order(detector, detector_config, dyn)
+    rows = ranking.order[:int(round(ratio * dyn.num_samples))]
+    flipped_share = float(dyn.flipped[rows].mean()) if dyn.flipped is not None and len(rows) else None
+    return Suspects(ranking=ranking, rows=rows, flipped_share=flipped_share)

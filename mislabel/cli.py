@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import functools
 
 from mislabel.crossval import DEFAULT_FOLDS
 from mislabel.recorder import STORES
 from mislabel.training import TD_MODES, Recipe
-from util import UserError
+from util import OneLineParser, UserError
 
 __all__ = ["parse_args"]
 
@@ -62,16 +63,10 @@ def _ratio(text: str, flag: str) -> str:
     return text
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is our one-line UserError (exit 2) rather than a usage dump."""
-
-    def error(self, message: str):
-        raise UserError(f"{message}; see `python {self.prog} -h`")
-
-
 def parse_args(argv, config_cls):
-    parser = _Parser(prog="runner.py", description="mislabel-detection pipeline")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = OneLineParser(prog="runner.py", launcher="python ", description="mislabel-detection pipeline")
+    commands = parser.add_subparsers(dest="command", required=True,
+                                     parser_class=functools.partial(OneLineParser, launcher="python "))
     generate = commands.add_parser("generate_td", help="phase 1: train and record training dynamics")
     _add_common(generate)
     generate.add_argument("--noise_ratio", default="0.2")

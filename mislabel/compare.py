@@ -10,7 +10,6 @@ checked before the first file is written, so a bad detector file leaves the fold
 """
 from __future__ import annotations
 
-import argparse
 import re
 import shlex
 import sys
@@ -29,7 +28,7 @@ from detector_model.predict import detector_scores
 from mislabel.crossval import DEFAULT_FOLDS, load_pred_probs
 from mislabel.plots import plot_datamap, plot_roc_pr
 from mislabel.report import read_summary
-from util import Dynamics, UserError, atomic_write, exit_on_user_error, load_dynamics, pick_device
+from util import Dynamics, OneLineParser, atomic_write, exit_on_user_error, load_dynamics, pick_device
 
 __all__ = ["METRICS", "MethodResult", "score_methods", "comparison_markdown", "compare", "main"]
 
@@ -251,16 +250,9 @@ def compare(folder: str | Path, detector_files: list[str | Path] = (), device: s
     return results
 
 
-class _Parser(argparse.ArgumentParser):
-    """A usage error is one line and exit 2, as everywhere else in the project."""
-
-    def error(self, message: str):
-        raise UserError(f"{message}; see `./run.sh compare -h`")
-
-
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
-    parser = _Parser(prog="run.sh compare", description=__doc__.split("\n")[0])
+    parser = OneLineParser(prog="run.sh compare", launcher="./", description=__doc__.split("\n")[0])
     parser.add_argument("run_folder", help="a generate_td output folder (holds training_dynamics.npz)")
     parser.add_argument("detector_files", nargs="*", help="LSTM detector files (train_detector.py) to compare")
     parser.add_argument("--device", default="auto", help="for the detectors: auto (CUDA when present), cpu, cuda[:N]")

@@ -15,7 +15,7 @@ import torch
 from util import UserError
 
 __all__ = ["Augment", "ImageData", "load_dataset", "TensorBatches", "EMBEDDED_DATASETS", "FILE_IMAGE_SIZE",
-           "epoch_generator", "batch_rows", "shard_rows", "split_batches", "to_device"]
+           "IMAGENET_STATS", "epoch_generator", "batch_rows", "shard_rows", "split_batches", "to_device"]
 
 # digits: a fixed, stratified 80/20 split (1,437 train / 360 test) with scikit-learn's
 # train_test_split(random_state=0); independent of --seed so test numbers compare across seeds.
@@ -25,6 +25,8 @@ EMBEDDED_DATASETS = ("digits",)
 # Side of the square crops cut from image-file datasets unless --image_size says otherwise: the
 # seed trains its torchvision ResNets on 224x224 crops (RandomResizedCrop / Resize+CenterCrop).
 FILE_IMAGE_SIZE = 224
+# torchvision's ImageNet (mean, std): for image files, whose statistics are not computed up front
+IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,7 @@ def _load_from(name: str, datadir: str | Path | None, seed: int) -> ImageData:
     if not Path(datadir).is_dir():
         raise UserError(f"datadir {datadir} does not exist; pass the folder that holds <dataset>/ (see README)")
     raw = read_dataset(name, datadir, seed)
-    mean, std = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    mean, std = IMAGENET_STATS
     if raw.train_images is not None:
         mean, std = _channel_stats(raw.train_images)
     return ImageData(name=name, class_names=list(raw.class_names), train_labels=raw.train_labels,
@@ -242,17 +244,24 @@ class TensorBatches:
         rows, padding = shard_rows(order, *self.shard)
         return split_batches(rows, self.batch_size), split_batches(rows.masked_fill(padding, -1), self.batch_size)
 
+    def load_rows(self, rows_on_device: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Normalised float images of ``rows_on_device``, augmented with draws from ``generator``.
+
+        Shared by the epoch iterator and by callers that pick their own rows (DivideMix's views),
+        so both augment and normalise identically.
+        """
+        batch = self.images[rows_on_device]
+        if self.augment.crop_padding > 0 or self.augment.hflip:
+            batch = self._crop_and_flip(batch, generator)
+        return batch.float().sub_(self.mean).div_(self.std)
+
     def __iter__(self):
         generator = epoch_generator(self.seed, self.epoch)
-        augmenting = self.augment.crop_padding > 0 or self.augment.hflip
         loads, records = self._batches(generator)
         if self.shard is not None:
             generator = torch.Generator().manual_seed(int(np.random.SeedSequence(
                 [self.seed % 2**63, self.epoch, self.shard[0]]).generate_state(1)[0]))
         for rows, recorded in zip(loads, records):
             rows_on_device = to_device(rows, self.device)
-            batch = self.images[rows_on_device]
-            if augmenting:
-                batch = self._crop_and_flip(batch, generator)
-            yield (batch.float().sub_(self.mean).div_(self.std), self.labels[rows_on_device],
+            yield (self.load_rows(rows_on_device, generator), self.labels[rows_on_device],
                    rows_on_device if recorded is rows else to_device(recorded, self.device))

@@ -36,7 +36,7 @@ from mislabel.training import TD_MODES, Recipe
 from mislabel.user_data import SCAN_FILE, Listing, check_images, image_data, list_data
 from models import NETWORKS
 from runner import Runner, RunConfig
-from util import Dynamics, UserError, atomic_write, exit_on_user_error, load_dynamics, pick_device
+from util import Dynamics, OneLineParser, UserError, atomic_write, exit_on_user_error, load_dynamics, pick_device
 
 __all__ = ["Plan", "default_plan", "main", "DETECTOR_THRESHOLD"]
 
@@ -97,13 +97,8 @@ def _apply_flags(plan: Plan, args: argparse.Namespace) -> Plan:
 
 # --- the command line --------------------------------------------------------------------------
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise UserError(f"{message}; see `./run.sh find_issues -h`")
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = _Parser(prog="run.sh find_issues", description=__doc__.split("\n")[0])
+    parser = OneLineParser(prog="run.sh find_issues", launcher="./", description=__doc__.split("\n")[0])
     parser.add_argument("data", help="a folder of <class>/<image> (or train/ + val|test/), or a CSV of path,label")
     parser.add_argument("--out", default=None, help="output folder (default <results_dir>/find_issues/<data name>)")
     parser.add_argument("--results_dir", default="replication")

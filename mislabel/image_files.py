@@ -355,9 +355,11 @@ def open_rgb(path: str) -> Image.Image:
         raise UserError(f"cannot decode image {path} ({err}); replace or remove the file") from err
 
 
-def decode_images(files: Sequence[str], size: tuple[int, int]) -> np.ndarray:
-    """Decode `files` (all exactly `size` = (height, width)) into one uint8 [N, 3, H, W] array.
+def decode_images(files: Sequence[str], size: tuple[int, int], resize: bool = False) -> np.ndarray:
+    """Decode `files` into one uint8 [N, 3, H, W] array, `size` = (height, width).
 
+    Without `resize` every file must already be `size`, so a replaced file is caught; with it each
+    image is resized bilinearly to `size` (aspect ratio not kept), for datasets of mixed sizes.
     Decoding is threaded because PIL releases the GIL while it decompresses.
     """
     height, width = size
@@ -365,7 +367,9 @@ def decode_images(files: Sequence[str], size: tuple[int, int]) -> np.ndarray:
 
     def load(path: str) -> np.ndarray:
         image = open_rgb(path)
-        if image.size != (width, height):
+        if resize:
+            image = image.resize((width, height), Image.BILINEAR)
+        elif image.size != (width, height):
             raise UserError(f"{path} is {image.width}x{image.height}, expected {width}x{height}; "
                             f"replace it with the original file")
         return np.asarray(image)

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from mislabel import distributed
 from mislabel.streaming import computed_ahead, read_chunks, write_npz
 from util import METADATA_FILE, TD_FILE, Dynamics, UserError, atomic_torch_save, atomic_write
 
@@ -59,13 +60,6 @@ def _physical_memory() -> int:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
         return 8 * 2**30
-
-
-def _process_group() -> tuple[int, int]:
-    """(rank, world size) of the initialised default process group; (0, 1) without one."""
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 class Recorder:
@@ -108,7 +102,7 @@ class Recorder:
         if store == "auto":
             store = "memmap" if path is not None and self.stored_bytes > AUTO_MEMMAP_SHARE * _physical_memory() else "ram"
         self.store = store
-        self.rank, self.world_size = _process_group()
+        self.rank, self.world_size = distributed.rank(), distributed.world_size()
         self._ram = ({name: np.zeros(shape, dtype) for name, (shape, dtype) in self._specs.items()}
                      if store == "ram" and self.rank == 0 else None)
         self.assigned = np.full(num_samples, -1, dtype=np.int64)
@@ -339,14 +333,22 @@ class Recorder:
     def dynamics(self) -> Dynamics:
         """The recorded epochs in memory (``save`` streams instead, for runs too large for RAM). Rank 0 only."""
         self._require_rank0("dynamics")
-        chunks = [(td.copy(), labels.copy()) for td, labels in self._sorted_chunks()]
-        empty_td = np.zeros((0, self.epoch, self.channels), np.float16)
-        td = np.concatenate([c[0] for c in chunks]) if chunks else empty_td
-        labels = np.concatenate([c[1] for c in chunks]) if chunks else np.zeros((0, self.channels), np.int64)
-        margin, pred = (np.concatenate(list(self._per_row(name)) or [np.zeros((0, self.epoch))])
-                        for name in ("margin", "pred"))
-        return Dynamics(td=td, labels=labels.astype(np.int64), margin=margin.astype(np.float16),
-                        pred=pred.astype(np.int16), indices=self.sample_ids.copy())
+        count, epochs, channels = self.num_samples, self.epoch, self.channels
+        # every array is allocated once at its final shape and dtype and filled chunk by chunk: the
+        # peak is the result plus one chunk, not the chunks, their concatenation and a cast copy
+        td, labels = np.empty((count, epochs, channels), np.float16), np.empty((count, channels), np.int64)
+        margin, pred = np.empty((count, epochs), np.float16), np.empty((count, epochs), np.int16)
+        start = 0
+        for td_rows, label_rows in self._sorted_chunks():
+            rows = slice(start, start + len(td_rows))
+            td[rows], labels[rows] = td_rows, label_rows
+            start = rows.stop
+        for name, result in (("margin", margin), ("pred", pred)):
+            start = 0
+            for chunk in self._per_row(name):
+                result[start:start + len(chunk)] = chunk
+                start += len(chunk)
+        return Dynamics(td=td, labels=labels, margin=margin, pred=pred, indices=self.sample_ids.copy())
 
     def save(self, folder: str | os.PathLike, true_labels: np.ndarray | torch.Tensor | None = None,
              metadata: bool = True) -> Path:

@@ -34,15 +34,14 @@ import torch
 from torchvision.transforms import functional as TF
 from tqdm import tqdm
 
-from mislabel.data import Augment, ImageData
+from mislabel.data import IMAGENET_STATS, Augment, ImageData
 from mislabel.image_files import (CSV_TEST_FRACTION, open_rgb, read_class_folders, read_class_tree, read_csv_list,
                                   stratified_holdout)
 from util import UserError, atomic_write
 
-__all__ = ["Listing", "Scan", "list_data", "check_images", "image_data", "SCAN_FILE", "IMAGENET_STATS"]
+__all__ = ["Listing", "Scan", "list_data", "check_images", "image_data", "SCAN_FILE"]
 
 SCAN_FILE = "scan.json"
-IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))  # streamed photos: torchvision's statistics
 SANITY_FRACTION = CSV_TEST_FRACTION  # share of an unsplit set whose (in-sample) accuracy is printed
 
 
