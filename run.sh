@@ -45,7 +45,7 @@ usage: ./run.sh <command> [arguments] [--flag value ...]
 
 Further --flags after the positional arguments go to runner.py unchanged (e.g. --num_epochs 30
 --net_type lenet --depth 5; `python runner.py generate_td -h` lists them). noise_type: uniform
-(alias sym) or flip (alias asym). Results go under ${RESULTS_DIR:-replication}/.
+(alias sym), flip (alias asym), semantic or idn. Results go under ${RESULTS_DIR:-replication}/.
 Environment: RESULTS_DIR (results root), PYTHON (interpreter to use), TESTRUN=1 (print the
 commands instead of running them; writes nothing), NPROC=<n> (generate_td and denoise_*: train
 with n processes under torchrun, one per GPU, or gloo on CPU; --batch_size stays the global batch),

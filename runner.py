@@ -104,8 +104,10 @@ class Runner:
         if self.data.large:
             config.noise_ratio = None
         self.true_labels = self.data.train_labels.numpy()
+        images = None if self.data.train_images is None else self.data.train_images.numpy()
         self.assigned_labels = corrupt_labels(self.true_labels, self.data.num_classes, config.ratio,
-                                              canonical_noise_type(config.noise_type), config.seed, config.dataset)
+                                              canonical_noise_type(config.noise_type), config.seed, config.dataset,
+                                              images=images)
         self.train_indices, self.valid_indices = self._split()
         self.build_model()  # fail fast on a bad --net_type/--depth, before anything is written
 

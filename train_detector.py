@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from sklearn.model_selection import train_test_split
 from tqdm.auto import tqdm
 
+from detector_model.control import fit_control, save_control
 from detector_model.features import FEATURES, build_features, check_features
 from detector_model.lstm import READOUTS, LSTMDetector, build_detector, detector_config, load_detector, save_detector
 from detector_model.metrics import detection_metrics, has_ground_truth
@@ -61,18 +62,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seq_len", type=int, default=ARCHITECTURE["seq_len"],
                         help="resample every run to this many epochs (linear interpolation), so runs of other "
                              "lengths can be pooled and scored; 0 = use the recorded epochs (paper)")
+    parser.add_argument("--max_per_run", type=int, default=0,
+                        help="use at most this many samples of each run (seeded draw), so every run of a corpus "
+                             "weighs alike; 0 = all")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
+    parser.add_argument("--control_out", help="also fit the learned control (logistic regression on the baselines' "
+                                              "scores) on the same runs and write it to this file")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     return parser.parse_args(argv)
 
 
-def load_training_set(folders: list[str], features: list[str],
-                      seq_len: int | None = None) -> tuple[np.ndarray, np.ndarray, list[int]]:
+def load_training_set(folders: list[str], features: list[str], seq_len: int | None = None,
+                      max_per_run: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """Pool sequences and flip labels from every run folder, with each run's recorded epoch count.
 
     Without ``seq_len`` all runs must share the epoch count; with it each is resampled to ``seq_len``.
+    ``max_per_run`` keeps a seeded random share of each larger run, so a broad corpus of runs weighs
+    each run alike instead of by its size (features are built on the whole run first: percentiles
+    and class context describe the run, not the sample drawn from it).
     """
+    rng = np.random.default_rng(seed)
     sequences, targets, lengths = [], [], []
     for folder in folders:
         dyn = load_dynamics(folder)
@@ -82,8 +92,11 @@ def load_training_set(folders: list[str], features: list[str],
         if not seq_len and lengths and dyn.num_epochs != lengths[0]:
             raise UserError(f"{folder} has {dyn.num_epochs} epochs but {folders[0]} has {lengths[0]}; "
                             "pool runs of the same length or pass --seq_len to resample them all")
-        sequences.append(build_features(dyn, features, seq_len))
-        targets.append(dyn.flipped.astype(np.float32))
+        rows = np.arange(dyn.num_samples)
+        if max_per_run and dyn.num_samples > max_per_run:
+            rows = np.sort(rng.permutation(dyn.num_samples)[:max_per_run])
+        sequences.append(build_features(dyn, features, seq_len)[rows])
+        targets.append(dyn.flipped[rows].astype(np.float32))
         lengths.append(dyn.num_epochs)
     return np.concatenate(sequences), np.concatenate(targets), lengths
 
@@ -105,7 +118,7 @@ def train(args: argparse.Namespace) -> tuple[LSTMDetector, dict, dict]:
     if args.resume:
         model, config = load_detector(args.resume, device)
         features, seq_len = config["features"], config.get("seq_len")
-    sequences, targets, lengths = load_training_set(args.files_path, features, seq_len)
+    sequences, targets, lengths = load_training_set(args.files_path, features, seq_len, args.max_per_run, args.seed)
     seen = lengths[0] if len(set(lengths)) == 1 else sorted(set(lengths))
     if not args.resume:
         config = detector_config(features, args.hidden_size, args.num_layers, seen, readout=args.readout,
@@ -147,16 +160,23 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if not 0.0 <= args.r < 1.0:
         raise UserError(f"--r {args.r} is outside [0, 1); pass the noise ratio of the runs, e.g. 0.2")
+    if args.max_per_run < 0:
+        raise UserError(f"--max_per_run {args.max_per_run} must be 0 (all samples) or a positive count")
     if args.epochs < 1:
         raise UserError(f"--epochs {args.epochs} must be at least 1")
     if args.seq_len < 0 or args.seq_len == 1:
         raise UserError(f"--seq_len {args.seq_len} must be at least 2, or 0 to keep the recorded epochs")
     out = Path(args.out or f"{args.dataset}_{args.r}_lstm_detector.pth.tar")
-    if out.exists() and not args.overwrite:
-        raise UserError(f"{out} already exists; pass --overwrite to replace it or --out to write elsewhere")
+    for path in filter(None, (out, args.control_out and Path(args.control_out))):
+        if path.exists() and not args.overwrite:
+            raise UserError(f"{path} already exists; pass --overwrite to replace it or another file name")
     model, config, metrics = train(args)
     config["trained_on"] = [str(Path(p)) for p in args.files_path]
     save_detector(out, model, config, metrics)
+    if args.control_out:
+        save_control(args.control_out, fit_control([load_dynamics(p) for p in args.files_path],
+                                                   names=config["trained_on"]))
+        print(f"learned control written to {args.control_out}")
     print(f"held-out AUC {metrics['auc']:.4f}  mAP {metrics['map']:.4f}  "
           f"(precision {metrics['precision']:.3f}, recall {metrics['recall']:.3f} at 0.5)")
     print(f"detector written to {out}")

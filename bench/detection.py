@@ -55,6 +55,7 @@ class DataPlan:
     train_subset: int | None = None  # fashion_mnist: this many of the 60,000 training images
     batch_size: int = 128
     lr: float = 0.1
+    td_mode: str = "train"
 
 
 # conv4 learns 8x8 digits to ~97% in seconds but costs ~12 s/epoch on 28x28 images on one core;
@@ -62,33 +63,83 @@ class DataPlan:
 # stalls near chance under 40% noise, at 0.05 with batch 64 it learns in a few hundred steps.
 # Different lengths (60 vs 25 epochs) and models on the two datasets are on purpose: transfer
 # must survive both.
+DIGITS = DataPlan("conv4", 4, 60)
+FASHION = DataPlan("lenet_mnist", 5, 25, 10_000, batch_size=64, lr=0.05)
+GRID_SETTINGS = (("uniform", "0.2"), ("uniform", "0.4"), ("flip", "0.2"), ("flip", "0.4"), ("semantic", "0.4"),
+                 ("idn", "0.2"), ("idn", "0.4"))
+HARD_SETTINGS = (("flip", "0.4"), ("semantic", "0.4"), ("idn", "0.4"))
 PLANS = {
-    "full": dict(seeds=(1, 2, 3), settings=(("uniform", "0.2"), ("uniform", "0.4"), ("flip", "0.2"), ("flip", "0.4")),
-                 data={"digits": DataPlan("conv4", 4, 60),
-                       "fashion_mnist": DataPlan("lenet_mnist", 5, 25, 10_000, batch_size=64, lr=0.05)},
+    "full": dict(name="full", seeds=(1, 2, 3), settings=GRID_SETTINGS, data={"digits": DIGITS, "fashion_mnist": FASHION},
                  detector_epochs=10, cleanlab=("digits",)),
-    "quick": dict(seeds=(1,), settings=(("uniform", "0.4"), ("flip", "0.4")),
+    "quick": dict(name="quick", seeds=(1,), settings=(("uniform", "0.4"), ("flip", "0.4"), ("idn", "0.4")),
                   data={"digits": DataPlan("conv4", 4, 30),
                         "fashion_mnist": DataPlan("lenet_mnist", 5, 15, 3_000, batch_size=64, lr=0.05)},
                   detector_epochs=8, cleanlab=()),
 }
 SOURCE_SEED = 100                                   # detectors never see an evaluated run
-# The paper's detector learns from one run (uniform 0.3); the others from a mix of types and rates
-# that brackets the grid's 0.2 and 0.4 without containing them (flip stops at 0.45: at 0.5 a
-# flipped pair of classes is a coin toss).
-PAPER_SOURCE = (("uniform", "0.3"),)
-MIX_SOURCES = (("uniform", "0.3"), ("uniform", "0.5"), ("flip", "0.3"), ("flip", "0.45"))
-CLEANLAB_FOLDS = 4
+
+
+@dataclass(frozen=True)
+class SourceRun:
+    """One phase-1 run a detector (and the learned control) learns from; ``plan`` None = the dataset's
+    grid recipe. Source runs use SOURCE_SEED, so no evaluated run's noise draw is ever seen."""
+    noise: str
+    ratio: str
+    plan: DataPlan | None = None
+
+
+# The paper's detector learns from one run (uniform 0.3). MIX4 is the previous default's four runs,
+# bracketing the grid's 0.2 and 0.4 (flip stops at 0.45: at 0.5 a flipped pair is a coin toss).
+PAPER_SOURCE = (SourceRun("uniform", "0.3"),)
+MIX4 = (SourceRun("uniform", "0.3"), SourceRun("uniform", "0.5"), SourceRun("flip", "0.3"), SourceRun("flip", "0.45"))
+# The broad corpus: MIX4 plus every noise type at rates 0.05-0.5, networks of two or three sizes,
+# runs of 15-60 epochs and one run recorded in eval mode, so that no single recipe, noise model or
+# length is what the detector learns. No grid cell's (type, rate) is repeated with a grid recipe.
+CORPUS = {
+    "digits": MIX4 + (
+        SourceRun("uniform", "0.1", DataPlan("lenet", 5, 40)),
+        SourceRun("uniform", "0.05", DataPlan("resnet", 20, 30)),
+        SourceRun("flip", "0.15", DataPlan("lenet", 5, 40)),
+        SourceRun("semantic", "0.25", DataPlan("conv4", 4, 30)),
+        SourceRun("semantic", "0.35", DataPlan("resnet", 20, 30)),
+        SourceRun("semantic", "0.5", DataPlan("lenet", 5, 40)),
+        SourceRun("idn", "0.1"),
+        SourceRun("idn", "0.3", DataPlan("lenet", 5, 40)),
+        SourceRun("idn", "0.5", DataPlan("conv4", 4, 30, td_mode="eval")),
+        # Weak models (91%, 86% and 68% test accuracy without noise): digits is easy, and a detector
+        # that never saw a clean sample the model gets wrong reads every confusion as a flip.
+        SourceRun("uniform", "0.25", DataPlan("conv4", 4, 8, lr=0.01)),
+        SourceRun("flip", "0.35", DataPlan("conv4", 4, 8, lr=0.01)),
+        SourceRun("idn", "0.35", DataPlan("conv4", 4, 8, lr=0.01)),
+        SourceRun("idn", "0.25", DataPlan("resnet", 20, 8, lr=0.02)),
+        SourceRun("semantic", "0.45", DataPlan("resnet", 20, 8, lr=0.02)),
+        SourceRun("uniform", "0.35", DataPlan("lenet", 5, 15, lr=0.05)),
+    ),
+    "fashion_mnist": MIX4 + (
+        SourceRun("uniform", "0.1", DataPlan("lenet", 5, 15, 10_000, batch_size=64, lr=0.05)),
+        SourceRun("uniform", "0.05", DataPlan("lenet_mnist", 5, 15, 10_000, batch_size=128, lr=0.05)),
+        SourceRun("flip", "0.15", DataPlan("lenet", 5, 15, 10_000, batch_size=64, lr=0.05)),
+        SourceRun("semantic", "0.25", DataPlan("lenet_mnist", 5, 40, 10_000, batch_size=64, lr=0.05)),
+        SourceRun("semantic", "0.35", DataPlan("lenet", 5, 25, 10_000, batch_size=64, lr=0.05, td_mode="eval")),
+        SourceRun("semantic", "0.5", DataPlan("lenet", 5, 15, 10_000, batch_size=64, lr=0.05)),
+        SourceRun("idn", "0.1"),
+        SourceRun("idn", "0.3", DataPlan("lenet", 5, 15, 10_000, batch_size=64, lr=0.05)),
+        SourceRun("idn", "0.5", DataPlan("lenet_mnist", 5, 40, 10_000, batch_size=64, lr=0.05)),
+        SourceRun("uniform", "0.25", DataPlan("lenet_mnist", 5, 5, 10_000, batch_size=64, lr=0.05)),
+        SourceRun("flip", "0.35", DataPlan("lenet_mnist", 5, 6, 10_000, batch_size=64, lr=0.05)),
+        SourceRun("idn", "0.25", DataPlan("lenet", 5, 6, 10_000, batch_size=64, lr=0.05)),
+    ),
+}
 
 # Detector variants: the paper's, and what this benchmark measures beyond it. `rank` feeds each
 # sample's per-epoch percentile among the run's samples instead of raw probability and margin.
 VARIANTS = {
     "paper": dict(features="prob", readout="last", bidirectional=False, seq_len=0, sources=PAPER_SOURCE),
-    "paper_mix": dict(features="prob", readout="last", bidirectional=False, seq_len=0, sources=MIX_SOURCES),
+    "paper_mix": dict(features="prob", readout="last", bidirectional=False, seq_len=0, sources=MIX4),
     "pool_feat": dict(features="prob,margin,correct", readout="pool", bidirectional=True, seq_len=32,
-                      sources=MIX_SOURCES),
+                      sources=MIX4),
     "rank": dict(features="correct,prob_rank,margin_rank", readout="pool", bidirectional=True, seq_len=32,
-                 sources=MIX_SOURCES),
+                 sources=MIX4),
 }
 DENOISE_VARIANT = "rank"
 DENOISE_METHODS = ("detector", "aum", "random", "oracle")
@@ -105,14 +156,31 @@ def _logged(log: Path):
         yield
 
 
+def corpus(plan: dict, dataset: str) -> tuple[SourceRun, ...]:
+    """The source runs of ``dataset``: the broad corpus; the quick plan runs it with the grid recipe."""
+    if plan["name"] == "full":
+        return CORPUS[dataset]
+    return tuple(SourceRun(run.noise, run.ratio) for run in CORPUS[dataset])
+
+
+def data_plan(plan: dict, dataset: str, seed: int, noise: str, ratio: str) -> DataPlan:
+    """The recipe of one run: a source run's own when the corpus gives one, else the grid's."""
+    if seed == SOURCE_SEED:
+        for run in corpus(plan, dataset):
+            if (run.noise, run.ratio) == (noise, ratio) and run.plan is not None:
+                return run.plan
+    return plan["data"][dataset]
+
+
 def _run_config(work: Path, plan: dict, dataset: str, seed: int, noise: str, ratio: str):
     from runner import RunConfig
     from mislabel.training import Recipe
 
-    data = plan["data"][dataset]
+    data = data_plan(plan, dataset, seed, noise, ratio)
     return RunConfig(dataset=dataset, datadir=str(work / "data") if dataset != "digits" else None, seed=seed,
                      noise_ratio=ratio, noise_type=noise, net_type=data.net_type, depth=data.depth,
-                     results_dir=str(work / "runs"), recipe=Recipe(epochs=data.epochs, batch_size=data.batch_size, lr=data.lr))
+                     td_mode=data.td_mode, results_dir=str(work / "runs"),
+                     recipe=Recipe(epochs=data.epochs, batch_size=data.batch_size, lr=data.lr))
 
 
 def job_phase1(work: Path, plan: dict, dataset: str, seed: int, noise: str, ratio: str) -> str:
@@ -154,8 +222,9 @@ def job_detector(work: Path, plan: dict, source: str, variant: str) -> str:
     if out.is_file():
         return str(out)
     spec = VARIANTS[variant]
-    folders = [str(_run_config(work, plan, source, SOURCE_SEED, noise, ratio).td_dir) for noise, ratio in spec["sources"]]
-    argv = ["--r", spec["sources"][0][1], "--dataset", source, "--files_path", *folders, "--out", str(out),
+    runs = corpus(plan, source) if spec["sources"] == "corpus" else spec["sources"]
+    folders = [str(_run_config(work, plan, source, SOURCE_SEED, run.noise, run.ratio).td_dir) for run in runs]
+    argv = ["--r", runs[0].ratio, "--dataset", source, "--files_path", *folders, "--out", str(out),
             "--epochs", str(plan["detector_epochs"]), *variant_flags(spec)]
     with _logged(work / "logs" / f"detector_{source}_{variant}.log"):
         train_detector.main(argv)
@@ -277,6 +346,7 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true", help="delete this plan's cached runs first")
     parser.add_argument("--benchmarks", default=str(ROOT / "BENCHMARKS.md"), help="file to write the sections into")
     parser.add_argument("--no_write", action="store_true", help="print the sections instead of writing them")
+    parser.add_argument("--phase1_only", action="store_true", help="run (or complete) the phase-1 runs, then stop")
     args = parser.parse_args()
     plan_name = "quick" if args.quick else "full"
     plan = PLANS[plan_name]
@@ -286,14 +356,16 @@ def main() -> None:
     started = time.perf_counter()
     prepare_fashion_subset(work, plan["data"]["fashion_mnist"].train_subset)
     grid = [(d, s, n, r) for d in plan["data"] for n, r in plan["settings"] for s in plan["seeds"]]
-    sources = [(d, SOURCE_SEED, n, r) for d in plan["data"]
-               for n, r in dict.fromkeys(run for spec in VARIANTS.values() for run in spec["sources"])]
+    sources = [(d, SOURCE_SEED, run.noise, run.ratio) for d in plan["data"] for run in corpus(plan, d)]
     stages: dict[str, float] = {}
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
         mark = time.perf_counter()
         reused: list[bool] = []
         run_stage(pool, "phase 1", [(job_phase1, work, plan, *run) for run in sources + grid], reused)
         stages["phase 1"] = time.perf_counter() - mark
+        if args.phase1_only:
+            print(f"phase 1 done ({stages['phase 1'] / 60:.1f} min)")
+            return
         mark = time.perf_counter()
         jobs = [(job_detector, work, plan, d, v) for d in plan["data"] for v in VARIANTS]
         jobs += [(job_crossval, work, plan, *run) for run in grid if run[0] in plan["cleanlab"]]

@@ -29,6 +29,7 @@ import torch
 
 from data_debug_dm.dividemix import LOG_COLUMNS, DivideMixConfig, ViewBatches, train_dividemix
 from data_debug_dm.repair import ensure_repair, parse_ratio, read_repair
+from detector_model.lstm import DEFAULT_DETECTOR
 from mislabel.data import Augment, TensorBatches
 from mislabel.image_files import decode_images
 from mislabel.noise import NOISE_TYPES, canonical_noise_type
@@ -40,7 +41,6 @@ from util import OneLineParser, UserError, atomic_torch_save, atomic_write, atom
 __all__ = ["PRESETS", "DEFAULT_DETECTOR", "published_lambda_u", "main"]
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DETECTOR = ROOT / "detector_model" / "pretrained" / "default.pth.tar"
 MAX_DECODED_BYTES = 16 * 2**30  # file datasets are decoded into memory; beyond this ask for a smaller --image_size
 
 # Defaults per recipe. None means "from the published table for this noise" (published_lambda_u,
@@ -74,7 +74,7 @@ def published_lambda_u(noise_ratio: float, noise_mode: str, num_classes: int) ->
     CIFAR-10: 20% sym 0, 50% and 80% sym 25, 90% sym 50, 40% asym 0. CIFAR-100: 20% sym 25, 50-90%
     sym 150. A ratio between two published ones takes the next published level up.
     """
-    if canonical_noise_type(noise_mode) == "flip":
+    if canonical_noise_type(noise_mode) in ("flip", "semantic"):
         return 0.0
     if num_classes >= 100:
         return 25.0 if noise_ratio <= 0.2 else 150.0
@@ -139,7 +139,7 @@ def _resolve(args, num_classes: int, large: bool) -> DivideMixConfig:
     lambda_u = (args.lambda_u if args.lambda_u is not None
                 else published_lambda_u(ratio, args.noise_mode, num_classes))
     p_threshold = args.p_threshold if args.p_threshold is not None else published_p_threshold(ratio)
-    asymmetric = canonical_noise_type(args.noise_mode) == "flip" and ratio > 0
+    asymmetric = canonical_noise_type(args.noise_mode) in ("flip", "semantic") and ratio > 0
     config = DivideMixConfig(num_epochs=args.num_epochs, warm_up=warm_up, batch_size=args.batch_size, lr=args.lr,
                              lr_decay_epoch=args.lr_decay_epoch, momentum=args.momentum,
                              weight_decay=args.weight_decay, alpha=args.alpha, lambda_u=lambda_u,
@@ -220,7 +220,7 @@ def run(argv: list[str] | None = None, preset: str = "generic") -> Path:
     if not 0.0 <= args.r < 1.0:
         raise UserError(f"--r {args.r} is outside [0, 1); pass e.g. 0.4 for 40% noise")
     if args.noise_mode not in NOISE_TYPES:
-        raise UserError(f"--noise_mode {args.noise_mode!r} is unknown; use sym (= uniform) or asym (= flip)")
+        raise UserError(f"--noise_mode {args.noise_mode!r} is unknown; use sym (= uniform), asym (= flip), semantic or idn")
     if args.image_size is None or args.image_size < 1:
         raise UserError(f"--image_size {args.image_size} must be a positive integer")
     runner = Runner(RunConfig(dataset=args.dataset, datadir=args.datadir, seed=args.seed,

@@ -29,6 +29,7 @@ __all__ = [
     "loss",
     "last_prob",
     "confidence_tracking",
+    "confidence_tracking_early",
     "cleanlab",
     "BASELINES",
 ]
@@ -204,6 +205,21 @@ def confidence_tracking(dyn: Dynamics) -> np.ndarray:
     return -_mann_kendall_z(min_s, num_epochs)
 
 
+# The paper tracks the gaps while the network is still in its early-learning phase, before it
+# memorises wrong labels; we read that as the first quarter of the recorded epochs (at least 5).
+EARLY_SHARE = 0.25
+EARLY_MIN_EPOCHS = 5
+
+
+def confidence_tracking_early(dyn: Dynamics) -> np.ndarray:
+    """``confidence_tracking`` over the early-training window only (the first ``EARLY_SHARE`` of the
+    epochs, at least ``EARLY_MIN_EPOCHS``), as the method is meant to be applied."""
+    epochs = min(dyn.num_epochs, max(EARLY_MIN_EPOCHS, int(round(EARLY_SHARE * dyn.num_epochs))))
+    early = Dynamics(td=dyn.td[:, :epochs], labels=dyn.labels, margin=dyn.margin[:, :epochs],
+                     pred=dyn.pred[:, :epochs], indices=dyn.indices)
+    return confidence_tracking(early)
+
+
 # ----------------------------------------------------------------------------------------------
 # Confident learning (needs out-of-sample predicted probabilities, not dynamics)
 # ----------------------------------------------------------------------------------------------
@@ -249,4 +265,5 @@ BASELINES: dict[str, Callable[[Dynamics], np.ndarray]] = {
     "loss": loss,
     "last_prob": last_prob,
     "confidence_tracking": confidence_tracking,
+    "confidence_tracking_early": confidence_tracking_early,
 }

@@ -1,20 +1,31 @@
 """Per-epoch input sequences for the learned detector, built from a run's dynamics.
 
 The paper feeds one feature, the probability of the assigned label at every epoch (``prob``).
-The others are the same run's margin and correctness, and the per-epoch percentiles of probability
-and margin among all the run's samples (``prob_rank``, ``margin_rank``). Percentiles depend on the
-whole run: score a run's samples together, not a hand-picked subset of them.
-``resample`` stretches or squeezes the epoch axis to a fixed length, so a detector trained on runs
-of one length applies to runs of any other.
+The others, measured in bench/detection.py:
+* ``margin``, ``correct``: the same run's margin (squashed) and whether the argmax is the label;
+* ``prob_rank``, ``margin_rank``: each sample's percentile of probability and margin among all the
+  run's samples at that epoch, so an easy and a hard dataset look alike;
+* class context, read from the run's own confusion between assigned and predicted classes (a
+  per-epoch estimate of the noise transition matrix), so structured noise becomes visible:
+  ``confusion`` is the share of the samples labelled like this one that the model predicts as this
+  sample's predicted class (0 when it predicts the label): a flip that many share, as under
+  pair-flip or class-structure noise, scores high, a lone hard sample low; ``class_error`` is the
+  share of the label's class the model does not predict as that class, which says how noisy the
+  class is (semantic noise leaves most classes clean).
+Percentiles and class context depend on the whole run: score a run's samples together, not a
+hand-picked subset of them. ``resample`` stretches or squeezes the epoch axis to a fixed length, so
+a detector trained on runs of one length applies to runs of any other.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
-from scipy.stats import rankdata
 
 from util import Dynamics, UserError
 
-__all__ = ["FEATURES", "NEEDS_MARGIN_AND_PRED", "build_features", "check_features", "resample"]
+__all__ = ["FEATURES", "NEEDS_MARGIN_AND_PRED", "build_features", "check_features", "class_transitions",
+           "resample"]
 
 
 def _prob(dyn: Dynamics) -> np.ndarray:
@@ -31,31 +42,58 @@ def _correct(dyn: Dynamics) -> np.ndarray:
 
 
 def _percentile(values: np.ndarray) -> np.ndarray:
-    """Each sample's place among all samples of the run at the same epoch, in [0, 1] (ties share
-    their mean rank). A run on an easy dataset and one on a hard dataset then look alike: what is
-    fed is "how this sample compares with the others", not a probability whose scale depends on
-    the dataset, the network and the epoch. Ranked one epoch at a time, so the float64 ranks of a
-    single epoch are the only extra memory."""
+    """Each sample's place among all samples of the run at the same epoch, in [0, 1]; ties share
+    their mean rank (the mean of the left and right insertion points in the sorted epoch)."""
     out = np.empty(values.shape, np.float32)
+    scale = 1.0 / max(len(values) - 1, 1)
     for epoch in range(values.shape[1]):
-        out[:, epoch] = rankdata(values[:, epoch], method="average")
-    out -= 1.0
-    out /= max(len(values) - 1, 1)
+        column = np.ascontiguousarray(values[:, epoch], dtype=np.float32)
+        ordered = np.sort(column)
+        below = np.searchsorted(ordered, column, side="left")
+        upto = np.searchsorted(ordered, column, side="right")
+        out[:, epoch] = (below + upto - 1) * (0.5 * scale)
     return out
 
 
-def _prob_rank(dyn: Dynamics) -> np.ndarray:
-    return _percentile(dyn.td[:, :, 0])
+def class_transitions(dyn: Dynamics) -> np.ndarray:
+    """float32 [E, K, K]: at each epoch, the share of samples assigned class c that the model
+    predicts as class j (rows sum to 1 for every class that has samples)."""
+    classes = int(max(dyn.assigned.max(), dyn.pred.max())) + 1
+    assigned = dyn.assigned.astype(np.int64)
+    per_class = np.maximum(np.bincount(assigned, minlength=classes), 1).astype(np.float32)
+    out = np.empty((dyn.num_epochs, classes, classes), np.float32)
+    for epoch in range(dyn.num_epochs):
+        pairs = assigned * classes + dyn.pred[:, epoch].astype(np.int64)
+        out[epoch] = np.bincount(pairs, minlength=classes * classes).reshape(classes, classes) / per_class[:, None]
+    return out
 
 
-def _margin_rank(dyn: Dynamics) -> np.ndarray:
-    return _percentile(dyn.margin)
+def _confusion(dyn: Dynamics) -> np.ndarray:
+    rates = class_transitions(dyn)
+    label = dyn.assigned.astype(np.int64)
+    out = np.empty((dyn.num_samples, dyn.num_epochs), np.float32)
+    for epoch in range(dyn.num_epochs):  # one epoch at a time: no [N, E] int64 temporaries
+        pred = dyn.pred[:, epoch].astype(np.int64)
+        out[:, epoch] = np.where(pred == label, np.float32(0.0), rates[epoch, label, pred])
+    return out
 
 
-FEATURES = {"prob": _prob, "margin": _margin, "correct": _correct, "prob_rank": _prob_rank,
-            "margin_rank": _margin_rank}
+def _class_error(dyn: Dynamics) -> np.ndarray:
+    rates = class_transitions(dyn)
+    classes = np.arange(rates.shape[1])
+    own = rates[:, classes, classes]  # [E, K]
+    return np.ascontiguousarray((1.0 - own[:, dyn.assigned.astype(np.int64)]).T, dtype=np.float32)
+
+
+# Features computed from the recorded epochs; a rank feature is the percentile of its source
+# sequence, taken after any resampling (ranking 32 points instead of hundreds of epochs).
+FEATURES: dict[str, Callable[[Dynamics], np.ndarray]] = {
+    "prob": _prob, "margin": _margin, "correct": _correct, "prob_rank": _prob, "margin_rank": _margin,
+    "confusion": _confusion, "class_error": _class_error,
+}
+RANKED = frozenset({"prob_rank", "margin_rank"})
 # Features read from the margin and pred arrays, which dynamics files from before they existed lack.
-NEEDS_MARGIN_AND_PRED = frozenset({"margin", "correct", "margin_rank"})
+NEEDS_MARGIN_AND_PRED = frozenset({"margin", "correct", "margin_rank", "confusion", "class_error"})
 
 
 def check_features(names: list[str] | tuple[str, ...]) -> None:
@@ -67,8 +105,13 @@ def check_features(names: list[str] | tuple[str, ...]) -> None:
 def build_features(dyn: Dynamics, names: list[str] | tuple[str, ...], seq_len: int | None = None) -> np.ndarray:
     """Stack the named sequences into float32 [N, E, F], resampled to ``seq_len`` epochs when given."""
     check_features(names)
-    sequences = np.stack([FEATURES[name](dyn) for name in names], axis=2)
-    return resample(sequences, seq_len) if seq_len else sequences
+    columns = []
+    for name in names:
+        sequence = FEATURES[name](dyn)
+        if seq_len:
+            sequence = resample(sequence[:, :, None], seq_len)[:, :, 0]
+        columns.append(_percentile(sequence) if name in RANKED else sequence)
+    return np.stack(columns, axis=2)
 
 
 def resample(sequences: np.ndarray, seq_len: int) -> np.ndarray:

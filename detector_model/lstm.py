@@ -13,10 +13,12 @@ from torch import nn
 
 from util import UserError, atomic_torch_save
 
-__all__ = ["LSTMDetector", "DETECTOR_FORMAT", "READOUTS", "build_detector", "detector_config", "load_detector",
+__all__ = ["LSTMDetector", "DEFAULT_DETECTOR", "DETECTOR_FORMAT", "READOUTS", "build_detector", "detector_config", "load_detector",
            "save_detector"]
 
 DETECTOR_FORMAT = "mislabel-detector/1"
+# The shipped default: used whenever a detector is needed and none is given.
+DEFAULT_DETECTOR = Path(__file__).resolve().parent / "pretrained" / "default.pth.tar"
 
 
 READOUTS = ("last", "pool")

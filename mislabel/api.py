@@ -18,12 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
+from detector_model.control import DEFAULT_CONTROL
+from detector_model.lstm import DEFAULT_DETECTOR
 from mislabel.recorder import Recorder
 from util import Dynamics, UserError, load_dynamics, pick_device
 
-__all__ = ["Recorder", "rank", "DEFAULT_DETECTOR", "DEFAULT_METHODS"]
+__all__ = ["Recorder", "rank", "DEFAULT_CONTROL", "DEFAULT_DETECTOR", "DEFAULT_METHODS"]
 
-DEFAULT_DETECTOR = Path(__file__).resolve().parents[1] / "detector_model" / "pretrained" / "default.pth.tar"
 DEFAULT_METHODS = ("detector", "aum", "confidence")
 
 RunLike = str | os.PathLike | Dynamics | Recorder | Mapping[str, np.ndarray]
@@ -55,7 +56,9 @@ def rank(run: RunLike, detector: str | os.PathLike | None = None, methods: Seque
         or a dict of the npz arrays.
     :param detector: a detector file from ``train_detector.py``; ``None`` uses the shipped
         ``detector_model/pretrained/default.pth.tar``. Only read when ``"detector"`` is a method.
-    :param methods: ``"detector"`` and/or names of ``detector_model.baselines.BASELINES``.
+    :param methods: ``"detector"``, ``"control"`` (the shipped learned control: logistic regression on
+        the baselines' scores, ``detector_model/pretrained/control.pth.tar``) and/or names of
+        ``detector_model.baselines.BASELINES``.
     :returns: a pandas DataFrame, one row per sample, most suspicious (by the first method) first,
         with columns index, assigned_label, predicted_label (last epoch), true_label and flipped
         when known, then one score column per method. When the flips are known,
@@ -68,13 +71,18 @@ def rank(run: RunLike, detector: str | os.PathLike | None = None, methods: Seque
     from detector_model.metrics import detection_metrics
     from detector_model.predict import detector_scores
 
-    known = ("detector", *BASELINES)
+    from detector_model.control import control_scores, load_control
+
+    known = ("detector", "control", *BASELINES)
     unknown = [name for name in methods if name not in known]
     if unknown or not methods:
         raise UserError(f"unknown ranking methods {unknown or '(none given)'}; choose from: {', '.join(known)}")
     dyn = _as_dynamics(run)
     scores: dict[str, np.ndarray] = {}
     for name in methods:
+        if name == "control":
+            scores[name] = control_scores(load_control(DEFAULT_CONTROL), dyn)
+            continue
         if name != "detector":
             scores[name] = np.asarray(BASELINES[name](dyn), dtype=np.float64)
             continue

@@ -70,7 +70,7 @@ def parse_args(argv, config_cls):
     generate = commands.add_parser("generate_td", help="phase 1: train and record training dynamics")
     _add_common(generate)
     generate.add_argument("--noise_ratio", default="0.2")
-    generate.add_argument("--noise_type", default="uniform", help="uniform (sym) or flip (asym)")
+    generate.add_argument("--noise_type", default="uniform", help="uniform (sym), flip (asym), semantic or idn")
     denoise = commands.add_parser("denoise", help="phase 3: remove suspects and retrain")
     _add_common(denoise)
     denoise.add_argument("--noise_ratio", default=None, help="omit for real-world (large) datasets")
@@ -82,7 +82,7 @@ def parse_args(argv, config_cls):
                                    "(pred_probs_cv.npy, for cleanlab in `compare`)")
     _add_common(crossval)
     crossval.add_argument("--noise_ratio", default="0.2")
-    crossval.add_argument("--noise_type", default="uniform", help="uniform (sym) or flip (asym)")
+    crossval.add_argument("--noise_type", default="uniform", help="uniform (sym), flip (asym), semantic or idn")
     crossval.add_argument("--folds", type=int, default=DEFAULT_FOLDS, help="K: costs K extra training runs")
     crossval.set_defaults(num_epochs=None)  # None: as many epochs as the generate_td run recorded
     args = parser.parse_args(argv)

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from detector_model.baselines import BASELINES, cleanlab
+from detector_model.control import DEFAULT_CONTROL, control_scores, load_control
 from detector_model.lstm import load_detector
 from detector_model.metrics import detection_metrics, has_ground_truth
 from detector_model.predict import detector_scores
@@ -80,7 +81,8 @@ def _stored_classes_note(dyn: Dynamics) -> str:
 
 def score_methods(dyn: Dynamics, detector_files: list[str | Path], pred_probs: np.ndarray | None,
                   device: str = "auto") -> list[MethodResult]:
-    """Every baseline, then cleanlab (when ``pred_probs`` is given), then each detector, timed.
+    """Every baseline, then cleanlab (when ``pred_probs`` is given), the shipped learned control, then
+    each detector, timed.
 
     Detector files are all loaded before anything is scored, so a bad file fails at once. A
     detector's time includes loading it, as a user running it would pay that too.
@@ -92,10 +94,12 @@ def score_methods(dyn: Dynamics, detector_files: list[str | Path], pred_probs: n
         model, config = load_detector(path, torch_device)
         detectors.append((path, model, config, time.perf_counter() - started))
     topk_note = _stored_classes_note(dyn)
-    results = [_timed(name, lambda fn=fn: fn(dyn), topk_note if name == "confidence_tracking" else "")
+    results = [_timed(name, lambda fn=fn: fn(dyn), topk_note if name.startswith("confidence_tracking") else "")
                for name, fn in BASELINES.items()]
     if pred_probs is not None:
         results.append(_timed("cleanlab", lambda: cleanlab(pred_probs, dyn.assigned)))
+    if DEFAULT_CONTROL.is_file():  # the learned control: what the detectors must beat to be worth it
+        results.append(_timed("control", lambda: control_scores(load_control(DEFAULT_CONTROL), dyn)))
     taken = {result.name for result in results}
     for path, model, config, load_seconds in detectors:
         result = _timed(_detector_name(path, taken), lambda: detector_scores(model, config, dyn))

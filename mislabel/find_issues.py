@@ -27,6 +27,7 @@ import pandas as pd
 from detector_model.baselines import BASELINES
 from detector_model.lstm import load_detector
 from detector_model.predict import detector_scores
+from detector_model.control import DEFAULT_CONTROL, control_scores, load_control
 from mislabel.api import DEFAULT_DETECTOR
 from mislabel.issues_report import write_report
 from mislabel.plots import plot_datamap
@@ -232,6 +233,8 @@ def _suspects(dyn: Dynamics, listing: Listing, files: list[str], detectors: list
         return np.round(np.asarray(values, dtype=np.float64), 6) + 0.0
 
     baselines = {name: written(fn(dyn)) for name, fn in BASELINES.items()}
+    if DEFAULT_CONTROL.is_file():  # the learned control, a column beside the baselines it combines
+        baselines = {"control": written(control_scores(load_control(DEFAULT_CONTROL), dyn)), **baselines}
     probs = {name: detector_scores(model, config, dyn) for name, model, config in detectors}
     if probs:
         score = written(np.mean(list(probs.values()), axis=0))

@@ -15,10 +15,13 @@ from sklearn.metrics import roc_auc_score
 import runner
 from conftest import run_python, run_sh
 from detector_model.baselines import BASELINES
+from detector_model.control import DEFAULT_CONTROL
 from detector_model.lstm import LSTMDetector, detector_config, save_detector
 from mislabel.compare import compare
 from mislabel.crossval import fold_assignment
 from util import UserError, load_dynamics, save_dynamics
+
+CONTROL = ["control"] if DEFAULT_CONTROL.is_file() else []  # the shipped learned control's row
 
 # LeNet-5 for 8 epochs: a few seconds per run on two cores, and noisy labels still stand out.
 SMALL_RECIPE = ["--net_type", "lenet", "--depth", "5", "--num_epochs", "8", "--batch_size", "64", "--lr", "0.05",
@@ -64,7 +67,7 @@ def test_compare_lists_every_method_and_matches_sklearn(run_copy, detector, caps
     compare(run_copy, [detector], device="cpu")
     printed = capsys.readouterr().out
     table = pd.read_csv(run_copy / "comparison.csv")
-    methods = [*BASELINES, "lstm:tiny_0.2_lstm_detector"]
+    methods = [*BASELINES, *CONTROL, "lstm:tiny_0.2_lstm_detector"]
     assert table["method"].tolist() == methods
     assert all(f"| {name} |" in printed for name in methods)
     assert "cleanlab" not in table["method"].tolist()
@@ -131,9 +134,9 @@ def test_compare_without_known_flips(run_copy, capsys) -> None:
     printed = capsys.readouterr().out
     assert "need known flips" in printed
     table = pd.read_csv(run_copy / "comparison.csv")
-    assert table["auc"].isna().all() and table["method"].tolist() == list(BASELINES)
+    assert table["auc"].isna().all() and table["method"].tolist() == [*BASELINES, *CONTROL]
     scores = pd.read_csv(run_copy / "scores.csv")
-    assert list(scores.columns) == ["index", "assigned_label", *BASELINES]
+    assert list(scores.columns) == ["index", "assigned_label", *BASELINES, *CONTROL]
     assert_png(run_copy / "datamap.png")
     assert not (run_copy / "roc_pr.png").exists()
 

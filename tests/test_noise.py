@@ -41,3 +41,64 @@ def test_zero_noise_and_bad_arguments():
         corrupt_labels(LABELS, 10, 1.0, "uniform", 0, "d")
     with pytest.raises(UserError, match="noise_type"):
         corrupt_labels(LABELS, 10, 0.2, "gaussian", 0, "d")
+
+
+def _images(count: int, seed: int = 0) -> np.ndarray:
+    """Images with class structure: each class a noisy copy of its own random template."""
+    rng = np.random.default_rng(seed)
+    templates = rng.integers(0, 256, size=(10, 1, 8, 8))
+    labels = np.arange(count) % 10
+    return np.clip(templates[labels] + rng.normal(0, 40, size=(count, 1, 8, 8)), 0, 255).astype(np.uint8), labels
+
+
+@pytest.mark.parametrize("ratio", [0.2, 0.4])
+def test_idn_realised_rate_within_one_point_and_never_own_class(ratio):
+    images, labels = _images(20_000)
+    assigned = corrupt_labels(labels, 10, ratio, "idn", seed=1, dataset="x", images=images)
+    assert abs(np.mean(assigned != labels) - ratio) <= 0.01
+    assert assigned.min() >= 0 and assigned.max() < 10
+
+
+def test_idn_depends_on_the_image_and_is_deterministic():
+    images, labels = _images(5_000)
+    a = corrupt_labels(labels, 10, 0.4, "idn", seed=1, dataset="x", images=images)
+    assert np.array_equal(a, corrupt_labels(labels, 10, 0.4, "idn", seed=1, dataset="x", images=images))
+    assert not np.array_equal(a, corrupt_labels(labels, 10, 0.4, "idn", seed=2, dataset="x", images=images))
+    # Unlike uniform noise, the wrong class follows the image: within a class the moves concentrate.
+    moved = a != labels
+    pairs = np.bincount(labels[moved] * 10 + a[moved], minlength=100).reshape(10, 10)
+    top_share = np.sort(pairs, axis=1)[:, -1] / np.maximum(pairs.sum(axis=1), 1)
+    assert top_share.mean() > 0.2
+    with pytest.raises(UserError, match="idn noise needs the images"):
+        corrupt_labels(labels, 10, 0.4, "idn", seed=1, dataset="x")
+
+
+@pytest.mark.parametrize("dataset,moves", [
+    ("cifar10", {9: 1, 2: 0, 4: 7, 3: 5, 5: 3}),
+    ("digits", {2: 7, 3: 8, 5: 6, 6: 5, 7: 1}),
+    ("mnist", {2: 7, 3: 8, 5: 6, 6: 5, 7: 1}),
+    ("fashion_mnist", {0: 6, 6: 0, 2: 4, 4: 2, 5: 7, 9: 7}),
+])
+def test_semantic_moves_only_mapped_classes_to_their_lookalike(dataset, moves):
+    assigned = corrupt_labels(LABELS, 10, 0.4, "semantic", seed=1, dataset=dataset)
+    for cls in range(10):
+        rows = LABELS == cls
+        if cls in moves:
+            assert set(np.unique(assigned[rows])) == {cls, moves[cls]}
+            assert abs(np.mean(assigned[rows] != cls) - 0.4) < 0.05
+        else:
+            assert np.all(assigned[rows] == cls)
+
+
+def test_semantic_cifar100_stays_within_superclass_and_unknown_dataset_refused():
+    from mislabel.noise import CIFAR100_SUPERCLASS
+
+    assert np.all(np.bincount(CIFAR100_SUPERCLASS, minlength=20) == 5)
+    labels = np.repeat(np.arange(100), 100)
+    assigned = corrupt_labels(labels, 100, 0.4, "semantic", seed=1, dataset="cifar100")
+    moved = assigned != labels
+    assert abs(moved.mean() - 0.4) < 0.02
+    superclass = np.asarray(CIFAR100_SUPERCLASS)
+    assert np.all(superclass[assigned[moved]] == superclass[labels[moved]])
+    with pytest.raises(UserError, match="no class mapping for 'tiny_imagenet'"):
+        corrupt_labels(labels, 100, 0.4, "semantic", seed=1, dataset="tiny_imagenet")
