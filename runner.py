@@ -55,7 +55,7 @@ class RunConfig:
     widen_factor: int | None = None
     pretrained_path: str | None = None
     num_valid: int | None = None        # None = 10% of the training set
-    image_size: int | None = None       # crop side for image-file datasets; None = 224 as the seed
+    image_size: int | None = None       # crop side for image-file datasets; None = data.default_file_side
     num_workers: int | None = None      # image-file decoding processes; None = auto_workers
     td_mode: str = "train"
     td_store: str = "auto"              # ram, memmap or auto (memmap when the dynamics are large)

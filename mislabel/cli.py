@@ -21,7 +21,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--num_valid", type=int, default=None,
                       help="training samples held out for early stopping (default 10%%; 0 = none)")
     data.add_argument("--image_size", type=int, default=None,
-                      help="side of the crops cut from image-file datasets (default 224, as the seed)")
+                      help="side of the crops cut from image-file datasets (default 224 for the named photo "
+                           "datasets, as the seed; other folders and CSVs: sized from their images)")
     data.add_argument("--num_workers", type=int, default=None,
                       help="processes decoding image files (default: one per spare core, none for tiny sets)")
     model = parser.add_argument_group("model")
@@ -89,7 +90,7 @@ def parse_args(argv, config_cls):
     if args.noise_ratio is not None:
         _ratio(args.noise_ratio, "noise_ratio")
     if args.image_size is not None and args.image_size < 8:
-        raise UserError(f"--image_size {args.image_size} is too small; the networks need at least 8 (default 224)")
+        raise UserError(f"--image_size {args.image_size} is too small; the networks need at least 8")
     if args.td_topk is not None and args.td_topk < 1:
         raise UserError(f"--td_topk {args.td_topk} must be at least 1; omit it to keep every class")
     if args.num_workers is not None and args.num_workers < 0:
