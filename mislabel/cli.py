@@ -72,6 +72,9 @@ def parse_args(argv, config_cls):
     _add_common(generate)
     generate.add_argument("--noise_ratio", default="0.2")
     generate.add_argument("--noise_type", default="uniform", help="uniform (sym) or flip (asym)")
+    generate.add_argument("--budget", type=float, default=None, metavar="MINUTES",
+                          help="train as many epochs (up to --num_epochs) as fit this many minutes, timed on this "
+                               "machine (default: no budget)")
     denoise = commands.add_parser("denoise", help="phase 3: remove suspects and retrain")
     _add_common(denoise)
     denoise.add_argument("--noise_ratio", default=None, help="omit for real-world (large) datasets")
@@ -89,6 +92,9 @@ def parse_args(argv, config_cls):
     args = parser.parse_args(argv)
     if args.noise_ratio is not None:
         _ratio(args.noise_ratio, "noise_ratio")
+    budget = getattr(args, "budget", None)
+    if budget is not None and not 0 < budget < float("inf"):
+        raise UserError(f"--budget {budget:g} is not a positive number of minutes; pass e.g. 15, or omit it")
     if args.image_size is not None and args.image_size < 8:
         raise UserError(f"--image_size {args.image_size} is too small; the networks need at least 8")
     if args.td_topk is not None and args.td_topk < 1:
