@@ -22,7 +22,7 @@ DEFAULT_BUDGET_MINUTES = 20.0  # find_issues' default: a coffee break, and Fashi
 SAFETY = 0.85                  # share of the remaining budget a plan may fill
 TIMED_STEPS = 3                # after one warm-up step; the mean of these is the step time
 SCORE_SECONDS_PER_SAMPLE = 3e-4  # baselines + detector + data map per scored image (2-core CPU)
-REPORT_SECONDS = 15.0          # thumbnails, histogram, CSVs and the page: about constant
+REPORT_SECONDS = 8.0           # loading the detector, thumbnails, histogram, CSVs, the page: about constant
 
 
 class Clock:
