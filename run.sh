@@ -24,9 +24,10 @@ usage: ./run.sh <command> [arguments] [--flag value ...]
                            cleanlab (if crossval_probs was run); writes comparison.md/.csv,
                            scores.csv, roc_pr.png, datamap.png into the run folder
   find_issues <class_folder | list.csv> [--out FOLDER] [--detector_files F ...] [--flags]
-                           your own labelled images: train with a recipe sized to the data,
-                           rank every image by how likely its label is wrong; writes
-                           suspects.csv, report.html, datamap.png (default under
+                           your own labelled images: train with the best recipe that fits
+                           --budget MINUTES (default 20; 0 = the full recipe), rank every image
+                           by how likely its label is wrong; writes suspects.csv, report.html,
+                           cleaned.csv, relabel.csv, datamap.png (default under
                            $RESULTS_DIR/find_issues/<name>/); rerunning resumes
   crossval_probs <datadir> <dataset> <seed> <noise_ratio> <noise_type> <net_type> <depth> [--folds K]
                            held-out probabilities for cleanlab: K (default 4) extra training runs

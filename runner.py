@@ -25,6 +25,7 @@ import torch
 from detector_model.predict import Ranking, top_suspects
 from mislabel import distributed
 from mislabel.accel import Acceleration
+from mislabel.budget import Clock, minutes
 from mislabel.checkpoint import CHECKPOINT_FILE, Checkpoint
 from mislabel.cli import parse_args
 from mislabel.crossval import crossval_probs
@@ -33,6 +34,7 @@ from mislabel.file_batches import FileBatches
 from mislabel.noise import canonical_noise_type, corrupt_labels
 from mislabel.recorder import Recorder
 from mislabel.report import denoise_table, format_metric, read_summary, write_summary
+from mislabel.run_budget import epochs_within_budget
 from mislabel.training import Recipe, evaluate, fit
 from models import build_model
 from util import (METADATA_FILE, Dynamics, UserError, atomic_torch_save, atomic_write, exit_on_user_error, load_dynamics,
@@ -55,7 +57,7 @@ class RunConfig:
     widen_factor: int | None = None
     pretrained_path: str | None = None
     num_valid: int | None = None        # None = 10% of the training set
-    image_size: int | None = None       # crop side for image-file datasets; None = 224 as the seed
+    image_size: int | None = None       # crop side for image-file datasets; None = data.default_file_side
     num_workers: int | None = None      # image-file decoding processes; None = auto_workers
     td_mode: str = "train"
     td_store: str = "auto"              # ram, memmap or auto (memmap when the dynamics are large)
@@ -311,13 +313,18 @@ def write_suspects_csv(path: Path, dyn: Dynamics, ranking: Ranking) -> None:
 
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
+    clock = Clock()
     command, config, extra = parse_args(argv, RunConfig)
     if command == "crossval" and os.environ.get("WORLD_SIZE", "1") not in ("", "1"):
         raise UserError("crossval_probs does not run under torchrun; run it without NPROC")
     runner = Runner(config)
     try:
         if command == "generate_td":
+            if extra.budget is not None:
+                epochs_within_budget(runner, extra.budget, clock)
             runner.train_for_td_computation()
+            if extra.budget is not None and distributed.is_main():
+                print(f"took {minutes(clock.elapsed())} of the {extra.budget:g} min budget")
         elif command == "crossval":
             crossval_probs(runner, extra.folds, extra.num_epochs)
         else:

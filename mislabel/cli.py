@@ -21,7 +21,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--num_valid", type=int, default=None,
                       help="training samples held out for early stopping (default 10%%; 0 = none)")
     data.add_argument("--image_size", type=int, default=None,
-                      help="side of the crops cut from image-file datasets (default 224, as the seed)")
+                      help="side of the crops cut from image-file datasets (default 224 for the named photo "
+                           "datasets, as the seed; other folders and CSVs: sized from their images)")
     data.add_argument("--num_workers", type=int, default=None,
                       help="processes decoding image files (default: one per spare core, none for tiny sets)")
     model = parser.add_argument_group("model")
@@ -71,6 +72,9 @@ def parse_args(argv, config_cls):
     _add_common(generate)
     generate.add_argument("--noise_ratio", default="0.2")
     generate.add_argument("--noise_type", default="uniform", help="uniform (sym), flip (asym), semantic or idn")
+    generate.add_argument("--budget", type=float, default=None, metavar="MINUTES",
+                          help="train as many epochs (up to --num_epochs) as fit this many minutes, timed on this "
+                               "machine (default: no budget)")
     denoise = commands.add_parser("denoise", help="phase 3: remove suspects and retrain")
     _add_common(denoise)
     denoise.add_argument("--noise_ratio", default=None, help="omit for real-world (large) datasets")
@@ -88,8 +92,11 @@ def parse_args(argv, config_cls):
     args = parser.parse_args(argv)
     if args.noise_ratio is not None:
         _ratio(args.noise_ratio, "noise_ratio")
+    budget = getattr(args, "budget", None)
+    if budget is not None and not 0 < budget < float("inf"):
+        raise UserError(f"--budget {budget:g} is not a positive number of minutes; pass e.g. 15, or omit it")
     if args.image_size is not None and args.image_size < 8:
-        raise UserError(f"--image_size {args.image_size} is too small; the networks need at least 8 (default 224)")
+        raise UserError(f"--image_size {args.image_size} is too small; the networks need at least 8")
     if args.td_topk is not None and args.td_topk < 1:
         raise UserError(f"--td_topk {args.td_topk} must be at least 1; omit it to keep every class")
     if args.num_workers is not None and args.num_workers < 0:

@@ -15,16 +15,19 @@ import torch
 from util import UserError
 
 __all__ = ["Augment", "ImageData", "load_dataset", "TensorBatches", "EMBEDDED_DATASETS", "FILE_IMAGE_SIZE",
-           "IMAGENET_STATS", "epoch_generator", "batch_rows", "shard_rows", "split_batches", "to_device"]
+           "IMAGENET_STATS", "PHOTO_DATASETS", "default_file_side", "epoch_generator", "batch_rows", "shard_rows", "split_batches", "to_device"]
 
 # digits: a fixed, stratified 80/20 split (1,437 train / 360 test) with scikit-learn's
 # train_test_split(random_state=0); independent of --seed so test numbers compare across seeds.
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0
 EMBEDDED_DATASETS = ("digits",)
-# Side of the square crops cut from image-file datasets unless --image_size says otherwise: the
+# Side of the square crops cut from the named photo datasets unless --image_size says otherwise: the
 # seed trains its torchvision ResNets on 224x224 crops (RandomResizedCrop / Resize+CenterCrop).
 FILE_IMAGE_SIZE = 224
+# The image-file datasets the seed trains at 224; any other folder or CSV is sized from its images
+# (mislabel.sizing), so 28 px digits in class folders are not cropped at 224 (~60x the compute).
+PHOTO_DATASETS = ("cub_200_2011", "caltech256", "webvision50", "clothing100k")
 # torchvision's ImageNet (mean, std): for image files, whose statistics are not computed up front
 IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
@@ -111,15 +114,31 @@ def _augment_for(name: str, images: torch.Tensor | None) -> Augment:
 def load_dataset(name: str, datadir: str | Path | None, seed: int, image_size: int | None = None) -> ImageData:
     """Load ``name`` from ``datadir`` (ignored for the embedded digits).
 
-    :param image_size: crop side for datasets read from image files (default ``FILE_IMAGE_SIZE``).
+    :param image_size: crop side for datasets read from image files (default ``default_file_side``).
         In-memory datasets keep their native side, so asking one for another is an error, not ignored.
     """
     data = _load_digits() if name == "digits" else _load_from(name, datadir, seed)
     if image_size is not None and data.train_images is not None:
         raise UserError(f"--image_size applies only to datasets read from image files; {name} is held in memory "
                         f"at {data.image_size}x{data.image_size}: drop the flag")
-    data.file_image_size = FILE_IMAGE_SIZE if image_size is None else image_size
+    if data.train_images is None:
+        data.file_image_size = default_file_side(name, data.train_files) if image_size is None else image_size
     return data
+
+
+def default_file_side(name: str, files: list[str]) -> int:
+    """224 for the named photo datasets (the seed's crop); for any other folder or CSV the
+    training side sized from its images' median short side, as find_issues sizes it."""
+    from mislabel.sizing import median_short_side, training_side
+
+    if name in PHOTO_DATASETS:
+        return FILE_IMAGE_SIZE
+    median = median_short_side(files)
+    side = FILE_IMAGE_SIZE if median is None else training_side(median)
+    if side != FILE_IMAGE_SIZE:
+        print(f"note: {name}'s images have a median short side of {median}px, so crops are {side}px "
+              "(--image_size overrides)")
+    return side
 
 
 def _load_from(name: str, datadir: str | Path | None, seed: int) -> ImageData:

@@ -18,10 +18,14 @@ import json
 import re
 import shutil
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
+from mislabel.budget import DEFAULT_BUDGET_MINUTES, Clock, minutes
+
+CLOCK = Clock()  # started before the heavy imports below: the budget covers them too
+
+import numpy as np  # noqa: E402  (after the clock, on purpose)
 import pandas as pd
 
 from detector_model.baselines import BASELINES
@@ -29,10 +33,14 @@ from detector_model.lstm import load_detector
 from detector_model.predict import detector_scores
 from detector_model.control import DEFAULT_CONTROL, control_scores, load_control
 from mislabel.api import DEFAULT_DETECTOR
+from mislabel.issues_actions import cleaned_table, relabel_table, write_actions
 from mislabel.issues_report import write_report
 from mislabel.plots import plot_datamap
+from mislabel.progress import expect_after_training
 from mislabel.recorder import STORES
 from mislabel.report import read_summary
+from mislabel.issues_budget import plan_within_budget
+from mislabel.plan import Plan, default_plan
 from mislabel.training import TD_MODES, Recipe
 from mislabel.user_data import SCAN_FILE, Listing, check_images, image_data, list_data
 from models import NETWORKS
@@ -41,59 +49,9 @@ from util import Dynamics, OneLineParser, UserError, atomic_write, exit_on_user_
 
 __all__ = ["Plan", "default_plan", "main", "DETECTOR_THRESHOLD"]
 
-# --- default recipe: one place, each value with its reason ------------------------------------
-SIDES = (16, 32, 64, 128, 224)      # training side: the smallest of these >= the median short side
-MEMORY_BUDGET = 2 * 2**30           # decoded uint8 pixels up to this size are held in memory
+# --- constants: one place, each value with its reason ------------------------------------------
 DETECTOR_THRESHOLD = 0.5            # a detector's probability of "mislabeled": flagged at >= 0.5
 KEY_FILE = "find_issues_key.json"   # in the phase-1 folder: which data and settings produced it
-
-
-@dataclass
-class Plan:
-    """The phase-1 recipe find_issues uses; ``default_plan`` fills it, flags override it."""
-
-    net_type: str
-    depth: int
-    epochs: int
-    batch_size: int
-    lr: float
-    image_size: int
-    in_memory: bool
-
-    def describe(self) -> str:
-        where = "in memory" if self.in_memory else "streamed from files"
-        return (f"{self.net_type}{self.depth}, {self.epochs} epochs, batch {self.batch_size}, lr {self.lr:g}, "
-                f"{self.image_size}px images {where}")
-
-
-def default_plan(num_images: int, median_side: int) -> Plan:
-    """A recipe sized to the data: small images train a CIFAR ResNet from memory with tensor
-    augmentation, photos a torchvision ResNet-18 streamed from disk. Fewer epochs on larger sets
-    (each epoch already holds more steps); batch 32 under 1,000 images, 64 under 5,000, else 128,
-    so a small set still takes dozens of steps per epoch; lr scales with the batch (0.1 at 128)."""
-    side = next((s for s in SIDES if s >= median_side), SIDES[-1])
-    small = side <= 64
-    net, depth = ("resnet", 20 if num_images < 20_000 else 32) if small else ("resnet", 18)
-    epochs = 30 if num_images < 10_000 else 20 if num_images < 100_000 else 12
-    batch = 32 if num_images < 1_000 else 64 if num_images < 5_000 else 128
-    return Plan(net, depth, epochs, batch, 0.1 * batch / 128, side, num_images * 3 * side * side <= MEMORY_BUDGET)
-
-
-def _apply_flags(plan: Plan, args: argparse.Namespace) -> Plan:
-    """Flags the user gave win; a network given without a depth gets its smallest depth."""
-    if args.net_type is not None:
-        name = args.net_type.strip().lower()
-        plan.net_type, plan.depth = name, NETWORKS[name][0] if name != plan.net_type else plan.depth
-    plan.depth = args.depth if args.depth is not None else plan.depth
-    plan.epochs = args.num_epochs if args.num_epochs is not None else plan.epochs
-    if args.batch_size is not None:
-        plan.batch_size, plan.lr = args.batch_size, 0.1 * args.batch_size / 128
-    plan.lr = args.lr if args.lr is not None else plan.lr
-    if args.image_size is not None:
-        plan.image_size = args.image_size
-    if args.storage != "auto":
-        plan.in_memory = args.storage == "memory"
-    return plan
 
 
 # --- the command line --------------------------------------------------------------------------
@@ -109,6 +67,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--allow_outside", action="store_true", help="let a CSV list images outside its folder")
     parser.add_argument("--report_top", type=int, default=100, help="suspects shown as thumbnails in report.html")
     parser.add_argument("--seed", type=int, default=0, help="fixes the init, batches and the accuracy sample")
+    parser.add_argument("--budget", type=float, default=DEFAULT_BUDGET_MINUTES, metavar="MINUTES",
+                        help="end the whole command within this many minutes: the recipe is picked from a ladder "
+                             f"timed on this machine (default {DEFAULT_BUDGET_MINUTES:g}; 0 = the full recipe)")
     recipe = parser.add_argument_group("recipe (default: chosen from the data and printed)")
     for flag, kind in (("--net_type", str), ("--depth", int), ("--num_epochs", int), ("--batch_size", int),
                        ("--lr", float), ("--image_size", int)):
@@ -136,6 +97,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
             raise UserError(f"--{flag} {getattr(args, flag)} must be at least 1")
     if args.image_size is not None and args.image_size < 8:
         raise UserError(f"--image_size {args.image_size} is too small; the networks need at least 8")
+    if not args.budget >= 0 or args.budget == float("inf"):
+        raise UserError(f"--budget {args.budget:g} is not a number of minutes; pass e.g. 20, or 0 for the full recipe")
     if args.num_workers is not None and args.num_workers < 0:
         raise UserError(f"--num_workers {args.num_workers} is negative; pass 0 to decode in the main process")
     return args
@@ -226,8 +189,10 @@ def _predicted(dyn: Dynamics) -> np.ndarray:
     return np.where(mean[:, 0] >= mean[:, 1], dyn.labels[:, 0], dyn.labels[:, 1])
 
 
-def _suspects(dyn: Dynamics, listing: Listing, files: list[str], detectors: list) -> tuple[pd.DataFrame, str]:
-    """Every recorded sample, most suspicious first, with its flag under the threshold rule."""
+def _suspects(dyn: Dynamics, listing: Listing, files: list[str], detectors: list) -> tuple[pd.DataFrame, str,
+                                                                                         np.ndarray]:
+    """Every recorded sample, most suspicious first, with its flag under the threshold rule; and
+    the order (table row -> dynamics row)."""
     def written(values: np.ndarray) -> np.ndarray:
         """As suspects.csv prints it, so ranks and flags agree with the printed scores (+ 0.0: no -0)."""
         return np.round(np.asarray(values, dtype=np.float64), 6) + 0.0
@@ -251,7 +216,7 @@ def _suspects(dyn: Dynamics, listing: Listing, files: list[str], detectors: list
     order = np.argsort(-score, kind="stable")
     table = table.iloc[order].reset_index(drop=True)
     table.insert(0, "rank", np.arange(1, len(table) + 1))
-    return table, rule
+    return table, rule, order
 
 
 def _write_skipped(out: Path, paths: list[str], reasons: list[str]) -> None:
@@ -260,8 +225,9 @@ def _write_skipped(out: Path, paths: list[str], reasons: list[str]) -> None:
                  lambda tmp: Path(tmp).write_text(lines, encoding="utf-8", errors="surrogateescape"))
 
 
-def _scan(listing: Listing, out: Path) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray, list[str]]:
-    """Decode every distinct file once; returns keep masks, short sides and the skipped paths."""
+def _scan(listing: Listing, out: Path) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray, list[str], float]:
+    """Decode every distinct file once; returns keep masks, short sides, the skipped paths and the
+    seconds the scan took per file (what the budget predicts decoding from)."""
     listed = np.bincount(listing.train_labels, minlength=len(listing.class_names))
     if (listed == 0).any():  # a CSV's integer labels may skip an index
         empty = listing.class_names[int(np.argmax(listed == 0))]
@@ -285,7 +251,7 @@ def _scan(listing: Listing, out: Path) -> tuple[tuple[np.ndarray, np.ndarray], n
                         "replace its files or remove the class")
     if not keep[1].any():
         raise UserError(f"no readable test images in {listing.root}; replace the files in skipped.txt")
-    return keep, scan.short_side[scan.ok], skipped
+    return keep, scan.short_side[scan.ok], skipped, scan.seconds / len(unique)
 
 
 def _settings(listing: Listing, plan: Plan, args: argparse.Namespace, scored: int, skipped: int,
@@ -307,28 +273,40 @@ def find_issues(args: argparse.Namespace) -> Path:
     listing = list_data(args.data, args.seed, args.allow_outside)
     detectors, detector_note = _detectors(args)
     out = Path(args.out) if args.out else Path(args.results_dir) / "find_issues" / listing.name
-    keep, sides, skipped = _scan(listing, out)
+    keep, sides, skipped, decode_seconds = _scan(listing, out)
     num_train, median_side = int(keep[0].sum()), int(np.median(sides))
-    plan = _apply_flags(default_plan(num_train, median_side), args)
+    choice = plan_within_budget(default_plan(num_train, median_side), num_train, int(keep[1].sum()),
+                                len(listing.class_names), decode_seconds, args,
+                                {name: depths[0] for name, depths in NETWORKS.items()}, CLOCK, out)
+    plan = choice.plan
     print(f"recipe: {plan.describe()} (for {num_train} images of median side {median_side}px; --net_type "
           "--depth --num_epochs --batch_size --lr --image_size --storage override it)")
+    print("\n".join(choice.lines))
+    expect_after_training(choice.estimate.after)
     td_dir, summary = _phase1(listing, keep, plan, args, out)
     dyn = load_dynamics(td_dir)
     dyn.flipped = dyn.true_labels = None  # the user's labels: no known flips to mark
     files = [f for f, k in zip(listing.train_files, keep[0]) if k]
-    table, rule = _suspects(dyn, listing, files, detectors)
+    table, rule, order = _suspects(dyn, listing, files, detectors)
     atomic_write(out / "suspects.csv", lambda tmp: table.to_csv(tmp, index=False, float_format="%.6f"))
+    flagged_files = {files[i] for i in dyn.indices[order[table["flagged"].to_numpy() == 1]]}
+    actions = write_actions(out, cleaned_table(listing, keep, flagged_files),
+                            relabel_table(dyn, listing.class_names, table, order))
     plot_datamap(dyn, out / "datamap.png")
     flagged = int(table["flagged"].sum())
     fallback = "" if detectors else f" [{detector_note}]"
     line = (f"find_issues: {len(table)} samples scored, {flagged} flagged ({rule.split(' (')[0]}){fallback}; "
-            f"report: {out / 'report.html'}")
+            f"report: {out / 'report.html'}; took {minutes(CLOCK.elapsed())}")
     settings = _settings(listing, plan, args, len(table), len(skipped), detector_note, rule, summary, td_dir)
+    budget = f"a {args.budget:g} min budget" if args.budget else "no budget (--budget 0: the full recipe)"
+    settings.update({"time": f"{minutes(CLOCK.elapsed())} (predicted {minutes(choice.estimate.total)} after the "
+                             f"scan, for {budget})", **actions})
     write_report(out / "report.html", title=f"Label issues in {listing.name}", summary=line, settings=settings,
                  table=table, root=listing.root, top=args.report_top, datamap=out / "datamap.png",
                  threshold=DETECTOR_THRESHOLD if detectors else 0.0, skipped=skipped)
     record = {"summary": line, "settings": settings, "plan": asdict(plan), "flagged": flagged,
-              "samples": len(table), "arguments": vars(args)}
+              "samples": len(table), "arguments": vars(args), "predicted_seconds": round(choice.estimate.total, 1),
+              "seconds": round(CLOCK.elapsed(), 1)}
     atomic_write(out / "find_issues.json", lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2) + "\n"))
     print(line)
     return out

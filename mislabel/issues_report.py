@@ -19,9 +19,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from tqdm import tqdm
 
 from mislabel.image_files import open_rgb
+from mislabel.progress import bar
 from util import UserError, atomic_write
 
 __all__ = ["write_report", "THUMBNAIL_SIDE"]
@@ -92,7 +92,7 @@ def write_report(path: Path, *, title: str, summary: str, settings: dict[str, st
     esc = html.escape
     head = table.head(top)
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        thumbnails = list(tqdm(pool.map(_thumbnail, [os.path.join(root, p) for p in head["path"]]),
+        thumbnails = list(bar(pool.map(_thumbnail, [os.path.join(root, p) for p in head["path"]]),
                                total=len(head), desc="thumbnails", unit="img"))
     scores = table["score"].to_numpy(dtype=np.float64)
     rows = "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in settings.items())

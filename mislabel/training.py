@@ -15,12 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from losses import make_loss
 from mislabel import distributed
 from mislabel.accel import Acceleration
 from mislabel.checkpoint import Checkpoint, Progress
+from mislabel.progress import EpochProgress
 from mislabel.recorder import Recorder
 from util import AverageMeter, UserError, atomic_write, atomic_write_csv
 
@@ -156,15 +156,13 @@ def fit(model: torch.nn.Module, train_batches, eval_train_batches, valid_batches
     start = 0 if resumed is None else resumed.epochs_done
     runnable = accel.runnable(model)  # compiled or not; shares model's parameters
     net, main = distributed.wrap(runnable), distributed.is_main()
-    epochs = tqdm(range(start, recipe.epochs), initial=start, total=recipe.epochs, desc=description, unit="epoch",
-                  dynamic_ncols=True, disable=not main)
+    epochs = EpochProgress(start, recipe.epochs, description, enabled=main)
     for epoch in epochs:
         started = time.perf_counter()
         net.train()
         train_batches.set_epoch(epoch)
         loss_meter, error_meter = AverageMeter(), AverageMeter()
-        for images, labels, rows in tqdm(train_batches, desc=f"epoch {epoch + 1}", leave=False, unit="batch",
-                                         dynamic_ncols=True, disable=not main):
+        for images, labels, rows in epochs.batches(train_batches, epoch):
             with accel.autocast():
                 logits = net(accel.prepare_batch(images))
                 loss = criterion(logits, labels)
@@ -197,8 +195,8 @@ def fit(model: torch.nn.Module, train_batches, eval_train_batches, valid_batches
         if checkpoint is not None and main:
             checkpoint.save(Progress(epoch + 1, log, best_error, best_epoch, best_state), model, optimizer, scheduler,
                             recorder)
-        epochs.set_postfix(loss=f"{loss_meter.avg:.3f}", err=f"{error_meter.avg:.3f}",
-                           valid_err="-" if row["valid_error"] == "" else f"{row['valid_error']:.3f}")
+        epochs.finished(epoch, loss=f"{loss_meter.avg:.3f}", err=f"{error_meter.avg:.3f}",
+                        valid_err="-" if row["valid_error"] == "" else f"{row['valid_error']:.3f}")
     last_state = accel.plain_state(copy.deepcopy(model.state_dict()))
     return FitResult(best_state=best_state or last_state, last_state=last_state, best_epoch=best_epoch + 1,
                      log=log, selected_on_validation=valid_batches is not None)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +33,9 @@ import numpy as np
 import pandas as pd
 import torch
 from torchvision.transforms import functional as TF
-from tqdm import tqdm
 
 from mislabel.data import IMAGENET_STATS, Augment, ImageData
+from mislabel.progress import bar
 from mislabel.image_files import (CSV_TEST_FRACTION, open_rgb, read_class_folders, read_class_tree, read_csv_list,
                                   stratified_holdout)
 from util import UserError, atomic_write
@@ -103,10 +104,12 @@ def list_data(data: str | os.PathLike, seed: int, allow_outside: bool = False) -
 
 @dataclass
 class Scan:
-    """Per file: its short side in pixels (0 when it failed) and, for failures, why."""
+    """Per file: its short side in pixels (0 when it failed) and, for failures, why; ``seconds``
+    the scan took when it ran (kept with the cache: the budget predicts decoding from it)."""
 
     short_side: np.ndarray
     failures: dict[int, str]
+    seconds: float = 0.0
 
     @property
     def ok(self) -> np.ndarray:
@@ -147,18 +150,20 @@ def check_images(files: list[str], cache: Path | None = None) -> Scan:
             stored = json.loads(cache.read_text())
             if stored.get("fingerprint") == fingerprint:
                 return Scan(np.asarray(stored["short_side"], dtype=np.int64),
-                            {int(k): v for k, v in stored["failures"].items()})
+                            {int(k): v for k, v in stored["failures"].items()}, float(stored.get("seconds", 0.0)))
         except (ValueError, KeyError, TypeError):
             pass  # a damaged cache is only a lost shortcut: check again
+    started = time.monotonic()
     with ThreadPoolExecutor(max_workers=_threads()) as pool:
-        results = list(tqdm(pool.map(_inspect, files), total=len(files), desc="checking images", unit="img"))
+        results = list(bar(pool.map(_inspect, files), total=len(files), desc="checking images", unit="img"))
+    seconds = time.monotonic() - started
     short_side = np.array([side for side, _ in results], dtype=np.int64)
     failures = {i: reason for i, (_, reason) in enumerate(results) if reason}
     if cache is not None:
         text = json.dumps({"fingerprint": fingerprint, "short_side": short_side.tolist(),
-                           "failures": {str(k): v for k, v in failures.items()}})
+                           "failures": {str(k): v for k, v in failures.items()}, "seconds": round(seconds, 3)})
         atomic_write(cache, lambda tmp: Path(tmp).write_text(text))
-    return Scan(short_side, failures)
+    return Scan(short_side, failures, seconds)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -168,14 +173,14 @@ def check_images(files: list[str], cache: Path | None = None) -> Scan:
 def _square(path: str, side: int) -> np.ndarray:
     """The central square of the image scaled so its short side is ``side``, as uint8 [3, S, S]."""
     image = TF.center_crop(TF.resize(open_rgb(path), side), [side, side])
-    return np.asarray(image).transpose(2, 0, 1)
+    return np.array(image).transpose(2, 0, 1)  # a writable copy: torch warns on read-only arrays
 
 
 def _load_pixels(files: list[str], side: int, desc: str) -> torch.Tensor:
     out = torch.empty((len(files), 3, side, side), dtype=torch.uint8)
     with ThreadPoolExecutor(max_workers=_threads()) as pool:
-        for row, pixels in enumerate(tqdm(pool.map(lambda f: _square(f, side), files), total=len(files),
-                                          desc=desc, unit="img")):
+        for row, pixels in enumerate(bar(pool.map(lambda f: _square(f, side), files), total=len(files),
+                                         desc=desc, unit="img")):
             out[row] = torch.from_numpy(pixels)
     return out
 
