@@ -114,6 +114,10 @@ CORPUS = {
         SourceRun("idn", "0.25", DataPlan("resnet", 20, 8, lr=0.02)),
         SourceRun("semantic", "0.45", DataPlan("resnet", 20, 8, lr=0.02)),
         SourceRun("uniform", "0.35", DataPlan("lenet", 5, 15, lr=0.05)),
+        SourceRun("uniform", "0.15", DataPlan("resnet", 20, 8, lr=0.02)),
+        SourceRun("uniform", "0.45", DataPlan("resnet", 20, 8, lr=0.02)),
+        SourceRun("idn", "0.15", DataPlan("lenet", 5, 15, lr=0.05)),
+        SourceRun("flip", "0.1", DataPlan("resnet", 20, 8, lr=0.02)),
     ),
     "fashion_mnist": MIX4 + (
         SourceRun("uniform", "0.1", DataPlan("lenet", 5, 15, 10_000, batch_size=64, lr=0.05)),
