@@ -35,8 +35,8 @@ from mislabel.recorder import Recorder
 from mislabel.report import denoise_table, format_metric, read_summary, write_summary
 from mislabel.training import Recipe, evaluate, fit
 from models import build_model
-from util import (METADATA_FILE, Dynamics, UserError, atomic_torch_save, atomic_write, exit_on_user_error, load_dynamics,
-                  pick_device, seed_everything)
+from util import (METADATA_FILE, Dynamics, UserError, atomic_torch_save, atomic_write, check_output_folder,
+                  exit_on_user_error, load_dynamics, pick_device, seed_everything, single_path_component)
 
 __all__ = ["Runner", "RunConfig"]
 
@@ -69,6 +69,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         self.recipe = self.recipe or Recipe()
+        single_path_component(self.dataset, "dataset name")  # it names a folder under results_dir
 
     @property
     def ratio(self) -> float:
@@ -92,6 +93,7 @@ class Runner:
     def __init__(self, config: RunConfig, data: ImageData | None = None) -> None:
         """``data`` replaces loading ``config.dataset`` (find_issues brings a user's own images)."""
         self.config = config
+        check_output_folder(config.results_dir, "results folder", "set RESULTS_DIR (--results_dir) to a folder")
         self.device = distributed.start(pick_device(config.device))  # joins torchrun's process group, if any
         self.accel = Acceleration.resolve(self.device, config.amp, config.compile)
         self.data: ImageData = data if data is not None else load_dataset(config.dataset, config.datadir, config.seed,

@@ -36,7 +36,8 @@ from mislabel.training import TD_MODES, Recipe
 from mislabel.user_data import SCAN_FILE, Listing, check_images, image_data, list_data
 from models import NETWORKS
 from runner import Runner, RunConfig
-from util import Dynamics, OneLineParser, UserError, atomic_write, exit_on_user_error, load_dynamics, pick_device
+from util import (Dynamics, OneLineParser, UserError, atomic_write, exit_on_user_error, load_dynamics, pick_device,
+                  seed_value)
 
 __all__ = ["Plan", "default_plan", "main", "DETECTOR_THRESHOLD"]
 
@@ -107,7 +108,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                              "present, else the baselines alone")
     parser.add_argument("--allow_outside", action="store_true", help="let a CSV list images outside its folder")
     parser.add_argument("--report_top", type=int, default=100, help="suspects shown as thumbnails in report.html")
-    parser.add_argument("--seed", type=int, default=0, help="fixes the init, batches and the accuracy sample")
+    parser.add_argument("--seed", type=seed_value, default=0, help="fixes the init, batches and the accuracy sample")
     recipe = parser.add_argument_group("recipe (default: chosen from the data and printed)")
     for flag, kind in (("--net_type", str), ("--depth", int), ("--num_epochs", int), ("--batch_size", int),
                        ("--lr", float), ("--image_size", int)):
