@@ -63,11 +63,11 @@ def exit_on_user_error(main: F) -> F:
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
-        except OSError as err:
+        except Exception as err:
             if not is_no_space(err):
                 raise
-            # a full disk can strike any write; the ones of atomic_write already name their file
-            print(f"error: {no_space_message(err.filename or 'the results')}", file=sys.stderr)
+            # a full disk can strike any write (atomic_write's already name their file as UserErrors)
+            print(f"error: {no_space_message(getattr(err, 'filename', None) or 'the results')}", file=sys.stderr)
             sys.exit(2)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
@@ -103,9 +103,14 @@ def _current_umask() -> int:
 _FILE_MODE = 0o666 & ~_current_umask()
 
 
-def is_no_space(err: BaseException) -> bool:
-    """A full disk (or quota), as opposed to any other failed write."""
-    return isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
+def is_no_space(err: BaseException | None) -> bool:
+    """A full disk (or quota) anywhere in ``err``'s chain of causes, as opposed to any other failure
+    (writers such as nested atomic writes or torch wrap the OSError in their own exception)."""
+    while err is not None:
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
 
 
 def no_space_message(path: str | os.PathLike) -> str:
@@ -138,8 +143,8 @@ def atomic_write_all(writes: dict[str | os.PathLike, Callable[[str], None]]) -> 
             write(temps[current])
         for current, tmp in temps.items():
             os.replace(tmp, current)
-    except (OSError, RuntimeError) as err:
-        if is_no_space(err) or is_no_space(err.__cause__ or err.__context__):
+    except Exception as err:
+        if is_no_space(err):
             raise UserError(no_space_message(current)) from err
         raise
     finally:
