@@ -49,6 +49,7 @@ def _create(lock: Path) -> bool:
     ever sees an empty lock. False when a lock is already there."""
     fd, tmp = tempfile.mkstemp(prefix=f"{LOCK_FILE}.", dir=lock.parent)
     try:
+        os.fchmod(fd, 0o644)  # readable by collaborators, whose commands then name the PID too
         try:
             os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
         finally:
