@@ -326,8 +326,8 @@ def _refuse_other_results(out: Path, args: argparse.Namespace, td_dir: Path | No
         return  # not a record we wrote: nothing to compare with
     if os.path.abspath(data) != os.path.abspath(args.data):
         made = f"on {data}"
-    elif td_dir is not None and phase1 is not None and phase1 != str(td_dir):
-        made = f"of another phase-1 run ({phase1}; this command's is {td_dir})"
+    elif td_dir is not None and phase1 is not None and phase1 != os.path.relpath(td_dir, out):
+        made = f"of another phase-1 run ({out / phase1}; this command's is {td_dir})"
     else:
         return
     raise UserError(f"{out} already holds the finished results of find_issues {made}; pass --overwrite to "
@@ -358,7 +358,8 @@ def find_issues(args: argparse.Namespace) -> Path:
             f"report: {out / 'report.html'}")
     settings = _settings(listing, plan, args, len(table), len(skipped), detector_note, rule, summary, td_dir)
     record = {"summary": line, "settings": settings, "plan": asdict(plan), "flagged": flagged,
-              "samples": len(table), "arguments": _arguments(args), "phase1": str(td_dir)}
+              "samples": len(table), "arguments": _arguments(args),
+              "phase1": os.path.relpath(td_dir, out)}  # relative: a copied --out folder stays itself
     staged: dict[str, Path] = {}  # the report embeds the data map, read from its temporary file
 
     def datamap(tmp: str) -> None:

@@ -327,7 +327,6 @@ def read_csv_list(csv_path: Path, seed: int, allow_outside: bool = False) -> Fil
                         f"fill it in")
     base = os.path.abspath(csv_path.parent)
     files = [os.path.normpath(os.path.join(base, p.strip())) for p in table["path"]]
-    _refuse_duplicates(files, csv_path)
     if not allow_outside:
         # resolved first: a symlink inside the folder may point anywhere
         inside = os.path.realpath(base).rstrip(os.sep) + os.sep
@@ -338,6 +337,7 @@ def read_csv_list(csv_path: Path, seed: int, allow_outside: bool = False) -> Fil
                             f"(allow_outside=True in Python)")
     _require_files(files, csv_path)
     labels, class_names = _csv_labels(table["label"].str.strip(), csv_path)
+    _check_duplicates(files, labels, csv_path)
     if "split" in table.columns:
         split = table["split"].str.strip().str.lower()
         if not split.isin(["train", "test", "val"]).all():
@@ -352,15 +352,24 @@ def read_csv_list(csv_path: Path, seed: int, allow_outside: bool = False) -> Fil
     return _split_by_mask(files, labels, is_test, class_names)
 
 
-def _refuse_duplicates(files: list[str], csv_path: Path) -> None:
-    """One image listed twice would be trained on twice, possibly under two labels."""
+def _check_duplicates(files: list[str], labels: np.ndarray, csv_path: Path) -> None:
+    """An image listed under two labels is a contradiction: refused, naming the first two lines
+    that disagree. Repeated identical rows are kept (each copy is a sample) but said out loud."""
     paths = pd.Series(files)
     repeated = paths.duplicated(keep=False).to_numpy()
-    if repeated.any():
-        first = int(np.argmax(repeated))
-        second = int(np.flatnonzero(repeated & (paths == files[first]).to_numpy())[1])
-        raise UserError(f"{csv_path} lists {files[first]} more than once (lines {first + 2} and {second + 2}); "
+    if not repeated.any():
+        return
+    rows = np.flatnonzero(repeated)
+    per_path = pd.Series(labels[rows]).groupby(paths.iloc[rows].to_numpy()).transform("nunique").to_numpy()
+    if (per_path > 1).any():
+        first = rows[int(np.argmax(per_path > 1))]
+        same_path = np.flatnonzero((paths == files[first]).to_numpy())
+        other = same_path[labels[same_path] != labels[first]][0]
+        raise UserError(f"{csv_path} lists {files[first]} under two labels (lines {first + 2} and {other + 2}); "
                         "keep one row per image")
+    later = np.flatnonzero(paths.duplicated().to_numpy())
+    print(f"warning: {csv_path} repeats {len(later)} earlier row(s) as they are (first at line {later[0] + 2}: "
+          f"{files[later[0]]}); each copy is trained on and scored as a sample of its own", file=sys.stderr)
 
 
 def _csv_labels(raw: pd.Series, csv_path: Path) -> tuple[np.ndarray, list[str]]:

@@ -136,12 +136,15 @@ def write_csv(path: Path, rows: list[str]) -> Path:
     return path
 
 
-def test_csv_refuses_duplicate_paths_naming_both_lines(tmp_path):
+def test_csv_refuses_an_image_listed_under_two_labels_naming_both_lines(tmp_path, capsys):
     class_tree(tmp_path)
     rows = [f"class{c}/img{i:02d}.png,{c}" for c in range(3) for i in range(12)]
     rows.insert(7, "./class0/img02.png,1")  # the same image as line 4, with another label
-    with pytest.raises(UserError, match=r"img02.png more than once \(lines 4 and 9\)"):
+    with pytest.raises(UserError, match=r"img02.png under two labels \(lines 4 and 9\)"):
         read_csv_list(write_csv(tmp_path / "list.csv", rows), seed=0)
+    rows[7] = "./class0/img02.png,0"  # the same row twice: kept, but said
+    assert len(read_csv_list(write_csv(tmp_path / "list.csv", rows), seed=0).train_files) > 0
+    assert "repeats 1 earlier row(s) as they are (first at line 9" in capsys.readouterr().err
 
 
 def test_csv_symlinks_are_resolved_before_the_outside_check(tmp_path, capsys):
