@@ -360,8 +360,9 @@ def _check_array(source: str, name: str, array: np.ndarray, kind: str, shape: tu
                         "with `./run.sh generate_td`")
 
 
-def _first_bad_row(values: np.ndarray, bad: Callable[[np.ndarray], np.ndarray]) -> int:
-    return int(np.flatnonzero(bad(values).reshape(len(values), -1).any(axis=1))[0])
+def _first_nonfinite_row(values: np.ndarray) -> int:
+    """Only on the error path: the mask is as large as ``values``."""
+    return int(np.flatnonzero(~np.isfinite(values).reshape(len(values), -1).all(axis=1))[0])
 
 
 def validate_dynamics(dyn: Dynamics, source: str | os.PathLike) -> Dynamics:
@@ -389,7 +390,7 @@ def validate_dynamics(dyn: Dynamics, source: str | os.PathLike) -> Dynamics:
     # min/max propagate NaN and see inf, without a mask as large as td
     low, high = float(td.min()), float(td.max())
     if not (np.isfinite(low) and np.isfinite(high)):
-        row = _first_bad_row(td, lambda v: ~np.isfinite(v))
+        row = _first_nonfinite_row(td)
         raise UserError(f"{source}: td holds NaN or infinite probabilities (first at row {row}); the training "
                         "diverged or the file is damaged: regenerate it (a lower --lr if it diverged)")
     if low < -PROBABILITY_SLACK or high > 1 + PROBABILITY_SLACK:
@@ -398,7 +399,7 @@ def validate_dynamics(dyn: Dynamics, source: str | os.PathLike) -> Dynamics:
     if dyn.margin is not None:
         margin = np.asarray(dyn.margin)
         if not (np.isfinite(float(margin.min())) and np.isfinite(float(margin.max()))):
-            row = _first_bad_row(margin, lambda v: ~np.isfinite(v))
+            row = _first_nonfinite_row(margin)
             raise UserError(f"{source}: margin holds NaN or infinite values (first at row {row}); the training "
                             "diverged or the file is damaged: regenerate it (a lower --lr if it diverged)")
     for name in ("labels", "pred", "indices"):
@@ -426,10 +427,10 @@ def load_dynamics(folder: str | os.PathLike) -> Dynamics:
     if (folder / METADATA_FILE).is_file():
         meta = load_metadata(folder)
         rows = torch.as_tensor(dyn.indices)
-        for key, value in meta.items():
-            if key in ("label_flipped", "true_targets") and int(rows.max()) >= len(value):
+        for key in ("label_flipped", "true_targets"):
+            if key in meta and int(rows.max()) >= len(meta[key]):
                 raise UserError(f"{path} indexes samples up to {int(rows.max())} but {folder / METADATA_FILE}'s "
-                                f"{key} holds {len(value)}; the two files come from different runs, regenerate them")
+                                f"{key} holds {len(meta[key])}; the two files come from different runs, regenerate them")
         if "label_flipped" in meta:
             dyn.flipped = meta["label_flipped"][rows].numpy().astype(bool)
         if "true_targets" in meta:
