@@ -86,12 +86,14 @@ run_runner() {
   run_py -m torch.distributed.run --nproc_per_node "$NPROC" "${launch[@]}" "$ROOT/runner.py" "$@"
 }
 
-# need COUNT NAMES... -- ARGS...: exit 2 naming the first missing positional argument.
+# need COUNT NAMES... -- ARGS...: exit 2 naming the first missing positional argument, in one line.
 need() {
   local count=$1; shift
   local names=("${@:1:$count}"); shift "$count"; shift
   if (( $# < count )); then
-    echo "error: missing argument <${names[$#]}>" >&2; usage >&2; exit 2
+    local expected
+    expected="$(printf '<%s> ' "${names[@]}")"
+    fail "missing argument <${names[$#]}>; usage: ./run.sh $command ${expected% } (./run.sh help lists every command)"
   fi
 }
 
@@ -101,7 +103,7 @@ case "$command" in
   help|-h|--help) usage; exit 0 ;;
   generate_td|train_detector|denoise_small|denoise_large|compare|crossval_probs|demo|test) ;;
   repair|train_dividemix|train_cub|train_webvision|find_issues) ;;
-  *) echo "error: unknown command '$command'" >&2; usage >&2; exit 2 ;;
+  *) fail "unknown command '$command'; ./run.sh help lists the commands" ;;
 esac
 resolve_python
 

@@ -15,8 +15,10 @@ import shlex
 import sys
 import time
 import zlib
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -33,12 +35,13 @@ from mislabel.data import ImageData, TensorBatches, load_dataset
 from mislabel.file_batches import FileBatches
 from mislabel.noise import canonical_noise_type, corrupt_labels
 from mislabel.recorder import Recorder
+from mislabel.run_lock import folder_lock
 from mislabel.report import denoise_table, format_metric, read_summary, write_summary
 from mislabel.run_budget import epochs_within_budget
 from mislabel.training import Recipe, evaluate, fit
 from models import build_model
-from util import (METADATA_FILE, Dynamics, UserError, atomic_torch_save, atomic_write, exit_on_user_error, load_dynamics,
-                  pick_device, seed_everything)
+from util import (METADATA_FILE, Dynamics, UserError, atomic_torch_save, atomic_write, check_output_folder,
+                  exit_on_user_error, load_dynamics, pick_device, seed_everything, single_path_component)
 
 __all__ = ["Runner", "RunConfig"]
 
@@ -71,6 +74,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         self.recipe = self.recipe or Recipe()
+        single_path_component(self.dataset, "dataset name")  # it names a folder under results_dir
 
     @property
     def ratio(self) -> float:
@@ -94,6 +98,7 @@ class Runner:
     def __init__(self, config: RunConfig, data: ImageData | None = None) -> None:
         """``data`` replaces loading ``config.dataset`` (find_issues brings a user's own images)."""
         self.config = config
+        check_output_folder(config.results_dir, "results folder", "set RESULTS_DIR (--results_dir) to a folder")
         self.device = distributed.start(pick_device(config.device))  # joins torchrun's process group, if any
         self.accel = Acceleration.resolve(self.device, config.amp, config.compile)
         self.data: ImageData = data if data is not None else load_dataset(config.dataset, config.datadir, config.seed,
@@ -153,16 +158,25 @@ class Runner:
                              augment=self.data.augment if train else None, shuffle=train, seed=self.config.seed,
                              shard=(distributed.rank(), world) if sharded else None)
 
-    def _prepare_folder(self, folder: Path) -> None:
+    def _refuse_finished(self, folder: Path) -> None:
         if read_summary(folder) is not None and not self.config.overwrite:
             raise UserError(f"{folder} already holds finished results; pass --overwrite to redo it "
                             "or set RESULTS_DIR to write elsewhere")
+
+    @contextmanager
+    def _claimed(self, folder: Path) -> Iterator[None]:
+        """Write ``folder`` inside this block: it must not hold finished results (unless --overwrite),
+        and rank 0 holds its lock, so a second command started on it is refused, not interleaved."""
+        self._refuse_finished(folder)
         if not distributed.is_main():
+            yield
             return
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "summary.json").unlink(missing_ok=True)
-        command = " ".join(shlex.quote(arg) for arg in [Path(sys.executable).name, *sys.argv])
-        atomic_write(folder / "cmd.txt", lambda tmp: Path(tmp).write_text(command + "\n"))
+        with folder_lock(folder):
+            self._refuse_finished(folder)  # again: a command may have finished it while we started
+            (folder / "summary.json").unlink(missing_ok=True)
+            command = " ".join(shlex.quote(arg) for arg in [Path(sys.executable).name, *sys.argv])
+            atomic_write(folder / "cmd.txt", lambda tmp: Path(tmp).write_text(command + "\n"))
+            yield
 
     def _train_and_save(self, folder: Path, train_indices: np.ndarray, recorder: Recorder | None,
                         description: str) -> dict:
@@ -223,28 +237,29 @@ class Runner:
     def train_for_td_computation(self) -> Path:
         """Phase 1: train on the noisy labels, recording every training sample's dynamics."""
         folder = self.config.td_dir
-        self._prepare_folder(folder)
-        flipped = torch.as_tensor(self.assigned_labels != self.true_labels)
-        metadata = {"train_indices": torch.as_tensor(self.train_indices),
-                    "valid_indices": torch.as_tensor(self.valid_indices),
-                    "assigned_targets": torch.as_tensor(self.assigned_labels)}
-        if not self.data.large:
-            metadata.update(true_targets=torch.as_tensor(self.true_labels), label_flipped=flipped)
-        if distributed.is_main():
-            atomic_torch_save(metadata, folder / METADATA_FILE)
-        recorder = Recorder(len(self.train_indices), self.data.num_classes, self.config.recipe.epochs,
-                            sample_ids=self.train_indices, path=folder, store=self.config.td_store,
-                            topk=self.config.td_topk)
-        if distributed.is_main():
-            print(recorder.describe())
-        summary = self._describe()
-        summary.update(self._train_and_save(folder, self.train_indices, recorder, "phase 1"))
-        if not distributed.is_main():
-            return folder
-        recorder.save(folder, metadata=False)
-        recorder.cleanup()
-        summary["num_flipped"] = int(flipped[torch.as_tensor(self.train_indices)].sum()) if not self.data.large else None
-        write_summary(folder, summary)
+        with self._claimed(folder):
+            flipped = torch.as_tensor(self.assigned_labels != self.true_labels)
+            metadata = {"train_indices": torch.as_tensor(self.train_indices),
+                        "valid_indices": torch.as_tensor(self.valid_indices),
+                        "assigned_targets": torch.as_tensor(self.assigned_labels)}
+            if not self.data.large:
+                metadata.update(true_targets=torch.as_tensor(self.true_labels), label_flipped=flipped)
+            if distributed.is_main():
+                atomic_torch_save(metadata, folder / METADATA_FILE)
+            recorder = Recorder(len(self.train_indices), self.data.num_classes, self.config.recipe.epochs,
+                                sample_ids=self.train_indices, path=folder, store=self.config.td_store,
+                                topk=self.config.td_topk)
+            if distributed.is_main():
+                print(recorder.describe())
+            summary = self._describe()
+            summary.update(self._train_and_save(folder, self.train_indices, recorder, "phase 1"))
+            if not distributed.is_main():
+                return folder
+            recorder.save(folder, metadata=False)
+            recorder.cleanup()
+            summary["num_flipped"] = (int(flipped[torch.as_tensor(self.train_indices)].sum())
+                                      if not self.data.large else None)
+            write_summary(folder, summary)
         print(f"test accuracy {format_metric(summary['test_accuracy'], percent=True)}; results in {folder}")
         return folder
 
@@ -259,31 +274,42 @@ class Runner:
         removed = top_suspects(detector_file, dyn, remove_ratio, self.device)
         keep = np.ones(dyn.num_samples, dtype=bool)
         keep[removed.rows] = False
+        self._check_retrainable(dyn.assigned, keep, remove_ratio)
         info = {"num_ranked": int(dyn.num_samples), "num_removed": len(removed.rows), "remove_ratio": remove_ratio,
                 "detection": removed.ranking.metrics, "detector_file": str(detector_file), "td_dir": str(td_dir),
                 "flipped_share_of_removed": removed.flipped_share}
         return dyn.indices[keep], dyn, removed.ranking, info
 
+    def _check_retrainable(self, assigned: np.ndarray, keep: np.ndarray, remove_ratio: float) -> None:
+        """A removal that empties a class or leaves less than one batch would retrain on nearly nothing."""
+        batch_size, left = self.config.recipe.batch_size, int(keep.sum())
+        if left < batch_size:
+            raise UserError(f"remove_ratio {remove_ratio} leaves {left} of {len(keep)} training samples, fewer than "
+                            f"one batch ({batch_size}); pass a smaller remove_ratio (or --batch_size)")
+        emptied = np.setdiff1d(assigned, assigned[keep])
+        if len(emptied):
+            raise UserError(f"remove_ratio {remove_ratio} removes every training sample of class {emptied[0]} "
+                            f"({len(emptied)} classes emptied); pass a smaller remove_ratio")
+
     def train(self, detector_file: str, remove_ratio: float, td_dir: Path | None = None) -> Path:
         """Phase 3: denoise (``subset``) and retrain on what is left; report detection and accuracy."""
         td_dir = Path(td_dir) if td_dir else self.config.td_dir
         folder = self.config.experiment_dir / f"prune4retrain_seed{self.config.seed}" / f"remove{remove_ratio}"
-        if read_summary(folder) is not None and not self.config.overwrite:
-            raise UserError(f"{folder} already holds finished results; pass --overwrite to redo it")
+        self._refuse_finished(folder)
         kept, dyn, ranking, info = self.subset(detector_file, remove_ratio, td_dir)
-        self._prepare_folder(folder)
-        if distributed.is_main():
-            write_suspects_csv(folder / "suspects.csv", dyn, ranking)
-        auc, ap = format_metric(ranking.auc), format_metric(ranking.map)
-        print(f"detection AUC {auc}  mAP {ap}" if ranking.metrics else
-              "detection AUC/mAP unavailable: no known flipped labels in this run")
-        summary = self._describe()
-        summary.update(info)
-        summary.update(self._train_and_save(folder, kept, None, "retrain"))
-        if not distributed.is_main():
-            return folder
-        summary["noisy_test_accuracy"] = (read_summary(td_dir) or {}).get("test_accuracy")
-        write_summary(folder, summary)
+        with self._claimed(folder):
+            if distributed.is_main():
+                write_suspects_csv(folder / "suspects.csv", dyn, ranking)
+            auc, ap = format_metric(ranking.auc), format_metric(ranking.map)
+            print(f"detection AUC {auc}  mAP {ap}" if ranking.metrics else
+                  "detection AUC/mAP unavailable: no known flipped labels in this run")
+            summary = self._describe()
+            summary.update(info)
+            summary.update(self._train_and_save(folder, kept, None, "retrain"))
+            if not distributed.is_main():
+                return folder
+            summary["noisy_test_accuracy"] = (read_summary(td_dir) or {}).get("test_accuracy")
+            write_summary(folder, summary)
         print(denoise_table(summary))
         print(f"results in {folder}")
         return folder
@@ -292,11 +318,11 @@ class Runner:
         """Retrain on the training samples ``kept`` (dataset indices) into ``folder``, as ``train`` does
         after its detector ranking; for rankings made elsewhere (a baseline, random, the clean-label
         oracle) so their removals are compared on the same loop. Returns the summary it writes."""
-        self._prepare_folder(folder)
-        summary = self._describe()
-        summary.update(info or {})
-        summary.update(self._train_and_save(folder, np.sort(np.asarray(kept)), None, "retrain"))
-        write_summary(folder, summary)
+        with self._claimed(folder):
+            summary = self._describe()
+            summary.update(info or {})
+            summary.update(self._train_and_save(folder, np.sort(np.asarray(kept)), None, "retrain"))
+            write_summary(folder, summary)
         return summary
 
 

@@ -28,7 +28,8 @@ from detector_model.control import fit_control, save_control
 from detector_model.features import FEATURES, build_features, check_features
 from detector_model.lstm import READOUTS, LSTMDetector, build_detector, detector_config, load_detector, save_detector
 from detector_model.metrics import detection_metrics, has_ground_truth
-from util import UserError, exit_on_user_error, load_dynamics, pick_device, seed_everything
+from util import (OneLineParser, UserError, exit_on_user_error, load_dynamics, pick_device, seed_everything, seed_value,
+                  single_path_component)
 
 # Adam at 1e-3 with batch 256 trains the 2x64 LSTM in a few dozen epochs on ~50k sequences.
 DEFAULTS = dict(epochs=40, batch_size=256, lr=1e-3, hidden_size=64, num_layers=2, holdout=0.1)
@@ -41,7 +42,7 @@ ARCHITECTURE = dict(features="correct,prob_rank,margin_rank", readout="pool", bi
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = OneLineParser(prog="train_detector.py", launcher="python ", description=__doc__.split("\n")[0])
     parser.add_argument("--r", type=float, required=True, help="noise ratio of the training runs (names the file)")
     parser.add_argument("--dataset", required=True, help="dataset name (names the output file)")
     parser.add_argument("--files_path", nargs="+", required=True, help="run folder(s) with training_dynamics.npz")
@@ -65,7 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max_per_run", type=int, default=0,
                         help="use at most this many samples of each run (seeded draw), so every run of a corpus "
                              "weighs alike; 0 = all")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed_value, default=0)
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     parser.add_argument("--control_out", help="also fit the learned control (logistic regression on the baselines' "
                                               "scores) on the same runs and write it to this file")
@@ -166,6 +167,8 @@ def main(argv: list[str] | None = None) -> None:
         raise UserError(f"--epochs {args.epochs} must be at least 1")
     if args.seq_len < 0 or args.seq_len == 1:
         raise UserError(f"--seq_len {args.seq_len} must be at least 2, or 0 to keep the recorded epochs")
+    if args.out is None:
+        single_path_component(args.dataset, "--dataset")  # it names the output file in this folder
     out = Path(args.out or f"{args.dataset}_{args.r}_lstm_detector.pth.tar")
     for path in filter(None, (out, args.control_out and Path(args.control_out))):
         if path.exists() and not args.overwrite:

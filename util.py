@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import errno
 import functools
 import os
 import random
 import sys
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -23,8 +25,16 @@ __all__ = [
     "exit_on_user_error",
     "OneLineParser",
     "atomic_write",
+    "atomic_write_all",
     "atomic_write_csv",
+    "is_no_space",
+    "no_space_message",
+    "require_folder",
+    "check_output_folder",
+    "single_path_component",
+    "seed_value",
     "atomic_torch_save",
+    "torch_load",
     "seed_everything",
     "pick_device",
     "AverageMeter",
@@ -32,6 +42,7 @@ __all__ = [
     "save_dynamics",
     "load_dynamics",
     "load_metadata",
+    "validate_dynamics",
 ]
 
 
@@ -51,6 +62,12 @@ def exit_on_user_error(main: F) -> F:
             return main(*args, **kwargs)
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+        except Exception as err:
+            if not is_no_space(err):
+                raise
+            # a full disk can strike any write (atomic_write's already name their file as UserErrors)
+            print(f"error: {no_space_message(getattr(err, 'filename', None) or 'the results')}", file=sys.stderr)
             sys.exit(2)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
@@ -74,21 +91,71 @@ class OneLineParser(argparse.ArgumentParser):
         raise UserError(f"{message}; see `{self.launcher}{self.prog} -h`")
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` then rename onto ``path``, so a killed run never leaves a torn file.
+def _current_umask() -> int:
+    """The process umask (only readable by setting it, so it is set back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
-    The temporary file lives in the destination folder so the rename stays on one filesystem.
-    """
-    path = Path(path)
+
+# mkstemp creates 0600 files; results are chmodded to what a plain open() would give, so
+# collaborators on a shared machine can read them (0644 under the usual umask 022).
+_FILE_MODE = 0o666 & ~_current_umask()
+
+
+def is_no_space(err: BaseException | None) -> bool:
+    """A full disk (or quota) anywhere in ``err``'s chain of causes, as opposed to any other failure
+    (writers such as nested atomic writes or torch wrap the OSError in their own exception)."""
+    while err is not None:
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def no_space_message(path: str | os.PathLike) -> str:
+    return f"no space left on device while writing {path}; free space or set RESULTS_DIR to another disk"
+
+
+def _temp_beside(path: Path) -> str:
+    """A fresh temporary file in ``path``'s folder (so the final rename stays on one filesystem)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     try:
-        write(tmp)
-        os.replace(tmp, path)
+        os.fchmod(fd, _FILE_MODE)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        os.close(fd)
+    return tmp
+
+
+def atomic_write_all(writes: dict[str | os.PathLike, Callable[[str], None]]) -> None:
+    """Write a set of files all or nothing: each ``write(tmp_path)`` first, then every rename.
+
+    Any failure (a full disk included) removes the temporary files and leaves the old set as it
+    was, so a folder never mixes new and old outputs of one command. A full disk becomes a
+    UserError naming the file.
+    """
+    temps: dict[Path, str] = {}
+    current = None
+    try:
+        for current, write in ((Path(p), w) for p, w in writes.items()):
+            temps[current] = _temp_beside(current)
+            write(temps[current])
+        for current, tmp in temps.items():
+            os.replace(tmp, current)
+    except Exception as err:
+        if is_no_space(err):
+            raise UserError(no_space_message(current)) from err
+        raise
+    finally:
+        for tmp in temps.values():
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp_path)`` then rename onto ``path``, so a killed run never leaves a torn file."""
+    atomic_write_all({path: write})
 
 
 def atomic_write_csv(path: str | os.PathLike, rows: list[dict], fieldnames: list[str]) -> None:
@@ -103,7 +170,62 @@ def atomic_write_csv(path: str | os.PathLike, rows: list[dict], fieldnames: list
 
 
 def atomic_torch_save(obj: object, path: str | os.PathLike) -> None:
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    """torch.save through a Python file, whose failed writes raise OSError with an errno (writing to
+    a path, torch reports a full disk as an anonymous RuntimeError)."""
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as handle:
+            torch.save(obj, handle)
+
+    atomic_write(path, write)
+
+
+def torch_load(path: str | os.PathLike) -> object:
+    """``torch.load(weights_only=True)`` onto the CPU, quietly: on a foreign file (a raw pickle) torch
+    warns before it fails, and those warnings would precede the one error line the caller prints."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def require_folder(path: str | os.PathLike, what: str, fix: str) -> Path:
+    """``path`` as an existing folder, else a UserError that says whether it is missing or a file."""
+    path = Path(path)
+    if path.is_dir():
+        return path
+    problem = "is a file, expected a folder" if path.exists() else "does not exist"
+    raise UserError(f"{what} {path} {problem}; {fix}")
+
+
+def check_output_folder(path: str | os.PathLike, what: str, fix: str) -> None:
+    """Refuse, before anything is written, an output folder that is (or lies below) a file."""
+    for folder in (Path(path), *Path(path).parents):
+        if folder.exists() and not folder.is_dir():
+            where = "" if folder == Path(path) else f" (it lies below {folder})"
+            raise UserError(f"{what} {path} is a file, expected a folder{where}; {fix}")
+        if folder.exists():
+            return
+
+
+def single_path_component(name: str, what: str) -> str:
+    """Names become folder names; ``../x`` or ``a/b`` would write outside the results folder."""
+    if not name or name in (".", "..") or "/" in name or os.sep in name or "\0" in name:
+        raise UserError(f"{what} {name!r} is not a single folder name; pass a plain name such as digits "
+                        "(a CSV list: its file name, inside --datadir)")
+    return name
+
+
+SEED_LIMIT = 2**32  # numpy's legacy seeding and most RNG APIs take 32-bit seeds
+
+
+def seed_value(text: str) -> int:
+    """argparse type for ``--seed``: an integer in [0, 2**32), or a one-line error."""
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 0 <= seed < SEED_LIMIT:
+        raise argparse.ArgumentTypeError(f"{text} is outside 0..{SEED_LIMIT - 1}")
+    return seed
 
 
 def seed_everything(seed: int) -> None:
@@ -216,7 +338,7 @@ def load_metadata(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise UserError(f"no {METADATA_FILE} in {folder}; run `./run.sh generate_td` for that folder first")
     try:
-        meta = torch.load(path, weights_only=True, map_location="cpu")
+        meta = torch_load(path)
     except Exception as err:
         raise UserError(f"cannot read {path} ({type(err).__name__}); regenerate it with `./run.sh generate_td`") from err
     if not isinstance(meta, dict) or "assigned_targets" not in meta:
@@ -224,12 +346,72 @@ def load_metadata(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
     return meta
 
 
+PROBABILITY_SLACK = 2e-3  # float16 rounds a probability of 1 within a few 1e-4 of it
+
+
+def _check_array(source: str, name: str, array: np.ndarray, kind: str, shape: tuple[int | str, ...]) -> None:
+    """One array's dtype family ("f" float, "i" integer) and shape (a str names a size not yet known)."""
+    family = "f" if np.issubdtype(array.dtype, np.floating) else "i" if np.issubdtype(array.dtype, np.integer) else "?"
+    fits = array.ndim == len(shape) and all(isinstance(s, str) or s == a for s, a in zip(shape, array.shape))
+    if family != kind or not fits:
+        expected = {"f": "float", "i": "integer"}[kind]
+        raise UserError(f"{source}: {name} is {array.dtype} {list(array.shape)}, expected {expected} "
+                        f"[{', '.join(map(str, shape))}]; the file is damaged or not from this tool, regenerate it "
+                        "with `./run.sh generate_td`")
+
+
+def _first_nonfinite_row(values: np.ndarray) -> int:
+    """Only on the error path: the mask is as large as ``values``."""
+    return int(np.flatnonzero(~np.isfinite(values).reshape(len(values), -1).all(axis=1))[0])
+
+
+def validate_dynamics(dyn: Dynamics, source: str | os.PathLike) -> Dynamics:
+    """Check every array of ``dyn`` once, where dynamics enter from a file or a caller, so no scorer
+    meets a 2-D ``td``, misaligned rows or NaN (which sklearn rejects and a ranking sorts at random).
+
+    td float [N, E, C] in [0, 1] (float16 slack allowed); labels integer [N, C] >= 0; margin float
+    [N, E] finite; pred integer [N, E]; indices integer [N] >= 0; flipped/true_labels [N] when set.
+    """
+    source = str(source)
+    td = np.asarray(dyn.td)
+    _check_array(source, "td", td, "f", ("samples", "epochs", "channels"))
+    count, epochs, channels = td.shape
+    if min(td.shape) == 0:
+        raise UserError(f"{source}: td is empty ({list(td.shape)}); record at least one epoch of one sample")
+    _check_array(source, "labels", np.asarray(dyn.labels), "i", (count, channels))
+    _check_array(source, "pred", np.asarray(dyn.pred), "i", (count, epochs))
+    _check_array(source, "indices", np.asarray(dyn.indices), "i", (count,))
+    if dyn.margin is not None:
+        _check_array(source, "margin", np.asarray(dyn.margin), "f", (count, epochs))
+    for name in ("flipped", "true_labels"):
+        value = getattr(dyn, name)
+        if value is not None and np.shape(value) != (count,):
+            raise UserError(f"{source}: {name} has shape {list(np.shape(value))}, expected [{count}]")
+    # min/max propagate NaN and see inf, without a mask as large as td
+    low, high = float(td.min()), float(td.max())
+    if not (np.isfinite(low) and np.isfinite(high)):
+        row = _first_nonfinite_row(td)
+        raise UserError(f"{source}: td holds NaN or infinite probabilities (first at row {row}); the training "
+                        "diverged or the file is damaged: regenerate it (a lower --lr if it diverged)")
+    if low < -PROBABILITY_SLACK or high > 1 + PROBABILITY_SLACK:
+        raise UserError(f"{source}: td holds values in [{low:g}, {high:g}], but probabilities lie in [0, 1]; "
+                        "regenerate the file with `./run.sh generate_td`")
+    if dyn.margin is not None:
+        margin = np.asarray(dyn.margin)
+        if not (np.isfinite(float(margin.min())) and np.isfinite(float(margin.max()))):
+            row = _first_nonfinite_row(margin)
+            raise UserError(f"{source}: margin holds NaN or infinite values (first at row {row}); the training "
+                            "diverged or the file is damaged: regenerate it (a lower --lr if it diverged)")
+    for name in ("labels", "pred", "indices"):
+        if np.asarray(getattr(dyn, name)).min() < 0:
+            raise UserError(f"{source}: {name} holds negative class ids or indices; regenerate the file")
+    return dyn
+
+
 def load_dynamics(folder: str | os.PathLike) -> Dynamics:
-    """Read a run folder's dynamics, attaching true labels and flips from metadata.pth when known."""
-    folder = Path(folder)
+    """Read and validate a run folder's dynamics, attaching true labels and flips from metadata.pth when known."""
+    folder = require_folder(folder, "run folder", "pass the folder generate_td wrote")
     path = folder / TD_FILE
-    if not folder.is_dir():
-        raise UserError(f"run folder {folder} does not exist; pass the folder generate_td wrote")
     if not path.is_file():
         raise UserError(f"no {TD_FILE} in {folder}; run `./run.sh generate_td` for that folder first")
     try:
@@ -240,10 +422,15 @@ def load_dynamics(folder: str | os.PathLike) -> Dynamics:
     missing = {"td", "labels", "margin", "pred", "indices"} - arrays.keys()
     if missing:
         raise UserError(f"{path} lacks {sorted(missing)}; regenerate it with `./run.sh generate_td`")
-    dyn = Dynamics(**{key: arrays[key] for key in ("td", "labels", "margin", "pred", "indices")})
+    dyn = validate_dynamics(Dynamics(**{key: arrays[key] for key in ("td", "labels", "margin", "pred", "indices")}),
+                            path)
     if (folder / METADATA_FILE).is_file():
         meta = load_metadata(folder)
         rows = torch.as_tensor(dyn.indices)
+        for key in ("label_flipped", "true_targets"):
+            if key in meta and int(rows.max()) >= len(meta[key]):
+                raise UserError(f"{path} indexes samples up to {int(rows.max())} but {folder / METADATA_FILE}'s "
+                                f"{key} holds {len(meta[key])}; the two files come from different runs, regenerate them")
         if "label_flipped" in meta:
             dyn.flipped = meta["label_flipped"][rows].numpy().astype(bool)
         if "true_targets" in meta:

@@ -42,7 +42,8 @@ import numpy as np
 import torch
 
 from detector_model.predict import top_suspects
-from util import OneLineParser, UserError, atomic_write, exit_on_user_error, load_dynamics, load_metadata, pick_device
+from util import (OneLineParser, UserError, atomic_write, exit_on_user_error, load_dynamics, load_metadata, pick_device,
+                  require_folder)
 
 __all__ = ["REPAIR_FORMAT", "Repair", "parse_ratio", "repair_paths", "build_repair", "write_repair",
            "read_repair", "ensure_repair"]
@@ -154,8 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     args = parser.parse_args(argv)
     ratio = parse_ratio(args.repair_ratio)
-    if not Path(args.run_folder).is_dir():
-        raise UserError(f"run folder {args.run_folder} does not exist; pass the folder generate_td wrote")
+    require_folder(args.run_folder, "run folder", "pass the folder generate_td wrote")
     labels_path = repair_paths(args.run_folder, ratio)[0]
     if labels_path.exists() and not args.overwrite:
         raise UserError(f"{labels_path} already exists; pass --overwrite to rebuild it")

@@ -36,7 +36,8 @@ from mislabel.noise import NOISE_TYPES, canonical_noise_type
 from mislabel.report import read_summary, write_summary
 from models import build_model
 from runner import Runner, RunConfig
-from util import OneLineParser, UserError, atomic_torch_save, atomic_write, atomic_write_csv, exit_on_user_error, seed_everything
+from util import (OneLineParser, UserError, atomic_torch_save, atomic_write, atomic_write_csv, exit_on_user_error,
+                  seed_everything, seed_value)
 
 __all__ = ["PRESETS", "DEFAULT_DETECTOR", "published_lambda_u", "main"]
 
@@ -99,7 +100,7 @@ def build_parser(preset: str) -> OneLineParser:
     data.add_argument("--data_path", "--datadir", dest="datadir", help="folder holding <dataset>/ (unused for digits)")
     data.add_argument("--r", type=float, help="synthetic noise ratio in [0, 1) (ignored for real-noise datasets)")
     data.add_argument("--noise_mode", help="sym (= uniform) or asym (= flip: class c -> c+1, as phase 1)")
-    data.add_argument("--seed", type=int, default=0, help="fixes noise, initialisation and batches")
+    data.add_argument("--seed", type=seed_value, default=0, help="fixes noise, initialisation and batches")
     data.add_argument("--image_size", type=int, help="side images of file-based datasets are resized to")
     model = parser.add_argument_group("model")
     model.add_argument("--net_type")

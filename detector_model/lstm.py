@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from util import UserError, atomic_torch_save
+from util import UserError, atomic_torch_save, torch_load
 
 __all__ = ["LSTMDetector", "DEFAULT_DETECTOR", "DETECTOR_FORMAT", "READOUTS", "build_detector", "detector_config", "load_detector",
            "save_detector"]
@@ -83,7 +83,7 @@ def load_detector(path: str | Path, device: torch.device | str = "cpu") -> tuple
         raise UserError(f"detector file {path} does not exist; train one with `./run.sh train_detector` "
                         "or pass the path of an existing .pth.tar")
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        blob = torch_load(path)
     except Exception as err:
         raise UserError(f"cannot read detector file {path} ({type(err).__name__}); it is not a detector "
                         "written by train_detector.py") from err

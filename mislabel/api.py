@@ -21,7 +21,7 @@ import numpy as np
 from detector_model.control import DEFAULT_CONTROL
 from detector_model.lstm import DEFAULT_DETECTOR
 from mislabel.recorder import Recorder
-from util import Dynamics, UserError, load_dynamics, pick_device
+from util import Dynamics, UserError, load_dynamics, pick_device, validate_dynamics
 
 __all__ = ["Recorder", "rank", "DEFAULT_CONTROL", "DEFAULT_DETECTOR", "DEFAULT_METHODS"]
 
@@ -31,20 +31,22 @@ RunLike = str | os.PathLike | Dynamics | Recorder | Mapping[str, np.ndarray]
 
 
 def _as_dynamics(run: RunLike) -> Dynamics:
-    """A run folder, a Recorder, a Dynamics, or a mapping of the npz arrays (td, labels, margin, pred)."""
+    """A run folder, a Recorder, a Dynamics, or a mapping of the npz arrays (td, labels, margin, pred);
+    validated as a dynamics file is, so NaN or misshapen arrays are refused instead of ranked."""
     if isinstance(run, Dynamics):
-        return run
+        return validate_dynamics(run, "the Dynamics passed to rank")
     if isinstance(run, Recorder):
-        return run.dynamics()
+        return validate_dynamics(run.dynamics(), "the Recorder's dynamics")
     if isinstance(run, Mapping):
         missing = {"td", "labels", "margin", "pred"} - set(run)
         if missing:
             raise UserError(f"the arrays passed to rank lack {sorted(missing)}; pass those of training_dynamics.npz")
         arrays = {key: np.asarray(run[key]) for key in ("td", "labels", "margin", "pred")}
-        count = len(arrays["td"])
-        return Dynamics(**arrays, indices=np.asarray(run.get("indices", np.arange(count))),
-                        flipped=None if run.get("flipped") is None else np.asarray(run["flipped"], dtype=bool),
-                        true_labels=None if run.get("true_labels") is None else np.asarray(run["true_labels"]))
+        count = len(arrays["td"]) if arrays["td"].ndim else 0
+        dyn = Dynamics(**arrays, indices=np.asarray(run.get("indices", np.arange(count))),
+                       flipped=None if run.get("flipped") is None else np.asarray(run["flipped"], dtype=bool),
+                       true_labels=None if run.get("true_labels") is None else np.asarray(run["true_labels"]))
+        return validate_dynamics(dyn, "the arrays passed to rank")
     return load_dynamics(run)
 
 

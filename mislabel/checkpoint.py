@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from mislabel.recorder import Recorder
-from util import UserError, atomic_torch_save
+from util import UserError, atomic_torch_save, torch_load
 
 __all__ = ["CHECKPOINT_FILE", "Checkpoint", "Progress"]
 
@@ -64,7 +64,7 @@ class Checkpoint:
             return None
         hint = f"delete {self.path} (or pass --overwrite) to start the run over"
         try:
-            state = torch.load(self.path, map_location="cpu", weights_only=True)
+            state = torch_load(self.path)
         except Exception as err:
             raise UserError(f"cannot read {self.path} ({type(err).__name__}); {hint}") from err
         if not isinstance(state, dict) or state.get("format") != FORMAT:
@@ -87,7 +87,7 @@ class Checkpoint:
     def matches(self) -> bool:
         """Whether a checkpoint exists and belongs to this run (unreadable ones do not)."""
         try:
-            return torch.load(self.path, map_location="cpu", weights_only=True)["key"] == self.key
+            return torch_load(self.path)["key"] == self.key
         except Exception:
             return False
 

@@ -7,7 +7,7 @@ import functools
 from mislabel.crossval import DEFAULT_FOLDS
 from mislabel.recorder import STORES
 from mislabel.training import TD_MODES, Recipe
-from util import OneLineParser, UserError
+from util import OneLineParser, UserError, seed_value
 
 __all__ = ["parse_args"]
 
@@ -17,7 +17,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data and noise")
     data.add_argument("--datadir", default=None, help="folder holding <dataset>/ (unused for digits)")
     data.add_argument("--dataset", default="digits")
-    data.add_argument("--seed", type=int, default=0, help="fixes noise, split, init and batches")
+    data.add_argument("--seed", type=seed_value, default=0, help="fixes noise, split, init and batches (0..2**32-1)")
     data.add_argument("--num_valid", type=int, default=None,
                       help="training samples held out for early stopping (default 10%%; 0 = none)")
     data.add_argument("--image_size", type=int, default=None,

@@ -6,7 +6,8 @@ Scores one phase-1 run with every baseline of ``detector_model.baselines``, ever
 given and, when ``pred_probs_cv.npy`` is there (``./run.sh crossval_probs``), cleanlab; times
 each; and writes into the run folder comparison.csv / comparison.md (one row per method),
 scores.csv (one column per method), roc_pr.png and datamap.png. Everything is computed and
-checked before the first file is written, so a bad detector file leaves the folder as it was.
+checked before the first file is written, and the files are renamed into place together, so a bad
+detector file or a full disk leaves the folder as it was.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from detector_model.predict import detector_scores
 from mislabel.crossval import DEFAULT_FOLDS, load_pred_probs
 from mislabel.plots import plot_datamap, plot_roc_pr
 from mislabel.report import read_summary
-from util import Dynamics, OneLineParser, atomic_write, exit_on_user_error, load_dynamics, pick_device
+from util import Dynamics, OneLineParser, atomic_write_all, exit_on_user_error, load_dynamics, pick_device
 
 __all__ = ["METRICS", "MethodResult", "score_methods", "comparison_markdown", "compare", "main"]
 
@@ -209,13 +210,12 @@ def _notes(dyn: Dynamics, results: list[MethodResult], cleanlab_note: str) -> li
     return notes
 
 
-def _write_tables(folder: Path, dyn: Dynamics, results: list[MethodResult], markdown: str) -> None:
+def _outputs(folder: Path, dyn: Dynamics, results: list[MethodResult], markdown: str) -> dict[Path, Callable[[str], object]]:
+    """Every output file with the function that writes it to a temporary path (``atomic_write_all``)."""
     rows = [{"method": r.name, **{key: (r.metrics or {}).get(key) for key in METRICS},
              "seconds": round(r.seconds, 6), "note": r.note} for r in results]
     table = pd.DataFrame(rows)
     table.insert(len(METRICS) + 2, "k", int(dyn.flipped.sum()) if has_ground_truth(dyn.flipped) else None)
-    atomic_write(folder / "comparison.csv", lambda tmp: table.to_csv(tmp, index=False))
-    atomic_write(folder / "comparison.md", lambda tmp: Path(tmp).write_text(markdown))
     columns = {"index": dyn.indices, "assigned_label": dyn.assigned}
     if dyn.true_labels is not None:
         columns["true_label"] = dyn.true_labels
@@ -223,7 +223,13 @@ def _write_tables(folder: Path, dyn: Dynamics, results: list[MethodResult], mark
         columns["flipped"] = dyn.flipped.astype(np.int8)
     columns.update({r.name: r.scores for r in results})
     scores = pd.DataFrame(columns)
-    atomic_write(folder / "scores.csv", lambda tmp: scores.to_csv(tmp, index=False, float_format="%.8g"))
+    writes = {folder / "comparison.csv": lambda tmp: table.to_csv(tmp, index=False),
+              folder / "comparison.md": lambda tmp: Path(tmp).write_text(markdown),
+              folder / "scores.csv": lambda tmp: scores.to_csv(tmp, index=False, float_format="%.8g"),
+              folder / "datamap.png": lambda tmp: plot_datamap(dyn, tmp)}
+    if has_ground_truth(dyn.flipped):
+        writes[folder / "roc_pr.png"] = lambda tmp: plot_roc_pr({r.name: r.scores for r in results}, dyn.flipped, tmp)
+    return writes
 
 
 def compare(folder: str | Path, detector_files: list[str | Path] = (), device: str = "auto") -> list[MethodResult]:
@@ -244,13 +250,10 @@ def compare(folder: str | Path, detector_files: list[str | Path] = (), device: s
         folds = f"{info['folds']}-fold " if "folds" in info else ""
         cleanlab_note = f"cleanlab: confident learning on {folds}cross-validated probabilities, which cost {cost}"
     markdown = comparison_markdown(folder, dyn, results, _notes(dyn, results, cleanlab_note))
-    _write_tables(folder, dyn, results, markdown)
-    if has_ground_truth(dyn.flipped):
-        plot_roc_pr({r.name: r.scores for r in results}, dyn.flipped, folder / "roc_pr.png")
-    plot_datamap(dyn, folder / "datamap.png")
+    outputs = _outputs(folder, dyn, results, markdown)
+    atomic_write_all(outputs)  # all or nothing: a full disk leaves the previous set, not a mix
     print(markdown)
-    written = [name for name in OUTPUTS if name != "roc_pr.png" or has_ground_truth(dyn.flipped)]
-    print(f"wrote {', '.join(written)} in {folder}")
+    print(f"wrote {', '.join(name for name in OUTPUTS if folder / name in outputs)} in {folder}")
     return results
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from util import UserError
+from util import UserError, require_folder
 
 __all__ = ["Augment", "ImageData", "load_dataset", "TensorBatches", "EMBEDDED_DATASETS", "FILE_IMAGE_SIZE",
            "IMAGENET_STATS", "PHOTO_DATASETS", "default_file_side", "epoch_generator", "batch_rows", "shard_rows", "split_batches", "to_device"]
@@ -146,8 +146,7 @@ def _load_from(name: str, datadir: str | Path | None, seed: int) -> ImageData:
 
     if datadir is None:
         raise UserError(f"{name} is read from disk; pass --datadir, the folder that holds {name}/ (see README)")
-    if not Path(datadir).is_dir():
-        raise UserError(f"datadir {datadir} does not exist; pass the folder that holds <dataset>/ (see README)")
+    require_folder(datadir, "datadir", "pass the folder that holds <dataset>/ (see README)")
     raw = read_dataset(name, datadir, seed)
     mean, std = IMAGENET_STATS
     if raw.train_images is not None:

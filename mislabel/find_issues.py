@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
 import shutil
 import sys
@@ -33,7 +34,7 @@ from detector_model.lstm import load_detector
 from detector_model.predict import detector_scores
 from detector_model.control import DEFAULT_CONTROL, control_scores, load_control
 from mislabel.api import DEFAULT_DETECTOR
-from mislabel.issues_actions import cleaned_table, relabel_table, write_actions
+from mislabel.issues_actions import cleaned_table, relabel_table, action_writes
 from mislabel.issues_report import write_report
 from mislabel.plots import plot_datamap
 from mislabel.progress import expect_after_training
@@ -45,7 +46,8 @@ from mislabel.training import TD_MODES, Recipe
 from mislabel.user_data import SCAN_FILE, Listing, check_images, image_data, list_data
 from models import NETWORKS
 from runner import Runner, RunConfig
-from util import Dynamics, OneLineParser, UserError, atomic_write, exit_on_user_error, load_dynamics, pick_device
+from util import (Dynamics, OneLineParser, UserError, atomic_write, atomic_write_all, check_output_folder,
+                  exit_on_user_error, load_dynamics, pick_device, seed_value)
 
 __all__ = ["Plan", "default_plan", "main", "DETECTOR_THRESHOLD"]
 
@@ -66,7 +68,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                              "present, else the baselines alone")
     parser.add_argument("--allow_outside", action="store_true", help="let a CSV list images outside its folder")
     parser.add_argument("--report_top", type=int, default=100, help="suspects shown as thumbnails in report.html")
-    parser.add_argument("--seed", type=int, default=0, help="fixes the init, batches and the accuracy sample")
+    parser.add_argument("--seed", type=seed_value, default=0, help="fixes the init, batches and the accuracy sample")
     parser.add_argument("--budget", type=float, default=DEFAULT_BUDGET_MINUTES, metavar="MINUTES",
                         help="end the whole command within this many minutes: the recipe is picked from a ladder "
                              f"timed on this machine (default {DEFAULT_BUDGET_MINUTES:g}; 0 = the full recipe)")
@@ -89,7 +91,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     run.add_argument("--td_topk", type=int, default=None)
     run.add_argument("--num_workers", type=int, default=None, help="image-decoding processes when streaming")
     run.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
-    run.add_argument("--overwrite", action="store_true", help="train phase 1 again from scratch")
+    run.add_argument("--overwrite", action="store_true",
+                     help="train phase 1 again from scratch; replace another command's results in --out")
     args = parser.parse_args(argv)
     _check_recipe_flags(args)
     for flag in ("report_top", "td_topk", "num_epochs", "depth"):
@@ -143,17 +146,22 @@ def _run_key(listing: Listing, labels: np.ndarray, files: list[str], plan: Plan,
                                              "td_mode", "td_topk")}}
 
 
+def _phase1_config(listing: Listing, plan: Plan, args: argparse.Namespace, out: Path) -> RunConfig:
+    """The Runner's configuration for this data and plan; its ``td_dir`` is the phase-1 folder."""
+    safe = re.sub(r"[^\w.-]", "_", listing.name)
+    return RunConfig(dataset=safe if safe.strip(".") else "data", seed=args.seed, noise_ratio=None, net_type=plan.net_type, depth=plan.depth,
+                     widen_factor=args.widen_factor, pretrained_path=args.pretrained_path, num_valid=0,
+                     image_size=plan.image_size, num_workers=args.num_workers, td_mode=args.td_mode,
+                     td_store=args.td_store, td_topk=args.td_topk, device=args.device,
+                     results_dir=str(out / "phase1"),
+                     recipe=Recipe(epochs=plan.epochs, batch_size=plan.batch_size, lr=plan.lr,
+                                   momentum=args.momentum, weight_decay=args.wd, loss_type=args.loss_type))
+
+
 def _phase1(listing: Listing, keep: tuple[np.ndarray, np.ndarray], plan: Plan, args: argparse.Namespace,
             out: Path) -> tuple[Path, dict]:
     """Train and record unless a finished run of this data and settings is already there."""
-    safe = re.sub(r"[^\w.-]", "_", listing.name) or "data"
-    config = RunConfig(dataset=safe, seed=args.seed, noise_ratio=None, net_type=plan.net_type, depth=plan.depth,
-                       widen_factor=args.widen_factor, pretrained_path=args.pretrained_path, num_valid=0,
-                       image_size=plan.image_size, num_workers=args.num_workers, td_mode=args.td_mode,
-                       td_store=args.td_store, td_topk=args.td_topk, device=args.device,
-                       results_dir=str(out / "phase1"),
-                       recipe=Recipe(epochs=plan.epochs, batch_size=plan.batch_size, lr=plan.lr,
-                                     momentum=args.momentum, weight_decay=args.wd, loss_type=args.loss_type))
+    config = _phase1_config(listing, plan, args, out)
     config.recipe.validate()
     td_dir = config.td_dir
     files = [f for f, k in zip(listing.train_files, keep[0]) if k]
@@ -268,11 +276,40 @@ def _settings(listing: Listing, plan: Plan, args: argparse.Namespace, scored: in
             accuracy_label: "n/a" if accuracy is None else f"{accuracy:.2%}", "phase-1 run": str(td_dir)}
 
 
+def _arguments(args: argparse.Namespace) -> dict:
+    """What find_issues.json records of the command; the data as an absolute path."""
+    return {**vars(args), "data": os.path.abspath(args.data)}
+
+
+def _refuse_other_results(out: Path, args: argparse.Namespace, td_dir: Path | None = None) -> None:
+    """A finished --out folder made from other data (checked before anything is written) or from
+    another phase-1 run (checked once the recipe, hence ``td_dir``, is known) is not replaced
+    without --overwrite. A rerun on the same data and phase-1 run only scores again."""
+    record_file = out / "find_issues.json"
+    if args.overwrite or not record_file.is_file():
+        return
+    try:
+        recorded = json.loads(record_file.read_text())
+        data, phase1 = recorded["arguments"]["data"], recorded.get("phase1")
+    except (ValueError, KeyError, TypeError):
+        return  # not a record we wrote: nothing to compare with
+    if os.path.abspath(data) != os.path.abspath(args.data):
+        made = f"on {data}"
+    elif td_dir is not None and phase1 is not None and phase1 != os.path.relpath(td_dir, out):
+        made = f"of another phase-1 run ({out / phase1}; this command's is {td_dir})"
+    else:
+        return
+    raise UserError(f"{out} already holds the finished results of find_issues {made}; pass --overwrite to "
+                    "replace them, or another --out")
+
+
 def find_issues(args: argparse.Namespace) -> Path:
     """The whole command; returns the output folder."""
     listing = list_data(args.data, args.seed, args.allow_outside)
     detectors, detector_note = _detectors(args)
     out = Path(args.out) if args.out else Path(args.results_dir) / "find_issues" / listing.name
+    check_output_folder(out, "output folder", "pass --out a folder (or set RESULTS_DIR to one)")
+    _refuse_other_results(out, args)
     keep, sides, skipped, decode_seconds = _scan(listing, out)
     num_train, median_side = int(keep[0].sum()), int(np.median(sides))
     choice = plan_within_budget(default_plan(num_train, median_side), num_train, int(keep[1].sum()),
@@ -283,16 +320,15 @@ def find_issues(args: argparse.Namespace) -> Path:
           "--depth --num_epochs --batch_size --lr --image_size --storage override it)")
     print("\n".join(choice.lines))
     expect_after_training(choice.estimate.after)
+    _refuse_other_results(out, args, _phase1_config(listing, plan, args, out).td_dir)
     td_dir, summary = _phase1(listing, keep, plan, args, out)
     dyn = load_dynamics(td_dir)
     dyn.flipped = dyn.true_labels = None  # the user's labels: no known flips to mark
     files = [f for f, k in zip(listing.train_files, keep[0]) if k]
     table, rule, order = _suspects(dyn, listing, files, detectors)
-    atomic_write(out / "suspects.csv", lambda tmp: table.to_csv(tmp, index=False, float_format="%.6f"))
     flagged_files = {files[i] for i in dyn.indices[order[table["flagged"].to_numpy() == 1]]}
-    actions = write_actions(out, cleaned_table(listing, keep, flagged_files),
-                            relabel_table(dyn, listing.class_names, table, order))
-    plot_datamap(dyn, out / "datamap.png")
+    actions, action_notes = action_writes(out, cleaned_table(listing, keep, flagged_files),
+                                          relabel_table(dyn, listing.class_names, table, order))
     flagged = int(table["flagged"].sum())
     fallback = "" if detectors else f" [{detector_note}]"
     line = (f"find_issues: {len(table)} samples scored, {flagged} flagged ({rule.split(' (')[0]}){fallback}; "
@@ -300,14 +336,25 @@ def find_issues(args: argparse.Namespace) -> Path:
     settings = _settings(listing, plan, args, len(table), len(skipped), detector_note, rule, summary, td_dir)
     budget = f"a {args.budget:g} min budget" if args.budget else "no budget (--budget 0: the full recipe)"
     settings.update({"time": f"{minutes(CLOCK.elapsed())} (predicted {minutes(choice.estimate.total)} after the "
-                             f"scan, for {budget})", **actions})
-    write_report(out / "report.html", title=f"Label issues in {listing.name}", summary=line, settings=settings,
-                 table=table, root=listing.root, top=args.report_top, datamap=out / "datamap.png",
-                 threshold=DETECTOR_THRESHOLD if detectors else 0.0, skipped=skipped)
+                             f"scan, for {budget})", **action_notes})
     record = {"summary": line, "settings": settings, "plan": asdict(plan), "flagged": flagged,
-              "samples": len(table), "arguments": vars(args), "predicted_seconds": round(choice.estimate.total, 1),
-              "seconds": round(CLOCK.elapsed(), 1)}
-    atomic_write(out / "find_issues.json", lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2) + "\n"))
+              "samples": len(table), "arguments": _arguments(args), "predicted_seconds": round(choice.estimate.total, 1),
+              "seconds": round(CLOCK.elapsed(), 1),
+              "phase1": os.path.relpath(td_dir, out)}  # relative: a copied --out folder stays itself
+    staged: dict[str, Path] = {}  # the report embeds the data map, read from its temporary file
+
+    def datamap(tmp: str) -> None:
+        staged["datamap"] = plot_datamap(dyn, tmp)
+
+    def report(tmp: str) -> None:
+        write_report(Path(tmp), title=f"Label issues in {listing.name}", summary=line, settings=settings,
+                     table=table, root=listing.root, top=args.report_top, datamap=staged["datamap"],
+                     threshold=DETECTOR_THRESHOLD if detectors else 0.0, skipped=skipped)
+
+    # all or nothing (in this order): a failure leaves the previous set of outputs, not a mix
+    atomic_write_all({out / "suspects.csv": lambda tmp: table.to_csv(tmp, index=False, float_format="%.6f"),
+                      **actions, out / "datamap.png": datamap, out / "report.html": report,
+                      out / "find_issues.json": lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2) + "\n")})
     print(line)
     return out
 

@@ -27,7 +27,7 @@ import torch
 
 from mislabel.image_files import (FileSplits, ImageFileDataset, decode_images, read_caltech256,
                                   read_class_folders, read_csv_list, read_cub, read_tiny_imagenet)
-from util import UserError
+from util import UserError, require_folder
 
 __all__ = ["RawDataset", "read_dataset", "KNOWN_DATASETS", "LARGE_DATASETS", "LAYOUTS",
            "ImageFileDataset"]
@@ -123,8 +123,7 @@ def read_dataset(name: str, datadir: str | os.PathLike, seed: int, *,
         return _from_files(read_csv_list(_csv_path(name, datadir), seed, allow_outside))
     datadir = Path(os.path.abspath(datadir))
     layout = LAYOUTS.get(name, _FOLDER_LAYOUT.format(name=name))
-    if not datadir.is_dir():
-        raise UserError(f"datadir {datadir} does not exist; pass the folder holding {layout}")
+    require_folder(datadir, "datadir", f"pass the folder holding {layout}")
     root = datadir / name
     if name in ("mnist", "fashion_mnist"):
         return _read_mnist(name, root)

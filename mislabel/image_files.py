@@ -40,6 +40,7 @@ Layouts, relative to ``<datadir>/<name>/``:
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -93,10 +94,25 @@ class FileSplits:
 # Class-folder trees (ImageFolder conventions)
 # ---------------------------------------------------------------------------------------------
 
-def _images_below(folder: Path) -> list[str]:
-    """Every image file below `folder`, walked in sorted order so listings match on any filesystem."""
+def _images_below(folder: Path, within: Path, skipped: list[str]) -> list[str]:
+    """Every image file below `folder`, walked in sorted order so listings match on any filesystem.
+
+    Directory links are followed, but each real directory only once, and never one that is `folder`
+    or above it (a loop: ``ln -s .. loop`` would list the whole tree again, ~40 levels deep) or
+    another part of `within` (those images belong to another class). Such directories go to `skipped`.
+    """
+    top, inside = Path(os.path.realpath(folder)), Path(os.path.realpath(within))
+    seen: set[Path] = set()
     found: list[str] = []
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        real = Path(os.path.realpath(dirpath))
+        above = inside.is_relative_to(real) or (real != top and top.is_relative_to(real))
+        other_class = real.is_relative_to(inside) and not real.is_relative_to(top)
+        if real in seen or above or other_class:
+            skipped.append(dirpath)
+            dirnames.clear()
+            continue
+        seen.add(real)
         dirnames.sort()
         found += [os.path.join(dirpath, f) for f in sorted(filenames)
                   if f.lower().endswith(IMAGE_EXTENSIONS)]
@@ -118,7 +134,12 @@ def _list_split(split_dir: Path, class_names: Sequence[str],
         raise UserError(f"{split_dir} has class folders that are not training classes "
                         f"({', '.join(unknown[:3])}); rename or remove them")
     index = {name: i for i, name in enumerate(class_names)}
-    per_class = [_images_below(split_dir / name) for name in present]
+    skipped: list[str] = []
+    per_class = [_images_below(split_dir / name, split_dir, skipped) for name in present]
+    if skipped:
+        print(f"warning: skipped {len(skipped)} linked folders that lead back into {split_dir} (a symlink loop, or "
+              f"images listed under another class): {', '.join(skipped[:3])}{' ...' if len(skipped) > 3 else ''}",
+              file=sys.stderr)
     labels = np.repeat(np.array([index[name] for name in present], dtype=np.int64),
                        [len(files) for files in per_class])
     return [f for files in per_class for f in files], labels
@@ -305,15 +326,18 @@ def read_csv_list(csv_path: Path, seed: int, allow_outside: bool = False) -> Fil
         raise UserError(f"{csv_path} line {np.argmax(blank) + 2} has an empty path or label; "
                         f"fill it in")
     base = os.path.abspath(csv_path.parent)
-    inside = base.rstrip(os.sep) + os.sep
     files = [os.path.normpath(os.path.join(base, p.strip())) for p in table["path"]]
-    outside = [f for f in files if not f.startswith(inside)]
-    if outside and not allow_outside:
-        raise UserError(f"{csv_path} lists {len(outside)} paths outside {base}, e.g. {outside[0]}; "
-                        f"move the images under the CSV's folder or pass --allow_outside "
-                        f"(allow_outside=True in Python)")
+    if not allow_outside:
+        # resolved first: a symlink inside the folder may point anywhere
+        inside = os.path.realpath(base).rstrip(os.sep) + os.sep
+        outside = [f for f in files if not os.path.realpath(f).startswith(inside)]
+        if outside:
+            raise UserError(f"{csv_path} lists {len(outside)} paths outside {base} (symlinks resolved), e.g. "
+                            f"{outside[0]}; move the images under the CSV's folder or pass --allow_outside "
+                            f"(allow_outside=True in Python)")
     _require_files(files, csv_path)
     labels, class_names = _csv_labels(table["label"].str.strip(), csv_path)
+    _check_duplicates(files, labels, csv_path)
     if "split" in table.columns:
         split = table["split"].str.strip().str.lower()
         if not split.isin(["train", "test", "val"]).all():
@@ -326,6 +350,26 @@ def read_csv_list(csv_path: Path, seed: int, allow_outside: bool = False) -> Fil
         raise UserError(f"{csv_path} yields an empty {'train' if is_test.all() else 'test'} split; "
                         f"mark some rows train and some test")
     return _split_by_mask(files, labels, is_test, class_names)
+
+
+def _check_duplicates(files: list[str], labels: np.ndarray, csv_path: Path) -> None:
+    """An image listed under two labels is a contradiction: refused, naming the first two lines
+    that disagree. Repeated identical rows are kept (each copy is a sample) but said out loud."""
+    paths = pd.Series(files)
+    repeated = paths.duplicated(keep=False).to_numpy()
+    if not repeated.any():
+        return
+    rows = np.flatnonzero(repeated)
+    per_path = pd.Series(labels[rows]).groupby(paths.iloc[rows].to_numpy()).transform("nunique").to_numpy()
+    if (per_path > 1).any():
+        first = rows[int(np.argmax(per_path > 1))]
+        same_path = np.flatnonzero((paths == files[first]).to_numpy())
+        other = same_path[labels[same_path] != labels[first]][0]
+        raise UserError(f"{csv_path} lists {files[first]} under two labels (lines {first + 2} and {other + 2}); "
+                        "keep one row per image")
+    later = np.flatnonzero(paths.duplicated().to_numpy())
+    print(f"warning: {csv_path} repeats {len(later)} earlier row(s) as they are (first at line {later[0] + 2}: "
+          f"{files[later[0]]}); each copy is trained on and scored as a sample of its own", file=sys.stderr)
 
 
 def _csv_labels(raw: pd.Series, csv_path: Path) -> tuple[np.ndarray, list[str]]:

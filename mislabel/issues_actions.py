@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 
 from mislabel.user_data import Listing
-from util import Dynamics, atomic_write
+from util import Dynamics
 
-__all__ = ["CLEANED_FILE", "RELABEL_FILE", "cleaned_table", "relabel_table", "write_actions"]
+__all__ = ["CLEANED_FILE", "RELABEL_FILE", "cleaned_table", "relabel_table", "action_writes"]
 
 CLEANED_FILE = "cleaned.csv"
 RELABEL_FILE = "relabel.csv"
@@ -50,11 +50,12 @@ def relabel_table(dyn: Dynamics, class_names: list[str], suspects: pd.DataFrame,
                          score=suspects.loc[flagged, "score"].to_numpy())
 
 
-def write_actions(out: Path, cleaned: pd.DataFrame, relabel: pd.DataFrame) -> dict[str, str]:
-    """Write both files; returns their one-line descriptions for the report's settings table."""
-    atomic_write(out / CLEANED_FILE, lambda tmp: cleaned.to_csv(tmp, index=False))
-    atomic_write(out / RELABEL_FILE, lambda tmp: relabel.to_csv(tmp, index=False, float_format="%.6f"))
-    return {CLEANED_FILE: f"{len(cleaned)} images without the flagged and unreadable ones (path,label"
+def action_writes(out: Path, cleaned: pd.DataFrame, relabel: pd.DataFrame) -> tuple[dict, dict[str, str]]:
+    """The writers of both files (for one all-or-nothing write with the other outputs) and their
+    one-line descriptions for the report's settings table."""
+    writes = {out / CLEANED_FILE: lambda tmp: cleaned.to_csv(tmp, index=False),
+              out / RELABEL_FILE: lambda tmp: relabel.to_csv(tmp, index=False, float_format="%.6f")}
+    return writes, {CLEANED_FILE: f"{len(cleaned)} images without the flagged and unreadable ones (path,label"
                           f"{',split' if 'split' in cleaned else ''}, absolute paths): train on it, e.g. "
                           "find_issues cleaned.csv --allow_outside",
             RELABEL_FILE: f"{len(relabel)} flagged images with the most probable other label over training "

@@ -27,6 +27,7 @@ import torch
 import torch.distributed as dist
 
 from mislabel import distributed
+from mislabel.report import SUMMARY_FILE
 from mislabel.streaming import computed_ahead, read_chunks, write_npz
 from util import METADATA_FILE, TD_FILE, Dynamics, UserError, atomic_torch_save, atomic_write
 
@@ -351,16 +352,24 @@ class Recorder:
         return Dynamics(td=td, labels=labels, margin=margin, pred=pred, indices=self.sample_ids.copy())
 
     def save(self, folder: str | os.PathLike, true_labels: np.ndarray | torch.Tensor | None = None,
-             metadata: bool = True) -> Path:
+             metadata: bool = True, overwrite: bool = False) -> Path:
         """Write ``training_dynamics.npz`` (and ``metadata.pth`` unless ``metadata=False``) atomically.
 
         :param true_labels: per row, when the caller knows them (synthetic noise); metadata.pth
             then also holds ``true_targets`` and ``label_flipped`` so detectors can be trained on it.
+        :param overwrite: replace the dynamics of a finished run folder (one with summary.json). Its
+            models and results would no longer match them, so this is refused by default, and with
+            ``overwrite`` summary.json goes: the folder no longer claims finished results.
         Under torch.distributed only rank 0 writes; the other ranks return the same path.
         """
         folder = Path(folder)
         if self.rank != 0:
             return folder / TD_FILE
+        if (folder / SUMMARY_FILE).exists():
+            if not overwrite:
+                raise UserError(f"{folder} holds a finished run (summary.json), whose models and results match its "
+                                "dynamics; save elsewhere, or pass overwrite=True to replace them")
+            (folder / SUMMARY_FILE).unlink()
         self._buffers = None  # the last epoch is in the store; its buffers would only add to the peak
         folder.mkdir(parents=True, exist_ok=True)
         count, epochs, channels = self.num_samples, self.epoch, self.channels

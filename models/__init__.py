@@ -22,7 +22,7 @@ from models.PreResNet import PRERESNET_DEPTHS, PreActResNet
 from models.resnet import CIFAR_DEPTHS, IMAGENET_DEPTHS, build_resnet
 from models.vgg import VGG_DEPTHS, VGG
 from models.wide_resnet import DEFAULT_WIDEN_FACTOR, WRN_DEPTHS, WideResNet
-from util import UserError
+from util import UserError, torch_load
 
 __all__ = ["NETWORKS", "DEFAULT_WIDEN_FACTOR", "build_model"]
 
@@ -147,7 +147,7 @@ def _load_pretrained(model: nn.Module, path: str, label: str) -> None:
             "give a local state_dict file (weights are never downloaded)"
         )
     try:
-        loaded = torch.load(file, map_location="cpu", weights_only=True)
+        loaded = torch_load(file)
     except Exception as err:  # a bad file surfaces as pickle, zip or runtime errors alike
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(
