@@ -118,3 +118,10 @@ def test_find_issues_refusal_stops_every_process(digit_folders, tmp_path):
     assert refused.returncode != 0 and time.monotonic() - started < 60
     assert refused.stderr.count("error: ") == 2 and "holds a phase-1 run of other plan" in refused.stderr
     assert "phase 1: epoch" not in refused.stderr
+
+
+def test_nproc_runs_find_issues_under_torchrun():
+    done = run_sh("find_issues", "photos", "--budget", "0", env={"TESTRUN": "1", "NPROC": "2"})
+    assert done.returncode == 0, done.stderr
+    assert "-m torch.distributed.run --nproc_per_node 2 --standalone -m mislabel.find_issues " in done.stdout
+    assert "--budget 0" in done.stdout
