@@ -254,12 +254,12 @@ def _scan(listing: Listing, out: Path) -> tuple[tuple[np.ndarray, np.ndarray], n
     ok = dict(zip(unique, scan.ok))
     failed = sorted(scan.failures)
     skipped = listing.relative([unique[i] for i in failed])
-    if distributed.is_main():
+    if distributed.is_main():  # every rank has the scan; one writes and warns
         _write_skipped(out, skipped, [scan.failures[i] for i in failed])
-    if skipped and distributed.is_main():
-        shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
-        print(f"warning: skipping {len(skipped)} unreadable images ({shown}); listed in {out / 'skipped.txt'}",
-              file=sys.stderr)
+        if skipped:
+            shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+            print(f"warning: skipping {len(skipped)} unreadable images ({shown}); listed in {out / 'skipped.txt'}",
+                  file=sys.stderr)
     keep = (np.array([ok[f] for f in listing.train_files]), np.array([ok[f] for f in listing.test_files]))
     counts = np.bincount(listing.train_labels[keep[0]], minlength=len(listing.class_names))
     if (counts == 0).any():
