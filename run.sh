@@ -48,8 +48,9 @@ Further --flags after the positional arguments go to runner.py unchanged (e.g. -
 --net_type lenet --depth 5; `python runner.py generate_td -h` lists them). noise_type: uniform
 (alias sym), flip (alias asym), semantic or idn. Results go under ${RESULTS_DIR:-replication}/.
 Environment: RESULTS_DIR (results root), PYTHON (interpreter to use), TESTRUN=1 (print the
-commands instead of running them; writes nothing), NPROC=<n> (generate_td and denoise_*: train
-with n processes under torchrun, one per GPU, or gloo on CPU; --batch_size stays the global batch),
+commands instead of running them; writes nothing), NPROC=<n> (generate_td, denoise_* and
+find_issues: decode and train with n processes under torchrun, one per GPU, or gloo on CPU;
+--batch_size stays the global batch),
 TORCHRUN_ARGS (extra torchrun flags such as --nnodes/--rdzv_endpoint; default --standalone).
 USAGE
 }
@@ -77,14 +78,17 @@ run_py() {
   fi
 }
 
-# runner.py, or under torchrun (its module form, so with the same interpreter) when NPROC is set.
-run_runner() {
-  if [[ -z "${NPROC:-}" ]]; then run_py "$ROOT/runner.py" "$@"; return; fi
+# A script (or -m module) run by run_py, or under torchrun (its module form, so with the same
+# interpreter) when NPROC is set.
+run_ranks() {
+  if [[ -z "${NPROC:-}" ]]; then run_py "$@"; return; fi
   [[ "$NPROC" =~ ^[1-9][0-9]*$ ]] || fail "NPROC=$NPROC is not a number of processes; pass e.g. NPROC=2"
   local launch=()
   read -r -a launch <<< "${TORCHRUN_ARGS:---standalone}"
-  run_py -m torch.distributed.run --nproc_per_node "$NPROC" "${launch[@]}" "$ROOT/runner.py" "$@"
+  run_py -m torch.distributed.run --nproc_per_node "$NPROC" "${launch[@]}" "$@"
 }
+
+run_runner() { run_ranks "$ROOT/runner.py" "$@"; }
 
 # need COUNT NAMES... -- ARGS...: exit 2 naming the first missing positional argument, in one line.
 need() {
@@ -127,7 +131,7 @@ case "$command" in
     PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" run_py -m mislabel.compare "$@" ;;
   find_issues)
     need 1 data -- "$@"
-    PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" run_py -m mislabel.find_issues --results_dir "$RESULTS_DIR" "$@" ;;
+    PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" run_ranks -m mislabel.find_issues --results_dir "$RESULTS_DIR" "$@" ;;
   crossval_probs)
     need 7 datadir dataset seed noise_ratio noise_type net_type depth -- "$@"
     run_py "$ROOT/runner.py" crossval --datadir "$1" --dataset "$2" --seed "$3" --noise_ratio "$4" \

@@ -103,9 +103,6 @@ class Runner:
         self.accel = Acceleration.resolve(self.device, config.amp, config.compile)
         self.data: ImageData = data if data is not None else load_dataset(config.dataset, config.datadir, config.seed,
                                                                           config.image_size)
-        if distributed.world_size() > 1 and self.data.train_images is None:
-            raise UserError(f"{config.dataset} is read from image files, which multi-process runs do not shard yet; "
-                            "run it without NPROC")
         if self.data.large and config.noise_ratio is not None and config.ratio > 0:
             print(f"note: {config.dataset} is a real-world noisy dataset; noise arguments are ignored")
         if self.data.large:
@@ -137,26 +134,28 @@ class Runner:
 
     def batches(self, indices: np.ndarray, labels: np.ndarray | torch.Tensor, train: bool = False,
                 test: bool = False, shard: bool = False) -> TensorBatches | FileBatches | None:
-        """Batches over ``indices``; with ``shard`` under torchrun, this rank's share of each epoch
-        at ``--batch_size / NPROC`` per rank, so the global batch stays the recipe's."""
+        """Batches over ``indices``, in memory or decoded from image files; with ``shard`` under
+        torchrun, this rank's share of each epoch at ``--batch_size / NPROC`` per rank, so the global
+        batch stays the recipe's."""
         if len(indices) == 0:
             return None
-        images = self.data.test_images if test else self.data.train_images
-        rows = torch.as_tensor(indices)
-        if images is None:
-            files = np.asarray(self.data.test_files if test else self.data.train_files, dtype=object)[indices]
-            return FileBatches(files, torch.as_tensor(labels)[rows], self.data.mean, self.data.std,
-                               self.config.recipe.batch_size, self.device, image_size=self.data.image_size,
-                               train=train, seed=self.config.seed, workers=self.config.num_workers)
         world, batch_size = distributed.world_size(), self.config.recipe.batch_size
         sharded = shard and world > 1
         if sharded and batch_size // world < 2:
             raise UserError(f"--batch_size {batch_size} over {world} processes leaves under 2 samples per process; "
                             f"pass --batch_size {2 * world} or more")
-        return TensorBatches(images[rows], torch.as_tensor(labels)[rows], self.data.mean, self.data.std,
-                             batch_size // world if sharded else batch_size, self.device,
-                             augment=self.data.augment if train else None, shuffle=train, seed=self.config.seed,
-                             shard=(distributed.rank(), world) if sharded else None)
+        split = (distributed.rank(), world) if sharded else None
+        per_rank = batch_size // world if sharded else batch_size
+        images = self.data.test_images if test else self.data.train_images
+        rows = torch.as_tensor(indices)
+        if images is None:
+            files = np.asarray(self.data.test_files if test else self.data.train_files, dtype=object)[indices]
+            return FileBatches(files, torch.as_tensor(labels)[rows], self.data.mean, self.data.std, per_rank,
+                               self.device, image_size=self.data.image_size, train=train, seed=self.config.seed,
+                               workers=self.config.num_workers, shard=split)
+        return TensorBatches(images[rows], torch.as_tensor(labels)[rows], self.data.mean, self.data.std, per_rank,
+                             self.device, augment=self.data.augment if train else None, shuffle=train,
+                             seed=self.config.seed, shard=split)
 
     def _refuse_finished(self, folder: Path) -> None:
         if read_summary(folder) is not None and not self.config.overwrite:
@@ -183,7 +182,9 @@ class Runner:
         """Fit on ``train_indices`` (noisy labels), select on validation, write models and results."""
         model = self.build_model().to(self.device)
         labels = torch.as_tensor(self.assigned_labels)
-        valid = self.batches(self.valid_indices, labels)
+        # validation selects the model rank 0 saves, so under torchrun only rank 0 evaluates it (as the
+        # test set below): the other ranks would decode and compute the same pass for nothing
+        valid = self.batches(self.valid_indices, labels) if distributed.is_main() else None
         started = time.perf_counter()
         checkpoint = self._checkpoint(folder, train_indices, recorder, description)
         # the un-augmented pass over the training set is only for recording in eval mode; building it

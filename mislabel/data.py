@@ -12,10 +12,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mislabel import distributed
 from util import UserError, require_folder
 
 __all__ = ["Augment", "ImageData", "load_dataset", "TensorBatches", "EMBEDDED_DATASETS", "FILE_IMAGE_SIZE",
-           "IMAGENET_STATS", "PHOTO_DATASETS", "default_file_side", "epoch_generator", "batch_rows", "shard_rows", "split_batches", "to_device"]
+           "IMAGENET_STATS", "PHOTO_DATASETS", "default_file_side", "epoch_generator", "batch_rows", "shard_rows",
+           "split_batches", "epoch_batches", "num_batches", "to_device"]
 
 # digits: a fixed, stratified 80/20 split (1,437 train / 360 test) with scikit-learn's
 # train_test_split(random_state=0); independent of --seed so test numbers compare across seeds.
@@ -135,7 +137,7 @@ def default_file_side(name: str, files: list[str]) -> int:
         return FILE_IMAGE_SIZE
     median = median_short_side(files)
     side = FILE_IMAGE_SIZE if median is None else training_side(median)
-    if side != FILE_IMAGE_SIZE:
+    if side != FILE_IMAGE_SIZE and distributed.is_main():  # once, not once per torchrun process
         print(f"note: {name}'s images have a median short side of {median}px, so crops are {side}px "
               "(--image_size overrides)")
     return side
@@ -198,6 +200,28 @@ def split_batches(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
     return chunks
 
 
+def epoch_batches(count: int, batch_size: int, generator: torch.Generator | None,
+                  shard: tuple[int, int] | None = None) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """One epoch's (rows to load, rows to record) per batch over ``count`` rows, shuffled when a
+    generator is given. With ``shard=(rank, world)`` this rank's share (``shard_rows``), whose
+    padding duplicates are loaded but recorded as row -1. Both batch paths (in memory, from files)
+    call it, so a seed and a world size give them the same batches."""
+    if shard is None:
+        chunks = batch_rows(count, batch_size, generator)
+        return chunks, chunks
+    order = torch.randperm(count, generator=generator) if generator is not None else torch.arange(count)
+    rows, padding = shard_rows(order, *shard)
+    return split_batches(rows, batch_size), split_batches(rows.masked_fill(padding, -1), batch_size)
+
+
+def num_batches(count: int, batch_size: int, shard: tuple[int, int] | None = None) -> int:
+    """How many batches ``epoch_batches`` yields, without building them."""
+    if shard is not None:
+        count = -(-count // shard[1])
+    batches = -(-count // batch_size)
+    return batches - 1 if batches > 1 and count % batch_size == 1 else batches
+
+
 class TensorBatches:
     """Mini-batches from a uint8 image tensor kept on the training device.
 
@@ -226,9 +250,7 @@ class TensorBatches:
         self.epoch = 0
 
     def __len__(self) -> int:
-        count = len(self.labels) if self.shard is None else -(-len(self.labels) // self.shard[1])
-        batches = -(-count // self.batch_size)
-        return batches - 1 if batches > 1 and count % self.batch_size == 1 else batches
+        return num_batches(len(self.labels), self.batch_size, self.shard)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -252,16 +274,6 @@ class TensorBatches:
             batch = torch.where(flip[:, None, None, None], batch.flip(3), batch)
         return batch
 
-    def _batches(self, generator: torch.Generator) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """This epoch's (rows to load, rows to record) per batch; they differ only at padding (-1)."""
-        if self.shard is None:
-            chunks = batch_rows(len(self.labels), self.batch_size, generator if self.shuffle else None)
-            return chunks, chunks
-        count = len(self.labels)
-        order = torch.randperm(count, generator=generator) if self.shuffle else torch.arange(count)
-        rows, padding = shard_rows(order, *self.shard)
-        return split_batches(rows, self.batch_size), split_batches(rows.masked_fill(padding, -1), self.batch_size)
-
     def load_rows(self, rows_on_device: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Normalised float images of ``rows_on_device``, augmented with draws from ``generator``.
 
@@ -275,7 +287,8 @@ class TensorBatches:
 
     def __iter__(self):
         generator = epoch_generator(self.seed, self.epoch)
-        loads, records = self._batches(generator)
+        loads, records = epoch_batches(len(self.labels), self.batch_size, generator if self.shuffle else None,
+                                       self.shard)
         if self.shard is not None:
             generator = torch.Generator().manual_seed(int(np.random.SeedSequence(
                 [self.seed % 2**63, self.epoch, self.shard[0]]).generate_state(1)[0]))

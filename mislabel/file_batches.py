@@ -9,8 +9,10 @@ seed's transforms for its torchvision ResNets:
 
 Workers hand back uint8 crops (a quarter of the bytes of floats); normalisation happens on the
 training device. Every random draw comes from ``(seed, epoch, row)``, never from a worker's own
-RNG, so the batches are identical whatever the number of workers. An image that cannot be decoded
-ends the run with the one-line error naming the file, not a worker traceback.
+RNG, so the batches are identical whatever the number of workers, and a sample gets the same crop
+whatever the number of torchrun processes. Under torchrun each process loads only its share of
+every epoch (``shard``, split as :class:`TensorBatches` splits it). An image that cannot be
+decoded ends the run with the one-line error naming the file, not a worker traceback.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import functional as TF
 
-from mislabel.data import FILE_IMAGE_SIZE, batch_rows, epoch_generator
+from mislabel.data import FILE_IMAGE_SIZE, epoch_batches, epoch_generator, num_batches
 from mislabel.image_files import ImageFileDataset
 from util import UserError
 
@@ -38,13 +40,14 @@ CROP_LOG_RATIO = (math.log(3 / 4), math.log(4 / 3))  # and the range of log aspe
 CROP_ATTEMPTS = 10
 
 
-def auto_workers(count: int, batch_size: int) -> int:
+def auto_workers(count: int, batch_size: int, processes: int = 1) -> int:
     """Decoding workers for `count` images: none for a couple of batches (starting processes costs
-    more than it saves), otherwise one per core left over by the training process."""
+    more than it saves), otherwise one per core left over by the training process; with several
+    training `processes` on this machine (torchrun), each takes its share of the cores."""
     if count <= 2 * batch_size:
         return 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return min(MAX_WORKERS, max(1, cores - 1))
+    return min(MAX_WORKERS, max(1, cores // max(1, processes) - 1))
 
 
 def random_resized_box(width: int, height: int, rng: np.random.Generator) -> tuple[int, int, int, int]:
@@ -79,7 +82,8 @@ class _Unreadable:
 
 
 class _Crops(Dataset):
-    """Samples keyed by ``(row, epoch)``: the crop of row `row` for that epoch, as uint8 [3, S, S]."""
+    """Samples keyed by ``(row, epoch, recorded)``: the crop of row `row` for that epoch, as uint8
+    [3, S, S], with `row` and the row to record it as (`row`, or -1 for a padding duplicate)."""
 
     def __init__(self, files: ImageFileDataset, size: int, train: bool, seed: int) -> None:
         self.files, self.size, self.train, self.seed = files, size, train, seed
@@ -96,41 +100,46 @@ class _Crops(Dataset):
         image = TF.resized_crop(image, top, left, h, w, [self.size, self.size])
         return TF.hflip(image) if rng.random() < 0.5 else image
 
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int] | _Unreadable:
-        row, epoch = key
+    def __getitem__(self, key: tuple[int, int, int]) -> tuple[torch.Tensor, int, int] | _Unreadable:
+        row, epoch, recorded = key
         try:
             image = self.files.load_image(row)
         except UserError as err:
             return _Unreadable(str(err))
-        return TF.pil_to_tensor(self._crop(image, row, epoch)), row
+        return TF.pil_to_tensor(self._crop(image, row, epoch)), row, recorded
 
 
-def _collate(items: list[tuple[torch.Tensor, int] | _Unreadable]) -> tuple[torch.Tensor, torch.Tensor] | _Unreadable:
+_Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def _collate(items: list[tuple[torch.Tensor, int, int] | _Unreadable]) -> _Batch | _Unreadable:
     for item in items:
         if isinstance(item, _Unreadable):
             return item
-    images, rows = zip(*items)
-    return torch.stack(images), torch.tensor(rows, dtype=torch.int64)
+    images, rows, recorded = zip(*items)
+    return torch.stack(images), torch.tensor(rows, dtype=torch.int64), torch.tensor(recorded, dtype=torch.int64)
 
 
 class _EpochBatchSampler(Sampler):
-    """Batches of ``(row, epoch)`` keys in the same order :class:`TensorBatches` would use.
+    """Batches of ``(row, epoch, recorded)`` keys in the order :class:`TensorBatches` would use
+    (``epoch_batches``), this rank's share of them under ``shard``.
 
     It runs in the main process, so ``epoch`` set here reaches persistent workers with each key.
     """
 
-    def __init__(self, count: int, batch_size: int, shuffle: bool, seed: int) -> None:
-        self.count, self.batch_size, self.shuffle, self.seed = count, batch_size, shuffle, seed
+    def __init__(self, count: int, batch_size: int, shuffle: bool, seed: int,
+                 shard: tuple[int, int] | None = None) -> None:
+        self.count, self.batch_size, self.shuffle, self.seed, self.shard = count, batch_size, shuffle, seed, shard
         self.epoch = 0
-        self.num_batches = len(batch_rows(count, batch_size, None))
 
     def __len__(self) -> int:
-        return self.num_batches
+        return num_batches(self.count, self.batch_size, self.shard)
 
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+    def __iter__(self) -> Iterator[list[tuple[int, int, int]]]:
         generator = epoch_generator(self.seed, self.epoch) if self.shuffle else None
-        for chunk in batch_rows(self.count, self.batch_size, generator):
-            yield [(row, self.epoch) for row in chunk.tolist()]
+        loads, records = epoch_batches(self.count, self.batch_size, generator, self.shard)
+        for rows, recorded in zip(loads, records):
+            yield [(row, self.epoch, kept) for row, kept in zip(rows.tolist(), recorded.tolist())]
 
 
 class FileBatches:
@@ -141,17 +150,20 @@ class FileBatches:
     fixed and crops are central.
 
     :param workers: decoding processes, kept alive across epochs; ``None`` picks ``auto_workers``.
+    :param shard: ``(rank, world)`` in a torchrun process: only this rank's share of each epoch is
+        decoded, its padding duplicates with row -1 (trained on, not recorded), as TensorBatches does.
     """
 
     def __init__(self, files: Sequence[str], labels: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...],
                  batch_size: int, device: torch.device, image_size: int = FILE_IMAGE_SIZE, train: bool = False,
-                 seed: int = 0, workers: int | None = None) -> None:
+                 seed: int = 0, workers: int | None = None, shard: tuple[int, int] | None = None) -> None:
         self.labels = torch.as_tensor(labels, dtype=torch.int64).to(device)
         self.mean = torch.tensor(mean, device=device).view(1, -1, 1, 1) * 255.0
         self.std = torch.tensor(std, device=device).view(1, -1, 1, 1) * 255.0
         self.device = device
-        self.workers = auto_workers(len(files), batch_size) if workers is None else workers
-        self.sampler = _EpochBatchSampler(len(files), batch_size, shuffle=train, seed=seed)
+        world = 1 if shard is None else shard[1]
+        self.workers = auto_workers(-(-len(files) // world), batch_size, world) if workers is None else workers
+        self.sampler = _EpochBatchSampler(len(files), batch_size, shuffle=train, seed=seed, shard=shard)
         crops = _Crops(ImageFileDataset(files, self.labels.cpu()), image_size, train, seed)
         self.loader = DataLoader(crops, batch_sampler=self.sampler, collate_fn=_collate, num_workers=self.workers,
                                  persistent_workers=self.workers > 0, pin_memory=device.type == "cuda",
@@ -167,7 +179,7 @@ class FileBatches:
         for batch in self.loader:
             if isinstance(batch, _Unreadable):
                 raise UserError(batch.message)
-            images, rows = batch
-            rows = rows.to(self.device, non_blocking=True)
+            images, rows, recorded = batch
+            labels = self.labels[rows.to(self.device, non_blocking=True)]
             images = images.to(self.device, non_blocking=True).float()
-            yield images.sub_(self.mean).div_(self.std), self.labels[rows], rows
+            yield images.sub_(self.mean).div_(self.std), labels, recorded.to(self.device, non_blocking=True)

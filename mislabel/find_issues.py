@@ -9,6 +9,12 @@
     -> suspects.csv, datamap.png, report.html, find_issues.json, and a one-line summary
 
 No noise is injected: the labels are the user's, and the flips are what we are looking for.
+
+Under torchrun (``NPROC=n ./run.sh find_issues ...``) every process runs this same sequence: the
+decoding passes are split among them (``mislabel.user_data``), rank 0 alone reads and writes the
+caches and the plan and shares its decisions (``distributed.on_main``), phase 1 trains one
+DistributedDataParallel replica per process, and rank 0 alone scores and writes every output
+while the others end after training.
 """
 from __future__ import annotations
 
@@ -28,11 +34,13 @@ CLOCK = Clock()  # started before the heavy imports below: the budget covers the
 
 import numpy as np  # noqa: E402  (after the clock, on purpose)
 import pandas as pd
+import torch
 
 from detector_model.baselines import BASELINES
 from detector_model.lstm import load_detector
 from detector_model.predict import detector_scores
 from detector_model.control import DEFAULT_CONTROL, control_scores, load_control
+from mislabel import distributed
 from mislabel.api import DEFAULT_DETECTOR
 from mislabel.issues_actions import cleaned_table, relabel_table, action_writes
 from mislabel.issues_report import write_report
@@ -121,12 +129,12 @@ def _check_recipe_flags(args: argparse.Namespace) -> None:
 
 # --- phase 1 -------------------------------------------------------------------------------------
 
-def _detectors(args: argparse.Namespace) -> tuple[list[tuple[str, object, dict]], str]:
-    """Load every detector before any training, so a bad file costs seconds, not hours."""
+def _detectors(args: argparse.Namespace, device: torch.device) -> tuple[list[tuple[str, object, dict]], str]:
+    """Load every detector before any training, so a bad file costs seconds, not hours (on every
+    rank under torchrun, so all of them refuse it alike)."""
     if args.detector_files is None and not DEFAULT_DETECTOR.is_file():
         return [], f"no detector given and none at {DEFAULT_DETECTOR}: baselines only"
     files = [DEFAULT_DETECTOR] if args.detector_files is None else [Path(f) for f in args.detector_files]
-    device = pick_device(args.device)
     loaded, names = [], set()
     for path in files:
         name = stem = "lstm:" + re.sub(r"(\.pth)?\.tar$|\.pth$", "", path.name)
@@ -166,8 +174,22 @@ def _phase1(listing: Listing, keep: tuple[np.ndarray, np.ndarray], plan: Plan, a
     td_dir = config.td_dir
     files = [f for f, k in zip(listing.train_files, keep[0]) if k]
     key = _run_key(listing, listing.train_labels[keep[0]], files, plan, args)
+    if distributed.on_main(lambda: _must_train(td_dir, key, args.overwrite)):
+        runner = Runner(config, image_data(listing, *keep, plan.image_size, plan.in_memory, not args.no_hflip))
+        if distributed.is_main():
+            text = json.dumps(key, indent=2, sort_keys=True)
+            atomic_write(td_dir / KEY_FILE, lambda tmp: Path(tmp).write_text(text))
+        runner.train_for_td_computation()
+    elif distributed.is_main():
+        print(f"phase 1 already finished in {td_dir}; scoring it again")
+    return td_dir, (read_summary(td_dir) or {}) if distributed.is_main() else {}
+
+
+def _must_train(td_dir: Path, key: dict, overwrite: bool) -> bool:
+    """Whether phase 1 must run (or continue) in ``td_dir``: not when a finished run of this data
+    and these settings is there; one of other settings is refused. Drops it under ``overwrite``."""
     key_file = td_dir / KEY_FILE
-    if args.overwrite and td_dir.exists():
+    if overwrite and td_dir.exists():
         shutil.rmtree(td_dir)
     try:
         stored = json.loads(key_file.read_text()) if key_file.is_file() else None
@@ -177,13 +199,7 @@ def _phase1(listing: Listing, keep: tuple[np.ndarray, np.ndarray], plan: Plan, a
         changed = sorted(k for k in key if stored.get(k) != key[k])
         raise UserError(f"{td_dir} holds a phase-1 run of other {' and '.join(changed)}; rerun that command, "
                         "pass --overwrite to train again, or --out elsewhere")
-    if stored is None or read_summary(td_dir) is None:
-        runner = Runner(config, image_data(listing, *keep, plan.image_size, plan.in_memory, not args.no_hflip))
-        atomic_write(key_file, lambda tmp: Path(tmp).write_text(json.dumps(key, indent=2, sort_keys=True)))
-        runner.train_for_td_computation()
-    else:
-        print(f"phase 1 already finished in {td_dir}; scoring it again")
-    return td_dir, read_summary(td_dir) or {}
+    return stored is None or read_summary(td_dir) is None
 
 
 # --- scoring and outputs -------------------------------------------------------------------------
@@ -246,11 +262,12 @@ def _scan(listing: Listing, out: Path) -> tuple[tuple[np.ndarray, np.ndarray], n
     ok = dict(zip(unique, scan.ok))
     failed = sorted(scan.failures)
     skipped = listing.relative([unique[i] for i in failed])
-    _write_skipped(out, skipped, [scan.failures[i] for i in failed])
-    if skipped:
-        shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
-        print(f"warning: skipping {len(skipped)} unreadable images ({shown}); listed in {out / 'skipped.txt'}",
-              file=sys.stderr)
+    if distributed.is_main():  # every rank has the scan; one writes and warns
+        _write_skipped(out, skipped, [scan.failures[i] for i in failed])
+        if skipped:
+            shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+            print(f"warning: skipping {len(skipped)} unreadable images ({shown}); listed in {out / 'skipped.txt'}",
+                  file=sys.stderr)
     keep = (np.array([ok[f] for f in listing.train_files]), np.array([ok[f] for f in listing.test_files]))
     counts = np.bincount(listing.train_labels[keep[0]], minlength=len(listing.class_names))
     if (counts == 0).any():
@@ -305,8 +322,10 @@ def _refuse_other_results(out: Path, args: argparse.Namespace, td_dir: Path | No
 
 def find_issues(args: argparse.Namespace) -> Path:
     """The whole command; returns the output folder."""
+    device = distributed.start(pick_device(args.device))  # joins torchrun's process group, if any
+    rank0 = distributed.is_main()
     listing = list_data(args.data, args.seed, args.allow_outside)
-    detectors, detector_note = _detectors(args)
+    detectors, detector_note = _detectors(args, device)
     out = Path(args.out) if args.out else Path(args.results_dir) / "find_issues" / listing.name
     check_output_folder(out, "output folder", "pass --out a folder (or set RESULTS_DIR to one)")
     _refuse_other_results(out, args)
@@ -316,12 +335,15 @@ def find_issues(args: argparse.Namespace) -> Path:
                                 len(listing.class_names), decode_seconds, args,
                                 {name: depths[0] for name, depths in NETWORKS.items()}, CLOCK, out)
     plan = choice.plan
-    print(f"recipe: {plan.describe()} (for {num_train} images of median side {median_side}px; --net_type "
-          "--depth --num_epochs --batch_size --lr --image_size --storage override it)")
-    print("\n".join(choice.lines))
+    if rank0:
+        print(f"recipe: {plan.describe()} (for {num_train} images of median side {median_side}px; --net_type "
+              "--depth --num_epochs --batch_size --lr --image_size --storage override it)")
+        print("\n".join(choice.lines))
     expect_after_training(choice.estimate.after)
     _refuse_other_results(out, args, _phase1_config(listing, plan, args, out).td_dir)
     td_dir, summary = _phase1(listing, keep, plan, args, out)
+    if not rank0:
+        return out  # rank 0 alone scores and writes
     dyn = load_dynamics(td_dir)
     dyn.flipped = dyn.true_labels = None  # the user's labels: no known flips to mark
     files = [f for f, k in zip(listing.train_files, keep[0]) if k]
@@ -361,7 +383,11 @@ def find_issues(args: argparse.Namespace) -> Path:
 
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
-    find_issues(parse_args(sys.argv[1:] if argv is None else argv))
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        find_issues(args)
+    finally:
+        distributed.stop()
 
 
 if __name__ == "__main__":

@@ -5,6 +5,9 @@ distinct network, side and batch is timed once (``mislabel.budget.time_step``). 
 in ``budget_plan.json`` in the output folder with what it depended on (data size, budget, flags),
 so rerunning an interrupted command continues the same plan instead of timing again and maybe
 choosing another.
+
+Under torchrun rank 0 alone times (one process's step at the per-process batch, as each rank
+trains) and writes the record; every rank gets its choice, so all of them train the same plan.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from mislabel import distributed
 from mislabel.budget import Clock, Estimate, after_training, choose, minutes, time_step
 from mislabel.plan import Plan, candidate_plans
 from util import atomic_write
@@ -32,16 +36,20 @@ class BudgetChoice:
 
 
 def _predictor(num_train: int, num_test: int, num_classes: int, scan_per_image: float, args: argparse.Namespace):
-    """A function Plan -> Estimate that times each distinct (network, side, batch) once."""
+    """A function Plan -> Estimate that times each distinct (network, side, batch) once. Under
+    torchrun a step is one process's share of the batch (they run side by side); decoding needs no
+    such scaling, since the scan's per-image seconds were measured with every rank decoding."""
     steps: dict[tuple, float] = {}
+    world = distributed.world_size()
 
     def predict(plan: Plan) -> Estimate:
-        key = (plan.net_type, plan.depth, plan.image_size, plan.batch_size)
+        per_rank = max(2, plan.batch_size // world)
+        key = (plan.net_type, plan.depth, plan.image_size, per_rank)
         if key not in steps:
-            steps[key] = time_step(plan.net_type, plan.depth, num_classes, 3, plan.image_size, plan.batch_size,
+            steps[key] = time_step(plan.net_type, plan.depth, num_classes, 3, plan.image_size, per_rank,
                                    args.device, args.widen_factor)
         step = steps[key]
-        batches = max(1, -(-num_train // plan.batch_size))
+        batches = max(1, -(-num_train // (per_rank * world)))
         decode = scan_per_image * num_train
         per_epoch = batches * step if plan.in_memory else max(batches * step, decode)
         load = scan_per_image * (num_train + num_test) if plan.in_memory else 0.0
@@ -54,8 +62,17 @@ def plan_within_budget(full: Plan, num_train: int, num_test: int, num_classes: i
                        args: argparse.Namespace, first_depth: dict[str, int], clock: Clock,
                        out: Path) -> BudgetChoice:
     """The plan to run: with ``--budget 0`` the full recipe (flags applied), else the best candidate
-    predicted to end the whole command within the budget. Either way its prediction is printed."""
-    key = {"num_train": num_train, "num_test": num_test, "full": asdict(full), **{f: getattr(args, f) for f in FLAGS}}
+    predicted to end the whole command within the budget. Either way its prediction is printed.
+    Decided on rank 0 and shared with every rank under torchrun."""
+    return distributed.on_main(lambda: _plan(full, num_train, num_test, num_classes, scan_per_image, args,
+                                             first_depth, clock, out))
+
+
+def _plan(full: Plan, num_train: int, num_test: int, num_classes: int, scan_per_image: float,
+          args: argparse.Namespace, first_depth: dict[str, int], clock: Clock, out: Path) -> BudgetChoice:
+    world = distributed.world_size()
+    key = {"num_train": num_train, "num_test": num_test, "full": asdict(full), **{f: getattr(args, f) for f in FLAGS},
+           **({"processes": world} if world > 1 else {})}  # one process keeps the records of earlier versions
     stored = _stored(out / PLAN_FILE)
     if stored is not None and stored.get("key") == key and not args.overwrite:
         plan, estimate = Plan(**stored["plan"]), Estimate(**stored["estimate"])

@@ -47,7 +47,8 @@ def _predict_epochs(runner, budget_minutes: float, clock: Clock) -> tuple[int, s
     steps = math.ceil(len(runner.train_indices) / world / batch)
     per_epoch = steps * step + math.ceil(len(runner.valid_indices) / batch) * step / 3
     if data.train_images is None:
-        workers = auto_workers(len(runner.train_indices), batch) if config.num_workers is None else config.num_workers
+        share = -(-len(runner.train_indices) // world)  # each rank decodes its share, as FileBatches does
+        workers = auto_workers(share, batch, world) if config.num_workers is None else config.num_workers
         decoding = _decode_seconds(data.train_files) * len(runner.train_indices) / world / max(1, workers)
         per_epoch = max(per_epoch, decoding)
     after = math.ceil(len(data.test_labels) / batch) * step / 3

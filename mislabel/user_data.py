@@ -18,6 +18,11 @@ Layouts of ``<data>``:
 Checking decodability costs one full decode of every file. ``scan.json`` in the output folder keeps
 the result with a fingerprint of the files' paths, sizes and modification times, so rerunning an
 interrupted command does not decode a large dataset twice.
+
+Under torchrun (``NPROC=n``) both decoding passes are split: each process decodes one contiguous
+block of the files, and the blocks are exchanged (the scan's per-file results as Python objects,
+the pixels held in memory as tensor broadcasts), so every process ends with what one process would
+have decoded, having decoded only its share. Only rank 0 reads and writes ``scan.json``.
 """
 from __future__ import annotations
 
@@ -34,6 +39,7 @@ import pandas as pd
 import torch
 from torchvision.transforms import functional as TF
 
+from mislabel import distributed
 from mislabel.data import IMAGENET_STATS, Augment, ImageData
 from mislabel.progress import bar
 from mislabel.image_files import (CSV_TEST_FRACTION, open_rgb, read_class_folders, read_class_tree, read_csv_list,
@@ -142,24 +148,38 @@ def _threads() -> int:
     return min(8, os.cpu_count() or 1)  # PIL releases the GIL while decoding
 
 
-def check_images(files: list[str], cache: Path | None = None) -> Scan:
-    """Decode every file in a thread pool; reuse ``cache`` when the files have not changed."""
+def _cached(files: list[str], cache: Path | None) -> tuple[Scan | None, str]:
+    """The scan stored in ``cache`` if it was made of these files unchanged, and their fingerprint."""
     fingerprint = _fingerprint(files)
     if cache is not None and cache.is_file():
         try:
             stored = json.loads(cache.read_text())
             if stored.get("fingerprint") == fingerprint:
                 return Scan(np.asarray(stored["short_side"], dtype=np.int64),
-                            {int(k): v for k, v in stored["failures"].items()}, float(stored.get("seconds", 0.0)))
+                            {int(k): v for k, v in stored["failures"].items()},
+                            float(stored.get("seconds", 0.0))), fingerprint
         except (ValueError, KeyError, TypeError):
             pass  # a damaged cache is only a lost shortcut: check again
+    return None, fingerprint
+
+
+def check_images(files: list[str], cache: Path | None = None) -> Scan:
+    """Decode every file in a thread pool; reuse ``cache`` when the files have not changed. Under
+    torchrun each rank decodes its block of the files and every rank gets the whole scan;
+    ``seconds`` is the scan's wall time, so with n ranks about 1/n of one process's."""
+    stored, fingerprint = distributed.on_main(lambda: _cached(files, cache))
+    if stored is not None:
+        return stored
     started = time.monotonic()
+    start, stop = distributed.block_bounds(len(files))
     with ThreadPoolExecutor(max_workers=_threads()) as pool:
-        results = list(bar(pool.map(_inspect, files), total=len(files), desc="checking images", unit="img"))
+        results = distributed.gather_lists(list(bar(pool.map(_inspect, files[start:stop]), total=stop - start,
+                                                    desc="checking images", unit="img",
+                                                    disable=not distributed.is_main())))
     seconds = time.monotonic() - started
     short_side = np.array([side for side, _ in results], dtype=np.int64)
     failures = {i: reason for i, (_, reason) in enumerate(results) if reason}
-    if cache is not None:
+    if cache is not None and distributed.is_main():
         text = json.dumps({"fingerprint": fingerprint, "short_side": short_side.tolist(),
                            "failures": {str(k): v for k, v in failures.items()}, "seconds": round(seconds, 3)})
         atomic_write(cache, lambda tmp: Path(tmp).write_text(text))
@@ -177,11 +197,16 @@ def _square(path: str, side: int) -> np.ndarray:
 
 
 def _load_pixels(files: list[str], side: int, desc: str) -> torch.Tensor:
+    """Every file's ``_square`` in one uint8 tensor; under torchrun each rank decodes its block and
+    the blocks are shared, so each rank holds the whole tensor (its batches index any row)."""
     out = torch.empty((len(files), 3, side, side), dtype=torch.uint8)
+    start, stop = distributed.block_bounds(len(files))
     with ThreadPoolExecutor(max_workers=_threads()) as pool:
-        for row, pixels in enumerate(bar(pool.map(lambda f: _square(f, side), files), total=len(files),
-                                         desc=desc, unit="img")):
+        for row, pixels in enumerate(bar(pool.map(lambda f: _square(f, side), files[start:stop]),
+                                         total=stop - start, desc=desc, unit="img",
+                                         disable=not distributed.is_main()), start):
             out[row] = torch.from_numpy(pixels)
+    distributed.share_blocks(out)
     return out
 
 

@@ -101,3 +101,26 @@ def test_unreadable_image_is_named(tmp_path: Path, workers: int) -> None:
     batches = FileBatches(files, labels, MEAN, STD, 2, CPU, image_size=8, train=True, workers=workers)
     with pytest.raises(UserError, match=rf"^cannot decode image {files[4]} .*replace or remove the file$"):
         collect(batches, 0)
+
+
+def test_shards_match_tensor_batches_and_record_every_row_once(tmp_path: Path) -> None:
+    """Under torchrun each rank decodes the rows TensorBatches' shard would give it; the ranks together
+    record every row once (11 rows over 2 ranks: one padding duplicate, row -1), and each sample gets
+    the crop it gets in one process."""
+    files, labels = write_files(tmp_path, 11)
+    whole = FileBatches(files, labels, MEAN, STD, 3, CPU, image_size=8, train=True, seed=5, workers=0)
+    for epoch in (0, 1):
+        crops = {int(row): image for images, _, rows in collect(whole, epoch) for image, row in zip(images, rows)}
+        recorded = []
+        for rank in (0, 1):
+            shard = FileBatches(files, labels, MEAN, STD, 3, CPU, image_size=8, train=True, seed=5, workers=0,
+                                shard=(rank, 2))
+            in_memory = TensorBatches(torch.zeros(11, 3, 8, 8, dtype=torch.uint8), labels, MEAN, STD, 3, CPU,
+                                      shuffle=True, seed=5, shard=(rank, 2))
+            assert len(shard) == len(in_memory) == 2
+            for (images, got, rows), (_, expected, theirs) in zip(collect(shard, epoch), collect(in_memory, epoch),
+                                                                  strict=True):
+                assert torch.equal(rows, theirs) and torch.equal(got, expected)
+                assert all(torch.equal(image, crops[int(row)]) for image, row in zip(images, rows) if row >= 0)
+                recorded += rows.tolist()
+        assert sorted(recorded) == [-1, *range(11)]
