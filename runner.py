@@ -264,9 +264,11 @@ class Runner:
         print(f"test accuracy {format_metric(summary['test_accuracy'], percent=True)}; results in {folder}")
         return folder
 
-    def subset(self, detector_file: str, remove_ratio: float, td_dir: Path) -> tuple[np.ndarray, Dynamics, Ranking, dict]:
-        """Rank phase 1's training samples with the detector and keep all but the top ``remove_ratio``."""
-        if not 0.0 <= remove_ratio < 1.0:
+    def subset(self, detector_file: str, remove_ratio: float | str,
+               td_dir: Path) -> tuple[np.ndarray, Dynamics, Ranking, dict]:
+        """Rank phase 1's training samples with the detector and keep all but the top ``remove_ratio``
+        (``"auto"``: as many as the detector takes for mislabeled)."""
+        if remove_ratio != "auto" and not 0.0 <= remove_ratio < 1.0:
             raise UserError(f"remove_ratio {remove_ratio} is outside [0, 1); pass e.g. 0.2 to drop the top 20%")
         dyn = load_dynamics(td_dir)
         if not np.array_equal(dyn.assigned, self.assigned_labels[dyn.indices]):
@@ -292,7 +294,7 @@ class Runner:
             raise UserError(f"remove_ratio {remove_ratio} removes every training sample of class {emptied[0]} "
                             f"({len(emptied)} classes emptied); pass a smaller remove_ratio")
 
-    def train(self, detector_file: str, remove_ratio: float, td_dir: Path | None = None) -> Path:
+    def train(self, detector_file: str, remove_ratio: float | str, td_dir: Path | None = None) -> Path:
         """Phase 3: denoise (``subset``) and retrain on what is left; report detection and accuracy."""
         td_dir = Path(td_dir) if td_dir else self.config.td_dir
         folder = self.config.experiment_dir / f"prune4retrain_seed{self.config.seed}" / f"remove{remove_ratio}"

@@ -4,9 +4,10 @@
 
 Several runs can be pooled (``--files_path A B``), of any lengths: by default every run is resampled
 to 32 epochs and the detector is the variant bench/detection.py measured best in transfer
-(correctness plus each sample's per-epoch percentile of probability and margin among the run's
-samples, bidirectional LSTM, mean+max pooled over epochs). The paper's detector is
-``--features prob --readout last --no-bidirectional --seq_len 0``. ``--resume DETECTOR`` fine-tunes
+(correctness, each sample's per-epoch percentile of probability and margin among the run's
+samples, and the run's class context; a one-layer bidirectional LSTM, mean+max pooled over
+epochs). The paper's detector is ``--features prob --readout last --no-bidirectional --seq_len 0
+--hidden_size 64 --num_layers 2``. ``--control_out`` also fits the learned control on the same runs. ``--resume DETECTOR`` fine-tunes
 an existing detector (its architecture and resampling win over these flags). A stratified 90/10
 split of the samples holds out data for choosing the best epoch by AUC; held-out AUC and mAP are
 printed and stored in the detector file.
@@ -31,14 +32,20 @@ from detector_model.metrics import detection_metrics, has_ground_truth
 from util import (OneLineParser, UserError, exit_on_user_error, load_dynamics, pick_device, seed_everything, seed_value,
                   single_path_component)
 
-# Adam at 1e-3 with batch 256 trains the 2x64 LSTM in a few dozen epochs on ~50k sequences.
-DEFAULTS = dict(epochs=40, batch_size=256, lr=1e-3, hidden_size=64, num_layers=2, holdout=0.1)
-# The detector the transfer benchmark favours (BENCHMARKS.md, bench/detection.py): correctness and
-# the per-epoch percentiles of probability and margin (scale-free, so a detector trained on an easy
-# dataset reads a hard one alike), a bidirectional LSTM pooled over epochs, and runs resampled to
-# 32 points so one detector serves runs of any length. The paper's variant:
-#   --features prob --readout last --no-bidirectional --seq_len 0
-ARCHITECTURE = dict(features="correct,prob_rank,margin_rank", readout="pool", bidirectional=True, seq_len=32)
+# Adam at 2e-3 with batch 256: on a corpus of 20-30 source runs (tens of thousands of sequences)
+# held-out AUC stops moving after a handful of epochs; longer training fits the source datasets,
+# not the noise (bench/detection.py measures transfer, which is what counts).
+DEFAULTS = dict(epochs=8, batch_size=256, lr=2e-3, hidden_size=32, num_layers=1, holdout=0.1)
+# The detector the transfer benchmark favours (BENCHMARKS.md, bench/detection.py): correctness, the
+# per-epoch percentiles of probability and margin (scale-free, so a detector trained on an easy
+# dataset reads a hard one alike) and the run's class context (confusion, class_error: how many of
+# the label's class the model puts where this sample goes, so structured noise shows), a one-layer
+# bidirectional LSTM pooled over epochs (small enough to score 1,000,000 samples in about a minute
+# on 2 CPU cores), runs resampled to 32 points so one detector serves runs of any length.
+# The paper's variant:
+#   --features prob --readout last --no-bidirectional --seq_len 0 --hidden_size 64 --num_layers 2
+ARCHITECTURE = dict(features="correct,prob_rank,margin_rank,confusion,class_error", readout="pool", bidirectional=True,
+                    seq_len=32)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -1,17 +1,19 @@
-"""Detection benchmark on real data: noise grid x seeds, transfer matrix, denoising; writes BENCHMARKS.md.
+"""Detection benchmark on real data: noise grid x seeds, transfer, learned control, denoising; writes BENCHMARKS.md.
 
-    python bench/detection.py --quick      # one seed, two noise settings, small runs: ~6 min on shared cores
-    python bench/detection.py              # the full grid (see PLANS): NOT run yet; sized for ~1 h on 2 idle cores
+    python bench/detection.py --quick      # one seed, three noise settings, small runs
+    python bench/detection.py              # the full grid (PLANS["full"]): ~40 min on 2 idle cores
 
 For each dataset (digits, fashion_mnist) phase 1 runs on every (noise, seed) of the plan. Detectors
-are trained on separate source runs (seed 100, 30% uniform and 30% flip noise) of each dataset, one
-per variant of VARIANTS, and every detector scores every run of both datasets next to every baseline
-of detector_model.baselines (and cleanlab where the plan pays for cross-validation): the transfer
-matrix. Each run is then denoised four ways, each removing as many samples as the noise ratio says:
-the DENOISE_VARIANT detector trained on the *other* dataset, AUM, random, and the oracle (exactly the
-flipped samples), all retrained by the Runner's own loop. Runs and detectors are cached under
---workdir/<plan>/ (a rerun only does what is missing; --fresh starts over), results go to
-results.json there, and the markdown sections go into BENCHMARKS.md between this script's markers.
+(one per VARIANTS entry) and the learned control (logistic regression on the baselines' scores,
+fitted on exactly the default variant's source runs) are trained on each dataset's source runs
+(seed SOURCE_SEED: the broad CORPUS of noise types, rates, networks and run lengths), and each
+evaluated run is scored by every baseline and by the detectors and control trained on the *other*
+dataset: the shipped default is never evaluated on a dataset it saw. Each run is then denoised:
+the default detector estimates how many labels are wrong (remove_ratio auto) and removes that many;
+AUM and correctness remove the same number; the oracle removes exactly the flips; all retrained by
+the Runner's own loop. Runs and detectors are cached under --workdir/<plan>/ (a rerun only does what
+is missing; --fresh starts over), results go to results.json there, and the markdown sections go
+into BENCHMARKS.md between this script's markers.
 """
 from __future__ import annotations
 
@@ -135,18 +137,26 @@ CORPUS = {
     ),
 }
 
-# Detector variants: the paper's, and what this benchmark measures beyond it. `rank` feeds each
-# sample's per-epoch percentile among the run's samples instead of raw probability and margin.
+# Detector variants: the paper's, and what this benchmark measures beyond it. Every variant but the
+# paper's pools mean and max over a bidirectional LSTM's outputs and resamples runs to 32 points.
+# `rank_mix4` is the previous default (four source runs, 2x64 LSTM); `rank_corpus` the same inputs
+# on the broad corpus (what the corpus alone brings); `context` adds the class-context inputs (the
+# default); `context_raw` adds raw probability and margin on top.
+_PAPER_NET = dict(readout="last", bidirectional=False, seq_len=0, hidden_size=64, num_layers=2, epochs=10, lr=1e-3)
+_POOLED = dict(readout="pool", bidirectional=True, seq_len=32, hidden_size=32, num_layers=1, epochs=8, lr=2e-3)
+_RANK = "correct,prob_rank,margin_rank"
+_CONTEXT = _RANK + ",confusion,class_error"
 VARIANTS = {
-    "paper": dict(features="prob", readout="last", bidirectional=False, seq_len=0, sources=PAPER_SOURCE),
-    "paper_mix": dict(features="prob", readout="last", bidirectional=False, seq_len=0, sources=MIX4),
-    "pool_feat": dict(features="prob,margin,correct", readout="pool", bidirectional=True, seq_len=32,
-                      sources=MIX4),
-    "rank": dict(features="correct,prob_rank,margin_rank", readout="pool", bidirectional=True, seq_len=32,
-                 sources=MIX4),
+    "paper": dict(_PAPER_NET, features="prob", sources=PAPER_SOURCE),
+    "rank_mix4": dict(_POOLED, features=_RANK, hidden_size=64, num_layers=2, epochs=10, lr=1e-3, sources=MIX4),
+    "rank_corpus": dict(_POOLED, features=_RANK, sources="corpus"),
+    "context": dict(_POOLED, features=_CONTEXT, sources="corpus"),
+    "context_raw": dict(_POOLED, features="prob,margin," + _CONTEXT, sources="corpus"),
 }
-DENOISE_VARIANT = "rank"
-DENOISE_METHODS = ("detector", "aum", "random", "oracle")
+DEFAULT_VARIANT = "context"          # what train_detector.py's defaults give and detector_model/pretrained ships
+# Denoising: the detector removes as many samples as it estimates are mislabeled (remove_ratio auto);
+# AUM and correctness remove the same number (so only the ranking differs); the oracle removes the flips.
+DENOISE_METHODS = ("detector", "aum", "correctness", "oracle")
 
 # ----------------------------------------------------------------------------------------------
 # Jobs (each runs in a worker process; output goes to a log file, results to the run folders)
@@ -214,22 +224,35 @@ def detector_path(work: Path, source: str, variant: str) -> Path:
 
 
 def variant_flags(spec: dict) -> list[str]:
-    """train_detector.py's architecture flags for a VARIANTS entry."""
+    """train_detector.py's architecture and training flags for a VARIANTS entry."""
     return ["--features", spec["features"], "--readout", spec["readout"], "--seq_len", str(spec["seq_len"]),
-            "--bidirectional" if spec["bidirectional"] else "--no-bidirectional"]
+            "--bidirectional" if spec["bidirectional"] else "--no-bidirectional", "--hidden_size",
+            str(spec["hidden_size"]), "--num_layers", str(spec["num_layers"]), "--epochs", str(spec["epochs"]),
+            "--lr", str(spec["lr"])]
+
+
+def source_folders(work: Path, plan: dict, source: str, sources) -> list[str]:
+    runs = corpus(plan, source) if sources == "corpus" else sources
+    return [str(_run_config(work, plan, source, SOURCE_SEED, run.noise, run.ratio).td_dir) for run in runs]
+
+
+def control_path(work: Path, source: str) -> Path:
+    return work / "detectors" / f"{source}_control.pth.tar"
 
 
 def job_detector(work: Path, plan: dict, source: str, variant: str) -> str:
+    """Train one variant on ``source``'s runs; the default variant also fits the learned control on
+    exactly the same runs (train_detector --control_out)."""
     import train_detector
 
     out = detector_path(work, source, variant)
     if out.is_file():
         return str(out)
     spec = VARIANTS[variant]
-    runs = corpus(plan, source) if spec["sources"] == "corpus" else spec["sources"]
-    folders = [str(_run_config(work, plan, source, SOURCE_SEED, run.noise, run.ratio).td_dir) for run in runs]
-    argv = ["--r", runs[0].ratio, "--dataset", source, "--files_path", *folders, "--out", str(out),
-            "--epochs", str(plan["detector_epochs"]), *variant_flags(spec)]
+    folders = source_folders(work, plan, source, spec["sources"])
+    control = ["--control_out", str(control_path(work, source))] if variant == DEFAULT_VARIANT else []
+    argv = ["--r", "0.3", "--dataset", source, "--files_path", *folders, "--out", str(out), "--overwrite",
+            *control, *variant_flags(spec)]
     with _logged(work / "logs" / f"detector_{source}_{variant}.log"):
         train_detector.main(argv)
     return str(out)
@@ -240,35 +263,39 @@ def other_dataset(plan: dict, dataset: str) -> str:
     return others[0] if others else dataset
 
 
-def job_denoise(work: Path, plan: dict, dataset: str, seed: int, noise: str, ratio: str, method: str) -> float:
-    """Retrain without round(ratio * N) samples chosen by ``method``; returns the test accuracy."""
-    from detector_model.baselines import aum
+def job_denoise(work: Path, plan: dict, dataset: str, seed: int, noise: str, ratio: str, method: str) -> dict:
+    """Retrain without the samples ``method`` picks; returns the test accuracy and how many were removed.
+
+    The default detector trained on the other dataset estimates the count (remove_ratio auto, as
+    `denoise` does); AUM and correctness remove that many too; the oracle removes exactly the flips.
+    """
+    from detector_model.baselines import aum, correctness
+    from detector_model.predict import top_suspects
     from mislabel.report import read_summary
     from runner import Runner
     from util import load_dynamics
 
     config = _run_config(work, plan, dataset, seed, noise, ratio)
     folder = config.experiment_dir / f"bench_denoise_seed{seed}" / method
-    if (done := read_summary(folder)) is not None:
-        return float(done["test_accuracy"])
-    with _logged(work / "logs" / f"denoise_{dataset}_{noise}{ratio}_s{seed}_{method}.log"):
-        runner = Runner(config)
-        dyn = load_dynamics(config.td_dir)
-        count = int(round(float(ratio) * dyn.num_samples))
-        if method == "detector":
-            detector = detector_path(work, other_dataset(plan, dataset), DENOISE_VARIANT)
-            kept, _, _, info = runner.subset(str(detector), float(ratio), config.td_dir)
-        else:
+    if (done := read_summary(folder)) is None:
+        with _logged(work / "logs" / f"denoise_{dataset}_{noise}{ratio}_s{seed}_{method}.log"):
+            runner = Runner(config)
+            dyn = load_dynamics(config.td_dir)
+            detector = detector_path(work, other_dataset(plan, dataset), DEFAULT_VARIANT)
+            estimate = top_suspects(detector, dyn, "auto")
             if method == "oracle":
                 removed = np.flatnonzero(dyn.flipped)
-            elif method == "aum":
-                removed = np.argsort(-aum(dyn), kind="stable")[:count]
+            elif method == "detector":
+                removed = estimate.rows
             else:
-                removed = np.random.default_rng(seed).permutation(dyn.num_samples)[:count]
+                score = aum(dyn) if method == "aum" else correctness(dyn)
+                removed = np.argsort(-score, kind="stable")[:len(estimate.rows)]
             kept = np.delete(dyn.indices, removed)
-            info = {"num_removed": int(len(removed)), "flipped_share_of_removed": float(dyn.flipped[removed].mean())}
-        summary = runner.retrain_subset(kept, folder, dict(info, method=method))
-    return float(summary["test_accuracy"])
+            info = {"method": method, "num_removed": int(len(removed)), "num_flipped": int(dyn.flipped.sum()),
+                    "flipped_share_of_removed": float(dyn.flipped[removed].mean()) if len(removed) else None}
+            done = runner.retrain_subset(kept, folder, info)
+    return {"test_accuracy": float(done["test_accuracy"]), "num_removed": int(done["num_removed"]),
+            "num_flipped": int(done["num_flipped"])}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -277,8 +304,10 @@ def job_denoise(work: Path, plan: dict, dataset: str, seed: int, noise: str, rat
 
 
 def score_run(work: Path, plan: dict, detectors: dict, dataset: str, seed: int, noise: str, ratio: str) -> list[dict]:
-    """Every baseline and every detector of ``detectors`` ((source, variant) -> (model, config)) on one run."""
+    """Every baseline, the learned control and every detector of ``detectors`` ((source, variant) ->
+    (model, config)) trained on the other dataset, on one run."""
     from detector_model.baselines import BASELINES, cleanlab
+    from detector_model.control import control_scores, load_control
     from detector_model.metrics import detection_metrics
     from detector_model.predict import detector_scores
     from mislabel.crossval import load_pred_probs
@@ -290,8 +319,11 @@ def score_run(work: Path, plan: dict, detectors: dict, dataset: str, seed: int, 
     probs = load_pred_probs(folder, dyn.num_samples, int(dyn.assigned.max()) + 1)
     if probs is not None:
         scores[("cleanlab", None)] = cleanlab(probs[0], dyn.assigned)
-    for (source, variant), (model, config) in detectors.items():
-        scores[(variant, source)] = detector_scores(model, config, dyn)
+    source = other_dataset(plan, dataset)  # transfer only: a run is never scored by what saw its dataset
+    for (trained_on, variant), (model, config) in detectors.items():
+        if trained_on == source:
+            scores[(variant, source)] = detector_scores(model, config, dyn)
+    scores[("control", source)] = control_scores(load_control(control_path(work, source)), dyn)
     rows = []
     for (method, source), values in scores.items():
         metrics = detection_metrics(values, dyn.flipped)
@@ -373,13 +405,12 @@ def main() -> None:
         mark = time.perf_counter()
         jobs = [(job_detector, work, plan, d, v) for d in plan["data"] for v in VARIANTS]
         jobs += [(job_crossval, work, plan, *run) for run in grid if run[0] in plan["cleanlab"]]
-        jobs += [(job_denoise, work, plan, *run, m) for run in grid for m in DENOISE_METHODS if m != "detector"]
-        denoised = run_stage(pool, "detectors, cleanlab, baseline denoising", jobs, reused)
-        stages["detectors, cross-validation, non-detector retraining"] = time.perf_counter() - mark
+        run_stage(pool, "detectors, cleanlab", jobs, reused)
+        stages["detectors and cross-validation"] = time.perf_counter() - mark
         mark = time.perf_counter()
-        denoised += run_stage(pool, "detector denoising", [(job_denoise, work, plan, *run, "detector") for run in grid],
-                              reused)
-        stages["detector retraining"] = time.perf_counter() - mark
+        denoised = run_stage(pool, "denoising", [(job_denoise, work, plan, *run, m) for run in grid
+                                                 for m in DENOISE_METHODS], reused)
+        stages["denoising (retraining)"] = time.perf_counter() - mark
     from detector_model.lstm import load_detector
 
     detectors = {(source, variant): load_detector(detector_path(work, source, variant))
@@ -387,15 +418,15 @@ def main() -> None:
     detection = [row for run in tqdm(grid, desc="scoring", unit="run") for row in score_run(work, plan, detectors, *run)]
     accuracy = [dict(dataset=d, noise=n, ratio=r, seed=s, method="noisy", test_accuracy=_phase1_accuracy(work, plan, d, s, n, r))
                 for d, s, n, r in grid]
-    accuracy += [dict(dataset=a[0], seed=a[1], noise=a[2], ratio=a[3], method=a[4], test_accuracy=acc)
-                 for (name, a), acc in denoised if name == "job_denoise"]
+    accuracy += [dict(dataset=a[0], seed=a[1], noise=a[2], ratio=a[3], method=a[4], **outcome)
+                 for (name, a), outcome in denoised]
     total = time.perf_counter() - started
     command = "python bench/detection.py" + (" --quick" if args.quick else "") + f" --workers {args.workers}"
     results = dict(plan=plan_name, command=command, machine=machine(), seconds=total, stages=stages,
                    jobs=len(reused), reused=sum(reused),
                    detection=detection, denoise=accuracy)
     (work / "results.json").write_text(json.dumps(results, indent=1, default=str))
-    text = render_sections(results, plan, VARIANTS, DENOISE_VARIANT, SOURCE_SEED)
+    text = render_sections(results, plan, VARIANTS, DEFAULT_VARIANT, SOURCE_SEED, HARD_SETTINGS)
     if args.no_write:
         print(text)
     else:

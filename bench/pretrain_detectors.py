@@ -1,16 +1,16 @@
-"""Regenerate the shipped detectors in detector_model/pretrained/ from Fashion-MNIST dynamics.
+"""Regenerate the shipped detectors and learned control in detector_model/pretrained/ from Fashion-MNIST dynamics.
 
-    python bench/pretrain_detectors.py          # 13 min measured on the 2 shared cores (load 7-9)
+    python bench/pretrain_detectors.py          # a few minutes when bench/detection.py's cache exists
 
-Phase 1 (LeNet-5, 25 epochs, the fixed 10,000-image subset of bench/detection.py's full plan) on
-seed 100 with 30% uniform and 30% flip noise gives the training dynamics (the same runs as the
-benchmark's detector sources, so its cache is shared), and seed 101 with the same two settings gives
-held-out runs. Three detectors of the benchmark's DENOISE_VARIANT architecture are trained:
-``fashion_mnist_uniform`` (uniform run), ``fashion_mnist_flip`` (flip run) and ``default`` (both).
-Each gets a card ``<name>.json`` (data, noise, model, epochs, recording mode, features,
-architecture, held-out AUC/mAP) and a stored stratified sample of each held-out run
-(``heldout_<noise>.npz``, the arrays of training_dynamics.npz a detector reads, plus the flips),
-from which tests/test_pretrained.py recomputes the card's held-out numbers.
+``default`` is bench/detection.py's DEFAULT_VARIANT trained on its Fashion-MNIST source corpus (the
+very job, so the benchmark's Fashion-MNIST-trained default and the shipped one are the same file),
+and ``control.pth.tar`` the learned control fitted on the same runs. ``fashion_mnist_uniform`` and
+``fashion_mnist_flip`` are the same architecture trained on a single 30% uniform or flip run.
+Held-out runs (seed 101, 30% uniform and flip, the benchmark's Fashion-MNIST recipe) are never
+trained on. Each detector gets a card ``<name>.json`` (data, noise, model, features, architecture,
+held-out AUC/mAP; the default's card also states the control's) and a stored stratified sample of
+each held-out run (``heldout_<noise>.npz``, the arrays of training_dynamics.npz a detector reads,
+plus the flips), from which tests/test_pretrained.py recomputes the cards' numbers.
 """
 from __future__ import annotations
 
@@ -32,29 +32,32 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import numpy as np  # noqa: E402
 
-from detection import (DENOISE_VARIANT, PLANS, VARIANTS, _logged, _run_config, job_phase1, run_stage,  # noqa: E402
-                       variant_flags)
+from detection import (DEFAULT_VARIANT, PLANS, VARIANTS, _logged, _run_config, control_path, corpus,  # noqa: E402
+                       detector_path, job_detector, job_phase1, run_stage, variant_flags)
 from fashion_subset import prepare_fashion_subset  # noqa: E402
 
 PRETRAINED = ROOT / "detector_model" / "pretrained"
 DATASET = "fashion_mnist"
 TRAIN_SEED, HELDOUT_SEED = 100, 101
 NOISE = (("uniform", "0.3"), ("flip", "0.3"))
-DETECTORS = {"fashion_mnist_uniform": ("uniform",), "fashion_mnist_flip": ("flip",), "default": ("uniform", "flip")}
-DETECTOR_EPOCHS = 10   # held-out AUC stops moving after a few epochs on ~9,000-18,000 sequences
+SINGLE_RUN = {"fashion_mnist_uniform": ("uniform", "0.3"), "fashion_mnist_flip": ("flip", "0.3")}
 HELDOUT_SAMPLE = 1500  # rows of each held-out run stored for the test (~150 KB compressed)
 
 
-def job_train(work: Path, plan: dict, name: str, noises: tuple[str, ...], variant: str) -> str:
+def job_train(work: Path, plan: dict, name: str, variant: str) -> str:
+    """``default``: the benchmark's own job (corpus + control); the others: one source run each."""
     import train_detector
 
-    spec = VARIANTS[variant]
-    folders = [str(_run_config(work, plan, DATASET, TRAIN_SEED, n, r).td_dir) for n, r in NOISE if n in noises]
+    if name == "default":
+        job_detector(work, plan, DATASET, variant)
+        return str(detector_path(work, DATASET, variant))
+    noise, ratio = SINGLE_RUN[name]
     out = work / "pretrained" / f"{name}.pth.tar"
     out.parent.mkdir(parents=True, exist_ok=True)
     with _logged(work / "logs" / f"pretrain_{name}.log"):
-        train_detector.main(["--r", "0.3", "--dataset", DATASET, "--files_path", *folders, "--out", str(out),
-                             "--overwrite", "--epochs", str(DETECTOR_EPOCHS), *variant_flags(spec)])
+        train_detector.main(["--r", ratio, "--dataset", DATASET, "--files_path",
+                             str(_run_config(work, plan, DATASET, TRAIN_SEED, noise, ratio).td_dir), "--out", str(out),
+                             "--overwrite", *variant_flags(VARIANTS[variant])])
     return str(out)
 
 
@@ -71,40 +74,70 @@ def store_heldout(folder: Path, out: Path) -> None:
                         pred=dyn.pred[rows], indices=dyn.indices[rows], flipped=dyn.flipped[rows])
 
 
+def _stored(sample: Path):
+    from util import Dynamics
+
+    with np.load(sample, allow_pickle=False) as arrays:
+        return Dynamics(**{k: arrays[k] for k in ("td", "labels", "margin", "pred", "indices")},
+                        flipped=arrays["flipped"].astype(bool))
+
+
+def _rounded(metrics: dict, dyn) -> dict:
+    return {"auc": round(metrics["auc"], 6), "map": round(metrics["map"], 6), "num_samples": int(dyn.num_samples),
+            "num_flipped": int(dyn.flipped.sum())}
+
+
 def heldout_metrics(detector: Path, sample: Path) -> dict:
     """AUC and mAP of ``detector`` on a stored held-out sample: what the card states and the test checks."""
     from detector_model.lstm import load_detector
     from detector_model.metrics import detection_metrics
     from detector_model.predict import detector_scores
-    from util import Dynamics
 
-    with np.load(sample, allow_pickle=False) as arrays:
-        dyn = Dynamics(**{k: arrays[k] for k in ("td", "labels", "margin", "pred", "indices")},
-                       flipped=arrays["flipped"].astype(bool))
+    dyn = _stored(sample)
     model, config = load_detector(detector)
-    metrics = detection_metrics(detector_scores(model, config, dyn), dyn.flipped)
-    return {"auc": round(metrics["auc"], 6), "map": round(metrics["map"], 6), "num_samples": int(dyn.num_samples),
-            "num_flipped": int(dyn.flipped.sum())}
+    return _rounded(detection_metrics(detector_scores(model, config, dyn), dyn.flipped), dyn)
 
 
-def card(name: str, noises: tuple[str, ...], plan: dict, detector: Path, variant: str) -> dict:
+def control_card(control: Path) -> dict:
+    """The learned control's entry in the default detector's card: same source runs, held-out numbers."""
+    from detector_model.control import control_scores, load_control
+    from detector_model.metrics import detection_metrics
+
+    blob = load_control(control)
+    heldout = {}
+    for noise, _ in NOISE:
+        dyn = _stored(PRETRAINED / f"heldout_{noise}.npz")
+        heldout[noise] = _rounded(detection_metrics(control_scores(blob, dyn), dyn.flipped), dyn)
+    return {"file": control.name, "what": "logistic regression on the within-run percentiles of "
+            + ", ".join(blob["scores"]) + ", fitted on the default detector's source runs",
+            "coef": [round(float(c), 6) for c in blob["coef"]], "heldout_runs": heldout}
+
+
+def card(name: str, plan: dict, detector: Path, variant: str) -> dict:
     import torch
 
     blob = torch.load(detector, map_location="cpu", weights_only=True)
     data = plan["data"][DATASET]
+    if name == "default":
+        runs = corpus(plan, DATASET)
+        noise = (f"the benchmark's Fashion-MNIST source corpus: {len(runs)} runs, "
+                 + ", ".join(f"{r.noise} {r.ratio}" for r in runs) + f" (synthetic, seed {TRAIN_SEED})")
+        model = ("LeNet-5 variants (lenet, lenet_mnist), 5-40 epochs, batch 64-128, lr 0.05; "
+                 "bench/detection.py CORPUS lists each run's recipe")
+    else:
+        noise = "{} {} (synthetic, seed {})".format(*SINGLE_RUN[name], TRAIN_SEED)
+        model = f"{data.net_type} (LeNet-5), SGD lr {data.lr} (Nesterov 0.9, steps at 50%/75%), batch {data.batch_size}, {data.epochs} epochs"
     return {
         "detector": f"{name}.pth.tar",
         "data": f"Fashion-MNIST, fixed subset of {data.train_subset:,} training images (bench/detection.py); "
-                "10% held out by the run for early stopping",
-        "noise": " + ".join(f"{n} {r}" for n, r in NOISE if n in noises) + f" (synthetic, seed {TRAIN_SEED})",
-        "model": f"{data.net_type} (LeNet-5), SGD lr {data.lr} (Nesterov 0.9, steps at 50%/75%), batch {data.batch_size}",
-        "epochs": data.epochs,
-        "recording_mode": "train (dynamics from the training forward pass)",
+                "10% held out by each run for early stopping",
+        "noise": noise,
+        "model": model,
+        "recording_mode": "train (dynamics from the training forward pass; one corpus run in eval mode)",
         "features": blob["config"]["features"],
         "architecture": {key: blob["config"][key] for key in ("arch", "hidden_size", "num_layers", "readout",
                                                               "bidirectional", "seq_len")},
         "variant": variant,
-        "detector_epochs": DETECTOR_EPOCHS,
         "heldout_split": {k: round(blob["metrics"][k], 6) for k in ("auc", "map")}
         | {"what": "10% stratified split of the training sequences, used to pick the best epoch"},
         "heldout_runs": {noise: heldout_metrics(detector, PRETRAINED / f"heldout_{noise}.npz") | {
@@ -116,7 +149,7 @@ def card(name: str, noises: tuple[str, ...], plan: dict, detector: Path, variant
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--variant", default=DENOISE_VARIANT, choices=sorted(VARIANTS),
+    parser.add_argument("--variant", default=DEFAULT_VARIANT, choices=sorted(VARIANTS),
                         help="architecture from bench/detection.py VARIANTS")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--workdir", default="/tmp/mislabel_bench_detection", help="shared with bench/detection.py")
@@ -124,19 +157,22 @@ def main() -> None:
     plan = PLANS["full"]
     work = Path(args.workdir) / "full"
     prepare_fashion_subset(work, plan["data"][DATASET].train_subset)
-    runs = [(DATASET, seed, n, r) for seed in (TRAIN_SEED, HELDOUT_SEED) for n, r in NOISE]
+    runs = [(DATASET, TRAIN_SEED, r.noise, r.ratio) for r in corpus(plan, DATASET)]
+    runs += [(DATASET, HELDOUT_SEED, n, r) for n, r in NOISE]
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
         run_stage(pool, "phase 1", [(job_phase1, work, plan, *run) for run in runs])
-        trained = run_stage(pool, "detectors", [(job_train, work, plan, name, noises, args.variant)
-                                                for name, noises in DETECTORS.items()])
+        trained = run_stage(pool, "detectors", [(job_train, work, plan, name, args.variant)
+                                                for name in ("default", *SINGLE_RUN)])
     PRETRAINED.mkdir(parents=True, exist_ok=True)
     for noise, ratio in NOISE:
         store_heldout(_run_config(work, plan, DATASET, HELDOUT_SEED, noise, ratio).td_dir,
                       PRETRAINED / f"heldout_{noise}.npz")
-    for _, path in trained:
-        name = Path(path).name.removesuffix(".pth.tar")
+    for (_, (name, _)), path in trained:
         shutil.copyfile(path, PRETRAINED / f"{name}.pth.tar")
-        info = card(name, DETECTORS[name], plan, PRETRAINED / f"{name}.pth.tar", args.variant)
+        info = card(name, plan, PRETRAINED / f"{name}.pth.tar", args.variant)
+        if name == "default":
+            shutil.copyfile(control_path(work, DATASET), PRETRAINED / "control.pth.tar")
+            info["learned_control"] = control_card(PRETRAINED / "control.pth.tar")
         (PRETRAINED / f"{name}.json").write_text(json.dumps(info, indent=1) + "\n")
         print(f"{name}: held-out runs " + ", ".join(f"{k} AUC {v['auc']:.4f} mAP {v['map']:.4f}"
                                                     for k, v in info["heldout_runs"].items()))

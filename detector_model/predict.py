@@ -18,7 +18,7 @@ from detector_model.lstm import LSTMDetector, load_detector
 from detector_model.metrics import detection_metrics
 from util import Dynamics, UserError
 
-__all__ = ["Ranking", "Suspects", "detector_scores", "get_order", "top_suspects"]
+__all__ = ["Ranking", "Suspects", "detector_scores", "estimated_noisy_count", "get_order", "top_suspects"]
 
 SCORING_BATCH = 4096
 
@@ -72,12 +72,22 @@ class Suspects:
     flipped_share: float | None   # share of them with a flipped label; None without ground truth or suspects
 
 
-def top_suspects(detector_file: str | Path, dyn: Dynamics, ratio: float,
+def estimated_noisy_count(scores: np.ndarray) -> int:
+    """How many labels the detector takes for wrong: those it gives probability >= 0.5. The detector
+    is trained with the classes balanced (pos_weight), so 0.5 is its own decision boundary, not a
+    prior on the noise rate; BENCHMARKS.md tables this estimate against the truth."""
+    return int(np.count_nonzero(scores >= 0.5))
+
+
+def top_suspects(detector_file: str | Path, dyn: Dynamics, ratio: float | str,
                  device: torch.device | str = "cpu") -> Suspects:
     """Rank ``dyn`` with the detector in ``detector_file`` and take its top ``ratio`` (rounded to whole
-    rows), so denoise and repair pick their suspects, and score them, the same way."""
+    rows; ``"auto"``: as many as ``estimated_noisy_count``), so denoise and repair pick their
+    suspects, and score them, the same way."""
     detector, detector_config = load_detector(detector_file, device)
     ranking = get_order(detector, detector_config, dyn)
-    rows = ranking.order[:int(round(ratio * dyn.num_samples))]
+    count = (estimated_noisy_count(ranking.scores) if ratio == "auto"
+             else int(round(float(ratio) * dyn.num_samples)))
+    rows = ranking.order[:count]
     flipped_share = float(dyn.flipped[rows].mean()) if dyn.flipped is not None and len(rows) else None
     return Suspects(ranking=ranking, rows=rows, flipped_share=flipped_share)

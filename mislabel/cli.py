@@ -80,7 +80,8 @@ def parse_args(argv, config_cls):
     denoise.add_argument("--noise_ratio", default=None, help="omit for real-world (large) datasets")
     denoise.add_argument("--noise_type", default="uniform")
     denoise.add_argument("--detector_file", required=True)
-    denoise.add_argument("--remove_ratio", required=True)
+    denoise.add_argument("--remove_ratio", required=True,
+                         help="share of the training samples to remove, or auto: as many as the detector flags")
     denoise.add_argument("--td_dir", default=None, help="phase-1 folder to rank (default: the matching run)")
     crossval = commands.add_parser("crossval", help="held-out class probabilities by K-fold cross-validation "
                                    "(pred_probs_cv.npy, for cleanlab in `compare`)")
@@ -113,5 +114,6 @@ def parse_args(argv, config_cls):
                         amp=args.amp, compile=args.compile,
                         results_dir=args.results_dir, overwrite=args.overwrite, recipe=recipe)
     if args.command == "denoise":
-        args.remove_ratio = float(_ratio(args.remove_ratio, "remove_ratio"))
+        if args.remove_ratio != "auto":
+            args.remove_ratio = float(_ratio(args.remove_ratio, "remove_ratio"))
     return args.command, config, args

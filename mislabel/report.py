@@ -35,7 +35,9 @@ def denoise_table(summary: dict) -> str:
         "| measure | value |",
         "|---|---|",
         f"| samples ranked | {summary['num_ranked']} |",
-        f"| removed (most suspicious) | {summary['num_removed']} ({100 * summary['remove_ratio']:.1f}%) |",
+        f"| removed (most suspicious) | {summary['num_removed']} "
+        f"({100 * summary['num_removed'] / max(summary['num_ranked'], 1):.1f}%"
+        f"{', remove_ratio auto' if summary['remove_ratio'] == 'auto' else ''}) |",
         f"| detection AUC | {format_metric(detection.get('auc'))} |",
         f"| detection mAP | {format_metric(detection.get('map'))} |",
         f"| flipped among removed | {format_metric(summary.get('flipped_share_of_removed'), percent=True)} |",

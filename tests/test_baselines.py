@@ -228,6 +228,7 @@ def test_registry_lists_every_dynamics_score_in_display_order() -> None:
         "loss",
         "last_prob",
         "confidence_tracking",
+        "confidence_tracking_early",
     ]
     assert "cleanlab" not in BASELINES
 

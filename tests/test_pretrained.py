@@ -59,3 +59,17 @@ def test_rank_uses_the_shipped_default_on_a_run_of_another_length() -> None:
             "flipped": dyn.flipped}
     table = rank(half, methods=("detector",), device="cpu")
     assert table.attrs["metrics"]["detector"]["auc"] > 0.8
+
+
+def test_learned_control_ships_beside_the_default_and_reproduces_its_card() -> None:
+    from detector_model.control import DEFAULT_CONTROL, control_scores, load_control
+
+    stated = json.loads((PRETRAINED / "default.json").read_text())["learned_control"]
+    assert DEFAULT_CONTROL == PRETRAINED / stated["file"]
+    control = load_control(DEFAULT_CONTROL)                       # weights_only=True inside
+    assert [round(float(c), 6) for c in control["coef"]] == stated["coef"]
+    for noise, numbers in stated["heldout_runs"].items():
+        dyn = stored_sample(PRETRAINED / f"heldout_{noise}.npz")
+        metrics = detection_metrics(control_scores(control, dyn), dyn.flipped)
+        assert metrics["auc"] == pytest.approx(numbers["auc"], abs=2e-6), noise
+        assert metrics["map"] == pytest.approx(numbers["map"], abs=2e-6), noise
