@@ -8,13 +8,20 @@ from pathlib import Path
 import numpy as np
 
 
-def prepare_fashion_subset(work: Path, count: int) -> None:
+def subset_folder(work: Path, classes: tuple[int, ...] | None = None) -> Path:
+    """The datadir of a subset: ``work/data`` for all classes, ``work/data_classes1-3-5`` for a class subset."""
+    return work / ("data" if classes is None else "data_classes" + "-".join(map(str, classes)))
+
+
+def prepare_fashion_subset(work: Path, count: int, classes: tuple[int, ...] | None = None) -> None:
     """The first ``count`` images of a fixed permutation (numpy default_rng(0)) of the 60,000
-    training images, and the full 10,000-image test set; from the system copy the formats module finds."""
+    training images, and the full 10,000-image test set; from the system copy the formats module finds.
+    With ``classes``, only those classes' images of that subset (and of the test set), relabelled
+    0..len(classes)-1 in the given order, under ``subset_folder(work, classes)``."""
     from mislabel.formats import FASHION_MNIST_SYSTEM_DIR, read_idx
     from util import UserError, atomic_write
 
-    folder = work / "data" / "fashion_mnist"
+    folder = subset_folder(work, classes) / "fashion_mnist"
     if (folder / "t10k-labels-idx1-ubyte").is_file():
         return
     source = FASHION_MNIST_SYSTEM_DIR
@@ -24,6 +31,11 @@ def prepare_fashion_subset(work: Path, count: int) -> None:
         images = read_idx(source / f"{split}-images-idx3-ubyte.gz")
         labels = read_idx(source / f"{split}-labels-idx1-ubyte.gz")
         rows = np.sort(np.random.default_rng(0).permutation(len(labels))[:keep]) if keep else np.arange(len(labels))
+        if classes is not None:
+            rows = rows[np.isin(labels[rows], classes)]
+            relabel = np.full(256, 255, dtype=labels.dtype)
+            relabel[list(classes)] = np.arange(len(classes))
+            labels = relabel[labels]
         for kind, array in (("images-idx3", images[rows]), ("labels-idx1", labels[rows])):
             header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
             payload = header + np.ascontiguousarray(array).tobytes()
