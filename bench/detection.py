@@ -137,6 +137,20 @@ CORPUS = {
         SourceRun("uniform", "0.25", DataPlan("lenet_mnist", 5, 5, 10_000, batch_size=64, lr=0.05)),
         SourceRun("flip", "0.35", DataPlan("lenet_mnist", 5, 6, 10_000, batch_size=64, lr=0.05)),
         SourceRun("idn", "0.25", DataPlan("lenet", 5, 6, 10_000, batch_size=64, lr=0.05)),
+        # Weak and short runs (66-73% test accuracy without noise): what a small budget or a hard
+        # dataset gives, where many clean samples are never learned.
+        SourceRun("uniform", "0.35", DataPlan("lenet_mnist", 5, 3, 10_000, batch_size=64, lr=0.01)),
+        SourceRun("uniform", "0.15", DataPlan("lenet", 5, 4, 10_000, batch_size=64, lr=0.005)),
+        SourceRun("flip", "0.25", DataPlan("lenet", 5, 4, 10_000, batch_size=64, lr=0.005)),
+        SourceRun("semantic", "0.3", DataPlan("lenet", 5, 4, 10_000, batch_size=64, lr=0.005)),
+        SourceRun("idn", "0.35", DataPlan("lenet_mnist", 5, 3, 10_000, batch_size=64, lr=0.01)),
+        SourceRun("idn", "0.15", DataPlan("lenet_mnist", 5, 2, 10_000, batch_size=64, lr=0.02)),
+        # Small folders with find_issues' own LeNet recipe (20 epochs, batch 32, lr 0.1): a few hundred
+        # steps leave the model weak (under 50% on some runs), the case a user's small dataset gives.
+        SourceRun("uniform", "0.12", DataPlan("lenet", 5, 20, 1_000, batch_size=32, lr=0.1)),
+        SourceRun("uniform", "0.28", DataPlan("lenet", 5, 20, 2_000, batch_size=32, lr=0.1)),
+        SourceRun("flip", "0.22", DataPlan("lenet", 5, 20, 1_000, batch_size=32, lr=0.1)),
+        SourceRun("idn", "0.18", DataPlan("lenet", 5, 20, 2_000, batch_size=32, lr=0.1)),
         # Five classes the network tells apart well (trouser, pullover, dress, sandal, bag): runs where
         # nearly every clean sample is learned, as on digits, so correctness is not learned as weak.
         SourceRun("uniform", "0.2", DataPlan("lenet", 5, 15, 10_000, batch_size=64, lr=0.05, classes=_EASY)),
@@ -202,11 +216,24 @@ def _run_config(work: Path, plan: dict, dataset: str, seed: int, noise: str, rat
     from mislabel.training import Recipe
 
     data = data_plan(plan, dataset, seed, noise, ratio)
-    datadir = None if dataset == "digits" else str(subset_folder(work, data.classes))
+    datadir = None if dataset == "digits" else str(subset_folder(work, data.classes, _own_count(plan, data)))
     return RunConfig(dataset=dataset, datadir=datadir, seed=seed,
                      noise_ratio=ratio, noise_type=noise, net_type=data.net_type, depth=data.depth,
                      td_mode=data.td_mode, results_dir=str(work / "runs"),
                      recipe=Recipe(epochs=data.epochs, batch_size=data.batch_size, lr=data.lr))
+
+
+def _own_count(plan: dict, data: DataPlan) -> int | None:
+    """A Fashion-MNIST source run's subset size when it differs from the grid's (its own folder), else None."""
+    return None if data.train_subset == plan["data"]["fashion_mnist"].train_subset else data.train_subset
+
+
+def prepare_data(work: Path, plan: dict) -> None:
+    """Write the Fashion-MNIST subsets the grid and the corpus train on (class subsets, other sizes)."""
+    prepare_fashion_subset(work, plan["data"]["fashion_mnist"].train_subset)
+    for run in corpus(plan, "fashion_mnist"):
+        if run.plan is not None and (run.plan.classes is not None or _own_count(plan, run.plan) is not None):
+            prepare_fashion_subset(work, run.plan.train_subset, run.plan.classes, _own_count(plan, run.plan) is not None)
 
 
 def job_phase1(work: Path, plan: dict, dataset: str, seed: int, noise: str, ratio: str) -> str:
@@ -402,10 +429,7 @@ def main() -> None:
     if args.fresh and work.exists():
         shutil.rmtree(work)
     started = time.perf_counter()
-    prepare_fashion_subset(work, plan["data"]["fashion_mnist"].train_subset)
-    for run in corpus(plan, "fashion_mnist"):
-        if run.plan is not None and run.plan.classes is not None:
-            prepare_fashion_subset(work, run.plan.train_subset, run.plan.classes)
+    prepare_data(work, plan)
     grid = [(d, s, n, r) for d in plan["data"] for n, r in plan["settings"] for s in plan["seeds"]]
     sources = [(d, SOURCE_SEED, run.noise, run.ratio) for d in plan["data"] for run in corpus(plan, d)]
     stages: dict[str, float] = {}

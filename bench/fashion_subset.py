@@ -8,20 +8,24 @@ from pathlib import Path
 import numpy as np
 
 
-def subset_folder(work: Path, classes: tuple[int, ...] | None = None) -> Path:
-    """The datadir of a subset: ``work/data`` for all classes, ``work/data_classes1-3-5`` for a class subset."""
-    return work / ("data" if classes is None else "data_classes" + "-".join(map(str, classes)))
+def subset_folder(work: Path, classes: tuple[int, ...] | None = None, count: int | None = None) -> Path:
+    """The datadir of a subset: ``work/data`` for all classes, ``work/data_classes1-3-5`` for a class
+    subset; ``count`` names a size other than the benchmark's usual one (``work/data_first1000``)."""
+    name = "data" if classes is None else "data_classes" + "-".join(map(str, classes))
+    return work / (name if count is None else f"{name}_first{count}")
 
 
-def prepare_fashion_subset(work: Path, count: int, classes: tuple[int, ...] | None = None) -> None:
+def prepare_fashion_subset(work: Path, count: int, classes: tuple[int, ...] | None = None,
+                           named_count: bool = False) -> None:
     """The first ``count`` images of a fixed permutation (numpy default_rng(0)) of the 60,000
     training images, and the full 10,000-image test set; from the system copy the formats module finds.
     With ``classes``, only those classes' images of that subset (and of the test set), relabelled
-    0..len(classes)-1 in the given order, under ``subset_folder(work, classes)``."""
+    0..len(classes)-1 in the given order, under ``subset_folder(work, classes)``; ``named_count`` puts
+    the subset under a folder named by its size."""
     from mislabel.formats import FASHION_MNIST_SYSTEM_DIR, read_idx
     from util import UserError, atomic_write
 
-    folder = subset_folder(work, classes) / "fashion_mnist"
+    folder = subset_folder(work, classes, count if named_count else None) / "fashion_mnist"
     if (folder / "t10k-labels-idx1-ubyte").is_file():
         return
     source = FASHION_MNIST_SYSTEM_DIR

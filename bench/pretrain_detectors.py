@@ -33,8 +33,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import numpy as np  # noqa: E402
 
 from detection import (DEFAULT_VARIANT, PLANS, VARIANTS, _logged, _run_config, control_path, corpus,  # noqa: E402
-                       detector_path, job_detector, job_phase1, run_stage, variant_flags)
-from fashion_subset import prepare_fashion_subset  # noqa: E402
+                       detector_path, job_detector, job_phase1, prepare_data, run_stage, variant_flags)
 
 PRETRAINED = ROOT / "detector_model" / "pretrained"
 DATASET = "fashion_mnist"
@@ -156,7 +155,7 @@ def main() -> None:
     args = parser.parse_args()
     plan = PLANS["full"]
     work = Path(args.workdir) / "full"
-    prepare_fashion_subset(work, plan["data"][DATASET].train_subset)
+    prepare_data(work, plan)
     runs = [(DATASET, TRAIN_SEED, r.noise, r.ratio) for r in corpus(plan, DATASET)]
     runs += [(DATASET, HELDOUT_SEED, n, r) for n, r in NOISE]
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:

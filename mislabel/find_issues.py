@@ -341,6 +341,7 @@ def find_issues(args: argparse.Namespace) -> Path:
         print("\n".join(choice.lines))
     expect_after_training(choice.estimate.after)
     _refuse_other_results(out, args, _phase1_config(listing, plan, args, out).td_dir)
+    choice.save(out)
     td_dir, summary = _phase1(listing, keep, plan, args, out)
     if not rank0:
         return out  # rank 0 alone scores and writes

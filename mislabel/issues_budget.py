@@ -29,10 +29,16 @@ FLAGS = ("net_type", "depth", "num_epochs", "batch_size", "lr", "image_size", "s
 
 
 class BudgetChoice:
-    """The chosen plan, its estimate and the lines that explain the choice."""
+    """The chosen plan, its estimate, the lines that explain the choice and, for a new choice, the
+    record to store (``save``, once the command is sure to run: a refused command leaves no trace)."""
 
-    def __init__(self, plan: Plan, estimate: Estimate, lines: list[str]) -> None:
-        self.plan, self.estimate, self.lines = plan, estimate, lines
+    def __init__(self, plan: Plan, estimate: Estimate, lines: list[str], record: str | None = None) -> None:
+        self.plan, self.estimate, self.lines, self.record = plan, estimate, lines, record
+
+    def save(self, out: Path) -> None:
+        if self.record is not None and distributed.is_main():
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write(out / PLAN_FILE, lambda tmp: Path(tmp).write_text(self.record + "\n"))
 
 
 def _predictor(num_train: int, num_test: int, num_classes: int, scan_per_image: float, args: argparse.Namespace):
@@ -98,9 +104,7 @@ def _plan(full: Plan, num_train: int, num_test: int, num_classes: int, scan_per_
                          f"{minutes(max(left, 0))} left of the budget; raise --budget or pass --num_epochs")
     lines.append(f"predicted: {minutes(clock.elapsed() + estimate.total)} in all ({estimate.describe()})")
     record = json.dumps({"key": key, "plan": asdict(plan), "estimate": asdict(estimate)}, indent=2)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / PLAN_FILE, lambda tmp: Path(tmp).write_text(record + "\n"))
-    return BudgetChoice(plan, estimate, lines)
+    return BudgetChoice(plan, estimate, lines, record)
 
 
 def _stored(path: Path) -> dict | None:

@@ -57,6 +57,8 @@ def test_flags_fix_what_the_budget_may_choose(tmp_path, monkeypatch):
 
 def test_a_rerun_keeps_the_stored_plan(tmp_path, monkeypatch):
     first = _plan(tmp_path, monkeypatch, 20)
+    assert not (tmp_path / "out20").exists()           # nothing is stored before the command is sure to run
+    first.save(tmp_path / "out20")
     monkeypatch.setattr(issues_budget, "time_step", lambda *a: pytest.fail("a rerun must not time again"))
     args = argparse.Namespace(**{**FLAGS, "budget": 20})
     again = issues_budget.plan_within_budget(default_plan(60_000, 28), 60_000, 6_000, 10, 1e-4, args, FIRST_DEPTH,

@@ -21,7 +21,7 @@ from sklearn.metrics import roc_auc_score
 from conftest import ROOT, run_sh
 from detector_model.lstm import LSTMDetector, detector_config, save_detector
 from detector_model.baselines import BASELINES
-from mislabel.api import DEFAULT_DETECTOR
+from mislabel.api import DEFAULT_CONTROL, DEFAULT_DETECTOR
 from mislabel.checkpoint import CHECKPOINT_FILE
 import mislabel.find_issues as find_issues_module
 from mislabel.find_issues import default_plan, main
@@ -90,7 +90,8 @@ def test_ranks_the_moved_files_high(digits_folder, finished):
     table = pd.read_csv(out / "suspects.csv", keep_default_na=False)
     expected = ["rank", "path", "given_label", "predicted_label", "score", "flagged"]
     detectors = ["lstm:default"] if DEFAULT_DETECTOR.is_file() else []   # baselines alone until one ships
-    assert list(table.columns) == expected + detectors + list(BASELINES)
+    control = ["control"] if DEFAULT_CONTROL.is_file() else []
+    assert list(table.columns) == expected + detectors + control + list(BASELINES)
     assert len(table) == 10 * PER_CLASS and table["rank"].tolist() == list(range(1, len(table) + 1))
     moved = table["path"].isin(digits_folder[1])
     assert moved.sum() == len(digits_folder[1])

@@ -52,7 +52,8 @@ def test_phase1_files_and_npz_format(uniform30_run):
 
 def test_detector_finds_uniform_noise(uniform30_run, detector_file):
     blob = torch.load(detector_file, weights_only=True)
-    assert blob["config"]["features"] == ["correct", "prob_rank", "margin_rank"] and blob["config"]["num_epochs_seen"] == 30
+    assert blob["config"]["features"] == ["correct", "prob_rank", "margin_rank", "confusion", "class_error"]
+    assert blob["config"]["num_epochs_seen"] == 30
     assert blob["config"]["readout"] == "pool" and blob["config"]["seq_len"] == 32
     assert blob["metrics"]["auc"] > 0.9
     model, config = load_detector(detector_file)
