@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 __all__ = ["NETWORKS", "DEFAULT_WIDEN_FACTOR", "build_model", "check_network"]
 
 # The valid depths of each family, written out so that importing this package (and checking
-# --net_type/--depth) loads no torch; each family's module configures these depths, and
-# tests/test_models.py builds every one and checks that the lists agree with the modules'.
+# --net_type/--depth) loads no torch; each family's module configures these depths
+# (tests/test_models.py builds every one, tests/test_startup.py checks the lists agree).
 _CIFAR_RESNET_DEPTHS = (20, 32, 44, 56, 110)
 _IMAGENET_RESNET_DEPTHS = (18, 34, 50)
 NETWORKS: dict[str, tuple[int, ...]] = {
