@@ -23,7 +23,7 @@ from mislabel.checkpoint import Checkpoint, Progress
 from mislabel.progress import EpochProgress
 from mislabel.run_options import TD_MODES, Recipe
 from mislabel.recorder import Recorder
-from util import AverageMeter, UserError, atomic_write, atomic_write_csv
+from util import AverageMeter, atomic_write, atomic_write_csv
 
 __all__ = ["Recipe", "Evaluation", "FitResult", "fit", "evaluate", "TD_MODES"]
 
