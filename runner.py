@@ -18,21 +18,23 @@ import zlib
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-import numpy as np
-import pandas as pd
+from mislabel.cli import check_args, parse_args
+from util import (METADATA_FILE, Dynamics, UserError, atomic_torch_save, atomic_write, check_output_folder,
+                  exit_on_user_error, load_dynamics, pick_device, seed_everything, single_path_component)
+
+if __name__ == "__main__":  # refuse a bad command line before the imports below (seconds and ~1 GB)
+    exit_on_user_error(check_args)(sys.argv[1:])
+
+import numpy as np  # noqa: E402  (after the check, on purpose)
 import torch
 
-from detector_model.predict import Ranking, top_suspects
 from mislabel import distributed
 from mislabel.accel import Acceleration
 from mislabel.budget import Clock, minutes
 from mislabel.checkpoint import CHECKPOINT_FILE, Checkpoint
-from mislabel.cli import parse_args
-from mislabel.crossval import crossval_probs
 from mislabel.data import ImageData, TensorBatches, load_dataset
-from mislabel.file_batches import FileBatches
 from mislabel.noise import canonical_noise_type, corrupt_labels
 from mislabel.recorder import Recorder
 from mislabel.run_lock import folder_lock
@@ -40,8 +42,10 @@ from mislabel.report import denoise_table, format_metric, read_summary, write_su
 from mislabel.run_budget import epochs_within_budget
 from mislabel.training import Recipe, evaluate, fit
 from models import build_model
-from util import (METADATA_FILE, Dynamics, UserError, atomic_torch_save, atomic_write, check_output_folder,
-                  exit_on_user_error, load_dynamics, pick_device, seed_everything, single_path_component)
+
+if TYPE_CHECKING:  # imported where used: in-memory phase 1 needs neither (torchvision, sklearn.metrics)
+    from detector_model.predict import Ranking
+    from mislabel.file_batches import FileBatches
 
 __all__ = ["Runner", "RunConfig"]
 
@@ -149,6 +153,8 @@ class Runner:
         images = self.data.test_images if test else self.data.train_images
         rows = torch.as_tensor(indices)
         if images is None:
+            from mislabel.file_batches import FileBatches
+
             files = np.asarray(self.data.test_files if test else self.data.train_files, dtype=object)[indices]
             return FileBatches(files, torch.as_tensor(labels)[rows], self.data.mean, self.data.std, per_rank,
                                self.device, image_size=self.data.image_size, train=train, seed=self.config.seed,
@@ -270,6 +276,8 @@ class Runner:
         (``"auto"``: as many as the detector takes for mislabeled)."""
         if remove_ratio != "auto" and not 0.0 <= remove_ratio < 1.0:
             raise UserError(f"remove_ratio {remove_ratio} is outside [0, 1); pass e.g. 0.2 to drop the top 20%")
+        from detector_model.predict import top_suspects
+
         dyn = load_dynamics(td_dir)
         if not np.array_equal(dyn.assigned, self.assigned_labels[dyn.indices]):
             raise UserError(f"the dynamics in {td_dir} were recorded with other labels than these arguments give; "
@@ -331,6 +339,8 @@ class Runner:
 
 def write_suspects_csv(path: Path, dyn: Dynamics, ranking: Ranking) -> None:
     """suspects.csv: rank, index, score, assigned_label, predicted_label[, true_label], most suspicious first."""
+    import pandas as pd  # here: phase 1 never needs it
+
     order = ranking.order
     table = {"rank": np.arange(1, len(order) + 1), "index": dyn.indices[order],
              "score": np.round(ranking.scores[order], 6), "assigned_label": dyn.assigned[order],
@@ -355,6 +365,8 @@ def main(argv: list[str] | None = None) -> None:
             if extra.budget is not None and distributed.is_main():
                 print(f"took {minutes(clock.elapsed())} of the {extra.budget:g} min budget")
         elif command == "crossval":
+            from mislabel.crossval import crossval_probs
+
             crossval_probs(runner, extra.folds, extra.num_epochs)
         else:
             runner.train(extra.detector_file, extra.remove_ratio, extra.td_dir)

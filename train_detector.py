@@ -20,17 +20,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from sklearn.model_selection import train_test_split
-from tqdm.auto import tqdm
 
-from detector_model.control import fit_control, save_control
 from detector_model.features import FEATURES, build_features, check_features
-from detector_model.lstm import READOUTS, LSTMDetector, build_detector, detector_config, load_detector, save_detector
-from detector_model.metrics import detection_metrics, has_ground_truth
-from util import (OneLineParser, UserError, exit_on_user_error, load_dynamics, pick_device, seed_everything, seed_value,
-                  single_path_component)
+from util import (OneLineParser, UserError, exit_on_user_error, load_dynamics, pick_device, require_file,
+                  require_folder, seed_everything, seed_value, single_path_component)
 
 # Adam at 2e-3 with batch 256: on a corpus of 20-30 source runs (tens of thousands of sequences)
 # held-out AUC stops moving after a handful of epochs; longer training fits the source datasets,
@@ -46,6 +39,9 @@ DEFAULTS = dict(epochs=8, batch_size=256, lr=2e-3, hidden_size=32, num_layers=1,
 #   --features prob --readout last --no-bidirectional --seq_len 0 --hidden_size 64 --num_layers 2
 ARCHITECTURE = dict(features="correct,prob_rank,margin_rank,confusion,class_error", readout="pool", bidirectional=True,
                     seq_len=32)
+# detector_model.lstm.READOUTS, spelled out so the flags are checked before torch loads
+# (tests/test_startup.py checks that the two agree)
+READOUT_CHOICES = ("last", "pool")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -62,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--num_layers", type=int, default=DEFAULTS["num_layers"])
     parser.add_argument("--features", default=ARCHITECTURE["features"],
                         help=f"comma list from {sorted(FEATURES)} (paper: prob)")
-    parser.add_argument("--readout", default=ARCHITECTURE["readout"], choices=READOUTS,
+    parser.add_argument("--readout", default=ARCHITECTURE["readout"], choices=READOUT_CHOICES,
                         help="head input: last time step (paper) or mean+max pooled over epochs")
     parser.add_argument("--bidirectional", action=argparse.BooleanOptionalAction,
                         default=ARCHITECTURE["bidirectional"],
@@ -78,7 +74,47 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--control_out", help="also fit the learned control (logistic regression on the baselines' "
                                               "scores) on the same runs and write it to this file")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    _check(args)
+    return args
+
+
+def _check(args: argparse.Namespace) -> None:
+    """Refuse bad values and paths before torch loads and before any run is read."""
+    if not 0.0 <= args.r < 1.0:
+        raise UserError(f"--r {args.r} is outside [0, 1); pass the noise ratio of the runs, e.g. 0.2")
+    if args.max_per_run < 0:
+        raise UserError(f"--max_per_run {args.max_per_run} must be 0 (all samples) or a positive count")
+    for flag in ("epochs", "batch_size", "hidden_size", "num_layers"):
+        if getattr(args, flag) < 1:
+            raise UserError(f"--{flag} {getattr(args, flag)} must be at least 1")
+    if args.seq_len < 0 or args.seq_len == 1:
+        raise UserError(f"--seq_len {args.seq_len} must be at least 2, or 0 to keep the recorded epochs")
+    check_features([name.strip() for name in args.features.split(",") if name.strip()])
+    for folder in args.files_path:
+        require_folder(folder, "run folder", "pass the folder generate_td wrote")
+    if args.resume:
+        require_file(args.resume, "detector file", "train one with `./run.sh train_detector` or pass the path of an "
+                     "existing .pth.tar")
+    if args.out is None:
+        single_path_component(args.dataset, "--dataset")  # it names the output file in this folder
+    args.out = args.out or f"{args.dataset}_{args.r}_lstm_detector.pth.tar"
+    for path in filter(None, (args.out, args.control_out)):
+        if Path(path).exists() and not args.overwrite:
+            raise UserError(f"{path} already exists; pass --overwrite to replace it or another file name")
+
+
+if __name__ == "__main__":  # refuse a bad command line before the imports below (seconds and ~1 GB)
+    exit_on_user_error(parse_args)(sys.argv[1:])
+
+import torch  # noqa: E402  (after the check, on purpose)
+import torch.nn.functional as F
+from sklearn.model_selection import train_test_split
+from tqdm.auto import tqdm
+
+from detector_model.control import fit_control, save_control
+from detector_model.lstm import LSTMDetector, build_detector, detector_config, load_detector, save_detector
+from detector_model.metrics import detection_metrics, has_ground_truth
 
 
 def load_training_set(folders: list[str], features: list[str], seq_len: int | None = None,
@@ -166,20 +202,7 @@ def train(args: argparse.Namespace) -> tuple[LSTMDetector, dict, dict]:
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if not 0.0 <= args.r < 1.0:
-        raise UserError(f"--r {args.r} is outside [0, 1); pass the noise ratio of the runs, e.g. 0.2")
-    if args.max_per_run < 0:
-        raise UserError(f"--max_per_run {args.max_per_run} must be 0 (all samples) or a positive count")
-    if args.epochs < 1:
-        raise UserError(f"--epochs {args.epochs} must be at least 1")
-    if args.seq_len < 0 or args.seq_len == 1:
-        raise UserError(f"--seq_len {args.seq_len} must be at least 2, or 0 to keep the recorded epochs")
-    if args.out is None:
-        single_path_component(args.dataset, "--dataset")  # it names the output file in this folder
-    out = Path(args.out or f"{args.dataset}_{args.r}_lstm_detector.pth.tar")
-    for path in filter(None, (out, args.control_out and Path(args.control_out))):
-        if path.exists() and not args.overwrite:
-            raise UserError(f"{path} already exists; pass --overwrite to replace it or another file name")
+    out = Path(args.out)
     model, config, metrics = train(args)
     config["trained_on"] = [str(Path(p)) for p in args.files_path]
     save_detector(out, model, config, metrics)

@@ -1,24 +1,28 @@
 """Small shared utilities: user-facing errors, atomic file writes, seeding, running means.
 
-Everything here is dependency-light so every module (and every test) can import it.
+Everything here is dependency-light so every module (and every test) can import it: torch is
+imported inside the few functions that use it, so importing ``util`` (for ``UserError``, say)
+never loads it. The command-line pieces live in ``mislabel.user_input`` and are re-exported.
 """
 from __future__ import annotations
 
-import argparse
 import csv
-import errno
-import functools
 import os
 import random
-import sys
 import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import torch
+
+from mislabel.user_input import (SEED_LIMIT, OneLineParser, UserError, check_output_folder, exit_on_user_error,
+                                 is_no_space, no_space_message, require_file, require_folder, seed_value,
+                                 single_path_component)
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = [
     "UserError",
@@ -30,9 +34,11 @@ __all__ = [
     "is_no_space",
     "no_space_message",
     "require_folder",
+    "require_file",
     "check_output_folder",
     "single_path_component",
     "seed_value",
+    "SEED_LIMIT",
     "atomic_torch_save",
     "torch_load",
     "seed_everything",
@@ -46,51 +52,6 @@ __all__ = [
 ]
 
 
-class UserError(Exception):
-    """A problem with the user's input: printed as one line, exit code 2, no traceback."""
-
-
-F = TypeVar("F", bound=Callable[..., object])
-
-
-def exit_on_user_error(main: F) -> F:
-    """Wrap a command-line entry point so bad input ends in one line on stderr and exit 2."""
-
-    @functools.wraps(main)
-    def wrapped(*args, **kwargs):
-        try:
-            return main(*args, **kwargs)
-        except UserError as err:
-            print(f"error: {err}", file=sys.stderr)
-            sys.exit(2)
-        except Exception as err:
-            if not is_no_space(err):
-                raise
-            # a full disk can strike any write (atomic_write's already name their file as UserErrors)
-            print(f"error: {no_space_message(getattr(err, 'filename', None) or 'the results')}", file=sys.stderr)
-            sys.exit(2)
-        except KeyboardInterrupt:
-            print("interrupted", file=sys.stderr)
-            sys.exit(130)
-
-    return wrapped  # type: ignore[return-value]
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse whose usage errors are one-line UserErrors (exit 2, no usage dump), like every other bad input.
-
-    The error ends with a ``-h`` hint; ``launcher`` is what the user types before ``prog`` to run the
-    command (``"python "`` for a script, ``"./"`` when ``prog`` names run.sh without its path).
-    """
-
-    def __init__(self, *args, launcher: str = "", **kwargs):
-        super().__init__(*args, **kwargs)
-        self.launcher = launcher
-
-    def error(self, message: str):
-        raise UserError(f"{message}; see `{self.launcher}{self.prog} -h`")
-
-
 def _current_umask() -> int:
     """The process umask (only readable by setting it, so it is set back at once)."""
     mask = os.umask(0o022)
@@ -101,20 +62,6 @@ def _current_umask() -> int:
 # mkstemp creates 0600 files; results are chmodded to what a plain open() would give, so
 # collaborators on a shared machine can read them (0644 under the usual umask 022).
 _FILE_MODE = 0o666 & ~_current_umask()
-
-
-def is_no_space(err: BaseException | None) -> bool:
-    """A full disk (or quota) anywhere in ``err``'s chain of causes, as opposed to any other failure
-    (writers such as nested atomic writes or torch wrap the OSError in their own exception)."""
-    while err is not None:
-        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
-            return True
-        err = err.__cause__ or err.__context__
-    return False
-
-
-def no_space_message(path: str | os.PathLike) -> str:
-    return f"no space left on device while writing {path}; free space or set RESULTS_DIR to another disk"
 
 
 def _temp_beside(path: Path) -> str:
@@ -172,6 +119,8 @@ def atomic_write_csv(path: str | os.PathLike, rows: list[dict], fieldnames: list
 def atomic_torch_save(obj: object, path: str | os.PathLike) -> None:
     """torch.save through a Python file, whose failed writes raise OSError with an errno (writing to
     a path, torch reports a full disk as an anonymous RuntimeError)."""
+    import torch
+
     def write(tmp: str) -> None:
         with open(tmp, "wb") as handle:
             torch.save(obj, handle)
@@ -182,54 +131,18 @@ def atomic_torch_save(obj: object, path: str | os.PathLike) -> None:
 def torch_load(path: str | os.PathLike) -> object:
     """``torch.load(weights_only=True)`` onto the CPU, quietly: on a foreign file (a raw pickle) torch
     warns before it fails, and those warnings would precede the one error line the caller prints."""
+    import torch
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def require_folder(path: str | os.PathLike, what: str, fix: str) -> Path:
-    """``path`` as an existing folder, else a UserError that says whether it is missing or a file."""
-    path = Path(path)
-    if path.is_dir():
-        return path
-    problem = "is a file, expected a folder" if path.exists() else "does not exist"
-    raise UserError(f"{what} {path} {problem}; {fix}")
-
-
-def check_output_folder(path: str | os.PathLike, what: str, fix: str) -> None:
-    """Refuse, before anything is written, an output folder that is (or lies below) a file."""
-    for folder in (Path(path), *Path(path).parents):
-        if folder.exists() and not folder.is_dir():
-            where = "" if folder == Path(path) else f" (it lies below {folder})"
-            raise UserError(f"{what} {path} is a file, expected a folder{where}; {fix}")
-        if folder.exists():
-            return
-
-
-def single_path_component(name: str, what: str) -> str:
-    """Names become folder names; ``../x`` or ``a/b`` would write outside the results folder."""
-    if not name or name in (".", "..") or "/" in name or os.sep in name or "\0" in name:
-        raise UserError(f"{what} {name!r} is not a single folder name; pass a plain name such as digits "
-                        "(a CSV list: its file name, inside --datadir)")
-    return name
-
-
-SEED_LIMIT = 2**32  # numpy's legacy seeding and most RNG APIs take 32-bit seeds
-
-
-def seed_value(text: str) -> int:
-    """argparse type for ``--seed``: an integer in [0, 2**32), or a one-line error."""
-    try:
-        seed = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if not 0 <= seed < SEED_LIMIT:
-        raise argparse.ArgumentTypeError(f"{text} is outside 0..{SEED_LIMIT - 1}")
-    return seed
-
 
 def seed_everything(seed: int) -> None:
     """Seed every generator we use; CPU runs are then bit-for-bit repeatable."""
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -237,6 +150,8 @@ def seed_everything(seed: int) -> None:
 
 def pick_device(requested: str = "auto") -> torch.device:
     """``auto`` means CUDA when present, else CPU; an explicit CUDA request without a GPU is an error."""
+    import torch
+
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if requested.startswith("cuda") and not torch.cuda.is_available():
@@ -260,6 +175,8 @@ class AverageMeter:
         self.count = 0
 
     def update(self, value: float | torch.Tensor, n: int = 1) -> None:
+        import torch  # already loaded by whoever made the tensor: a dictionary lookup
+
         if isinstance(value, torch.Tensor):
             self.total = self.total + value.detach().double() * n
         else:
@@ -425,6 +342,8 @@ def load_dynamics(folder: str | os.PathLike) -> Dynamics:
     dyn = validate_dynamics(Dynamics(**{key: arrays[key] for key in ("td", "labels", "margin", "pred", "indices")}),
                             path)
     if (folder / METADATA_FILE).is_file():
+        import torch
+
         meta = load_metadata(folder)
         rows = torch.as_tensor(dyn.indices)
         for key in ("label_flipped", "true_targets"):

@@ -3,6 +3,14 @@
 The library surface: ``Recorder`` records dynamics from any training loop, ``rank`` scores the
 samples (see ``mislabel/api.py`` and ``examples/own_loop.py``).
 """
-from mislabel.api import Recorder, rank
-
 __all__ = ["Recorder", "rank"]
+
+
+def __getattr__(name: str):
+    """Both load torch, so they are imported on first use: the command lines under ``mislabel.``
+    check their arguments without paying seconds and ~1 GB for it."""
+    if name in __all__:
+        from mislabel import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'mislabel' has no attribute {name!r}")

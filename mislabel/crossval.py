@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from sklearn.model_selection import StratifiedKFold
 
+from mislabel.run_options import DEFAULT_FOLDS
 from mislabel.training import fit
 from util import TD_FILE, UserError, atomic_write, load_dynamics
 
@@ -32,7 +33,6 @@ __all__ = ["PRED_PROBS_FILE", "PRED_PROBS_INFO", "DEFAULT_FOLDS", "fold_assignme
 
 PRED_PROBS_FILE = "pred_probs_cv.npy"
 PRED_PROBS_INFO = "pred_probs_cv.json"
-DEFAULT_FOLDS = 4  # each model sees 75% of the rows: close to phase 1's model at a 4x training bill
 
 
 def fold_assignment(assigned: np.ndarray, folds: int, seed: int) -> np.ndarray:

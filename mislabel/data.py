@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from mislabel import distributed
-from util import UserError, require_folder
+from mislabel.run_options import EMBEDDED_DATASETS, check_datadir
+from util import UserError
 
 __all__ = ["Augment", "ImageData", "load_dataset", "TensorBatches", "EMBEDDED_DATASETS", "FILE_IMAGE_SIZE",
            "IMAGENET_STATS", "PHOTO_DATASETS", "default_file_side", "epoch_generator", "batch_rows", "shard_rows",
@@ -23,7 +24,6 @@ __all__ = ["Augment", "ImageData", "load_dataset", "TensorBatches", "EMBEDDED_DA
 # train_test_split(random_state=0); independent of --seed so test numbers compare across seeds.
 DIGITS_TEST_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0
-EMBEDDED_DATASETS = ("digits",)
 # Side of the square crops cut from the named photo datasets unless --image_size says otherwise: the
 # seed trains its torchvision ResNets on 224x224 crops (RandomResizedCrop / Resize+CenterCrop).
 FILE_IMAGE_SIZE = 224
@@ -146,9 +146,7 @@ def default_file_side(name: str, files: list[str]) -> int:
 def _load_from(name: str, datadir: str | Path | None, seed: int) -> ImageData:
     from mislabel.formats import LARGE_DATASETS, read_dataset
 
-    if datadir is None:
-        raise UserError(f"{name} is read from disk; pass --datadir, the folder that holds {name}/ (see README)")
-    require_folder(datadir, "datadir", "pass the folder that holds <dataset>/ (see README)")
+    check_datadir(name, datadir)
     raw = read_dataset(name, datadir, seed)
     mean, std = IMAGENET_STATS
     if raw.train_images is not None:

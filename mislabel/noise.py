@@ -20,7 +20,6 @@ from __future__ import annotations
 import zlib
 
 import numpy as np
-from scipy.stats import truncnorm
 
 from util import UserError
 
@@ -87,6 +86,8 @@ def noise_rng(seed: int, dataset: str, noise_ratio: float, noise_type: str) -> n
 def _idn_labels(true_labels: np.ndarray, num_classes: int, noise_ratio: float, images: np.ndarray | None,
                 rng: np.random.Generator) -> np.ndarray:
     """Xia et al.'s generator, one class at a time so only one [D, K] projection is ever in memory."""
+    from scipy.stats import truncnorm  # here: scipy.stats alone costs half a second to import
+
     if images is None:
         raise UserError("idn noise needs the images in memory, and this dataset is read from image files; "
                         "use uniform, flip or semantic noise for it")

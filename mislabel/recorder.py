@@ -27,13 +27,13 @@ import torch
 import torch.distributed as dist
 
 from mislabel import distributed
+from mislabel.run_options import STORES
 from mislabel.report import SUMMARY_FILE
 from mislabel.streaming import computed_ahead, read_chunks, write_npz
 from util import METADATA_FILE, TD_FILE, Dynamics, UserError, atomic_torch_save, atomic_write
 
 __all__ = ["Recorder", "margins", "STORES", "STORE_DIR"]
 
-STORES = ("auto", "ram", "memmap")
 STORE_DIR = "td_store"
 # "auto" memory-maps when the stored dynamics would take more than this share of physical RAM.
 AUTO_MEMMAP_SHARE = 0.25

@@ -18,8 +18,6 @@ import torch.distributed as dist
 
 from mislabel import distributed
 from mislabel.budget import Clock, fitting_epochs, minutes, time_step
-from mislabel.file_batches import auto_workers
-from mislabel.image_files import open_rgb
 from mislabel.report import read_summary
 from util import atomic_write
 
@@ -31,6 +29,8 @@ DECODE_SAMPLE = 32   # files decoded to measure the decoding speed of a streamed
 
 def _decode_seconds(files: list[str]) -> float:
     """Seconds to decode one image file, from an evenly spaced sample."""
+    from mislabel.image_files import open_rgb  # here, as below: in-memory data needs no torchvision or pandas
+
     picks = [files[i] for i in sorted({round(i * (len(files) - 1) / (DECODE_SAMPLE - 1)) for i in range(DECODE_SAMPLE)})]
     started = time.perf_counter()
     for path in picks:
@@ -47,6 +47,8 @@ def _predict_epochs(runner, budget_minutes: float, clock: Clock) -> tuple[int, s
     steps = math.ceil(len(runner.train_indices) / world / batch)
     per_epoch = steps * step + math.ceil(len(runner.valid_indices) / batch) * step / 3
     if data.train_images is None:
+        from mislabel.file_batches import auto_workers
+
         share = -(-len(runner.train_indices) // world)  # each rank decodes its share, as FileBatches does
         workers = auto_workers(share, batch, world) if config.num_workers is None else config.num_workers
         decoding = _decode_seconds(data.train_files) * len(runner.train_indices) / world / max(1, workers)

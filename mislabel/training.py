@@ -21,36 +21,13 @@ from mislabel import distributed
 from mislabel.accel import Acceleration
 from mislabel.checkpoint import Checkpoint, Progress
 from mislabel.progress import EpochProgress
+from mislabel.run_options import TD_MODES, Recipe
 from mislabel.recorder import Recorder
-from util import AverageMeter, UserError, atomic_write, atomic_write_csv
+from util import AverageMeter, atomic_write, atomic_write_csv
 
 __all__ = ["Recipe", "Evaluation", "FitResult", "fit", "evaluate", "TD_MODES"]
 
-TD_MODES = ("train", "eval")
 LOG_COLUMNS = ["epoch", "train_error", "train_loss", "valid_error", "valid_top5_error", "valid_loss", "lr", "seconds"]
-
-
-@dataclass
-class Recipe:
-    """The seed's phase-1 recipe (ResNet-32 on CIFAR); every value is a command-line flag."""
-
-    epochs: int = 200
-    batch_size: int = 128
-    lr: float = 0.1
-    momentum: float = 0.9          # Nesterov momentum 0.9, the CIFAR ResNet standard
-    weight_decay: float = 1e-4
-    lr_milestones: tuple[float, ...] = (0.5, 0.75)   # fractions of the epochs where lr drops
-    lr_gamma: float = 0.1
-    loss_type: str = "cross_entropy"
-
-    def validate(self) -> None:
-        if self.epochs < 1:
-            raise UserError(f"--num_epochs {self.epochs} must be at least 1")
-        if self.batch_size < 2:
-            raise UserError(f"--batch_size {self.batch_size} must be at least 2 (BatchNorm needs two samples)")
-        if self.lr <= 0:
-            raise UserError(f"--lr {self.lr} must be positive")
-        make_loss(self.loss_type)
 
 
 @dataclass

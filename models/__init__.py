@@ -11,31 +11,32 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
-
-from models.conv4 import CONV4_DEPTHS, Conv4
-from models.densenet import DENSENET_DEPTHS, DenseNet
-from models.lenet import LENET_DEPTHS, LeNet
-from models.PreResNet import PRERESNET_DEPTHS, PreActResNet
-from models.resnet import CIFAR_DEPTHS, IMAGENET_DEPTHS, build_resnet
-from models.vgg import VGG_DEPTHS, VGG
-from models.wide_resnet import DEFAULT_WIDEN_FACTOR, WRN_DEPTHS, WideResNet
 from util import UserError, torch_load
 
-__all__ = ["NETWORKS", "DEFAULT_WIDEN_FACTOR", "build_model"]
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
+__all__ = ["NETWORKS", "DEFAULT_WIDEN_FACTOR", "build_model", "check_network"]
+
+# The valid depths of each family, written out so that importing this package (and checking
+# --net_type/--depth) loads no torch; each family's module configures these depths
+# (tests/test_models.py builds every one, tests/test_startup.py checks the lists agree).
+_CIFAR_RESNET_DEPTHS = (20, 32, 44, 56, 110)
+_IMAGENET_RESNET_DEPTHS = (18, 34, 50)
 NETWORKS: dict[str, tuple[int, ...]] = {
-    "conv4": CONV4_DEPTHS,
-    "densenet": DENSENET_DEPTHS,
-    "lenet": LENET_DEPTHS,
-    "lenet_mnist": LENET_DEPTHS,
-    "preresnet": PRERESNET_DEPTHS,
-    "resnet": CIFAR_DEPTHS + IMAGENET_DEPTHS,
-    "vgg": VGG_DEPTHS,
-    "wide_resnet": WRN_DEPTHS,
+    "conv4": (4,),
+    "densenet": (40, 100),
+    "lenet": (5,),
+    "lenet_mnist": (5,),
+    "preresnet": (18, 34),
+    "resnet": _CIFAR_RESNET_DEPTHS + _IMAGENET_RESNET_DEPTHS,
+    "vgg": (11, 13, 16, 19),
+    "wide_resnet": (16, 28, 40),
 }
+DEFAULT_WIDEN_FACTOR = 10  # WRN-28-10 is the network most CIFAR papers report
 
 
 def _join(numbers: tuple[int, ...]) -> str:
@@ -45,7 +46,8 @@ def _join(numbers: tuple[int, ...]) -> str:
 def _valid_depths(net_type: str) -> str:
     """The depth list for an error message; resnet's two families are named, since they differ a lot."""
     if net_type == "resnet":
-        return f"{_join(CIFAR_DEPTHS)} (CIFAR-style) or {_join(IMAGENET_DEPTHS)} (ImageNet-style torchvision)"
+        return (f"{_join(_CIFAR_RESNET_DEPTHS)} (CIFAR-style) or {_join(_IMAGENET_RESNET_DEPTHS)} "
+                "(ImageNet-style torchvision)")
     return _join(NETWORKS[net_type])
 
 
@@ -56,6 +58,24 @@ def _is_int(value: object) -> bool:
 
 def _is_positive_int(value: object) -> bool:
     return _is_int(value) and value >= 1
+
+
+def check_network(net_type: str, depth: int, widen_factor: int | None = None) -> str:
+    """Refuse an unknown network, a depth it does not have or a widen factor it does not take,
+    without torch; returns the network's canonical (lower-case) name."""
+    name = net_type.strip().lower()
+    if name not in NETWORKS:
+        raise UserError(f"unknown --net_type {net_type!r}; choose one of: {', '.join(sorted(NETWORKS))}")
+    if not _is_int(depth) or depth not in NETWORKS[name]:
+        raise UserError(f"--depth {depth} is not valid for {name}; valid depths: {_valid_depths(name)}")
+    if widen_factor is not None and name != "wide_resnet":
+        raise UserError(f"--widen_factor applies only to wide_resnet; drop it for --net_type {name}")
+    if widen_factor is not None and not _is_positive_int(widen_factor):
+        raise UserError(
+            f"--widen_factor must be a positive integer (default {DEFAULT_WIDEN_FACTOR}), "
+            f"got {widen_factor!r}"
+        )
+    return name
 
 
 def build_model(
@@ -82,22 +102,11 @@ def build_model(
         so a model can be fine-tuned on a different number of classes.
     :raises UserError: for an unknown network, an invalid depth or size, or an unusable file.
     """
-    name = net_type.strip().lower()
-    if name not in NETWORKS:
-        raise UserError(f"unknown --net_type {net_type!r}; choose one of: {', '.join(sorted(NETWORKS))}")
-    if not _is_int(depth) or depth not in NETWORKS[name]:
-        raise UserError(f"--depth {depth} is not valid for {name}; valid depths: {_valid_depths(name)}")
+    name = check_network(net_type, depth, widen_factor)
     sizes = {"--num_classes": num_classes, "--in_channels": in_channels, "--image_size": image_size}
     for flag, value in sizes.items():
         if not _is_positive_int(value):
             raise UserError(f"{flag} must be a positive integer, got {value!r}")
-    if widen_factor is not None and name != "wide_resnet":
-        raise UserError(f"--widen_factor applies only to wide_resnet; drop it for --net_type {name}")
-    if widen_factor is not None and not _is_positive_int(widen_factor):
-        raise UserError(
-            f"--widen_factor must be a positive integer (default {DEFAULT_WIDEN_FACTOR}), "
-            f"got {widen_factor!r}"
-        )
 
     widen = DEFAULT_WIDEN_FACTOR if widen_factor is None else widen_factor
     model = _construct(name, depth, num_classes, in_channels, image_size, widen)
@@ -110,6 +119,14 @@ def _construct(
     name: str, depth: int, num_classes: int, in_channels: int, image_size: int, widen: int
 ) -> nn.Module:
     """Call the one constructor that ``name`` selects, with the arguments that family uses."""
+    from models.conv4 import Conv4
+    from models.densenet import DenseNet
+    from models.lenet import LeNet
+    from models.PreResNet import PreActResNet
+    from models.resnet import build_resnet
+    from models.wide_resnet import WideResNet
+    from models.vgg import VGG
+
     match name:
         case "resnet":
             return build_resnet(depth, num_classes, in_channels)
@@ -193,6 +210,8 @@ def _load_pretrained(model: nn.Module, path: str, label: str) -> None:
 
 def _unwrap(loaded: object, path: str) -> dict[str, torch.Tensor]:
     """Find the state_dict inside what ``torch.load`` returned; strip wrapper prefixes from its keys."""
+    import torch
+
     if isinstance(loaded, Mapping):
         for key in ("state_dict", "model"):
             if isinstance(loaded.get(key), Mapping):
@@ -217,5 +236,7 @@ def _unwrap(loaded: object, path: str) -> dict[str, torch.Tensor]:
 
 def _classifier_name(model: nn.Module) -> str:
     """The last linear layer: in every network here it is the one that maps features to logits."""
+    from torch import nn
+
     names = [name for name, module in model.named_modules() if isinstance(module, nn.Linear)]
     return names[-1]

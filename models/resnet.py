@@ -11,7 +11,6 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision import models as tv_models
 
 from models.stages import init_conv_weights, residual_stages
 
@@ -90,6 +89,8 @@ class CifarResNet(nn.Module):
 
 def _imagenet_resnet(depth: int, num_classes: int, in_channels: int) -> nn.Module:
     """torchvision's ResNet, untrained; a non-RGB input gets a fresh stem conv of the same geometry."""
+    from torchvision import models as tv_models  # here: importing torchvision costs a second and ~160 MB
+
     constructors = {18: tv_models.resnet18, 34: tv_models.resnet34, 50: tv_models.resnet50}
     model = constructors[depth](weights=None, num_classes=num_classes)
     if in_channels != 3:

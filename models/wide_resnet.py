@@ -13,10 +13,9 @@ from torch import nn
 
 from models.stages import init_conv_weights, residual_stages
 
-__all__ = ["WRN_DEPTHS", "DEFAULT_WIDEN_FACTOR", "WideResNet"]
+__all__ = ["WRN_DEPTHS", "WideResNet"]
 
 WRN_DEPTHS: tuple[int, ...] = (16, 28, 40)
-DEFAULT_WIDEN_FACTOR = 10  # WRN-28-10 is the network most CIFAR papers report
 
 
 class _WideBlock(nn.Module):
