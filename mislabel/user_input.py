@@ -79,19 +79,20 @@ def no_space_message(path: str | os.PathLike) -> str:
 
 def require_folder(path: str | os.PathLike, what: str, fix: str) -> Path:
     """``path`` as an existing folder, else a UserError that says whether it is missing or a file."""
-    path = Path(path)
-    if path.is_dir():
-        return path
-    problem = "is a file, expected a folder" if path.exists() else "does not exist"
-    raise UserError(f"{what} {path} {problem}; {fix}")
+    return _require(Path(path), what, fix, folder=True)
 
 
 def require_file(path: str | os.PathLike, what: str, fix: str) -> Path:
     """``path`` as an existing file, else a UserError that says whether it is missing or a folder."""
-    path = Path(path)
-    if path.is_file():
+    return _require(Path(path), what, fix, folder=False)
+
+
+def _require(path: Path, what: str, fix: str, folder: bool) -> Path:
+    if path.is_dir() if folder else path.is_file():
         return path
-    problem = "is a folder, expected a file" if path.is_dir() else "does not exist"
+    wrong_kind = path.exists() if folder else path.is_dir()
+    problem = ("is a file, expected a folder" if folder else "is a folder, expected a file") if wrong_kind \
+        else "does not exist"
     raise UserError(f"{what} {path} {problem}; {fix}")
 
 
