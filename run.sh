@@ -135,10 +135,10 @@ case "$command" in
       --remove_ratio "$5" --results_dir "$RESULTS_DIR" "${@:6}" ;;
   compare)
     need 1 run_folder -- "$@"
-    PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" run_py -m mislabel.compare "$@" ;;
+    PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" run_py -m mislabel.commands.compare "$@" ;;
   find_issues)
     need 1 data -- "$@"
-    PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" run_ranks -m mislabel.find_issues --results_dir "$RESULTS_DIR" "$@" ;;
+    PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" run_ranks -m mislabel.commands.find_issues --results_dir "$RESULTS_DIR" "$@" ;;
   crossval_probs)
     need 7 datadir dataset seed noise_ratio noise_type net_type depth -- "$@"
     run_py "$ROOT/runner.py" crossval --datadir "$1" --dataset "$2" --seed "$3" --noise_ratio "$4" \

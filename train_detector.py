@@ -21,9 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from detector_model.features import FEATURES, build_features, check_features
-from util import (OneLineParser, UserError, exit_on_user_error, load_dynamics, pick_device, require_file,
-                  require_folder, seed_everything, seed_value, single_path_component)
+from mislabel.scoring.features import FEATURES, build_features, check_features
+from mislabel.core.user_input import (OneLineParser, UserError, exit_on_user_error, require_file, require_folder,
+                                      seed_value, single_path_component)
+from mislabel.core.dynamics import load_dynamics
+from mislabel.core.files import pick_device, seed_everything
 
 # Adam at 2e-3 with batch 256: on a corpus of 20-30 source runs (tens of thousands of sequences)
 # held-out AUC stops moving after a handful of epochs; longer training fits the source datasets,
@@ -112,9 +114,9 @@ import torch.nn.functional as F
 from sklearn.model_selection import train_test_split
 from tqdm.auto import tqdm
 
-from detector_model.control import fit_control, save_control
-from detector_model.lstm import LSTMDetector, build_detector, detector_config, load_detector, save_detector
-from detector_model.metrics import detection_metrics, has_ground_truth
+from mislabel.scoring.control import fit_control, save_control
+from mislabel.scoring.lstm import LSTMDetector, build_detector, detector_config, load_detector, save_detector
+from mislabel.scoring.metrics import detection_metrics, has_ground_truth
 
 
 def load_training_set(folders: list[str], features: list[str], seq_len: int | None = None,

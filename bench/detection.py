@@ -178,7 +178,7 @@ VARIANTS = {
     "context": dict(_POOLED, features=_CONTEXT, sources="corpus"),
     "context_raw": dict(_POOLED, features="prob,margin," + _CONTEXT, sources="corpus"),
 }
-DEFAULT_VARIANT = "context"          # what train_detector.py's defaults give and detector_model/pretrained ships
+DEFAULT_VARIANT = "context"          # what train_detector.py's defaults give and mislabel/scoring/pretrained ships
 # Denoising: the detector removes as many samples as it estimates are mislabeled (remove_ratio auto);
 # AUM and correctness remove the same number (so only the ranking differs); the oracle removes the flips.
 DENOISE_METHODS = ("detector", "aum", "correctness", "oracle")
@@ -213,7 +213,7 @@ def data_plan(plan: dict, dataset: str, seed: int, noise: str, ratio: str) -> Da
 
 def _run_config(work: Path, plan: dict, dataset: str, seed: int, noise: str, ratio: str):
     from runner import RunConfig
-    from mislabel.training import Recipe
+    from mislabel.training.loop import Recipe
 
     data = data_plan(plan, dataset, seed, noise, ratio)
     datadir = None if dataset == "digits" else str(subset_folder(work, data.classes, _own_count(plan, data)))
@@ -237,7 +237,7 @@ def prepare_data(work: Path, plan: dict) -> None:
 
 
 def job_phase1(work: Path, plan: dict, dataset: str, seed: int, noise: str, ratio: str) -> str:
-    from mislabel.report import read_summary
+    from mislabel.reports.summary import read_summary
     from runner import Runner
 
     config = _run_config(work, plan, dataset, seed, noise, ratio)
@@ -248,7 +248,7 @@ def job_phase1(work: Path, plan: dict, dataset: str, seed: int, noise: str, rati
 
 
 def job_crossval(work: Path, plan: dict, dataset: str, seed: int, noise: str, ratio: str) -> str:
-    from mislabel.crossval import PRED_PROBS_FILE, crossval_probs
+    from mislabel.commands.crossval import PRED_PROBS_FILE, crossval_probs
     from runner import Runner
 
     config = _run_config(work, plan, dataset, seed, noise, ratio)
@@ -308,11 +308,11 @@ def job_denoise(work: Path, plan: dict, dataset: str, seed: int, noise: str, rat
     The default detector trained on the other dataset estimates the count (remove_ratio auto, as
     `denoise` does); AUM and correctness remove that many too; the oracle removes exactly the flips.
     """
-    from detector_model.baselines import aum, correctness
-    from detector_model.predict import top_suspects
-    from mislabel.report import read_summary
+    from mislabel.scoring.baselines import aum, correctness
+    from mislabel.scoring.predict import top_suspects
+    from mislabel.reports.summary import read_summary
     from runner import Runner
-    from util import load_dynamics
+    from mislabel.core.dynamics import load_dynamics
 
     config = _run_config(work, plan, dataset, seed, noise, ratio)
     folder = config.experiment_dir / f"bench_denoise_seed{seed}" / method
@@ -345,12 +345,12 @@ def job_denoise(work: Path, plan: dict, dataset: str, seed: int, noise: str, rat
 def score_run(work: Path, plan: dict, detectors: dict, dataset: str, seed: int, noise: str, ratio: str) -> list[dict]:
     """Every baseline, the learned control and every detector of ``detectors`` ((source, variant) ->
     (model, config)) trained on the other dataset, on one run."""
-    from detector_model.baselines import BASELINES, cleanlab
-    from detector_model.control import control_scores, load_control
-    from detector_model.metrics import detection_metrics
-    from detector_model.predict import detector_scores
-    from mislabel.crossval import load_pred_probs
-    from util import load_dynamics
+    from mislabel.scoring.baselines import BASELINES, cleanlab
+    from mislabel.scoring.control import control_scores, load_control
+    from mislabel.scoring.metrics import detection_metrics
+    from mislabel.scoring.predict import detector_scores
+    from mislabel.commands.crossval import load_pred_probs
+    from mislabel.core.dynamics import load_dynamics
 
     folder = _run_config(work, plan, dataset, seed, noise, ratio).td_dir
     dyn = load_dynamics(folder)
@@ -379,8 +379,8 @@ def score_run(work: Path, plan: dict, detectors: dict, dataset: str, seed: int, 
 def already_done(fn, work: Path, plan: dict, *args) -> bool:
     """Whether ``fn(work, plan, *args)`` will find its output cached (the check each job makes first),
     so the report can say how much of the wall time a rerun did not spend."""
-    from mislabel.crossval import PRED_PROBS_FILE
-    from mislabel.report import read_summary
+    from mislabel.commands.crossval import PRED_PROBS_FILE
+    from mislabel.reports.summary import read_summary
 
     if fn is job_detector:
         return detector_path(work, *args).is_file()
@@ -450,7 +450,7 @@ def main() -> None:
         denoised = run_stage(pool, "denoising", [(job_denoise, work, plan, *run, m) for run in grid
                                                  for m in DENOISE_METHODS], reused)
         stages["denoising (retraining)"] = time.perf_counter() - mark
-    from detector_model.lstm import load_detector
+    from mislabel.scoring.lstm import load_detector
 
     detectors = {(source, variant): load_detector(detector_path(work, source, variant))
                  for source in plan["data"] for variant in VARIANTS}
@@ -474,7 +474,7 @@ def main() -> None:
 
 
 def _phase1_accuracy(work: Path, plan: dict, dataset: str, seed: int, noise: str, ratio: str) -> float:
-    from mislabel.report import read_summary
+    from mislabel.reports.summary import read_summary
 
     return float(read_summary(_run_config(work, plan, dataset, seed, noise, ratio).td_dir)["test_accuracy"])
 

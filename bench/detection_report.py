@@ -15,7 +15,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from util import atomic_write  # noqa: E402
+from mislabel.core.files import atomic_write  # noqa: E402
 
 __all__ = ["grid_means", "render_sections", "replace_section"]
 
@@ -143,7 +143,7 @@ def render_sections(results: dict, plan: dict, variants: dict, default: str, sou
              "CORPUS for that dataset (all four noise types at rates 0.05-0.5, several networks, 5-60 epochs, "
              "weak and strong models, one run recorded in eval mode); `control` = logistic regression on the "
              "within-run percentiles of aum, confidence, variability, correctness, forgetting, loss and last_prob, "
-             f"fitted on exactly the `{default}` detector's source runs. Baselines: detector_model/baselines.py"
+             f"fitted on exactly the `{default}` detector's source runs. Baselines: mislabel/scoring/baselines.py"
              + (f"; cleanlab with 4-fold cross-validated probabilities on {', '.join(NICE[c] for c in plan['cleanlab'])} only "
                 "(each run costs 4 extra trainings)" if plan["cleanlab"] else "; cleanlab left out") + ".", "",
              "| variant | features | readout | bidirectional | seq_len | LSTM | trained on |", "|---|---|---|---|---|---|---|"]

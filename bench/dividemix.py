@@ -26,9 +26,9 @@ import numpy as np  # noqa: E402
 import train_detector  # noqa: E402
 from data_debug_dm import train as dividemix_train  # noqa: E402
 from fashion_subset import prepare_fashion_subset  # noqa: E402
-from mislabel.training import Recipe  # noqa: E402
+from mislabel.training.loop import Recipe  # noqa: E402
 from runner import Runner, RunConfig  # noqa: E402
-from util import atomic_write  # noqa: E402
+from mislabel.core.files import atomic_write  # noqa: E402
 
 # Short recipes: the point is the comparison between label sets, not the best absolute accuracy.
 FULL = dict(datasets=["digits", "fashion_mnist"], seeds=[0, 1, 2], td_epochs=30, dm_epochs=60, warm_up=10)

@@ -22,8 +22,9 @@ def prepare_fashion_subset(work: Path, count: int, classes: tuple[int, ...] | No
     With ``classes``, only those classes' images of that subset (and of the test set), relabelled
     0..len(classes)-1 in the given order, under ``subset_folder(work, classes)``; ``named_count`` puts
     the subset under a folder named by its size."""
-    from mislabel.formats import FASHION_MNIST_SYSTEM_DIR, read_idx
-    from util import UserError, atomic_write
+    from mislabel.data.formats import FASHION_MNIST_SYSTEM_DIR, read_idx
+    from mislabel.core.user_input import UserError
+    from mislabel.core.files import atomic_write
 
     folder = subset_folder(work, classes, count if named_count else None) / "fashion_mnist"
     if (folder / "t10k-labels-idx1-ubyte").is_file():

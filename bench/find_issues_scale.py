@@ -3,7 +3,7 @@
 Fashion-MNIST's training images (all 60,000, or the first ``--limit`` of a fixed permutation) are
 written as a class-folder tree of PNG files, ``<class>/<index>.png``, with 20% of the labels
 replaced as a user's folder would hold them (``uniform``: another class uniformly; ``flip``: class
-c -> c+1), drawn by ``mislabel.noise.corrupt_labels`` from a fixed seed, so every rerun writes the
+c -> c+1), drawn by ``mislabel.data.noise.corrupt_labels`` from a fixed seed, so every rerun writes the
 same tree. ``find_issues`` then runs on each tree twice, with the default budget and with
 ``--budget 0`` (the full recipe), each in a fresh process whose wall time (scan, training,
 scoring, report: the whole command) and peak resident memory (``getrusage`` of its children) are
@@ -39,11 +39,11 @@ from PIL import Image  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from detection_report import replace_section  # noqa: E402
-from detector_model.baselines import BASELINES  # noqa: E402
-from detector_model.metrics import detection_metrics  # noqa: E402
-from mislabel.budget import DEFAULT_BUDGET_MINUTES  # noqa: E402
-from mislabel.formats import FASHION_MNIST_SYSTEM_DIR, read_idx  # noqa: E402
-from mislabel.noise import corrupt_labels  # noqa: E402
+from mislabel.scoring.baselines import BASELINES  # noqa: E402
+from mislabel.scoring.metrics import detection_metrics  # noqa: E402
+from mislabel.training.budget import DEFAULT_BUDGET_MINUTES  # noqa: E402
+from mislabel.data.formats import FASHION_MNIST_SYSTEM_DIR, read_idx  # noqa: E402
+from mislabel.data.noise import corrupt_labels  # noqa: E402
 
 NOISE_RATIO = 0.2
 NOISE_SEED = 1
@@ -88,7 +88,7 @@ def run_find_issues(data: Path, out: Path, budget: float, extra: list[str]) -> d
     if measured.is_file():
         return json.loads(measured.read_text())
     out.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "mislabel.find_issues", str(data), "--out", str(out), "--budget", str(budget),
+    command = [sys.executable, "-m", "mislabel.commands.find_issues", str(data), "--out", str(out), "--budget", str(budget),
                "--no_hflip", *extra]
     report = out.parent / f"{out.name}.rusage.json"
     env = dict(os.environ, PYTHONPATH=str(ROOT))

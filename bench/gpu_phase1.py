@@ -8,7 +8,7 @@ CIFAR-10 is not on the lent GPU machines, so ``--samples`` random uint8 images (
 our reader and torchvision's read the same files. Random pixels and labels change nothing about
 speed: the same network does the same arithmetic on any values.
 
-Each variant of our path runs ``mislabel.training.fit`` as ``generate_td`` does (the Runner's
+Each variant of our path runs ``mislabel.training.loop.fit`` as ``generate_td`` does (the Runner's
 split, batches and model; the dynamics recorded from the training pass, ``--td_mode train``;
 validation every epoch) for ``--epochs`` epochs, then two untimed-then-timed no-grad passes over
 the training set that feed a recorder (what ``--td_mode eval`` adds per epoch). Printed per
@@ -37,12 +37,12 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from bench.data_throughput import cpu_name, torchvision_pil, write_cifar10  # noqa: E402
-from mislabel.accel import Acceleration  # noqa: E402
-from mislabel.recorder import Recorder  # noqa: E402
-from mislabel.training import Recipe, evaluate, fit  # noqa: E402
-from models import build_model  # noqa: E402
+from mislabel.training.accel import Acceleration  # noqa: E402
+from mislabel.training.recorder import Recorder  # noqa: E402
+from mislabel.training.loop import Recipe, Recording, evaluate, fit  # noqa: E402
+from mislabel.models import build_model  # noqa: E402
 from runner import RunConfig, Runner  # noqa: E402
-from util import pick_device, seed_everything  # noqa: E402
+from mislabel.core.files import pick_device, seed_everything  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------
 # Settings
@@ -92,13 +92,12 @@ def ours(runner: Runner, accel: Acceleration, epochs: int, label: str) -> tuple[
     """(per-epoch seconds of phase 1, images/s of a recording pass over the training set)."""
     device, labels = runner.device, torch.as_tensor(runner.assigned_labels)
     train = runner.batches(runner.train_indices, labels, train=True)
-    eval_train = runner.batches(runner.train_indices, labels)
     valid = runner.batches(runner.valid_indices, labels)
     count = len(runner.train_indices)
     model = runner.build_model().to(device)
     recorder = Recorder(count, runner.data.num_classes, epochs, store="ram")
-    result = fit(model, train, eval_train, valid, runner.config.recipe, recorder=recorder, td_mode="train",
-                 description=label, accel=accel)
+    result = fit(model, train, valid, runner.config.recipe, recording=Recording(recorder), description=label,
+                 accel=accel)
     # fit's per-epoch seconds end after validation, whose results are read on the host: synced
     epoch_seconds = [float(entry["seconds"]) for entry in result.log]
     runnable, passes = accel.runnable(model), Recorder(count, runner.data.num_classes, 2, store="ram")
@@ -106,7 +105,7 @@ def ours(runner: Runner, accel: Acceleration, epochs: int, label: str) -> tuple[
     for _ in range(2):  # the first pass warms up (and compiles the eval graph when compiling)
         sync(device)
         started = time.perf_counter()
-        evaluate(runnable, eval_train, passes, accel)
+        evaluate(runnable, runner.batches(runner.train_indices, labels), passes, accel)
         passes.next_epoch()
         sync(device)
         seconds = time.perf_counter() - started

@@ -2,7 +2,7 @@
 ``--td_mode train`` (record from the training pass) and with ``--td_mode eval`` (an extra no-grad
 pass over the training set each epoch).
 
-All three runs use the Runner's data, split, model and batches and ``mislabel.training.fit``;
+All three runs use the Runner's data, split, model and batches and ``mislabel.training.loop.fit``;
 the only difference is the ``recorder`` argument (``None`` for the baseline, which users cannot
 ask for: phase 1 exists to record). The variants alternate within each repeat so that load from
 other jobs on a shared machine hits them alike; the table gives the median over repeats. "fit s"
@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from mislabel.recorder import Recorder  # noqa: E402
-from mislabel.training import Recipe, fit  # noqa: E402
+from mislabel.training.recorder import Recorder  # noqa: E402
+from mislabel.training.loop import Recipe, Recording, fit  # noqa: E402
 from runner import RunConfig, Runner  # noqa: E402
 
 VARIANTS = ("no recording", "td_mode train", "td_mode eval")
@@ -62,8 +62,9 @@ def one_run(runner: Runner, variant: str, epochs: int, folder: Path) -> tuple[fl
     recorder = None if variant == "no recording" else TimedRecorder(
         len(runner.train_indices), runner.data.num_classes, epochs, sample_ids=runner.train_indices, store="ram")
     started = time.perf_counter()
-    fit(model, train, eval_train, valid, runner.config.recipe, recorder=recorder,
-        td_mode="eval" if variant == "td_mode eval" else "train", description=variant)
+    mode = "eval" if variant == "td_mode eval" else "train"
+    recording = None if recorder is None else Recording(recorder, mode, eval_train if mode == "eval" else None)
+    fit(model, train, valid, runner.config.recipe, recording=recording, description=variant)
     fitted = time.perf_counter()
     if recorder is None:
         return fitted - started, 0.0, 0.0

@@ -1,4 +1,4 @@
-"""Regenerate the shipped detectors and learned control in detector_model/pretrained/ from Fashion-MNIST dynamics.
+"""Regenerate the shipped detectors and learned control in mislabel/scoring/pretrained/ from Fashion-MNIST dynamics.
 
     python bench/pretrain_detectors.py          # a few minutes when bench/detection.py's cache exists
 
@@ -62,7 +62,7 @@ def job_train(work: Path, plan: dict, name: str, variant: str) -> str:
 
 def store_heldout(folder: Path, out: Path) -> None:
     """A stratified sample of a held-out run: channel 0 of td (all a detector reads), margin, pred, flips."""
-    from util import load_dynamics
+    from mislabel.core.dynamics import load_dynamics
 
     dyn = load_dynamics(folder)
     rng = np.random.default_rng(0)
@@ -74,7 +74,7 @@ def store_heldout(folder: Path, out: Path) -> None:
 
 
 def _stored(sample: Path):
-    from util import Dynamics
+    from mislabel.core.dynamics import Dynamics
 
     with np.load(sample, allow_pickle=False) as arrays:
         return Dynamics(**{k: arrays[k] for k in ("td", "labels", "margin", "pred", "indices")},
@@ -88,9 +88,9 @@ def _rounded(metrics: dict, dyn) -> dict:
 
 def heldout_metrics(detector: Path, sample: Path) -> dict:
     """AUC and mAP of ``detector`` on a stored held-out sample: what the card states and the test checks."""
-    from detector_model.lstm import load_detector
-    from detector_model.metrics import detection_metrics
-    from detector_model.predict import detector_scores
+    from mislabel.scoring.lstm import load_detector
+    from mislabel.scoring.metrics import detection_metrics
+    from mislabel.scoring.predict import detector_scores
 
     dyn = _stored(sample)
     model, config = load_detector(detector)
@@ -99,8 +99,8 @@ def heldout_metrics(detector: Path, sample: Path) -> dict:
 
 def control_card(control: Path) -> dict:
     """The learned control's entry in the default detector's card: same source runs, held-out numbers."""
-    from detector_model.control import control_scores, load_control
-    from detector_model.metrics import detection_metrics
+    from mislabel.scoring.control import control_scores, load_control
+    from mislabel.scoring.metrics import detection_metrics
 
     blob = load_control(control)
     heldout = {}

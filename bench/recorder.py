@@ -98,7 +98,7 @@ def run_store(store: str, samples: int, epochs: int, classes: int, folder: Path)
         stages = paper_save(folder, table, assigned)
         save = sum(stages.values())
     else:
-        from mislabel.recorder import Recorder
+        from mislabel.training.recorder import Recorder
 
         recorder = Recorder(samples, classes, epochs, path=folder, store=store)
         for epoch in range(epochs):

@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 
 
 def synthetic_run(samples: int, epochs: int, classes: int = 10, seed: int = 0):
-    from util import Dynamics
+    from mislabel.core.dynamics import Dynamics
 
     rng = np.random.default_rng(seed)
     assigned = rng.integers(0, classes, samples)
@@ -38,9 +38,9 @@ def synthetic_run(samples: int, epochs: int, classes: int = 10, seed: int = 0):
 def time_scoring(dyn, detector_file: Path) -> dict:
     import torch
 
-    from detector_model.features import build_features
-    from detector_model.lstm import load_detector
-    from detector_model.predict import detector_scores
+    from mislabel.scoring.features import build_features
+    from mislabel.scoring.lstm import load_detector
+    from mislabel.scoring.predict import detector_scores
 
     model, config = load_detector(detector_file)
     started = time.perf_counter()
@@ -53,7 +53,7 @@ def time_scoring(dyn, detector_file: Path) -> dict:
 
 
 def main() -> None:
-    from detector_model.lstm import DEFAULT_DETECTOR
+    from mislabel.scoring.lstm import DEFAULT_DETECTOR
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--samples", type=int, default=1_000_000)

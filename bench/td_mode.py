@@ -21,11 +21,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from detector_model.baselines import BASELINES  # noqa: E402
-from detector_model.lstm import load_detector  # noqa: E402
-from detector_model.metrics import detection_metrics  # noqa: E402
-from detector_model.predict import get_order  # noqa: E402
-from util import load_dynamics  # noqa: E402
+from mislabel.scoring.baselines import BASELINES  # noqa: E402
+from mislabel.scoring.lstm import load_detector  # noqa: E402
+from mislabel.scoring.metrics import detection_metrics  # noqa: E402
+from mislabel.scoring.predict import get_order  # noqa: E402
+from mislabel.core.dynamics import load_dynamics  # noqa: E402
 
 RUNS = {"detector": ("1", "0.3", "uniform"), "unseen": ("2", "0.2", "flip")}
 

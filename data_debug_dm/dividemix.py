@@ -27,9 +27,9 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 from tqdm.auto import tqdm
 
-from mislabel.data import TensorBatches, split_batches, to_device
-from mislabel.training import evaluate
-from util import UserError
+from mislabel.data.datasets import TensorBatches, split_batches, to_device
+from mislabel.training.loop import evaluate
+from mislabel.core.user_input import UserError
 
 __all__ = ["DivideMixConfig", "ViewBatches", "clean_probability", "sharpen", "train_dividemix",
            "ensemble_accuracy", "LOG_COLUMNS"]

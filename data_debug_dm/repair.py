@@ -41,9 +41,10 @@ if __package__ in (None, ""):
 import numpy as np
 import torch
 
-from detector_model.predict import top_suspects
-from util import (OneLineParser, UserError, atomic_write, exit_on_user_error, load_dynamics, load_metadata, pick_device,
-                  require_folder)
+from mislabel.scoring.predict import top_suspects
+from mislabel.core.user_input import OneLineParser, UserError, exit_on_user_error, require_folder
+from mislabel.core.files import atomic_write, pick_device
+from mislabel.core.dynamics import load_dynamics, load_metadata
 
 __all__ = ["REPAIR_FORMAT", "Repair", "parse_ratio", "repair_paths", "build_repair", "write_repair",
            "read_repair", "ensure_repair"]

@@ -29,15 +29,15 @@ import torch
 
 from data_debug_dm.dividemix import LOG_COLUMNS, DivideMixConfig, ViewBatches, train_dividemix
 from data_debug_dm.repair import ensure_repair, parse_ratio, read_repair
-from detector_model.lstm import DEFAULT_DETECTOR
-from mislabel.data import Augment, TensorBatches
-from mislabel.image_files import decode_images
-from mislabel.noise import NOISE_TYPES, canonical_noise_type
-from mislabel.report import read_summary, write_summary
-from models import build_model
+from mislabel.scoring.lstm import DEFAULT_DETECTOR
+from mislabel.data.datasets import Augment, TensorBatches
+from mislabel.data.image_files import decode_images
+from mislabel.data.noise import NOISE_TYPES, canonical_noise_type
+from mislabel.reports.summary import read_summary, write_summary
+from mislabel.models import build_model
 from runner import Runner, RunConfig
-from util import (OneLineParser, UserError, atomic_torch_save, atomic_write, atomic_write_csv, exit_on_user_error,
-                  seed_everything, seed_value)
+from mislabel.core.user_input import OneLineParser, UserError, exit_on_user_error, seed_value
+from mislabel.core.files import atomic_torch_save, atomic_write, atomic_write_csv, seed_everything
 
 __all__ = ["PRESETS", "DEFAULT_DETECTOR", "published_lambda_u", "main"]
 

@@ -1,1 +1,5 @@
-"""Noise detectors (the paper's LSTM), hand-crafted baseline scores, and ranking metrics."""
+"""The seed's ``detector_model`` package: the detector and the baseline scores live in
+``mislabel/scoring`` (see README, Layout)."""
+from mislabel.seed_layout import alias
+
+alias(__name__, "mislabel.scoring")

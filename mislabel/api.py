@@ -18,10 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from detector_model.control import DEFAULT_CONTROL
-from detector_model.lstm import DEFAULT_DETECTOR
-from mislabel.recorder import Recorder
-from util import Dynamics, UserError, load_dynamics, pick_device, validate_dynamics
+from mislabel.scoring.control import DEFAULT_CONTROL
+from mislabel.scoring.lstm import DEFAULT_DETECTOR
+from mislabel.training.recorder import Recorder
+from mislabel.core.dynamics import Dynamics, load_dynamics, validate_dynamics
+from mislabel.core.user_input import UserError
+from mislabel.core.files import pick_device
 
 __all__ = ["Recorder", "rank", "DEFAULT_CONTROL", "DEFAULT_DETECTOR", "DEFAULT_METHODS"]
 
@@ -57,9 +59,9 @@ def rank(run: RunLike, detector: str | os.PathLike | None = None, methods: Seque
     :param run: a run folder (``generate_td`` or ``Recorder.save``), a ``Recorder``, a ``Dynamics``
         or a dict of the npz arrays.
     :param detector: a detector file from ``train_detector.py``; ``None`` uses the shipped
-        ``detector_model/pretrained/default.pth.tar``. Only read when ``"detector"`` is a method.
+        ``mislabel/scoring/pretrained/default.pth.tar``. Only read when ``"detector"`` is a method.
     :param methods: ``"detector"``, ``"control"`` (the shipped learned control: logistic regression on
-        the baselines' scores, ``detector_model/pretrained/control.pth.tar``) and/or names of
+        the baselines' scores, ``mislabel/scoring/pretrained/control.pth.tar``) and/or names of
         ``detector_model.baselines.BASELINES``.
     :returns: a pandas DataFrame, one row per sample, most suspicious (by the first method) first,
         with columns index, assigned_label, predicted_label (last epoch), true_label and flipped
@@ -68,12 +70,12 @@ def rank(run: RunLike, detector: str | os.PathLike | None = None, methods: Seque
     """
     import pandas as pd
 
-    from detector_model.baselines import BASELINES
-    from detector_model.lstm import load_detector
-    from detector_model.metrics import detection_metrics
-    from detector_model.predict import detector_scores
+    from mislabel.scoring.baselines import BASELINES
+    from mislabel.scoring.lstm import load_detector
+    from mislabel.scoring.metrics import detection_metrics
+    from mislabel.scoring.predict import detector_scores
 
-    from detector_model.control import control_scores, load_control
+    from mislabel.scoring.control import control_scores, load_control
 
     known = ("detector", "control", *BASELINES)
     unknown = [name for name in methods if name not in known]

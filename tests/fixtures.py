@@ -1,4 +1,4 @@
-"""Tiny datasets written in every on-disk format that :mod:`mislabel.formats` reads.
+"""Tiny datasets written in every on-disk format that :mod:`mislabel.data.formats` reads.
 
 Each ``write_*`` function takes a folder (the ``datadir``), writes one dataset under it exactly as
 the real download lays it out, and returns a :class:`Written` record of what a reader must give

@@ -7,12 +7,13 @@ import torch
 import torch.nn.functional as F
 
 import mislabel.api
-from detector_model.lstm import load_detector
-from detector_model.predict import get_order
+from mislabel.scoring.lstm import load_detector
+from mislabel.scoring.predict import get_order
 from mislabel import Recorder, rank
-from mislabel.training import Recipe
+from mislabel.training.loop import Recipe
 from runner import RunConfig, Runner
-from util import UserError, load_dynamics, load_metadata
+from mislabel.core.user_input import UserError
+from mislabel.core.dynamics import load_dynamics, load_metadata
 
 
 def own_loop(runner: Runner, folder) -> None:

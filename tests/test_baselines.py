@@ -8,8 +8,8 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from detector_model import baselines
-from detector_model.baselines import (
+from mislabel.scoring import baselines
+from mislabel.scoring.baselines import (
     BASELINES,
     aum,
     cleanlab,
@@ -21,7 +21,8 @@ from detector_model.baselines import (
     loss,
     variability,
 )
-from util import Dynamics, UserError
+from mislabel.core.dynamics import Dynamics
+from mislabel.core.user_input import UserError
 
 
 def dynamics_from_logits(logits: np.ndarray, assigned: np.ndarray, keep: int | None = None, flipped: np.ndarray | None = None) -> Dynamics:

@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-import mislabel.issues_budget as issues_budget
+import mislabel.commands.issues_budget as issues_budget
 from conftest import run_python, run_sh
-from mislabel.budget import Clock
-from mislabel.plan import LADDER, default_plan
-from models import NETWORKS
+from mislabel.training.budget import Clock
+from mislabel.training.plan import LADDER, default_plan
+from mislabel.models import NETWORKS
 from test_find_issues import PER_CLASS, write_digit_folders
 
 FIRST_DEPTH = {name: depths[0] for name, depths in NETWORKS.items()}

@@ -14,12 +14,13 @@ from sklearn.metrics import roc_auc_score
 
 import runner
 from conftest import run_python, run_sh
-from detector_model.baselines import BASELINES
-from detector_model.control import DEFAULT_CONTROL
-from detector_model.lstm import LSTMDetector, detector_config, save_detector
-from mislabel.compare import compare
-from mislabel.crossval import fold_assignment
-from util import UserError, load_dynamics, save_dynamics
+from mislabel.scoring.baselines import BASELINES
+from mislabel.scoring.control import DEFAULT_CONTROL
+from mislabel.scoring.lstm import LSTMDetector, detector_config, save_detector
+from mislabel.commands.compare import compare
+from mislabel.commands.crossval import fold_assignment
+from mislabel.core.user_input import UserError
+from mislabel.core.dynamics import load_dynamics, save_dynamics
 
 CONTROL = ["control"] if DEFAULT_CONTROL.is_file() else []  # the shipped learned control's row
 

@@ -6,10 +6,11 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from detector_model.baselines import confidence_tracking, confidence_tracking_early
-from detector_model.control import CONTROL_SCORES, control_inputs, control_scores, fit_control, load_control, save_control
-from detector_model.features import build_features, class_transitions
-from util import Dynamics, UserError
+from mislabel.scoring.baselines import confidence_tracking, confidence_tracking_early
+from mislabel.scoring.control import CONTROL_SCORES, control_inputs, control_scores, fit_control, load_control, save_control
+from mislabel.scoring.features import build_features, class_transitions
+from mislabel.core.dynamics import Dynamics
+from mislabel.core.user_input import UserError
 
 
 def structured_run(seed: int, num_samples: int = 2000, epochs: int = 12, classes: int = 5) -> Dynamics:
@@ -92,7 +93,7 @@ def test_default_detector_scores_fast_enough_for_a_million_samples_in_a_minute()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
     from scoring_speed import synthetic_run, time_scoring
 
-    from detector_model.lstm import DEFAULT_DETECTOR
+    from mislabel.scoring.lstm import DEFAULT_DETECTOR
 
     result = time_scoring(synthetic_run(20_000, 200), DEFAULT_DETECTOR)
     assert result["scored"] == 20_000 and result["total_s"] < 6.0

@@ -17,13 +17,13 @@ import pytest
 import torch
 
 import runner
-from mislabel.data import load_dataset
-from mislabel.formats import FASHION_MNIST_SYSTEM_DIR, LARGE_DATASETS, read_dataset
-from models import NETWORKS
+from mislabel.data.datasets import load_dataset
+from mislabel.data.formats import FASHION_MNIST_SYSTEM_DIR, LARGE_DATASETS, read_dataset
+from mislabel.models import NETWORKS
 from tests.conftest import run_sh
 from tests.fixtures import (write_caltech256, write_cifar10, write_cifar100, write_class_folders, write_csv_list,
                             write_cub, write_mnist, write_tiny_imagenet)
-from util import METADATA_FILE, TD_FILE
+from mislabel.core.dynamics import METADATA_FILE, TD_FILE
 
 CLASS_FOLDER_NAME = "my_photos"
 CSV_NAME = "labels.csv"

@@ -16,7 +16,7 @@ from sklearn.metrics import roc_auc_score
 
 from conftest import ROOT, run_sh
 from test_find_issues import write_digit_folders
-from util import METADATA_FILE, TD_FILE, load_dynamics
+from mislabel.core.dynamics import METADATA_FILE, TD_FILE, load_dynamics
 
 # LeNet on digits, 2 epochs: the smallest run that still has several batches per rank and epoch.
 # --batch_size 50 with 1,293 training rows leaves a padded last round, so the test also covers
@@ -123,5 +123,5 @@ def test_find_issues_refusal_stops_every_process(digit_folders, tmp_path):
 def test_nproc_runs_find_issues_under_torchrun():
     done = run_sh("find_issues", "photos", "--budget", "0", env={"TESTRUN": "1", "NPROC": "2"})
     assert done.returncode == 0, done.stderr
-    assert "-m torch.distributed.run --nproc_per_node 2 --standalone -m mislabel.find_issues " in done.stdout
+    assert "-m torch.distributed.run --nproc_per_node 2 --standalone -m mislabel.commands.find_issues " in done.stdout
     assert "--budget 0" in done.stdout

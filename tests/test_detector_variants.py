@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from detector_model.features import build_features, resample
-from detector_model.lstm import LSTMDetector, build_detector, detector_config, load_detector, save_detector
-from detector_model.predict import detector_scores
+from mislabel.scoring.features import build_features, resample
+from mislabel.scoring.lstm import LSTMDetector, build_detector, detector_config, load_detector, save_detector
+from mislabel.scoring.predict import detector_scores
 from train_detector import main as train_main
-from util import METADATA_FILE, Dynamics, UserError, load_dynamics, save_dynamics
+from mislabel.core.dynamics import METADATA_FILE, Dynamics, load_dynamics, save_dynamics
+from mislabel.core.user_input import UserError
 
 
 def synthetic_run(folder: Path, epochs: int, seed: int, num_samples: int = 300, noise: float = 0.3) -> Path:

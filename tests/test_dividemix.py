@@ -17,11 +17,12 @@ from data_debug_dm import repair as repair_cli
 from data_debug_dm import train as train_cli
 from data_debug_dm.dividemix import clean_probability
 from data_debug_dm.repair import repair_paths
-from detector_model.lstm import LSTMDetector, detector_config, load_detector, save_detector
-from detector_model.predict import get_order
+from mislabel.scoring.lstm import LSTMDetector, detector_config, load_detector, save_detector
+from mislabel.scoring.predict import get_order
 from fixtures import write_class_folders, write_cub
 from runner import Runner, RunConfig
-from util import METADATA_FILE, Dynamics, atomic_torch_save, load_dynamics, save_dynamics
+from mislabel.core.dynamics import METADATA_FILE, Dynamics, load_dynamics, save_dynamics
+from mislabel.core.files import atomic_torch_save
 
 TINY = ["--net_type", "conv4", "--depth", "4", "--num_epochs", "2", "--warm_up", "1", "--batch_size", "128",
         "--device", "cpu"]

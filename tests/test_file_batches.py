@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from mislabel.data import Augment, TensorBatches
-from mislabel.file_batches import CROP_LOG_RATIO, FileBatches, random_resized_box
+from mislabel.data.datasets import Augment, TensorBatches
+from mislabel.data.file_batches import CROP_LOG_RATIO, FileBatches, random_resized_box
 from tests.fixtures import class_colour, write_image
-from util import UserError
+from mislabel.core.user_input import UserError
 
 CPU = torch.device("cpu")
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)

@@ -19,14 +19,14 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 
 from conftest import ROOT, run_sh
-from detector_model.lstm import LSTMDetector, detector_config, save_detector
-from detector_model.baselines import BASELINES
+from mislabel.scoring.lstm import LSTMDetector, detector_config, save_detector
+from mislabel.scoring.baselines import BASELINES
 from mislabel.api import DEFAULT_CONTROL, DEFAULT_DETECTOR
-from mislabel.checkpoint import CHECKPOINT_FILE
-import mislabel.find_issues as find_issues_module
-from mislabel.find_issues import default_plan, main
-from mislabel.user_data import list_data
-from util import UserError
+from mislabel.training.checkpoint import CHECKPOINT_FILE
+import mislabel.commands.find_issues as find_issues_module
+from mislabel.commands.find_issues import default_plan, main
+from mislabel.data.user_data import list_data
+from mislabel.core.user_input import UserError
 
 PER_CLASS = 48                 # 480 images: enough for the swaps to stand out, quick on a CPU
 SWAP_SHARE = 0.1

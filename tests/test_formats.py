@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-import mislabel.formats as formats
-from mislabel.formats import (KNOWN_DATASETS, LARGE_DATASETS, ImageFileDataset, RawDataset,
+import mislabel.data.formats as formats
+from mislabel.data.formats import (KNOWN_DATASETS, LARGE_DATASETS, ImageFileDataset, RawDataset,
                               read_dataset)
 from tests.fixtures import (Written, class_colour, dumps_py2, write_caltech256, write_cifar10,
                             write_cifar100, write_class_folders, write_csv_list, write_cub, write_idx,
                             write_image, write_mnist, write_tiny_imagenet)
-from util import UserError
+from mislabel.core.user_input import UserError
 
 
 def check_in_memory(raw: RawDataset, written: Written, shape: tuple[int, ...]) -> None:

@@ -10,15 +10,17 @@ import pytest
 import torch
 
 from conftest import run_python
-from mislabel import accel as accel_module
-from mislabel.accel import Acceleration
-from mislabel.cli import parse_args
-from mislabel.data import TensorBatches, to_device
-from mislabel.recorder import Recorder
-from mislabel.training import Recipe, fit
-from models import NETWORKS, build_model
+from mislabel.training import accel as accel_module
+from mislabel.training.accel import Acceleration
+from mislabel.commands.cli import parse_args
+from mislabel.data.datasets import TensorBatches, to_device
+from mislabel.training.recorder import Recorder
+from mislabel.training.loop import Recipe, fit
+from mislabel.models import NETWORKS, build_model
 from runner import RunConfig, Runner
-from util import TD_FILE, AverageMeter, UserError
+from mislabel.core.dynamics import TD_FILE
+from mislabel.core.files import AverageMeter
+from mislabel.core.user_input import UserError
 
 LENET = ["--dataset", "digits", "--seed", "7", "--noise_ratio", "0.2", "--net_type", "lenet", "--depth", "5",
          "--num_epochs", "2", "--num_valid", "50", "--device", "cpu"]
@@ -71,7 +73,7 @@ def test_cpu_default_fit_leaves_the_model_in_its_layout():
     model = build_model("lenet", 5, 10, in_channels=1, image_size=8)
     images, labels = torch.randint(0, 256, (40, 1, 8, 8), dtype=torch.uint8), torch.randint(0, 10, (40,))
     batches = TensorBatches(images, labels, (0.5,), (0.5,), 16, torch.device("cpu"), shuffle=True)
-    fit(model, batches, None, None, Recipe(epochs=1, batch_size=16))
+    fit(model, batches, None, Recipe(epochs=1, batch_size=16))
     weights = [p for p in model.parameters() if p.dim() == 4]
     assert weights and all(p.is_contiguous() for p in weights)
     rows = torch.arange(5)

@@ -17,18 +17,19 @@ import numpy as np
 import pytest
 import torch
 
-import mislabel.compare
+import mislabel.commands.compare
 import runner
 import train_detector
 from conftest import ROOT, run_sh
 from data_debug_dm import repair as repair_cli
 from data_debug_dm import train as dividemix_cli
 from mislabel import rank
-from mislabel.compare import main as compare_main
+from mislabel.commands.compare import main as compare_main
 from runner import Runner, RunConfig
-from util import TD_FILE, UserError
+from mislabel.core.dynamics import TD_FILE
+from mislabel.core.user_input import UserError
 
-DETECTOR = ROOT / "detector_model" / "pretrained" / "default.pth.tar"
+DETECTOR = ROOT / "mislabel" / "scoring" / "pretrained" / "default.pth.tar"
 # a LeNet-5 for 2 epochs on digits: a second or two, enough for a well-formed run folder
 TINY = ["--dataset", "digits", "--seed", "5", "--noise_ratio", "0.3", "--noise_type", "uniform",
         "--net_type", "lenet", "--depth", "5", "--num_epochs", "2", "--device", "cpu"]
@@ -217,7 +218,7 @@ def test_full_disk_during_compare_leaves_the_previous_set(tiny_run, tmp_path, ca
     shutil.copytree(tiny_run, run)
     compare_main([str(run), "--device", "cpu"])
     before = snapshot(run)
-    monkeypatch.setattr(mislabel.compare, "plot_datamap", no_space)  # after the tables, before roc_pr.png
+    monkeypatch.setattr(mislabel.commands.compare, "plot_datamap", no_space)  # after the tables, before roc_pr.png
     exits_2(compare_main, [str(run), str(DETECTOR), "--device", "cpu"], capsys,
             f"no space left on device while writing {run / 'datamap.png'}", "free space or set RESULTS_DIR")
     assert snapshot(run) == before  # the new comparison.md/.csv and scores.csv were not renamed in

@@ -23,12 +23,13 @@ import runner
 from conftest import ROOT
 from fixtures import write_image
 from mislabel import Recorder
-from mislabel.find_issues import main as find_issues_main
-from mislabel.image_files import read_csv_list
-from mislabel.run_lock import LOCK_FILE
-from mislabel.user_data import list_data
+from mislabel.commands.find_issues import main as find_issues_main
+from mislabel.data.image_files import read_csv_list
+from mislabel.core.run_lock import LOCK_FILE
+from mislabel.data.user_data import list_data
 from test_hostile import RUN_SUBDIR, TINY, exits_2, snapshot
-from util import TD_FILE, UserError
+from mislabel.core.dynamics import TD_FILE
+from mislabel.core.user_input import UserError
 
 # ---------------------------------------------------------------------------------------------
 # 7: one command per run folder

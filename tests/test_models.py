@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models import DEFAULT_WIDEN_FACTOR, NETWORKS, build_model
-from util import UserError
+from mislabel.models import DEFAULT_WIDEN_FACTOR, NETWORKS, build_model
+from mislabel.core.user_input import UserError
 
 CASES = [(net, depth) for net, depths in sorted(NETWORKS.items()) for depth in depths]
 SHAPES = [(1, 8), (1, 28), (3, 32), (3, 64)]  # (in_channels, image side)

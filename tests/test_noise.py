@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from mislabel.noise import corrupt_labels
-from util import UserError
+from mislabel.data.noise import corrupt_labels
+from mislabel.core.user_input import UserError
 
 LABELS = np.repeat(np.arange(10), 1000)
 
@@ -91,7 +91,7 @@ def test_semantic_moves_only_mapped_classes_to_their_lookalike(dataset, moves):
 
 
 def test_semantic_cifar100_stays_within_superclass_and_unknown_dataset_refused():
-    from mislabel.noise import CIFAR100_SUPERCLASS
+    from mislabel.data.noise import CIFAR100_SUPERCLASS
 
     assert np.all(np.bincount(CIFAR100_SUPERCLASS, minlength=20) == 5)
     labels = np.repeat(np.arange(100), 100)

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 
 from conftest import TINY_RECIPE, run_python, run_sh
-from detector_model.lstm import load_detector
-from detector_model.predict import get_order
-from util import load_dynamics
+from mislabel.scoring.lstm import load_detector
+from mislabel.scoring.predict import get_order
+from mislabel.core.dynamics import load_dynamics
 
 FAST = ["--net_type", "lenet", "--depth", "5", "--num_epochs", "3", "--device", "cpu", "--num_valid", "50"]
 

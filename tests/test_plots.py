@@ -7,8 +7,9 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from mislabel.plots import plot_datamap, plot_roc_pr
-from util import Dynamics, UserError
+from mislabel.reports.plots import plot_datamap, plot_roc_pr
+from mislabel.core.dynamics import Dynamics
+from mislabel.core.user_input import UserError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

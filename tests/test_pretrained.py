@@ -1,6 +1,6 @@
 """The shipped detectors load with weights_only=True and reproduce their cards' held-out numbers.
 
-Each card (detector_model/pretrained/<name>.json) states AUC and mAP on stored samples of held-out
+Each card (mislabel/scoring/pretrained/<name>.json) states AUC and mAP on stored samples of held-out
 Fashion-MNIST runs (heldout_<noise>.npz); recomputing them here checks the weights, the feature
 pipeline (resampling included) and the metrics together. Regenerate with bench/pretrain_detectors.py.
 """
@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from detector_model.lstm import DETECTOR_FORMAT, load_detector
-from detector_model.metrics import detection_metrics
-from detector_model.predict import detector_scores
+from mislabel.scoring.lstm import DETECTOR_FORMAT, load_detector
+from mislabel.scoring.metrics import detection_metrics
+from mislabel.scoring.predict import detector_scores
 from mislabel.api import DEFAULT_DETECTOR, rank
-from util import Dynamics
+from mislabel.core.dynamics import Dynamics
 
-PRETRAINED = Path(__file__).resolve().parents[1] / "detector_model" / "pretrained"
+PRETRAINED = Path(__file__).resolve().parents[1] / "mislabel" / "scoring" / "pretrained"
 CARDS = sorted(PRETRAINED.glob("*.json"))
 
 
@@ -62,7 +62,7 @@ def test_rank_uses_the_shipped_default_on_a_run_of_another_length() -> None:
 
 
 def test_learned_control_ships_beside_the_default_and_reproduces_its_card() -> None:
-    from detector_model.control import DEFAULT_CONTROL, control_scores, load_control
+    from mislabel.scoring.control import DEFAULT_CONTROL, control_scores, load_control
 
     stated = json.loads((PRETRAINED / "default.json").read_text())["learned_control"]
     assert DEFAULT_CONTROL == PRETRAINED / stated["file"]

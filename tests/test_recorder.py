@@ -1,8 +1,8 @@
 import numpy as np
 import torch
 
-from mislabel.recorder import Recorder, margins
-from util import load_dynamics
+from mislabel.training.recorder import Recorder, margins
+from mislabel.core.dynamics import load_dynamics
 
 
 def test_recorder_channel_order_margin_and_pred(tmp_path):

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from mislabel import recorder as recorder_module
-from mislabel.recorder import STORE_DIR, Recorder
-from mislabel.streaming import computed_ahead
-from util import TD_FILE, Dynamics, UserError, load_dynamics, save_dynamics
+from mislabel.training import recorder as recorder_module
+from mislabel.training.recorder import STORE_DIR, Recorder
+from mislabel.core.streaming import computed_ahead
+from mislabel.core.dynamics import TD_FILE, Dynamics, load_dynamics, save_dynamics
+from mislabel.core.user_input import UserError
 
 NUM_SAMPLES, NUM_CLASSES, NUM_EPOCHS = 53, 7, 5
 

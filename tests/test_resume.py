@@ -13,9 +13,9 @@ import pandas as pd
 import torch
 
 from conftest import ROOT
-from mislabel.checkpoint import CHECKPOINT_FILE
-from mislabel.recorder import STORE_DIR
-from util import TD_FILE
+from mislabel.training.checkpoint import CHECKPOINT_FILE
+from mislabel.training.recorder import STORE_DIR
+from mislabel.core.dynamics import TD_FILE
 
 # LeNet on digits: each epoch takes a fraction of a second, so 8 epochs leave time to kill the run
 # after its first checkpoint and before it finishes.

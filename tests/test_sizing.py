@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from fixtures import write_class_folders
-from mislabel.data import FILE_IMAGE_SIZE, load_dataset
-from mislabel.sizing import median_short_side, training_side
+from mislabel.data.datasets import FILE_IMAGE_SIZE, load_dataset
+from mislabel.data.sizing import median_short_side, training_side
 
 
 def test_training_side_is_the_smallest_side_at_or_above_the_median():

@@ -57,7 +57,7 @@ CASES = {
                                 "--remove_ratio", "0.2"), "detector file"),
     "run.sh denoise_small bad remove_ratio": ([str(ROOT / "run.sh"), "denoise_small", "unused", "digits", "1", "0.2",
                                                "uniform", "{file}", "1.5"], "remove_ratio 1.5 is outside"),
-    "find_issues on a missing path": (python("-m", "mislabel.find_issues", "{tmp}/absent"), "absent does not exist"),
+    "find_issues on a missing path": (python("-m", "mislabel.commands.find_issues", "{tmp}/absent"), "absent does not exist"),
     "run.sh find_issues bad budget": ([str(ROOT / "run.sh"), "find_issues", "{tmp}", "--budget", "-1"], "--budget"),
     "train_detector bad epochs": (python("train_detector.py", "--r", "0.2", "--dataset", "digits", "--files_path",
                                          "{tmp}", "--epochs", "0"), "--epochs 0 must be at least 1"),
@@ -77,7 +77,7 @@ def test_bad_arguments_are_refused_before_torch_loads(name: str, tmp_path: Path,
 
 
 def test_the_argument_modules_import_no_heavy_library() -> None:
-    code = ("import sys, util, mislabel, models, mislabel.cli, mislabel.issues_cli, mislabel.run_options; "
+    code = ("import sys, util, mislabel, models, mislabel.commands.cli, mislabel.commands.issues_cli, mislabel.core.run_options; "
             f"print(sorted(m for m in {sorted(HEAVY)!r} if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -87,17 +87,17 @@ def test_the_argument_modules_import_no_heavy_library() -> None:
 def test_torch_free_copies_agree_with_the_modules_that_use_them() -> None:
     """The command line checks against tables written out without torch; these are the originals."""
     import train_detector
-    from detector_model.lstm import READOUTS
-    from losses import LOSSES
-    from mislabel.run_options import LOSS_TYPES
-    from models import NETWORKS
-    from models.conv4 import CONV4_DEPTHS
-    from models.densenet import DENSENET_DEPTHS
-    from models.lenet import LENET_DEPTHS
-    from models.PreResNet import PRERESNET_DEPTHS
-    from models.resnet import CIFAR_DEPTHS, IMAGENET_DEPTHS
-    from models.vgg import VGG_DEPTHS
-    from models.wide_resnet import WRN_DEPTHS
+    from mislabel.scoring.lstm import READOUTS
+    from mislabel.models.losses import LOSSES
+    from mislabel.core.run_options import LOSS_TYPES
+    from mislabel.models import NETWORKS
+    from mislabel.models.conv4 import CONV4_DEPTHS
+    from mislabel.models.densenet import DENSENET_DEPTHS
+    from mislabel.models.lenet import LENET_DEPTHS
+    from mislabel.models.PreResNet import PRERESNET_DEPTHS
+    from mislabel.models.resnet import CIFAR_DEPTHS, IMAGENET_DEPTHS
+    from mislabel.models.vgg import VGG_DEPTHS
+    from mislabel.models.wide_resnet import WRN_DEPTHS
 
     assert train_detector.READOUT_CHOICES == READOUTS
     assert LOSS_TYPES == tuple(LOSSES)

@@ -1,0 +1,1 @@
+"""The command lines (runner.py's flags, compare, find_issues, crossval): thin callers of the library and the Runner."""

@@ -1,0 +1,153 @@
+"""Out-of-sample class probabilities by K-fold cross-validation, the input confident learning needs.
+
+cleanlab judges a label by the probability a model gives it, which is only fair when that model
+never trained on the sample; phase 1's dynamics do not qualify (every row was trained on). So
+``crossval_probs`` retrains phase 1's model K times with the same noisy labels, split, network
+and recipe, each time holding one fold of the training rows out, and stitches the held-out
+predictions into one ``[N, classes]`` array aligned with the rows of ``training_dynamics.npz``.
+That is K extra training runs; the sidecar json records the bill so the comparison can state it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from sklearn.model_selection import StratifiedKFold
+
+from mislabel.core.run_options import DEFAULT_FOLDS
+from mislabel.training.loop import fit
+from mislabel.core.dynamics import TD_FILE, load_dynamics
+from mislabel.core.user_input import UserError
+from mislabel.core.files import atomic_write
+
+if TYPE_CHECKING:
+    from runner import Runner
+
+__all__ = ["PRED_PROBS_FILE", "PRED_PROBS_INFO", "DEFAULT_FOLDS", "fold_assignment", "predict_probs",
+           "crossval_probs", "load_pred_probs"]
+
+PRED_PROBS_FILE = "pred_probs_cv.npy"
+PRED_PROBS_INFO = "pred_probs_cv.json"
+
+
+def fold_assignment(assigned: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Fold number of every row, stratified by assigned label so each fold sees every class.
+
+    Stratifying by the *assigned* label is all a user with real noise could do; the split is
+    fixed by ``seed`` alone, so a rerun holds out the same rows.
+    """
+    if not 2 <= folds <= len(assigned):
+        raise UserError(f"--folds {folds} must be between 2 and the {len(assigned)} training rows; the default is "
+                        f"{DEFAULT_FOLDS}")
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed % 2**32)
+    fold = np.empty(len(assigned), dtype=np.int64)
+    try:
+        for number, (_, held_out) in enumerate(splitter.split(np.zeros(len(assigned)), assigned)):
+            fold[held_out] = number
+    except ValueError as err:
+        raise UserError(f"cannot split into {folds} stratified folds ({err}); pass a smaller --folds") from err
+    return fold
+
+
+@torch.no_grad()
+def predict_probs(model: torch.nn.Module, batches) -> np.ndarray:
+    """Softmax probabilities float32 ``[n, classes]`` for every row of ``batches``, in row order."""
+    model.eval()
+    probs, rows = [], []
+    for images, _, batch_rows in batches:
+        probs.append(torch.softmax(model(images).float(), dim=1))
+        rows.append(batch_rows)
+    order = torch.cat(rows).argsort()
+    return torch.cat(probs)[order].cpu().numpy().astype(np.float32)
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as handle:  # a file handle: np.save on a name would append ".npy"
+            np.save(handle, array)
+
+    atomic_write(path, write)
+
+
+def crossval_probs(runner: "Runner", folds: int = DEFAULT_FOLDS, epochs: int | None = None) -> Path:
+    """Write ``pred_probs_cv.npy`` (float32 ``[N, classes]``, rows as in the npz) and its json.
+
+    :param runner: a Runner built with the generate_td run's arguments (labels, split, model, recipe).
+    :param folds: K; the cost is K training runs of ``epochs`` epochs each.
+    :param epochs: epochs per fold; ``None`` reuses the number of epochs phase 1 recorded.
+    """
+    config = runner.config
+    folder = config.td_dir
+    out = folder / PRED_PROBS_FILE
+    if not (folder / TD_FILE).is_file():
+        raise UserError(f"no {TD_FILE} in {folder}; run `./run.sh generate_td` with these arguments first "
+                        "(crossval_probs reuses its noisy labels and split)")
+    if out.exists() and not config.overwrite:
+        raise UserError(f"{out} already exists; pass --overwrite to recompute it")
+    dyn = load_dynamics(folder)
+    if not (np.array_equal(dyn.indices, runner.train_indices)
+            and np.array_equal(dyn.assigned, runner.assigned_labels[dyn.indices])):
+        raise UserError(f"the dynamics in {folder} were recorded with another split or other labels than these "
+                        "arguments give; pass the seed, noise and --num_valid of that generate_td run")
+    recipe = dataclasses.replace(config.recipe, epochs=dyn.num_epochs if epochs is None else epochs)
+    recipe.validate()
+    fold = fold_assignment(dyn.assigned, folds, config.seed)
+    labels = torch.as_tensor(runner.assigned_labels)
+    valid = runner.batches(runner.valid_indices, labels)
+    probs = np.zeros((dyn.num_samples, runner.data.num_classes), dtype=np.float32)
+    started = time.perf_counter()
+    for number in range(folds):
+        held_out = fold == number
+        model = runner.build_model().to(runner.device)
+        train_rows = runner.train_indices[~held_out]
+        result = fit(model, runner.batches(train_rows, labels, train=True), valid, recipe,
+                     description=f"fold {number + 1}/{folds}", accel=runner.accel)
+        model.load_state_dict(result.best_state)
+        probs[held_out] = predict_probs(model, runner.batches(runner.train_indices[held_out], labels))
+    seconds = time.perf_counter() - started
+    accuracy = float(np.mean(probs.argmax(axis=1) == dyn.assigned))
+    info = {"folds": folds, "extra_training_runs": folds, "epochs_per_run": recipe.epochs,
+            "stratified_by": "assigned label", "seed": config.seed, "net": f"{config.net_type}{config.depth}",
+            "num_samples": int(dyn.num_samples), "num_classes": int(probs.shape[1]),
+            "held_out_agreement_with_assigned": round(accuracy, 6), "seconds": round(seconds, 2),
+            "command": " ".join(shlex.quote(arg) for arg in [Path(sys.executable).name, *sys.argv])}
+    _save_npy(out, probs)
+    atomic_write(folder / PRED_PROBS_INFO, lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2) + "\n"))
+    print(f"wrote {out}: [{probs.shape[0]}, {probs.shape[1]}] held-out probabilities from {folds}-fold "
+          f"cross-validation ({folds} extra training runs of {recipe.epochs} epochs, {seconds:.0f} s); held-out "
+          f"predictions agree with the assigned labels on {accuracy:.1%}. Next: ./run.sh compare {folder}")
+    return out
+
+
+def load_pred_probs(folder: str | Path, num_samples: int, num_labels: int) -> tuple[np.ndarray, dict] | None:
+    """Read a run's cross-validated probabilities and their sidecar, or ``None`` when absent.
+
+    :param num_samples: rows of the run's dynamics, which the array must match one to one.
+    :param num_labels: one more than the largest assigned label: the array needs that many columns.
+    """
+    folder = Path(folder)
+    path = folder / PRED_PROBS_FILE
+    if not path.is_file():
+        return None
+    redo = "recompute it with `./run.sh crossval_probs ... --overwrite`"
+    try:
+        probs = np.load(path, allow_pickle=False)
+    except Exception as err:
+        raise UserError(f"cannot read {path} ({type(err).__name__}); {redo}") from err
+    if probs.ndim != 2 or probs.shape[0] != num_samples or probs.shape[1] < num_labels:
+        raise UserError(f"{path} has shape {probs.shape} but the run has {num_samples} rows and labels up to "
+                        f"{num_labels - 1}; {redo}")
+    if not np.all(np.isfinite(probs)) or not np.allclose(probs.sum(axis=1), 1.0, atol=1e-3):
+        raise UserError(f"{path} holds rows that are not probability distributions; {redo}")
+    try:
+        info = json.loads((folder / PRED_PROBS_INFO).read_text())
+    except (OSError, ValueError):
+        info = {}  # the cost goes unreported; the probabilities themselves were checked above
+    return probs, info if isinstance(info, dict) else {}

@@ -1,0 +1,209 @@
+"""A run folder's dynamics files, in one place: what they hold, and how they are read, checked
+and written. The recorder, the Runner, compare, the detector and the API all go through here.
+
+``training_dynamics.npz`` (one row per recorded training sample, rows in ``indices`` order):
+
+    td       float16 [N, E, C]  probabilities per epoch; channel 0 = the assigned label, the other
+                                channels sorted by their mean probability over epochs, descending
+    labels   int64   [N, C]     which class each channel holds (labels[:, 0] = assigned label)
+    margin   float16 [N, E]     assigned logit minus the largest other logit (AUM's margin)
+    pred     int16   [N, E]     argmax class per epoch
+    indices  int64   [N]        the dataset index of each row
+
+``metadata.pth`` (plain tensors, loads with ``weights_only=True``), indexed by *dataset* index:
+``train_indices``, ``valid_indices``, ``assigned_targets`` (-1 where not recorded), and when the
+true labels are known ``true_targets`` and ``label_flipped``.
+
+``summary.json`` marks a finished run (its results); ``mislabel.reports.summary`` writes it.
+
+Every reader validates (shapes, dtypes, finite values in range), so a damaged or foreign file is
+refused with one line instead of ranked at random; every writer is atomic.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
+
+import numpy as np
+
+from mislabel.core.files import atomic_torch_save, atomic_write, torch_load
+from mislabel.core.streaming import write_npz
+from mislabel.core.user_input import UserError, require_folder
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["TD_FILE", "METADATA_FILE", "SUMMARY_FILE", "Dynamics", "save_dynamics", "write_td_file", "load_dynamics",
+           "load_metadata", "write_metadata", "validate_dynamics"]
+
+TD_FILE = "training_dynamics.npz"
+METADATA_FILE = "metadata.pth"
+SUMMARY_FILE = "summary.json"
+
+
+@dataclass
+class Dynamics:
+    """One run's dynamics with every per-sample array aligned to the rows of ``td``."""
+
+    td: np.ndarray
+    labels: np.ndarray
+    margin: np.ndarray
+    pred: np.ndarray
+    indices: np.ndarray
+    flipped: np.ndarray | None = None
+    true_labels: np.ndarray | None = None
+
+    @property
+    def assigned(self) -> np.ndarray:
+        return self.labels[:, 0]
+
+    @property
+    def num_samples(self) -> int:
+        return self.td.shape[0]
+
+    @property
+    def num_epochs(self) -> int:
+        return self.td.shape[1]
+
+
+def write_td_file(path: str | os.PathLike, count: int, epochs: int, channels: int,
+                  td: Iterable[np.ndarray], labels: Iterable[np.ndarray], margin: Iterable[np.ndarray],
+                  pred: Iterable[np.ndarray], indices: np.ndarray) -> Path:
+    """Write ``training_dynamics.npz`` atomically from row chunks of each array (each entry is
+    streamed, so a recorder larger than RAM writes one chunk at a time); dtypes are the format's."""
+    entries = [("td", (count, epochs, channels), np.float16, td), ("labels", (count, channels), np.int64, labels),
+               ("margin", (count, epochs), np.float16, margin), ("pred", (count, epochs), np.int16, pred),
+               ("indices", (count,), np.int64, [np.asarray(indices)])]
+    atomic_write(path, lambda tmp: write_npz(tmp, entries))
+    return Path(path)
+
+
+def save_dynamics(folder: str | os.PathLike, dyn: Dynamics) -> Path:
+    """Write an in-memory ``Dynamics`` as a run folder's ``training_dynamics.npz``."""
+    count, epochs, channels = dyn.td.shape
+    return write_td_file(Path(folder) / TD_FILE, count, epochs, channels, [dyn.td], [dyn.labels], [dyn.margin],
+                         [dyn.pred], dyn.indices)
+
+
+def write_metadata(folder: str | os.PathLike, train_indices: np.ndarray, valid_indices: np.ndarray,
+                   assigned_targets: np.ndarray, true_targets: np.ndarray | None = None) -> None:
+    """Write ``metadata.pth``; the targets are indexed by dataset index (-1 where unknown), and
+    ``label_flipped`` is derived from them where both labels are known."""
+    import torch
+
+    meta = {"train_indices": torch.as_tensor(np.asarray(train_indices), dtype=torch.int64),
+            "valid_indices": torch.as_tensor(np.asarray(valid_indices), dtype=torch.int64),
+            "assigned_targets": torch.as_tensor(np.asarray(assigned_targets), dtype=torch.int64)}
+    if true_targets is not None:
+        true = torch.as_tensor(np.asarray(true_targets), dtype=torch.int64)
+        meta.update(true_targets=true, label_flipped=(true != meta["assigned_targets"]) & (true >= 0))
+    atomic_torch_save(meta, Path(folder) / METADATA_FILE)
+
+
+def load_metadata(folder: str | os.PathLike) -> dict[str, torch.Tensor]:
+    path = Path(folder) / METADATA_FILE
+    if not path.is_file():
+        raise UserError(f"no {METADATA_FILE} in {folder}; run `./run.sh generate_td` for that folder first")
+    try:
+        meta = torch_load(path)
+    except Exception as err:
+        raise UserError(f"cannot read {path} ({type(err).__name__}); regenerate it with `./run.sh generate_td`") from err
+    if not isinstance(meta, dict) or "assigned_targets" not in meta:
+        raise UserError(f"{path} is not a metadata file written by generate_td (no assigned_targets)")
+    return meta
+
+
+PROBABILITY_SLACK = 2e-3  # float16 rounds a probability of 1 within a few 1e-4 of it
+
+
+def _check_array(source: str, name: str, array: np.ndarray, kind: str, shape: tuple[int | str, ...]) -> None:
+    """One array's dtype family ("f" float, "i" integer) and shape (a str names a size not yet known)."""
+    family = "f" if np.issubdtype(array.dtype, np.floating) else "i" if np.issubdtype(array.dtype, np.integer) else "?"
+    fits = array.ndim == len(shape) and all(isinstance(s, str) or s == a for s, a in zip(shape, array.shape))
+    if family != kind or not fits:
+        expected = {"f": "float", "i": "integer"}[kind]
+        raise UserError(f"{source}: {name} is {array.dtype} {list(array.shape)}, expected {expected} "
+                        f"[{', '.join(map(str, shape))}]; the file is damaged or not from this tool, regenerate it "
+                        "with `./run.sh generate_td`")
+
+
+def _first_nonfinite_row(values: np.ndarray) -> int:
+    """Only on the error path: the mask is as large as ``values``."""
+    return int(np.flatnonzero(~np.isfinite(values).reshape(len(values), -1).all(axis=1))[0])
+
+
+def validate_dynamics(dyn: Dynamics, source: str | os.PathLike) -> Dynamics:
+    """Check every array of ``dyn`` once, where dynamics enter from a file or a caller, so no scorer
+    meets a 2-D ``td``, misaligned rows or NaN (which sklearn rejects and a ranking sorts at random).
+
+    td float [N, E, C] in [0, 1] (float16 slack allowed); labels integer [N, C] >= 0; margin float
+    [N, E] finite; pred integer [N, E]; indices integer [N] >= 0; flipped/true_labels [N] when set.
+    """
+    source = str(source)
+    td = np.asarray(dyn.td)
+    _check_array(source, "td", td, "f", ("samples", "epochs", "channels"))
+    count, epochs, channels = td.shape
+    if min(td.shape) == 0:
+        raise UserError(f"{source}: td is empty ({list(td.shape)}); record at least one epoch of one sample")
+    _check_array(source, "labels", np.asarray(dyn.labels), "i", (count, channels))
+    _check_array(source, "pred", np.asarray(dyn.pred), "i", (count, epochs))
+    _check_array(source, "indices", np.asarray(dyn.indices), "i", (count,))
+    if dyn.margin is not None:
+        _check_array(source, "margin", np.asarray(dyn.margin), "f", (count, epochs))
+    for name in ("flipped", "true_labels"):
+        value = getattr(dyn, name)
+        if value is not None and np.shape(value) != (count,):
+            raise UserError(f"{source}: {name} has shape {list(np.shape(value))}, expected [{count}]")
+    # min/max propagate NaN and see inf, without a mask as large as td
+    low, high = float(td.min()), float(td.max())
+    if not (np.isfinite(low) and np.isfinite(high)):
+        row = _first_nonfinite_row(td)
+        raise UserError(f"{source}: td holds NaN or infinite probabilities (first at row {row}); the training "
+                        "diverged or the file is damaged: regenerate it (a lower --lr if it diverged)")
+    if low < -PROBABILITY_SLACK or high > 1 + PROBABILITY_SLACK:
+        raise UserError(f"{source}: td holds values in [{low:g}, {high:g}], but probabilities lie in [0, 1]; "
+                        "regenerate the file with `./run.sh generate_td`")
+    if dyn.margin is not None:
+        margin = np.asarray(dyn.margin)
+        if not (np.isfinite(float(margin.min())) and np.isfinite(float(margin.max()))):
+            row = _first_nonfinite_row(margin)
+            raise UserError(f"{source}: margin holds NaN or infinite values (first at row {row}); the training "
+                            "diverged or the file is damaged: regenerate it (a lower --lr if it diverged)")
+    for name in ("labels", "pred", "indices"):
+        if np.asarray(getattr(dyn, name)).min() < 0:
+            raise UserError(f"{source}: {name} holds negative class ids or indices; regenerate the file")
+    return dyn
+
+
+def load_dynamics(folder: str | os.PathLike) -> Dynamics:
+    """Read and validate a run folder's dynamics, attaching true labels and flips from metadata.pth when known."""
+    folder = require_folder(folder, "run folder", "pass the folder generate_td wrote")
+    path = folder / TD_FILE
+    if not path.is_file():
+        raise UserError(f"no {TD_FILE} in {folder}; run `./run.sh generate_td` for that folder first")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except Exception as err:
+        raise UserError(f"cannot read {path} ({type(err).__name__}: {err}); regenerate it with `./run.sh generate_td`") from err
+    missing = {"td", "labels", "margin", "pred", "indices"} - arrays.keys()
+    if missing:
+        raise UserError(f"{path} lacks {sorted(missing)}; regenerate it with `./run.sh generate_td`")
+    dyn = validate_dynamics(Dynamics(**{key: arrays[key] for key in ("td", "labels", "margin", "pred", "indices")}),
+                            path)
+    if (folder / METADATA_FILE).is_file():
+        import torch
+
+        meta = load_metadata(folder)
+        rows = torch.as_tensor(dyn.indices)
+        for key in ("label_flipped", "true_targets"):
+            if key in meta and int(rows.max()) >= len(meta[key]):
+                raise UserError(f"{path} indexes samples up to {int(rows.max())} but {folder / METADATA_FILE}'s "
+                                f"{key} holds {len(meta[key])}; the two files come from different runs, regenerate them")
+        if "label_flipped" in meta:
+            dyn.flipped = meta["label_flipped"][rows].numpy().astype(bool)
+        if "true_targets" in meta:
+            dyn.true_labels = meta["true_targets"][rows].numpy().astype(np.int64)
+    return dyn

@@ -1,0 +1,53 @@
+"""The choices a run is made of, as plain values with their checks: where the data lives, the
+training recipe, how dynamics are recorded and stored, and the cross-validation fold count.
+
+Torch-free, so ``runner.py`` and ``find_issues`` check these flags before torch loads; the modules
+that act on them (``data``, ``training``, ``recorder``, ``crossval``) import them from here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mislabel.core.user_input import UserError, require_folder
+
+__all__ = ["Recipe", "TD_MODES", "STORES", "LOSS_TYPES", "DEFAULT_FOLDS", "EMBEDDED_DATASETS", "check_datadir"]
+
+EMBEDDED_DATASETS = ("digits",)  # shipped inside a package (sklearn's digits): no --datadir
+
+TD_MODES = ("train", "eval")
+STORES = ("auto", "ram", "memmap")
+LOSS_TYPES = ("cross_entropy", "reed_soft", "reed_hard")  # losses.LOSSES holds their functions
+DEFAULT_FOLDS = 4  # each model sees 75% of the rows: close to phase 1's model at a 4x training bill
+
+
+@dataclass
+class Recipe:
+    """The seed's phase-1 recipe (ResNet-32 on CIFAR); every value is a command-line flag."""
+
+    epochs: int = 200
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9          # Nesterov momentum 0.9, the CIFAR ResNet standard
+    weight_decay: float = 1e-4
+    lr_milestones: tuple[float, ...] = (0.5, 0.75)   # fractions of the epochs where lr drops
+    lr_gamma: float = 0.1
+    loss_type: str = "cross_entropy"
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise UserError(f"--num_epochs {self.epochs} must be at least 1")
+        if self.batch_size < 2:
+            raise UserError(f"--batch_size {self.batch_size} must be at least 2 (BatchNorm needs two samples)")
+        if self.lr <= 0:
+            raise UserError(f"--lr {self.lr} must be positive")
+        if self.loss_type not in LOSS_TYPES:
+            raise UserError(f"unknown --loss_type {self.loss_type!r}; choose one of: {', '.join(LOSS_TYPES)}")
+
+
+def check_datadir(dataset: str, datadir: str | None) -> None:
+    """A dataset read from disk needs ``datadir``, an existing folder (an embedded one ignores it)."""
+    if dataset in EMBEDDED_DATASETS:
+        return
+    if datadir is None:
+        raise UserError(f"{dataset} is read from disk; pass --datadir, the folder that holds {dataset}/ (see README)")
+    require_folder(datadir, "datadir", "pass the folder that holds <dataset>/ (see README)")

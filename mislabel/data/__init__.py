@@ -1,0 +1,1 @@
+"""Datasets, their on-disk formats, label noise, and the batches training reads."""

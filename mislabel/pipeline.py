@@ -1,0 +1,341 @@
+"""The Runner: the pipeline's three phases over the library, as one object.
+
+    generate_td:  load data -> inject noise -> build model -> train while recording dynamics -> save
+    denoise:      rank samples with a detector -> drop the most suspicious -> retrain -> report
+
+``RunConfig`` is everything that defines a run, checked when it is made, and the only place a
+run folder's name is built. The commands (``runner.py``, ``find_issues``, DivideMix, the bench
+scripts) build one and call the Runner; nothing below this module imports it.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+import zlib
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+import numpy as np
+import torch
+
+from mislabel.core import distributed
+from mislabel.core.dynamics import Dynamics, load_dynamics, write_metadata
+from mislabel.core.files import atomic_torch_save, atomic_write, pick_device, seed_everything
+from mislabel.core.run_lock import folder_lock
+from mislabel.core.run_options import Recipe
+from mislabel.core.user_input import UserError, check_output_folder, single_path_component
+from mislabel.data.datasets import ImageData, TensorBatches, load_dataset
+from mislabel.data.noise import canonical_noise_type, corrupt_labels
+from mislabel.models import build_model
+from mislabel.reports.summary import denoise_table, format_metric, read_summary, write_summary
+from mislabel.training.accel import Acceleration
+from mislabel.training.checkpoint import CHECKPOINT_FILE, Checkpoint
+from mislabel.training.loop import Recording, evaluate, fit
+from mislabel.training.recorder import Recorder
+
+if TYPE_CHECKING:  # imported where used: in-memory phase 1 needs neither (torchvision, sklearn.metrics)
+    from mislabel.data.file_batches import FileBatches
+    from mislabel.scoring.predict import Ranking
+
+__all__ = ["Runner", "RunConfig", "write_suspects_csv"]
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run; the folder name is derived from it as in the seed."""
+
+    dataset: str = "digits"
+    datadir: str | None = None
+    seed: int = 0
+    noise_ratio: str | None = "0.2"     # as the user spelled it (names the folder); None = no synthetic noise
+    noise_type: str = "uniform"
+    net_type: str = "resnet"
+    depth: int = 32
+    widen_factor: int | None = None
+    pretrained_path: str | None = None
+    num_valid: int | None = None        # None = 10% of the training set
+    image_size: int | None = None       # crop side for image-file datasets; None = data.default_file_side
+    num_workers: int | None = None      # image-file decoding processes; None = auto_workers
+    td_mode: str = "train"
+    td_store: str = "auto"              # ram, memmap or auto (memmap when the dynamics are large)
+    td_topk: int | None = None          # keep the assigned class + K most probable others; None = all
+    device: str = "auto"
+    amp: bool | None = None             # bf16 autocast; None = on for CUDA GPUs with native bf16, off on CPU
+    compile: bool = False               # torch.compile the model for training and per-epoch evaluation
+    results_dir: str = "replication"
+    overwrite: bool = False
+    recipe: Recipe = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        self.recipe = self.recipe or Recipe()
+        single_path_component(self.dataset, "dataset name")  # it names a folder under results_dir
+
+    @property
+    def ratio(self) -> float:
+        return 0.0 if self.noise_ratio is None else float(self.noise_ratio)
+
+    @property
+    def experiment_dir(self) -> Path:
+        name = f"{self.dataset}_{self.net_type}{self.depth}"
+        if self.noise_ratio is not None:
+            name += f"_percmislabeled{self.noise_ratio}_{self.noise_type}"
+        return Path(self.results_dir) / name
+
+    @property
+    def td_dir(self) -> Path:
+        return self.experiment_dir / f"computation4td_seed{self.seed}"
+
+
+class Runner:
+    """Phase 1 (``train_for_td_computation``) and phase 3 (``subset`` + ``train``) on one dataset."""
+
+    def __init__(self, config: RunConfig, data: ImageData | None = None) -> None:
+        """``data`` replaces loading ``config.dataset`` (find_issues brings a user's own images)."""
+        self.config = config
+        check_output_folder(config.results_dir, "results folder", "set RESULTS_DIR (--results_dir) to a folder")
+        self.device = distributed.start(pick_device(config.device))  # joins torchrun's process group, if any
+        self.accel = Acceleration.resolve(self.device, config.amp, config.compile)
+        self.data: ImageData = data if data is not None else load_dataset(config.dataset, config.datadir, config.seed,
+                                                                          config.image_size)
+        if self.data.large and config.noise_ratio is not None and config.ratio > 0:
+            print(f"note: {config.dataset} is a real-world noisy dataset; noise arguments are ignored")
+        if self.data.large:
+            config.noise_ratio = None
+        self.true_labels = self.data.train_labels.numpy()
+        images = None if self.data.train_images is None else self.data.train_images.numpy()
+        self.assigned_labels = corrupt_labels(self.true_labels, self.data.num_classes, config.ratio,
+                                              canonical_noise_type(config.noise_type), config.seed, config.dataset,
+                                              images=images)
+        self.train_indices, self.valid_indices = self._split()
+        self.build_model()  # fail fast on a bad --net_type/--depth, before anything is written
+
+    # --- pipeline steps -----------------------------------------------------------------------
+    def _split(self) -> tuple[np.ndarray, np.ndarray]:
+        """Hold out ``num_valid`` training samples (with their noisy labels, as a user would have)."""
+        count = self.data.num_train
+        num_valid = round(0.1 * count) if self.config.num_valid is None else self.config.num_valid
+        if not 0 <= num_valid < count:
+            raise UserError(f"--num_valid {num_valid} must be between 0 and {count - 1} for {self.config.dataset}")
+        rng = np.random.default_rng([self.config.seed, zlib.crc32(f"{self.config.dataset}|valid".encode())])
+        order = rng.permutation(count)
+        return np.sort(order[num_valid:]), np.sort(order[:num_valid])
+
+    def build_model(self) -> torch.nn.Module:
+        seed_everything(self.config.seed)
+        return build_model(self.config.net_type, self.config.depth, self.data.num_classes,
+                           in_channels=self.data.in_channels, image_size=self.data.image_size,
+                           widen_factor=self.config.widen_factor, pretrained_path=self.config.pretrained_path)
+
+    def batches(self, indices: np.ndarray, labels: np.ndarray | torch.Tensor, train: bool = False,
+                test: bool = False, shard: bool = False) -> TensorBatches | FileBatches | None:
+        """Batches over ``indices``, in memory or decoded from image files; with ``shard`` under
+        torchrun, this rank's share of each epoch at ``--batch_size / NPROC`` per rank, so the global
+        batch stays the recipe's."""
+        if len(indices) == 0:
+            return None
+        world, batch_size = distributed.world_size(), self.config.recipe.batch_size
+        sharded = shard and world > 1
+        if sharded and batch_size // world < 2:
+            raise UserError(f"--batch_size {batch_size} over {world} processes leaves under 2 samples per process; "
+                            f"pass --batch_size {2 * world} or more")
+        split = (distributed.rank(), world) if sharded else None
+        per_rank = batch_size // world if sharded else batch_size
+        images = self.data.test_images if test else self.data.train_images
+        rows = torch.as_tensor(indices)
+        if images is None:
+            from mislabel.data.file_batches import FileBatches
+
+            files = np.asarray(self.data.test_files if test else self.data.train_files, dtype=object)[indices]
+            return FileBatches(files, torch.as_tensor(labels)[rows], self.data.mean, self.data.std, per_rank,
+                               self.device, image_size=self.data.image_size, train=train, seed=self.config.seed,
+                               workers=self.config.num_workers, shard=split)
+        return TensorBatches(images[rows], torch.as_tensor(labels)[rows], self.data.mean, self.data.std, per_rank,
+                             self.device, augment=self.data.augment if train else None, shuffle=train,
+                             seed=self.config.seed, shard=split)
+
+    def _refuse_finished(self, folder: Path) -> None:
+        if read_summary(folder) is not None and not self.config.overwrite:
+            raise UserError(f"{folder} already holds finished results; pass --overwrite to redo it "
+                            "or set RESULTS_DIR to write elsewhere")
+
+    @contextmanager
+    def _claimed(self, folder: Path) -> Iterator[None]:
+        """Write ``folder`` inside this block: it must not hold finished results (unless --overwrite),
+        and rank 0 holds its lock, so a second command started on it is refused, not interleaved."""
+        self._refuse_finished(folder)
+        if not distributed.is_main():
+            yield
+            return
+        with folder_lock(folder):
+            self._refuse_finished(folder)  # again: a command may have finished it while we started
+            (folder / "summary.json").unlink(missing_ok=True)
+            command = " ".join(shlex.quote(arg) for arg in [Path(sys.executable).name, *sys.argv])
+            atomic_write(folder / "cmd.txt", lambda tmp: Path(tmp).write_text(command + "\n"))
+            yield
+
+    def _train_and_save(self, folder: Path, train_indices: np.ndarray, recorder: Recorder | None,
+                        description: str) -> dict:
+        """Fit on ``train_indices`` (noisy labels), select on validation, write models and results."""
+        model = self.build_model().to(self.device)
+        labels = torch.as_tensor(self.assigned_labels)
+        # validation selects the model rank 0 saves, so under torchrun only rank 0 evaluates it (as the
+        # test set below): the other ranks would decode and compute the same pass for nothing
+        valid = self.batches(self.valid_indices, labels) if distributed.is_main() else None
+        started = time.perf_counter()
+        checkpoint = self._checkpoint(folder, train_indices, recorder, description)
+        # the un-augmented pass over the training set is only for recording in eval mode; building it
+        # otherwise would hold a second device copy of the training images for nothing
+        recording = None
+        if recorder is not None:
+            eval_pass = self.batches(train_indices, labels, shard=True) if self.config.td_mode == "eval" else None
+            recording = Recording(recorder, self.config.td_mode, eval_pass)
+        result = fit(model, self.batches(train_indices, labels, train=True, shard=True), valid, self.config.recipe,
+                     recording=recording, log_path=folder / "train_log.csv", description=description,
+                     checkpoint=checkpoint, accel=self.accel)
+        if not distributed.is_main():
+            return {}
+        checkpoint.remove()
+        atomic_torch_save(result.best_state, folder / "model.pth")
+        atomic_torch_save(result.last_state, folder / "model.pth.last")
+        if not result.selected_on_validation:
+            print("note: --num_valid 0, so model.pth is the final epoch's model (no early stopping)")
+        model.load_state_dict(result.best_state)
+        if valid is not None:
+            evaluate(model, valid).write_csv(folder / "results_valid.csv", self.valid_indices)
+        test_indices = np.arange(len(self.data.test_labels))
+        test = evaluate(model, self.batches(test_indices, self.data.test_labels, test=True))
+        test.write_csv(folder / "results_test.csv", test_indices)
+        return {"test_accuracy": 1.0 - test.error, "best_epoch": result.best_epoch,
+                "selected_on_validation": result.selected_on_validation,
+                "train_seconds": round(time.perf_counter() - started, 2), "acceleration": self.accel.describe()}
+
+    def _checkpoint(self, folder: Path, train_indices: np.ndarray, recorder: Recorder | None,
+                    description: str) -> Checkpoint:
+        """Per-epoch checkpoint of this run; one left by an unfinished run with the same settings is
+        continued, one with other settings is refused (or dropped under --overwrite)."""
+        key = json.dumps({**self._describe(), "stage": description, "recipe": asdict(self.config.recipe),
+                          "train_rows": int(len(train_indices)),
+                          "recording": None if recorder is None else recorder.describe(),
+                          # bf16 changes the arithmetic, so such a run resumes only as one; float32 keys stay as before
+                          **({"amp": "bf16"} if self.accel.amp else {})}, sort_keys=True)
+        checkpoint = Checkpoint(folder / CHECKPOINT_FILE, key)
+        # rank 0 alone drops the checkpoint, so only it loads the file to compare keys
+        if self.config.overwrite and distributed.is_main() and not checkpoint.matches():
+            checkpoint.remove()
+        distributed.barrier()  # no rank may read a checkpoint that rank 0 is about to drop
+        return checkpoint
+
+    def _describe(self) -> dict:
+        c = self.config
+        return {"dataset": c.dataset, "seed": c.seed, "noise_ratio": c.ratio, "noise_type": c.noise_type,
+                "net_type": c.net_type, "depth": c.depth, "image_size": self.data.image_size,
+                "epochs": c.recipe.epochs, "td_mode": c.td_mode,
+                "num_train": int(len(self.train_indices)), "num_valid": int(len(self.valid_indices))}
+
+    def train_for_td_computation(self) -> Path:
+        """Phase 1: train on the noisy labels, recording every training sample's dynamics."""
+        folder = self.config.td_dir
+        with self._claimed(folder):
+            flipped = self.assigned_labels != self.true_labels
+            if distributed.is_main():
+                write_metadata(folder, self.train_indices, self.valid_indices, self.assigned_labels,
+                               None if self.data.large else self.true_labels)
+            recorder = Recorder(len(self.train_indices), self.data.num_classes, self.config.recipe.epochs,
+                                sample_ids=self.train_indices, path=folder, store=self.config.td_store,
+                                topk=self.config.td_topk)
+            if distributed.is_main():
+                print(recorder.describe())
+            summary = self._describe()
+            summary.update(self._train_and_save(folder, self.train_indices, recorder, "phase 1"))
+            if not distributed.is_main():
+                return folder
+            recorder.save(folder, metadata=False)
+            recorder.cleanup()
+            summary["num_flipped"] = (int(flipped[self.train_indices].sum())
+                                      if not self.data.large else None)
+            write_summary(folder, summary)
+        print(f"test accuracy {format_metric(summary['test_accuracy'], percent=True)}; results in {folder}")
+        return folder
+
+    def subset(self, detector_file: str, remove_ratio: float | str,
+               td_dir: Path) -> tuple[np.ndarray, Dynamics, Ranking, dict]:
+        """Rank phase 1's training samples with the detector and keep all but the top ``remove_ratio``
+        (``"auto"``: as many as the detector takes for mislabeled)."""
+        if remove_ratio != "auto" and not 0.0 <= remove_ratio < 1.0:
+            raise UserError(f"remove_ratio {remove_ratio} is outside [0, 1); pass e.g. 0.2 to drop the top 20%")
+        from mislabel.scoring.predict import top_suspects
+
+        dyn = load_dynamics(td_dir)
+        if not np.array_equal(dyn.assigned, self.assigned_labels[dyn.indices]):
+            raise UserError(f"the dynamics in {td_dir} were recorded with other labels than these arguments give; "
+                            "pass the seed/noise arguments of that run or point --td_dir at the matching run")
+        removed = top_suspects(detector_file, dyn, remove_ratio, self.device)
+        keep = np.ones(dyn.num_samples, dtype=bool)
+        keep[removed.rows] = False
+        self._check_retrainable(dyn.assigned, keep, remove_ratio)
+        info = {"num_ranked": int(dyn.num_samples), "num_removed": len(removed.rows), "remove_ratio": remove_ratio,
+                "detection": removed.ranking.metrics, "detector_file": str(detector_file), "td_dir": str(td_dir),
+                "flipped_share_of_removed": removed.flipped_share}
+        return dyn.indices[keep], dyn, removed.ranking, info
+
+    def _check_retrainable(self, assigned: np.ndarray, keep: np.ndarray, remove_ratio: float) -> None:
+        """A removal that empties a class or leaves less than one batch would retrain on nearly nothing."""
+        batch_size, left = self.config.recipe.batch_size, int(keep.sum())
+        if left < batch_size:
+            raise UserError(f"remove_ratio {remove_ratio} leaves {left} of {len(keep)} training samples, fewer than "
+                            f"one batch ({batch_size}); pass a smaller remove_ratio (or --batch_size)")
+        emptied = np.setdiff1d(assigned, assigned[keep])
+        if len(emptied):
+            raise UserError(f"remove_ratio {remove_ratio} removes every training sample of class {emptied[0]} "
+                            f"({len(emptied)} classes emptied); pass a smaller remove_ratio")
+
+    def train(self, detector_file: str, remove_ratio: float | str, td_dir: Path | None = None) -> Path:
+        """Phase 3: denoise (``subset``) and retrain on what is left; report detection and accuracy."""
+        td_dir = Path(td_dir) if td_dir else self.config.td_dir
+        folder = self.config.experiment_dir / f"prune4retrain_seed{self.config.seed}" / f"remove{remove_ratio}"
+        self._refuse_finished(folder)
+        kept, dyn, ranking, info = self.subset(detector_file, remove_ratio, td_dir)
+        with self._claimed(folder):
+            if distributed.is_main():
+                write_suspects_csv(folder / "suspects.csv", dyn, ranking)
+            auc, ap = format_metric(ranking.auc), format_metric(ranking.map)
+            print(f"detection AUC {auc}  mAP {ap}" if ranking.metrics else
+                  "detection AUC/mAP unavailable: no known flipped labels in this run")
+            summary = self._describe()
+            summary.update(info)
+            summary.update(self._train_and_save(folder, kept, None, "retrain"))
+            if not distributed.is_main():
+                return folder
+            summary["noisy_test_accuracy"] = (read_summary(td_dir) or {}).get("test_accuracy")
+            write_summary(folder, summary)
+        print(denoise_table(summary))
+        print(f"results in {folder}")
+        return folder
+
+    def retrain_subset(self, kept: np.ndarray, folder: Path, info: dict | None = None) -> dict:
+        """Retrain on the training samples ``kept`` (dataset indices) into ``folder``, as ``train`` does
+        after its detector ranking; for rankings made elsewhere (a baseline, random, the clean-label
+        oracle) so their removals are compared on the same loop. Returns the summary it writes."""
+        with self._claimed(folder):
+            summary = self._describe()
+            summary.update(info or {})
+            summary.update(self._train_and_save(folder, np.sort(np.asarray(kept)), None, "retrain"))
+            write_summary(folder, summary)
+        return summary
+
+
+def write_suspects_csv(path: Path, dyn: Dynamics, ranking: Ranking) -> None:
+    """suspects.csv: rank, index, score, assigned_label, predicted_label[, true_label], most suspicious first."""
+    import pandas as pd  # here: phase 1 never needs it
+
+    order = ranking.order
+    table = {"rank": np.arange(1, len(order) + 1), "index": dyn.indices[order],
+             "score": np.round(ranking.scores[order], 6), "assigned_label": dyn.assigned[order],
+             "predicted_label": dyn.pred[order, -1]}
+    if dyn.true_labels is not None:
+        table["true_label"] = dyn.true_labels[order]
+    atomic_write(path, lambda tmp: pd.DataFrame(table).to_csv(tmp, index=False))

@@ -1,0 +1,1 @@
+"""What a run tells its user: summaries, find_issues' report and actions, plots."""

@@ -1,0 +1,99 @@
+"""The one scoring path: each method's score for every sample of a run, higher = more suspicious.
+
+A method is a baseline of ``BASELINES``, ``"cleanlab"`` (given held-out probabilities),
+``"control"`` (the shipped learned control), or a detector file from ``train_detector.py``,
+whose column is named ``lstm:<file name without .pth.tar>`` (numbered ``#2``, ``#3`` when two
+files share a name). ``mislabel.api.rank``, compare, find_issues, denoise and repair all score
+through ``score``, so a method means the same numbers in every table.
+"""
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from mislabel.core.dynamics import Dynamics
+from mislabel.core.user_input import UserError
+from mislabel.scoring.baselines import BASELINES, cleanlab
+from mislabel.scoring.control import DEFAULT_CONTROL, control_scores, load_control
+from mislabel.scoring.lstm import DEFAULT_DETECTOR, LSTMDetector, load_detector
+from mislabel.scoring.metrics import detection_metrics
+from mislabel.scoring.predict import detector_scores
+
+__all__ = ["DEFAULT_CONTROL", "DEFAULT_DETECTOR", "METHODS", "Detector", "MethodScores", "detector_column",
+           "load_detectors", "score"]
+
+METHODS = ("control", "cleanlab", *BASELINES)   # what ``score`` computes besides the detectors
+
+
+@dataclass
+class Detector:
+    """A loaded detector file and its column name."""
+
+    name: str
+    path: Path
+    model: LSTMDetector
+    config: dict
+    load_seconds: float
+
+
+@dataclass
+class MethodScores:
+    """One method's scores (aligned to the run's rows), what computing them took, their detection
+    metrics when the flips are known (else ``None``), and a caveat a report should print."""
+
+    name: str
+    scores: np.ndarray
+    seconds: float
+    metrics: dict | None = None
+    note: str = ""
+
+
+def detector_column(path: str | os.PathLike, taken: set[str] | frozenset[str] = frozenset()) -> str:
+    """``lstm:<file stem>``, numbered ``#2``, ``#3`` ... past the names already ``taken``."""
+    stem = re.sub(r"(\.pth\.tar|\.pth|\.pt|\.tar)$", "", Path(path).name)
+    name, number = f"lstm:{stem}", 2
+    while name in taken:
+        name, number = f"lstm:{stem}#{number}", number + 1
+    return name
+
+
+def load_detectors(files: Sequence[str | os.PathLike], device: torch.device | str = "cpu") -> list[Detector]:
+    """Every file loaded before anything is scored, so a bad one fails at once (seconds, not after
+    hours of training); a detector's time counts its loading, as a user would pay it."""
+    loaded: list[Detector] = []
+    for path in map(Path, files):
+        started = time.perf_counter()
+        model, config = load_detector(path, device)
+        name = detector_column(path, {d.name for d in loaded})
+        loaded.append(Detector(name, path, model, config, time.perf_counter() - started))
+    return loaded
+
+
+def score(dyn: Dynamics, methods: Sequence[str] = (), detectors: Sequence[Detector] = (),
+          pred_probs: np.ndarray | None = None) -> list[MethodScores]:
+    """Each of ``methods`` in their order, then each detector; timed, with metrics when known."""
+    unknown = [name for name in methods if name not in METHODS]
+    if unknown:
+        raise UserError(f"unknown scoring methods {unknown}; choose from: {', '.join(METHODS)}")
+    if "cleanlab" in methods and pred_probs is None:
+        raise UserError("cleanlab needs held-out probabilities; run `./run.sh crossval_probs` for this run first")
+    computed: dict[str, Callable[[], np.ndarray]] = {
+        "control": lambda: control_scores(load_control(DEFAULT_CONTROL), dyn),
+        "cleanlab": lambda: cleanlab(pred_probs, dyn.assigned),
+        **{name: (lambda fn=fn: fn(dyn)) for name, fn in BASELINES.items()}}
+    jobs = [(name, computed[name], 0.0) for name in methods]
+    jobs += [(d.name, lambda d=d: detector_scores(d.model, d.config, dyn), d.load_seconds) for d in detectors]
+    results = []
+    for name, compute, extra_seconds in jobs:
+        started = time.perf_counter()
+        values = np.asarray(compute(), dtype=np.float64)
+        results.append(MethodScores(name, values, time.perf_counter() - started + extra_seconds,
+                                    detection_metrics(values, dyn.flipped)))
+    return results

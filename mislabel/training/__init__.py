@@ -1,0 +1,1 @@
+"""The training loop, the dynamics recorder, checkpoints, acceleration, and time budgets."""

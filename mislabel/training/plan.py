@@ -1,0 +1,117 @@
+"""find_issues' phase-1 recipe: the full one sized to the data, and the cheaper rungs a time budget
+may pick instead. Pure Python (no torch), so a command line can be checked before torch loads.
+
+The ladder, cheapest first; each rung keeps the full recipe's batch and learning rate and trains at
+the data's own side, capped at the rung's ``max_side``:
+
+    rung  network     epochs  max side   typical cost (60,000 28 px images, 2-core CPU)
+    1     LeNet-5          8     32 px   ~12 s an epoch
+    2     LeNet-5         12     32 px
+    3     LeNet-5         20     32 px
+    4     LeNet-5         30     32 px
+    5     ResNet-20       12     64 px   ~4 min an epoch
+    6     ResNet-20       20     64 px
+    7     ResNet-18       12    128 px   (photos)
+    -     the full recipe (``default_plan``): the top, taken whenever it fits (``--budget 0``: always)
+
+A rung is a candidate only if it is cheaper than the full recipe; the budget takes the highest
+candidate whose predicted time fits (``mislabel.training.budget``).
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, replace
+
+from mislabel.data.sizing import training_side
+
+__all__ = ["Plan", "Rung", "LADDER", "MEMORY_BUDGET", "default_plan", "apply_flags", "candidate_plans"]
+
+MEMORY_BUDGET = 2 * 2**30           # decoded uint8 pixels up to this size are held in memory
+
+
+@dataclass
+class Plan:
+    """The phase-1 recipe find_issues uses; ``default_plan`` fills it, flags override it."""
+
+    net_type: str
+    depth: int
+    epochs: int
+    batch_size: int
+    lr: float
+    image_size: int
+    in_memory: bool
+
+    def describe(self) -> str:
+        where = "in memory" if self.in_memory else "streamed from files"
+        return (f"{self.net_type}{self.depth}, {self.epochs} epochs, batch {self.batch_size}, lr {self.lr:g}, "
+                f"{self.image_size}px images {where}")
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One step of the budget ladder (module docstring)."""
+
+    net_type: str
+    depth: int
+    epochs: int
+    max_side: int
+
+
+LADDER = (Rung("lenet", 5, 8, 32), Rung("lenet", 5, 12, 32), Rung("lenet", 5, 20, 32), Rung("lenet", 5, 30, 32),
+          Rung("resnet", 20, 12, 64), Rung("resnet", 20, 20, 64), Rung("resnet", 18, 12, 128))
+
+
+def default_plan(num_images: int, median_side: int) -> Plan:
+    """A recipe sized to the data: small images train a CIFAR ResNet from memory with tensor
+    augmentation, photos a torchvision ResNet-18 streamed from disk. Fewer epochs on larger sets
+    (each epoch already holds more steps); batch 32 under 1,000 images, 64 under 5,000, else 128,
+    so a small set still takes dozens of steps per epoch; lr scales with the batch (0.1 at 128)."""
+    side = training_side(median_side)
+    small = side <= 64
+    net, depth = ("resnet", 20 if num_images < 20_000 else 32) if small else ("resnet", 18)
+    epochs = 30 if num_images < 10_000 else 20 if num_images < 100_000 else 12
+    batch = 32 if num_images < 1_000 else 64 if num_images < 5_000 else 128
+    return Plan(net, depth, epochs, batch, 0.1 * batch / 128, side, in_memory(num_images, side))
+
+
+def in_memory(num_images: int, side: int) -> bool:
+    """Whether the decoded pixels fit ``MEMORY_BUDGET``."""
+    return num_images * 3 * side * side <= MEMORY_BUDGET
+
+
+def apply_flags(plan: Plan, args: argparse.Namespace, first_depth: dict[str, int]) -> Plan:
+    """Flags the user gave win; a network given without a depth gets its smallest depth
+    (``first_depth``: network -> smallest depth)."""
+    plan = replace(plan)
+    if args.net_type is not None:
+        name = args.net_type.strip().lower()
+        plan.net_type, plan.depth = name, first_depth[name] if name != plan.net_type else plan.depth
+    plan.depth = args.depth if args.depth is not None else plan.depth
+    plan.epochs = args.num_epochs if args.num_epochs is not None else plan.epochs
+    if args.batch_size is not None:
+        plan.batch_size, plan.lr = args.batch_size, 0.1 * args.batch_size / 128
+    plan.lr = args.lr if args.lr is not None else plan.lr
+    if args.image_size is not None:
+        plan.image_size = args.image_size
+    if args.storage != "auto":
+        plan.in_memory = args.storage == "memory"
+    return plan
+
+
+def candidate_plans(full: Plan, num_images: int, args: argparse.Namespace,
+                    first_depth: dict[str, int]) -> list[Plan]:
+    """The ladder's rungs as plans for this data, flags applied, then the full recipe last;
+    duplicates (flags can make rungs equal) and rungs with more epochs than the full recipe dropped."""
+    plans = []
+    for rung in LADDER:
+        side = min(full.image_size, rung.max_side)
+        plan = replace(full, net_type=rung.net_type, depth=rung.depth, epochs=min(rung.epochs, full.epochs),
+                       image_size=side, in_memory=in_memory(num_images, side))
+        plans.append(apply_flags(plan, args, first_depth))
+    plans.append(apply_flags(full, args, first_depth))
+    unique: list[Plan] = []
+    for plan in plans:
+        if plan in unique:
+            unique.remove(plan)  # keep its last (highest) position
+        unique.append(plan)
+    return unique
