@@ -20,7 +20,8 @@ if __name__ == "__main__":  # refuse a bad command line before the imports below
     exit_on_user_error(check_args)(sys.argv[1:])
 
 from mislabel.core import distributed  # noqa: E402  (after the check, on purpose)
-from mislabel.pipeline import RunConfig, Runner  # noqa: E402
+from mislabel.pipeline import Runner  # noqa: E402
+from mislabel.run_config import RunConfig  # noqa: E402
 from mislabel.training.budget import Clock, minutes  # noqa: E402
 from mislabel.training.run_budget import epochs_within_budget  # noqa: E402
 
@@ -30,7 +31,7 @@ __all__ = ["Runner", "RunConfig"]
 @exit_on_user_error
 def main(argv: list[str] | None = None) -> None:
     clock = Clock()
-    command, config, extra = parse_args(argv, RunConfig)
+    command, config, extra = parse_args(argv)
     if command == "crossval" and os.environ.get("WORLD_SIZE", "1") not in ("", "1"):
         raise UserError("crossval_probs does not run under torchrun; run it without NPROC")
     runner = Runner(config)
@@ -42,9 +43,7 @@ def main(argv: list[str] | None = None) -> None:
             if extra.budget is not None and distributed.is_main():
                 print(f"took {minutes(clock.elapsed())} of the {extra.budget:g} min budget")
         elif command == "crossval":
-            from mislabel.commands.crossval import crossval_probs
-
-            crossval_probs(runner, extra.folds, extra.num_epochs)
+            runner.crossval(extra.folds, extra.num_epochs)
         else:
             runner.train(extra.detector_file, extra.remove_ratio, extra.td_dir)
     finally:

@@ -41,7 +41,7 @@ DEFAULTS = dict(epochs=8, batch_size=256, lr=2e-3, hidden_size=32, num_layers=1,
 #   --features prob --readout last --no-bidirectional --seq_len 0 --hidden_size 64 --num_layers 2
 ARCHITECTURE = dict(features="correct,prob_rank,margin_rank,confusion,class_error", readout="pool", bidirectional=True,
                     seq_len=32)
-# detector_model.lstm.READOUTS, spelled out so the flags are checked before torch loads
+# mislabel.scoring.lstm.READOUTS, spelled out so the flags are checked before torch loads
 # (tests/test_startup.py checks that the two agree)
 READOUT_CHOICES = ("last", "pool")
 

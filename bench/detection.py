@@ -248,13 +248,13 @@ def job_phase1(work: Path, plan: dict, dataset: str, seed: int, noise: str, rati
 
 
 def job_crossval(work: Path, plan: dict, dataset: str, seed: int, noise: str, ratio: str) -> str:
-    from mislabel.commands.crossval import PRED_PROBS_FILE, crossval_probs
+    from mislabel.training.crossval import PRED_PROBS_FILE
     from runner import Runner
 
     config = _run_config(work, plan, dataset, seed, noise, ratio)
     if not (config.td_dir / PRED_PROBS_FILE).is_file():
         with _logged(work / "logs" / f"crossval_{dataset}_{noise}{ratio}_s{seed}.log"):
-            crossval_probs(Runner(config), CLEANLAB_FOLDS)
+            Runner(config).crossval(CLEANLAB_FOLDS)
     return str(config.td_dir)
 
 
@@ -309,7 +309,7 @@ def job_denoise(work: Path, plan: dict, dataset: str, seed: int, noise: str, rat
     `denoise` does); AUM and correctness remove that many too; the oracle removes exactly the flips.
     """
     from mislabel.scoring.baselines import aum, correctness
-    from mislabel.scoring.predict import top_suspects
+    from mislabel.scoring.scores import top_suspects
     from mislabel.reports.summary import read_summary
     from runner import Runner
     from mislabel.core.dynamics import load_dynamics
@@ -349,7 +349,7 @@ def score_run(work: Path, plan: dict, detectors: dict, dataset: str, seed: int, 
     from mislabel.scoring.control import control_scores, load_control
     from mislabel.scoring.metrics import detection_metrics
     from mislabel.scoring.predict import detector_scores
-    from mislabel.commands.crossval import load_pred_probs
+    from mislabel.training.crossval import load_pred_probs
     from mislabel.core.dynamics import load_dynamics
 
     folder = _run_config(work, plan, dataset, seed, noise, ratio).td_dir
@@ -379,7 +379,7 @@ def score_run(work: Path, plan: dict, detectors: dict, dataset: str, seed: int, 
 def already_done(fn, work: Path, plan: dict, *args) -> bool:
     """Whether ``fn(work, plan, *args)`` will find its output cached (the check each job makes first),
     so the report can say how much of the wall time a rerun did not spend."""
-    from mislabel.commands.crossval import PRED_PROBS_FILE
+    from mislabel.training.crossval import PRED_PROBS_FILE
     from mislabel.reports.summary import read_summary
 
     if fn is job_detector:

@@ -101,11 +101,12 @@ def ours(runner: Runner, accel: Acceleration, epochs: int, label: str) -> tuple[
     # fit's per-epoch seconds end after validation, whose results are read on the host: synced
     epoch_seconds = [float(entry["seconds"]) for entry in result.log]
     runnable, passes = accel.runnable(model), Recorder(count, runner.data.num_classes, 2, store="ram")
+    eval_train = runner.batches(runner.train_indices, labels)  # the td_mode=eval pass, timed alone below
     seconds = 0.0
     for _ in range(2):  # the first pass warms up (and compiles the eval graph when compiling)
         sync(device)
         started = time.perf_counter()
-        evaluate(runnable, runner.batches(runner.train_indices, labels), passes, accel)
+        evaluate(runnable, eval_train, passes, accel)
         passes.next_epoch()
         sync(device)
         seconds = time.perf_counter() - started

@@ -2,7 +2,7 @@
 
 For each mode: phase 1 on a detector-training run (seed 1, 30% uniform noise) and on a run the
 detector never sees (seed 2, 20% flip noise), the LSTM detector trained on the first and scored
-on the second, and every baseline of detector_model.baselines scored on the second. Prints a
+on the second, and every baseline of mislabel.scoring.baselines scored on the second. Prints a
 markdown table (AUC on the unseen run; wall time of its phase 1) for BENCHMARKS.md.
 
     python bench/td_mode.py --dataset digits --net_type conv4 --depth 4 --num_epochs 20

@@ -41,7 +41,7 @@ if __package__ in (None, ""):
 import numpy as np
 import torch
 
-from mislabel.scoring.predict import top_suspects
+from mislabel.scoring.scores import top_suspects
 from mislabel.core.user_input import OneLineParser, UserError, exit_on_user_error, require_folder
 from mislabel.core.files import atomic_write, pick_device
 from mislabel.core.dynamics import load_dynamics, load_metadata

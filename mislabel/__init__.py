@@ -1,9 +1,10 @@
 """Find mislabeled training samples from training dynamics (Jia et al., AAAI 2023).
 
 The library surface: ``Recorder`` records dynamics from any training loop, ``rank`` scores the
-samples (see ``mislabel/api.py`` and ``examples/own_loop.py``).
+samples into a table, ``score`` is the scoring path under it (see ``mislabel/api.py`` and
+``examples/own_loop.py``).
 """
-__all__ = ["Recorder", "rank"]
+__all__ = ["Recorder", "rank", "score"]
 
 
 def __getattr__(name: str):

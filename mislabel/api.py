@@ -8,24 +8,22 @@
 
 ``Recorder`` is the very class ``generate_td`` records with, so ``my_run`` is a run folder like
 any other: ``train_detector.py``, ``compare`` and ``denoise`` accept it. ``rank`` puts the learned
-detector next to the hand-crafted baselines of ``detector_model.baselines``.
+detector next to the hand-crafted baselines of ``mislabel.scoring.baselines``.
 """
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 
-from mislabel.scoring.control import DEFAULT_CONTROL
-from mislabel.scoring.lstm import DEFAULT_DETECTOR
-from mislabel.training.recorder import Recorder
 from mislabel.core.dynamics import Dynamics, load_dynamics, validate_dynamics
-from mislabel.core.user_input import UserError
 from mislabel.core.files import pick_device
+from mislabel.core.user_input import UserError
+from mislabel.scoring.scores import DEFAULT_CONTROL, DEFAULT_DETECTOR, METHODS, load_detectors, score
+from mislabel.training.recorder import Recorder
 
-__all__ = ["Recorder", "rank", "DEFAULT_CONTROL", "DEFAULT_DETECTOR", "DEFAULT_METHODS"]
+__all__ = ["Recorder", "rank", "score", "DEFAULT_CONTROL", "DEFAULT_DETECTOR", "DEFAULT_METHODS"]
 
 DEFAULT_METHODS = ("detector", "aum", "confidence")
 
@@ -62,7 +60,7 @@ def rank(run: RunLike, detector: str | os.PathLike | None = None, methods: Seque
         ``mislabel/scoring/pretrained/default.pth.tar``. Only read when ``"detector"`` is a method.
     :param methods: ``"detector"``, ``"control"`` (the shipped learned control: logistic regression on
         the baselines' scores, ``mislabel/scoring/pretrained/control.pth.tar``) and/or names of
-        ``detector_model.baselines.BASELINES``.
+        ``mislabel.scoring.baselines.BASELINES``.
     :returns: a pandas DataFrame, one row per sample, most suspicious (by the first method) first,
         with columns index, assigned_label, predicted_label (last epoch), true_label and flipped
         when known, then one score column per method. When the flips are known,
@@ -70,31 +68,22 @@ def rank(run: RunLike, detector: str | os.PathLike | None = None, methods: Seque
     """
     import pandas as pd
 
-    from mislabel.scoring.baselines import BASELINES
-    from mislabel.scoring.lstm import load_detector
-    from mislabel.scoring.metrics import detection_metrics
-    from mislabel.scoring.predict import detector_scores
-
-    from mislabel.scoring.control import control_scores, load_control
-
-    known = ("detector", "control", *BASELINES)
-    unknown = [name for name in methods if name not in known]
+    known = ("detector", *METHODS)
+    unknown = [name for name in methods if name not in known or name == "cleanlab"]
     if unknown or not methods:
-        raise UserError(f"unknown ranking methods {unknown or '(none given)'}; choose from: {', '.join(known)}")
+        raise UserError(f"unknown ranking methods {unknown or '(none given)'}; choose from: "
+                        f"{', '.join(name for name in known if name != 'cleanlab')}")
     dyn = _as_dynamics(run)
-    scores: dict[str, np.ndarray] = {}
-    for name in methods:
-        if name == "control":
-            scores[name] = control_scores(load_control(DEFAULT_CONTROL), dyn)
-            continue
-        if name != "detector":
-            scores[name] = np.asarray(BASELINES[name](dyn), dtype=np.float64)
-            continue
+    detectors = []
+    if "detector" in methods:
         if detector is None and not DEFAULT_DETECTOR.is_file():
             raise UserError(f"no detector given and none shipped at {DEFAULT_DETECTOR}; pass detector=<file from "
                             "train_detector.py> or leave 'detector' out of methods")
-        model, config = load_detector(DEFAULT_DETECTOR if detector is None else detector, pick_device(device))
-        scores[name] = detector_scores(model, config, dyn)
+        detectors = load_detectors([DEFAULT_DETECTOR if detector is None else detector], pick_device(device))
+    results = {r.name: r for r in score(dyn, [name for name in methods if name != "detector"], detectors)}
+    if detectors:
+        results["detector"] = results.pop(detectors[0].name)
+    scores = {name: results[name].scores for name in methods}
     table = pd.DataFrame({"index": dyn.indices, "assigned_label": dyn.assigned, "predicted_label": dyn.pred[:, -1]})
     if dyn.true_labels is not None:
         table["true_label"] = dyn.true_labels
@@ -104,6 +93,5 @@ def rank(run: RunLike, detector: str | os.PathLike | None = None, methods: Seque
         table[name] = values
     order = np.argsort(-scores[methods[0]], kind="stable")
     table = table.iloc[order].reset_index(drop=True)
-    metrics = {name: detection_metrics(values, dyn.flipped) for name, values in scores.items()}
-    table.attrs["metrics"] = {name: value for name, value in metrics.items() if value is not None}
+    table.attrs["metrics"] = {name: results[name].metrics for name in methods if results[name].metrics is not None}
     return table

@@ -3,9 +3,9 @@
     generate_td:  load data -> inject noise -> build model -> train while recording dynamics -> save
     denoise:      rank samples with a detector -> drop the most suspicious -> retrain -> report
 
-``RunConfig`` is everything that defines a run, checked when it is made, and the only place a
-run folder's name is built. The commands (``runner.py``, ``find_issues``, DivideMix, the bench
-scripts) build one and call the Runner; nothing below this module imports it.
+A ``RunConfig`` (``mislabel/run_config.py``) says what to run. The commands (``runner.py``,
+``find_issues``, crossval, DivideMix, the bench scripts) build one and call the Runner; nothing
+in the library below imports this module.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import sys
 import time
 import zlib
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
@@ -27,13 +27,15 @@ from mislabel.core.dynamics import Dynamics, load_dynamics, write_metadata
 from mislabel.core.files import atomic_torch_save, atomic_write, pick_device, seed_everything
 from mislabel.core.run_lock import folder_lock
 from mislabel.core.run_options import Recipe
-from mislabel.core.user_input import UserError, check_output_folder, single_path_component
+from mislabel.core.user_input import UserError, check_output_folder
 from mislabel.data.datasets import ImageData, TensorBatches, load_dataset
 from mislabel.data.noise import canonical_noise_type, corrupt_labels
 from mislabel.models import build_model
+from mislabel.run_config import RunConfig
 from mislabel.reports.summary import denoise_table, format_metric, read_summary, write_summary
 from mislabel.training.accel import Acceleration
 from mislabel.training.checkpoint import CHECKPOINT_FILE, Checkpoint
+from mislabel.training.crossval import crossval_probs, predict_probs
 from mislabel.training.loop import Recording, evaluate, fit
 from mislabel.training.recorder import Recorder
 
@@ -42,52 +44,6 @@ if TYPE_CHECKING:  # imported where used: in-memory phase 1 needs neither (torch
     from mislabel.scoring.predict import Ranking
 
 __all__ = ["Runner", "RunConfig", "write_suspects_csv"]
-
-
-@dataclass
-class RunConfig:
-    """Everything that defines a run; the folder name is derived from it as in the seed."""
-
-    dataset: str = "digits"
-    datadir: str | None = None
-    seed: int = 0
-    noise_ratio: str | None = "0.2"     # as the user spelled it (names the folder); None = no synthetic noise
-    noise_type: str = "uniform"
-    net_type: str = "resnet"
-    depth: int = 32
-    widen_factor: int | None = None
-    pretrained_path: str | None = None
-    num_valid: int | None = None        # None = 10% of the training set
-    image_size: int | None = None       # crop side for image-file datasets; None = data.default_file_side
-    num_workers: int | None = None      # image-file decoding processes; None = auto_workers
-    td_mode: str = "train"
-    td_store: str = "auto"              # ram, memmap or auto (memmap when the dynamics are large)
-    td_topk: int | None = None          # keep the assigned class + K most probable others; None = all
-    device: str = "auto"
-    amp: bool | None = None             # bf16 autocast; None = on for CUDA GPUs with native bf16, off on CPU
-    compile: bool = False               # torch.compile the model for training and per-epoch evaluation
-    results_dir: str = "replication"
-    overwrite: bool = False
-    recipe: Recipe = None  # type: ignore[assignment]
-
-    def __post_init__(self) -> None:
-        self.recipe = self.recipe or Recipe()
-        single_path_component(self.dataset, "dataset name")  # it names a folder under results_dir
-
-    @property
-    def ratio(self) -> float:
-        return 0.0 if self.noise_ratio is None else float(self.noise_ratio)
-
-    @property
-    def experiment_dir(self) -> Path:
-        name = f"{self.dataset}_{self.net_type}{self.depth}"
-        if self.noise_ratio is not None:
-            name += f"_percmislabeled{self.noise_ratio}_{self.noise_type}"
-        return Path(self.results_dir) / name
-
-    @property
-    def td_dir(self) -> Path:
-        return self.experiment_dir / f"computation4td_seed{self.seed}"
 
 
 class Runner:
@@ -156,6 +112,26 @@ class Runner:
         return TensorBatches(images[rows], torch.as_tensor(labels)[rows], self.data.mean, self.data.std, per_rank,
                              self.device, augment=self.data.augment if train else None, shuffle=train,
                              seed=self.config.seed, shard=split)
+
+    def fit_rows(self, rows: np.ndarray, recipe: Recipe, description: str) -> torch.nn.Module:
+        """A fresh model trained on ``rows`` (noisy labels) by ``recipe`` and selected on validation;
+        nothing is written (cross-validation's folds)."""
+        labels = torch.as_tensor(self.assigned_labels)
+        model = self.build_model().to(self.device)
+        result = fit(model, self.batches(rows, labels, train=True), self.batches(self.valid_indices, labels), recipe,
+                     description=description, accel=self.accel)
+        model.load_state_dict(result.best_state)
+        return model
+
+    def predict_rows(self, model: torch.nn.Module, rows: np.ndarray) -> np.ndarray:
+        """``model``'s class probabilities for ``rows``, in their order."""
+        return predict_probs(model, self.batches(rows, torch.as_tensor(self.assigned_labels)))
+
+    def crossval(self, folds: int, epochs: int | None = None) -> Path:
+        """Held-out probabilities for cleanlab (``mislabel.training.crossval``) with phase 1's labels,
+        split and recipe: K extra trainings, each without one fold of the training rows."""
+        return crossval_probs(self.config, self.train_indices, self.assigned_labels, self.fit_rows, self.predict_rows,
+                              folds, epochs)
 
     def _refuse_finished(self, folder: Path) -> None:
         if read_summary(folder) is not None and not self.config.overwrite:
@@ -267,7 +243,7 @@ class Runner:
         (``"auto"``: as many as the detector takes for mislabeled)."""
         if remove_ratio != "auto" and not 0.0 <= remove_ratio < 1.0:
             raise UserError(f"remove_ratio {remove_ratio} is outside [0, 1); pass e.g. 0.2 to drop the top 20%")
-        from mislabel.scoring.predict import top_suspects
+        from mislabel.scoring.scores import top_suspects
 
         dyn = load_dynamics(td_dir)
         if not np.array_equal(dyn.assigned, self.assigned_labels[dyn.indices]):

@@ -18,7 +18,7 @@ from mislabel.scoring.baselines import BASELINES
 from mislabel.scoring.control import DEFAULT_CONTROL
 from mislabel.scoring.lstm import LSTMDetector, detector_config, save_detector
 from mislabel.commands.compare import compare
-from mislabel.commands.crossval import fold_assignment
+from mislabel.training.crossval import fold_assignment
 from mislabel.core.user_input import UserError
 from mislabel.core.dynamics import load_dynamics, save_dynamics
 

@@ -31,7 +31,7 @@ FAMILIES = {"conv4": 4, "densenet": min(NETWORKS["densenet"]), "lenet": 5, "prer
 
 
 def _config(*flags: str) -> RunConfig:
-    return parse_args(["generate_td", *flags], RunConfig)[1]
+    return parse_args(["generate_td", *flags])[1]
 
 
 # --- flags and defaults ------------------------------------------------------------------------

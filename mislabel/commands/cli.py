@@ -9,11 +9,9 @@ from __future__ import annotations
 import argparse
 import functools
 
-from mislabel.data.noise import canonical_noise_type
-from mislabel.core.run_options import DEFAULT_FOLDS, STORES, TD_MODES, Recipe, check_datadir
-from mislabel.models import check_network
-from mislabel.core.user_input import (OneLineParser, UserError, check_output_folder, require_file, require_folder,
-                                      seed_value, single_path_component)
+from mislabel.core.run_options import DEFAULT_FOLDS, STORES, TD_MODES, Recipe
+from mislabel.core.user_input import OneLineParser, UserError, require_file, require_folder, seed_value
+from mislabel.run_config import RunConfig, check_ratio
 
 __all__ = ["check_args", "parse_args"]
 
@@ -60,16 +58,6 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--overwrite", action="store_true", help="redo a run whose folder holds finished results")
 
 
-def _ratio(text: str, flag: str) -> str:
-    try:
-        value = float(text)
-    except ValueError:
-        raise UserError(f"{flag} {text!r} is not a number; pass a fraction such as 0.2") from None
-    if not 0.0 <= value < 1.0:
-        raise UserError(f"{flag} {text} is outside [0, 1); pass a fraction such as 0.2")
-    return text
-
-
 def check_args(argv: list[str]) -> argparse.Namespace:
     """Parse runner.py's command line and refuse, with a UserError, anything wrong in it that
     shows without loading the data."""
@@ -99,52 +87,23 @@ def check_args(argv: list[str]) -> argparse.Namespace:
     crossval.add_argument("--folds", type=int, default=DEFAULT_FOLDS, help="K: costs K extra training runs")
     crossval.set_defaults(num_epochs=None)  # None: as many epochs as the generate_td run recorded
     args = parser.parse_args(argv)
-    single_path_component(args.dataset, "dataset name")  # it names a folder under results_dir
-    check_datadir(args.dataset, args.datadir)
-    check_output_folder(args.results_dir, "results folder", "set RESULTS_DIR (--results_dir) to a folder")
-    if args.noise_ratio is not None:
-        _ratio(args.noise_ratio, "noise_ratio")
-    canonical_noise_type(args.noise_type)
-    check_network(args.net_type, args.depth, args.widen_factor)
-    if args.pretrained_path is not None:
-        require_file(args.pretrained_path, "--pretrained_path", "give a local state_dict file (weights are never "
-                     "downloaded)")
     budget = getattr(args, "budget", None)
     if budget is not None and not 0 < budget < float("inf"):
         raise UserError(f"--budget {budget:g} is not a positive number of minutes; pass e.g. 15, or omit it")
-    if args.image_size is not None and args.image_size < 8:
-        raise UserError(f"--image_size {args.image_size} is too small; the networks need at least 8")
-    if args.td_topk is not None and args.td_topk < 1:
-        raise UserError(f"--td_topk {args.td_topk} must be at least 1; omit it to keep every class")
-    if args.num_workers is not None and args.num_workers < 0:
-        raise UserError(f"--num_workers {args.num_workers} is negative; pass 0 to decode in the main process")
     if args.command == "crossval" and args.folds < 2:
         raise UserError(f"--folds {args.folds} must be at least 2; the default is {DEFAULT_FOLDS}")
     if args.command == "denoise":
         if args.remove_ratio != "auto":
-            args.remove_ratio = float(_ratio(args.remove_ratio, "remove_ratio"))
+            args.remove_ratio = float(check_ratio(args.remove_ratio, "remove_ratio"))
         require_file(args.detector_file, "detector file", "train one with `./run.sh train_detector` or pass the "
                      "path of an existing .pth.tar")
         if args.td_dir is not None:
             require_folder(args.td_dir, "run folder", "pass the folder generate_td wrote")
-    _recipe(args).validate()
+    args.config = RunConfig.from_args(args)  # checks every run setting
     return args
 
 
-def _recipe(args: argparse.Namespace) -> Recipe:
-    epochs = Recipe.epochs if args.num_epochs is None else args.num_epochs  # crossval resolves None itself
-    return Recipe(epochs=epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
-                  weight_decay=args.wd, loss_type=args.loss_type)
-
-
-def parse_args(argv, config_cls):
-    """``check_args``, then the run's configuration: (command, ``config_cls`` instance, flags)."""
+def parse_args(argv: list[str] | None) -> tuple[str, RunConfig, argparse.Namespace]:
+    """``check_args``, then (command, the run's configuration, the flags)."""
     args = check_args(argv)
-    config = config_cls(dataset=args.dataset, datadir=args.datadir, seed=args.seed, noise_ratio=args.noise_ratio,
-                        noise_type=args.noise_type, net_type=args.net_type, depth=args.depth,
-                        widen_factor=args.widen_factor, pretrained_path=args.pretrained_path,
-                        num_valid=args.num_valid, image_size=args.image_size, num_workers=args.num_workers,
-                        td_mode=args.td_mode, td_store=args.td_store, td_topk=args.td_topk, device=args.device,
-                        amp=args.amp, compile=args.compile,
-                        results_dir=args.results_dir, overwrite=args.overwrite, recipe=_recipe(args))
-    return args.command, config, args
+    return args.command, args.config, args

@@ -2,7 +2,7 @@
 
     ./run.sh compare <run_folder> [detector_file ...]
 
-Scores one phase-1 run with every baseline of ``detector_model.baselines``, every LSTM detector
+Scores one phase-1 run with every baseline of ``mislabel.scoring.baselines``, every LSTM detector
 given and, when ``pred_probs_cv.npy`` is there (``./run.sh crossval_probs``), cleanlab; times
 each; and writes into the run folder comparison.csv / comparison.md (one row per method),
 scores.csv (one column per method), roc_pr.png and datamap.png. Everything is computed and
@@ -22,7 +22,7 @@ import pandas as pd
 from mislabel.scoring.baselines import BASELINES
 from mislabel.scoring.metrics import has_ground_truth
 from mislabel.scoring.scores import DEFAULT_CONTROL, MethodScores, load_detectors, score
-from mislabel.commands.crossval import DEFAULT_FOLDS, load_pred_probs
+from mislabel.training.crossval import DEFAULT_FOLDS, load_pred_probs
 from mislabel.reports.plots import plot_datamap, plot_roc_pr
 from mislabel.reports.summary import read_summary
 from mislabel.core.dynamics import Dynamics, load_dynamics

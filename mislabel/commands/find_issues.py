@@ -43,12 +43,10 @@ import numpy as np  # noqa: E402  (after the clock and the check, on purpose)
 import pandas as pd
 import torch
 
-from mislabel.scoring.baselines import BASELINES
-from mislabel.scoring.lstm import load_detector
-from mislabel.scoring.predict import detector_scores
-from mislabel.scoring.control import DEFAULT_CONTROL, control_scores, load_control
 from mislabel.core import distributed
-from mislabel.api import DEFAULT_DETECTOR
+from mislabel.scoring.baselines import BASELINES
+from mislabel.scoring.scores import DEFAULT_CONTROL, DEFAULT_DETECTOR, Detector, load_detectors
+from mislabel.scoring.scores import score as score_methods
 from mislabel.reports.issues_actions import cleaned_table, relabel_table, action_writes
 from mislabel.reports.issues_report import write_report
 from mislabel.reports.plots import plot_datamap
@@ -59,7 +57,8 @@ from mislabel.training.plan import Plan, default_plan
 from mislabel.training.loop import Recipe
 from mislabel.data.user_data import SCAN_FILE, Listing, check_images, image_data, list_data
 from mislabel.models import NETWORKS
-from runner import Runner, RunConfig
+from mislabel.pipeline import Runner
+from mislabel.run_config import RunConfig
 
 __all__ = ["Plan", "default_plan", "main", "parse_args", "DETECTOR_THRESHOLD"]
 
@@ -70,20 +69,13 @@ KEY_FILE = "find_issues_key.json"   # in the phase-1 folder: which data and sett
 
 # --- phase 1 -------------------------------------------------------------------------------------
 
-def _detectors(args: argparse.Namespace, device: torch.device) -> tuple[list[tuple[str, object, dict]], str]:
+def _detectors(args: argparse.Namespace, device: torch.device) -> tuple[list[Detector], str]:
     """Load every detector before any training, so a bad file costs seconds, not hours (on every
     rank under torchrun, so all of them refuse it alike)."""
     if args.detector_files is None and not DEFAULT_DETECTOR.is_file():
         return [], f"no detector given and none at {DEFAULT_DETECTOR}: baselines only"
     files = [DEFAULT_DETECTOR] if args.detector_files is None else [Path(f) for f in args.detector_files]
-    loaded, names = [], set()
-    for path in files:
-        name = stem = "lstm:" + re.sub(r"(\.pth)?\.tar$|\.pth$", "", path.name)
-        while name in names:  # two files of one name (in other folders) keep two columns
-            name = f"{stem}#{len([n for n in names if n.startswith(stem)]) + 1}"
-        names.add(name)
-        loaded.append((name, *load_detector(path, device)))
-    return loaded, "detector" + ("s " if len(files) > 1 else " ") + ", ".join(map(str, files))
+    return load_detectors(files, device), "detector" + ("s " if len(files) > 1 else " ") + ", ".join(map(str, files))
 
 
 def _run_key(listing: Listing, labels: np.ndarray, files: list[str], plan: Plan, args: argparse.Namespace) -> dict:
@@ -98,13 +90,11 @@ def _run_key(listing: Listing, labels: np.ndarray, files: list[str], plan: Plan,
 def _phase1_config(listing: Listing, plan: Plan, args: argparse.Namespace, out: Path) -> RunConfig:
     """The Runner's configuration for this data and plan; its ``td_dir`` is the phase-1 folder."""
     safe = re.sub(r"[^\w.-]", "_", listing.name)
-    return RunConfig(dataset=safe if safe.strip(".") else "data", seed=args.seed, noise_ratio=None, net_type=plan.net_type, depth=plan.depth,
-                     widen_factor=args.widen_factor, pretrained_path=args.pretrained_path, num_valid=0,
-                     image_size=plan.image_size, num_workers=args.num_workers, td_mode=args.td_mode,
-                     td_store=args.td_store, td_topk=args.td_topk, device=args.device,
-                     results_dir=str(out / "phase1"),
-                     recipe=Recipe(epochs=plan.epochs, batch_size=plan.batch_size, lr=plan.lr,
-                                   momentum=args.momentum, weight_decay=args.wd, loss_type=args.loss_type))
+    return RunConfig.from_args(args, dataset=safe if safe.strip(".") else "data", noise_ratio=None,
+                               net_type=plan.net_type, depth=plan.depth, num_valid=0, image_size=plan.image_size,
+                               results_dir=str(out / "phase1"), overwrite=False,
+                               recipe=Recipe(epochs=plan.epochs, batch_size=plan.batch_size, lr=plan.lr,
+                                             momentum=args.momentum, weight_decay=args.wd, loss_type=args.loss_type))
 
 
 def _phase1(listing: Listing, keep: tuple[np.ndarray, np.ndarray], plan: Plan, args: argparse.Namespace,
@@ -154,18 +144,19 @@ def _predicted(dyn: Dynamics) -> np.ndarray:
     return np.where(mean[:, 0] >= mean[:, 1], dyn.labels[:, 0], dyn.labels[:, 1])
 
 
-def _suspects(dyn: Dynamics, listing: Listing, files: list[str], detectors: list) -> tuple[pd.DataFrame, str,
-                                                                                         np.ndarray]:
+def _suspects(dyn: Dynamics, listing: Listing, files: list[str], detectors: list[Detector]
+              ) -> tuple[pd.DataFrame, str, np.ndarray]:
     """Every recorded sample, most suspicious first, with its flag under the threshold rule; and
     the order (table row -> dynamics row)."""
     def written(values: np.ndarray) -> np.ndarray:
         """As suspects.csv prints it, so ranks and flags agree with the printed scores (+ 0.0: no -0)."""
         return np.round(np.asarray(values, dtype=np.float64), 6) + 0.0
 
-    baselines = {name: written(fn(dyn)) for name, fn in BASELINES.items()}
-    if DEFAULT_CONTROL.is_file():  # the learned control, a column beside the baselines it combines
-        baselines = {"control": written(control_scores(load_control(DEFAULT_CONTROL), dyn)), **baselines}
-    probs = {name: detector_scores(model, config, dyn) for name, model, config in detectors}
+    # the learned control is a column beside the baselines it combines
+    methods = [*(["control"] if DEFAULT_CONTROL.is_file() else []), *BASELINES]
+    scored = score_methods(dyn, methods, detectors)
+    baselines = {result.name: written(result.scores) for result in scored[:len(methods)]}
+    probs = {result.name: result.scores for result in scored[len(methods):]}
     if probs:
         score = written(np.mean(list(probs.values()), axis=0))
         flagged, rule = score >= DETECTOR_THRESHOLD, f"detector probability >= {DETECTOR_THRESHOLD}"

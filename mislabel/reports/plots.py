@@ -41,7 +41,7 @@ def _save_png(fig: Figure, path: str | os.PathLike) -> Path:
 def plot_roc_pr(scores: dict[str, np.ndarray], flipped: np.ndarray, path: str | os.PathLike) -> Path:
     """Draw every method's ROC curve (left) and precision-recall curve (right) on one figure.
 
-    The legends carry AUC and AP from ``detector_model.metrics.detection_metrics`` so the numbers
+    The legends carry AUC and AP from ``mislabel.scoring.metrics.detection_metrics`` so the numbers
     on the plot are the numbers in the results tables. Dashed lines show a random ranking: the
     diagonal for ROC, the flip rate for precision-recall (AP's chance level is the prevalence,
     not 0.5, which matters at low noise rates).

@@ -2,7 +2,7 @@
 
 These are the baselines the learned detector is compared against. Each score takes a
 ``util.Dynamics`` and returns float64 ``[N]`` oriented so that HIGHER = MORE LIKELY MISLABELED,
-which is the convention of ``detector_model.metrics`` (AUC, AP, precision at k).
+which is the convention of ``mislabel.scoring.metrics`` (AUC, AP, precision at k).
 
 Two facts of the stored format shape the code:
 

@@ -2,24 +2,23 @@
 
 ``get_order`` is the seed's entry point: order (most suspicious first), AUC and mAP against the
 synthetic flips, and threshold-0.5 precision/recall/F1/accuracy. Without ground truth the
-metrics are ``None`` and callers say so instead of printing 0.
-``top_suspects`` takes the top share of that order, as denoise removes it and repair relabels it.
+metrics are ``None`` and callers say so instead of printing 0. ``detector_scores`` is what
+``mislabel.scoring.scores.score`` runs for a detector.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from mislabel.scoring.features import NEEDS_MARGIN_AND_PRED, build_features
-from mislabel.scoring.lstm import LSTMDetector, load_detector
+from mislabel.scoring.lstm import LSTMDetector
 from mislabel.scoring.metrics import detection_metrics
 from mislabel.core.dynamics import Dynamics
 from mislabel.core.user_input import UserError
 
-__all__ = ["Ranking", "Suspects", "detector_scores", "estimated_noisy_count", "get_order", "top_suspects"]
+__all__ = ["Ranking", "detector_scores", "get_order"]
 
 SCORING_BATCH = 4096
 
@@ -62,33 +61,3 @@ def get_order(model: LSTMDetector, config: dict, dyn: Dynamics) -> Ranking:
     scores = detector_scores(model, config, dyn)
     order = np.argsort(-scores, kind="stable")
     return Ranking(order=order, scores=scores, metrics=detection_metrics(scores, dyn.flipped, threshold=0.5))
-
-
-@dataclass
-class Suspects:
-    """The detector's top share of a run: the rows denoise removes and repair relabels."""
-
-    ranking: Ranking
-    rows: np.ndarray              # row positions of the suspects, most suspicious first
-    flipped_share: float | None   # share of them with a flipped label; None without ground truth or suspects
-
-
-def estimated_noisy_count(scores: np.ndarray) -> int:
-    """How many labels the detector takes for wrong: those it gives probability >= 0.5. The detector
-    is trained with the classes balanced (pos_weight), so 0.5 is its own decision boundary, not a
-    prior on the noise rate; BENCHMARKS.md tables this estimate against the truth."""
-    return int(np.count_nonzero(scores >= 0.5))
-
-
-def top_suspects(detector_file: str | Path, dyn: Dynamics, ratio: float | str,
-                 device: torch.device | str = "cpu") -> Suspects:
-    """Rank ``dyn`` with the detector in ``detector_file`` and take its top ``ratio`` (rounded to whole
-    rows; ``"auto"``: as many as ``estimated_noisy_count``), so denoise and repair pick their
-    suspects, and score them, the same way."""
-    detector, detector_config = load_detector(detector_file, device)
-    ranking = get_order(detector, detector_config, dyn)
-    count = (estimated_noisy_count(ranking.scores) if ratio == "auto"
-             else int(round(float(ratio) * dyn.num_samples)))
-    rows = ranking.order[:count]
-    flipped_share = float(dyn.flipped[rows].mean()) if dyn.flipped is not None and len(rows) else None
-    return Suspects(ranking=ranking, rows=rows, flipped_share=flipped_share)

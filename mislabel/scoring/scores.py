@@ -4,7 +4,8 @@ A method is a baseline of ``BASELINES``, ``"cleanlab"`` (given held-out probabil
 ``"control"`` (the shipped learned control), or a detector file from ``train_detector.py``,
 whose column is named ``lstm:<file name without .pth.tar>`` (numbered ``#2``, ``#3`` when two
 files share a name). ``mislabel.api.rank``, compare, find_issues, denoise and repair all score
-through ``score``, so a method means the same numbers in every table.
+through ``score``, so a method means the same numbers in every table; ``top_suspects`` takes a
+detector's top share, as denoise removes it and repair relabels it.
 """
 from __future__ import annotations
 
@@ -24,10 +25,10 @@ from mislabel.scoring.baselines import BASELINES, cleanlab
 from mislabel.scoring.control import DEFAULT_CONTROL, control_scores, load_control
 from mislabel.scoring.lstm import DEFAULT_DETECTOR, LSTMDetector, load_detector
 from mislabel.scoring.metrics import detection_metrics
-from mislabel.scoring.predict import detector_scores
+from mislabel.scoring.predict import Ranking, detector_scores
 
-__all__ = ["DEFAULT_CONTROL", "DEFAULT_DETECTOR", "METHODS", "Detector", "MethodScores", "detector_column",
-           "load_detectors", "score"]
+__all__ = ["DEFAULT_CONTROL", "DEFAULT_DETECTOR", "METHODS", "Detector", "MethodScores", "Suspects",
+           "detector_column", "estimated_noisy_count", "load_detectors", "score", "top_suspects"]
 
 METHODS = ("control", "cleanlab", *BASELINES)   # what ``score`` computes besides the detectors
 
@@ -97,3 +98,34 @@ def score(dyn: Dynamics, methods: Sequence[str] = (), detectors: Sequence[Detect
         results.append(MethodScores(name, values, time.perf_counter() - started + extra_seconds,
                                     detection_metrics(values, dyn.flipped)))
     return results
+
+
+@dataclass
+class Suspects:
+    """The detector's top share of a run: the rows denoise removes and repair relabels."""
+
+    ranking: Ranking
+    rows: np.ndarray              # row positions of the suspects, most suspicious first
+    flipped_share: float | None   # share of them with a flipped label; None without ground truth or suspects
+
+
+def estimated_noisy_count(scores: np.ndarray) -> int:
+    """How many labels the detector takes for wrong: those it gives probability >= 0.5. The detector
+    is trained with the classes balanced (pos_weight), so 0.5 is its own decision boundary, not a
+    prior on the noise rate; BENCHMARKS.md tables this estimate against the truth."""
+    return int(np.count_nonzero(scores >= 0.5))
+
+
+def top_suspects(detector_file: str | Path, dyn: Dynamics, ratio: float | str,
+                 device: torch.device | str = "cpu") -> Suspects:
+    """Rank ``dyn`` with the detector in ``detector_file`` and take its top ``ratio`` (rounded to whole
+    rows; ``"auto"``: as many as ``estimated_noisy_count``), so denoise and repair pick their
+    suspects, and score them, the same way."""
+    result = score(dyn, detectors=load_detectors([detector_file], device))[0]
+    order = np.argsort(-result.scores, kind="stable")
+    ranking = Ranking(order, result.scores, detection_metrics(result.scores, dyn.flipped, threshold=0.5))
+    count = (estimated_noisy_count(ranking.scores) if ratio == "auto"
+             else int(round(float(ratio) * dyn.num_samples)))
+    rows = ranking.order[:count]
+    flipped_share = float(dyn.flipped[rows].mean()) if dyn.flipped is not None and len(rows) else None
+    return Suspects(ranking=ranking, rows=rows, flipped_share=flipped_share)

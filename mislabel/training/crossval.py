@@ -15,20 +15,19 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
 from sklearn.model_selection import StratifiedKFold
 
-from mislabel.core.run_options import DEFAULT_FOLDS
-from mislabel.training.loop import fit
+from mislabel.core.run_options import DEFAULT_FOLDS, Recipe
 from mislabel.core.dynamics import TD_FILE, load_dynamics
 from mislabel.core.user_input import UserError
 from mislabel.core.files import atomic_write
 
 if TYPE_CHECKING:
-    from runner import Runner
+    from mislabel.run_config import RunConfig
 
 __all__ = ["PRED_PROBS_FILE", "PRED_PROBS_INFO", "DEFAULT_FOLDS", "fold_assignment", "predict_probs",
            "crossval_probs", "load_pred_probs"]
@@ -76,14 +75,20 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
     atomic_write(path, write)
 
 
-def crossval_probs(runner: "Runner", folds: int = DEFAULT_FOLDS, epochs: int | None = None) -> Path:
+def crossval_probs(config: RunConfig, train_rows: np.ndarray, assigned_labels: np.ndarray,
+                   fit_rows: Callable[[np.ndarray, Recipe, str], torch.nn.Module],
+                   predict_rows: Callable[[torch.nn.Module, np.ndarray], np.ndarray],
+                   folds: int = DEFAULT_FOLDS, epochs: int | None = None) -> Path:
     """Write ``pred_probs_cv.npy`` (float32 ``[N, classes]``, rows as in the npz) and its json.
 
-    :param runner: a Runner built with the generate_td run's arguments (labels, split, model, recipe).
+    :param config: the generate_td run's configuration (its folder, seed, recipe, network).
+    :param train_rows: that run's training rows (dataset indices); ``assigned_labels`` its noisy
+        labels, by dataset index: the dynamics must have been recorded with exactly these.
+    :param fit_rows: a fresh model trained on some rows with a recipe (``Runner.fit_rows``).
+    :param predict_rows: that model's class probabilities for some rows (``Runner.predict_rows``).
     :param folds: K; the cost is K training runs of ``epochs`` epochs each.
     :param epochs: epochs per fold; ``None`` reuses the number of epochs phase 1 recorded.
     """
-    config = runner.config
     folder = config.td_dir
     out = folder / PRED_PROBS_FILE
     if not (folder / TD_FILE).is_file():
@@ -92,25 +97,21 @@ def crossval_probs(runner: "Runner", folds: int = DEFAULT_FOLDS, epochs: int | N
     if out.exists() and not config.overwrite:
         raise UserError(f"{out} already exists; pass --overwrite to recompute it")
     dyn = load_dynamics(folder)
-    if not (np.array_equal(dyn.indices, runner.train_indices)
-            and np.array_equal(dyn.assigned, runner.assigned_labels[dyn.indices])):
+    if not (np.array_equal(dyn.indices, train_rows) and np.array_equal(dyn.assigned, assigned_labels[dyn.indices])):
         raise UserError(f"the dynamics in {folder} were recorded with another split or other labels than these "
                         "arguments give; pass the seed, noise and --num_valid of that generate_td run")
     recipe = dataclasses.replace(config.recipe, epochs=dyn.num_epochs if epochs is None else epochs)
     recipe.validate()
     fold = fold_assignment(dyn.assigned, folds, config.seed)
-    labels = torch.as_tensor(runner.assigned_labels)
-    valid = runner.batches(runner.valid_indices, labels)
-    probs = np.zeros((dyn.num_samples, runner.data.num_classes), dtype=np.float32)
+    probs = None
     started = time.perf_counter()
     for number in range(folds):
         held_out = fold == number
-        model = runner.build_model().to(runner.device)
-        train_rows = runner.train_indices[~held_out]
-        result = fit(model, runner.batches(train_rows, labels, train=True), valid, recipe,
-                     description=f"fold {number + 1}/{folds}", accel=runner.accel)
-        model.load_state_dict(result.best_state)
-        probs[held_out] = predict_probs(model, runner.batches(runner.train_indices[held_out], labels))
+        model = fit_rows(train_rows[~held_out], recipe, f"fold {number + 1}/{folds}")
+        fold_probs = predict_rows(model, train_rows[held_out])
+        if probs is None:
+            probs = np.zeros((dyn.num_samples, fold_probs.shape[1]), dtype=np.float32)
+        probs[held_out] = fold_probs
     seconds = time.perf_counter() - started
     accuracy = float(np.mean(probs.argmax(axis=1) == dyn.assigned))
     info = {"folds": folds, "extra_training_runs": folds, "epochs_per_run": recipe.epochs,
