@@ -97,6 +97,14 @@ run_ranks() {
 
 run_runner() { run_ranks "$ROOT/runner.py" "$@"; }
 
+# td_dir FLAGS...: the phase-1 folder runner.py's generate_td writes for these flags, as RunConfig
+# names it (run folders are named there alone).
+td_dir() {
+  if [[ "${TESTRUN:-0}" == 1 ]]; then echo "<the phase-1 folder of those flags>"; return; fi
+  "$PY" -c 'import sys; from mislabel.commands.cli import check_args; print(check_args(sys.argv[1:]).config.td_dir)' \
+    generate_td "$@"
+}
+
 # need COUNT NAMES... -- ARGS...: exit 2 naming the first missing positional argument, in one line.
 need() {
   local count=$1; shift
@@ -117,6 +125,9 @@ case "$command" in
   *) fail "unknown command '$command'; ./run.sh help lists the commands" ;;
 esac
 resolve_python
+# Every command runs with the repository root on the import path: the seed's scripts by path
+# (runner.py, train_detector.py, data_debug_dm/*.py), the package's commands by module name.
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 
 case "$command" in
   generate_td)
@@ -135,10 +146,10 @@ case "$command" in
       --remove_ratio "$5" --results_dir "$RESULTS_DIR" "${@:6}" ;;
   compare)
     need 1 run_folder -- "$@"
-    PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" run_py -m mislabel.commands.compare "$@" ;;
+    run_py -m mislabel.commands.compare "$@" ;;
   find_issues)
     need 1 data -- "$@"
-    PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" run_ranks -m mislabel.commands.find_issues --results_dir "$RESULTS_DIR" "$@" ;;
+    run_ranks -m mislabel.commands.find_issues --results_dir "$RESULTS_DIR" "$@" ;;
   crossval_probs)
     need 7 datadir dataset seed noise_ratio noise_type net_type depth -- "$@"
     run_py "$ROOT/runner.py" crossval --datadir "$1" --dataset "$2" --seed "$3" --noise_ratio "$4" \
@@ -160,12 +171,11 @@ case "$command" in
     # has never seen (seed 2, 20% flip noise): rank, drop the top 20%, retrain, compare.
     demo_dir="$RESULTS_DIR/demo"
     recipe=(--net_type "${DEMO_NET:-resnet}" --depth "${DEMO_DEPTH:-20}" --num_epochs "${DEMO_EPOCHS:-40}" "$@")
-    net="${DEMO_NET:-resnet}${DEMO_DEPTH:-20}"
-    train_run="$demo_dir/digits_${net}_percmislabeled0.3_uniform/computation4td_seed1"
+    first_run=(--dataset digits --seed 1 --noise_ratio 0.3 --noise_type uniform --results_dir "$demo_dir" "${recipe[@]}")
+    train_run="$(td_dir "${first_run[@]}")"
     detector="$demo_dir/digits_0.3_lstm_detector.pth.tar"
     echo "== 1/4 phase 1 on digits, 30% uniform noise (seed 1): training dynamics for the detector" >&2
-    run_py "$ROOT/runner.py" generate_td --dataset digits --seed 1 --noise_ratio 0.3 --noise_type uniform \
-      --results_dir "$demo_dir" --overwrite "${recipe[@]}"
+    run_py "$ROOT/runner.py" generate_td "${first_run[@]}" --overwrite
     echo "== 2/4 phase 2: train the LSTM detector on those dynamics" >&2
     run_py "$ROOT/train_detector.py" --r 0.3 --dataset digits --files_path "$train_run" --out "$detector" --overwrite \
       --epochs "${DEMO_DETECTOR_EPOCHS:-40}"

@@ -25,22 +25,22 @@ from mislabel.scoring.baselines import BASELINES  # noqa: E402
 from mislabel.scoring.lstm import load_detector  # noqa: E402
 from mislabel.scoring.metrics import detection_metrics  # noqa: E402
 from mislabel.scoring.predict import get_order  # noqa: E402
+from mislabel.commands.cli import check_args  # noqa: E402
 from mislabel.core.dynamics import load_dynamics  # noqa: E402
 
 RUNS = {"detector": ("1", "0.3", "uniform"), "unseen": ("2", "0.2", "flip")}
 
 
 def phase1(results: Path, mode: str, seed: str, ratio: str, noise: str, args: argparse.Namespace) -> tuple[Path, float]:
-    command = [sys.executable, str(ROOT / "runner.py"), "generate_td", "--dataset", args.dataset, "--seed", seed,
-               "--noise_ratio", ratio, "--noise_type", noise, "--net_type", args.net_type, "--depth", str(args.depth),
-               "--num_epochs", str(args.num_epochs), "--td_mode", mode, "--device", args.device,
-               "--results_dir", str(results), *args.extra]
+    flags = ["generate_td", "--dataset", args.dataset, "--seed", seed, "--noise_ratio", ratio, "--noise_type", noise,
+             "--net_type", args.net_type, "--depth", str(args.depth), "--num_epochs", str(args.num_epochs),
+             "--td_mode", mode, "--device", args.device, "--results_dir", str(results), *args.extra]
     if args.datadir:
-        command += ["--datadir", args.datadir]
+        flags += ["--datadir", args.datadir]
     started = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True, text=True)
+    subprocess.run([sys.executable, str(ROOT / "runner.py"), *flags], check=True, capture_output=True, text=True)
     seconds = time.perf_counter() - started
-    return next(results.glob(f"*_percmislabeled{ratio}_{noise}/computation4td_seed{seed}")), seconds
+    return check_args(flags).config.td_dir, seconds
 
 
 def main() -> None:

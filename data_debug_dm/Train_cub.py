@@ -8,11 +8,8 @@ Defaults (see PRESETS["cub"] in train.py): ResNet-50 at 224x224, lr 0.002, wd 1e
 ground truth (the run's noise is synthetic). Every flag of ``train_dividemix`` is accepted.
 """
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from data_debug_dm.train import main  # noqa: E402
+from data_debug_dm.train import main
 
 if __name__ == "__main__":
     main(sys.argv[1:], preset="cub")

@@ -8,11 +8,8 @@ is added; repaired labels are the phase-1 classifier's last-epoch predictions. E
 ``train_dividemix`` is accepted (``--dataset clothing100k`` for the other real-noise set).
 """
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from data_debug_dm.train import main  # noqa: E402
+from data_debug_dm.train import main
 
 if __name__ == "__main__":
     main(sys.argv[1:], preset="webvision")

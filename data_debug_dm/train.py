@@ -21,9 +21,6 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import numpy as np
 import torch
 
@@ -35,7 +32,8 @@ from mislabel.data.image_files import decode_images
 from mislabel.data.noise import NOISE_TYPES, canonical_noise_type
 from mislabel.reports.summary import read_summary, write_summary
 from mislabel.models import build_model
-from runner import Runner, RunConfig
+from mislabel.pipeline import Runner
+from mislabel.run_config import RunConfig
 from mislabel.core.user_input import OneLineParser, UserError, exit_on_user_error, seed_value
 from mislabel.core.files import atomic_torch_save, atomic_write, atomic_write_csv, seed_everything
 

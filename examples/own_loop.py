@@ -2,16 +2,14 @@
 
     python examples/own_loop.py      # writes ./own_loop_run; seconds on a laptop CPU
 
+``mislabel`` must be importable: ``pip install .`` once (any directory after that), or run it
+from a checkout with ``PYTHONPATH=<checkout>``.
+
 A small MLP on scikit-learn's digits with 20% of the labels replaced at random. The folder it
 writes is a run folder like generate_td's: train a detector on it with
 `./run.sh train_detector --r 0.2 --dataset digits --files_path own_loop_run`, or compare methods
 with `./run.sh compare own_loop_run`.
 """
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `mislabel` lives at the repo root
-
 import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
