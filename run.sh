@@ -4,7 +4,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 RESULTS_DIR="${RESULTS_DIR:-replication}"
-REQUIRED_MODULES=(torch torchvision sklearn scipy numpy pandas tqdm matplotlib pytest cleanlab aum)
+REQUIRED_MODULES=(torch torchvision sklearn scipy numpy pandas tqdm matplotlib pytest cleanlab aum setuptools)
 
 usage() {
   cat <<'USAGE'

@@ -38,6 +38,6 @@ for epoch in range(epochs):
     recorder.next_epoch()                                        # one call per epoch
 folder = "own_loop_run"                                          # a run folder, in the current directory
 recorder.save(folder, true_labels=true_labels)                   # true labels: only when you know them
-table = rank(folder, methods=("aum", "confidence"))              # add "detector" once you have one
+table = rank(folder)                                           # the shipped detector, AUM, confidence
 print(table.head(10).to_string(index=False))
 print({name: round(m["auc"], 4) for name, m in table.attrs["metrics"].items()})
