@@ -8,7 +8,7 @@ import argparse
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from mislabel.core.run_options import STORES, TD_MODES, Recipe, check_datadir
+from mislabel.core.run_options import STORES, TD_MODES, Recipe
 from mislabel.core.user_input import UserError, check_output_folder, require_file, single_path_component
 from mislabel.data.noise import canonical_noise_type
 from mislabel.models import check_network
@@ -59,9 +59,9 @@ class RunConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Refuse, with one line naming the fix, every value that is wrong without loading the data."""
+        """Refuse, with one line naming the fix, every value that is wrong without loading the data.
+        (Where a named dataset lives is checked when it is loaded: a Runner may be given its data.)"""
         single_path_component(self.dataset, "dataset name")  # it names a folder under results_dir
-        check_datadir(self.dataset, self.datadir)
         check_output_folder(self.results_dir, "results folder", "set RESULTS_DIR (--results_dir) to a folder")
         if self.noise_ratio is not None:
             check_ratio(self.noise_ratio, "noise_ratio")
@@ -89,8 +89,8 @@ class RunConfig:
         """The configuration a command line gives: every field its flags name (the recipe from
         ``--num_epochs``, ``--lr`` ...), then ``overrides``."""
         values = {f.name: getattr(args, f.name) for f in fields(cls) if f.name != "recipe" and hasattr(args, f.name)}
-        default = Recipe()
-        recipe = Recipe(epochs=getattr(args, "num_epochs", None) or default.epochs,
+        default, epochs = Recipe(), getattr(args, "num_epochs", None)  # None: crossval resolves it from the run
+        recipe = Recipe(epochs=default.epochs if epochs is None else epochs,
                         batch_size=getattr(args, "batch_size", default.batch_size), lr=getattr(args, "lr", default.lr),
                         momentum=args.momentum, weight_decay=args.wd, loss_type=args.loss_type)
         return cls(**{**values, "recipe": recipe, **overrides})

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import functools
 
-from mislabel.core.run_options import DEFAULT_FOLDS, STORES, TD_MODES, Recipe
+from mislabel.core.run_options import DEFAULT_FOLDS, STORES, TD_MODES, Recipe, check_datadir
 from mislabel.core.user_input import OneLineParser, UserError, require_file, require_folder, seed_value
 from mislabel.run_config import RunConfig, check_ratio
 
@@ -87,6 +87,8 @@ def check_args(argv: list[str]) -> argparse.Namespace:
     crossval.add_argument("--folds", type=int, default=DEFAULT_FOLDS, help="K: costs K extra training runs")
     crossval.set_defaults(num_epochs=None)  # None: as many epochs as the generate_td run recorded
     args = parser.parse_args(argv)
+    args.config = RunConfig.from_args(args)  # checks every run setting
+    check_datadir(args.dataset, args.datadir)
     budget = getattr(args, "budget", None)
     if budget is not None and not 0 < budget < float("inf"):
         raise UserError(f"--budget {budget:g} is not a positive number of minutes; pass e.g. 15, or omit it")
@@ -99,7 +101,6 @@ def check_args(argv: list[str]) -> argparse.Namespace:
                      "path of an existing .pth.tar")
         if args.td_dir is not None:
             require_folder(args.td_dir, "run folder", "pass the folder generate_td wrote")
-    args.config = RunConfig.from_args(args)  # checks every run setting
     return args
 
 

@@ -1,0 +1,75 @@
+"""The package's structure holds: the library never imports the commands above it or the seed's
+top-level names, its modules import each other without cycles, and the seed's names are the
+package's very modules."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "mislabel"
+ABOVE_THE_LIBRARY = ("mislabel.commands", "mislabel.pipeline", "mislabel.api")
+SEED_NAMES = ("runner", "train_detector", "util", "losses", "models", "detector_model", "data_debug_dm")
+
+
+def module_name(path: Path) -> str:
+    parts = ["mislabel", *path.relative_to(PACKAGE).with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(path): path for path in PACKAGE.rglob("*.py")}
+
+
+def imports(path: Path) -> set[str]:
+    """Every module ``path`` imports, at the top or inside a function (``from pkg import sub``
+    counts as ``pkg.sub`` when that is a module)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in MODULES)
+    return found
+
+
+def test_the_library_imports_no_command_and_no_seed_name() -> None:
+    for name, path in MODULES.items():
+        if name == "mislabel" or name.startswith(ABOVE_THE_LIBRARY):  # the package's __init__ is the API's surface
+            continue
+        wrong = sorted(m for m in imports(path)
+                       if m.startswith(ABOVE_THE_LIBRARY) or m.split(".")[0] in SEED_NAMES)
+        assert not wrong, f"{name} imports {wrong}"
+
+
+def test_no_import_cycles() -> None:
+    graph = {name: {m for m in imports(path) if m in MODULES and m != name} for name, path in MODULES.items()}
+    state: dict[str, int] = {}   # 1: on the current path, 2: done
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        for dependency in sorted(graph[name]):
+            if state.get(dependency) == 1:
+                cycle = path[path.index(dependency):] + [dependency]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if dependency not in state:
+                visit(dependency, path + [dependency])
+        state[name] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+
+
+def test_seed_names_are_the_package_modules() -> None:
+    import detector_model.lstm
+    import losses
+    import models.resnet
+    import util
+
+    import mislabel.core.dynamics
+    import mislabel.models.losses
+    import mislabel.models.resnet
+    import mislabel.scoring.lstm
+
+    assert detector_model.lstm is mislabel.scoring.lstm and models.resnet is mislabel.models.resnet
+    assert losses is mislabel.models.losses and util.load_dynamics is mislabel.core.dynamics.load_dynamics
