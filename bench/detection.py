@@ -315,7 +315,7 @@ def job_denoise(work: Path, plan: dict, dataset: str, seed: int, noise: str, rat
     from mislabel.core.dynamics import load_dynamics
 
     config = _run_config(work, plan, dataset, seed, noise, ratio)
-    folder = config.experiment_dir / f"bench_denoise_seed{seed}" / method
+    folder = config.stage_dir("bench_denoise", method)
     if (done := read_summary(folder)) is None:
         with _logged(work / "logs" / f"denoise_{dataset}_{noise}{ratio}_s{seed}_{method}.log"):
             runner = Runner(config)
@@ -389,7 +389,7 @@ def already_done(fn, work: Path, plan: dict, *args) -> bool:
         return read_summary(config.td_dir) is not None
     if fn is job_crossval:
         return (config.td_dir / PRED_PROBS_FILE).is_file()
-    return read_summary(config.experiment_dir / f"bench_denoise_seed{args[1]}" / args[4]) is not None
+    return read_summary(config.stage_dir("bench_denoise", args[4])) is not None
 
 
 def run_stage(pool: ProcessPoolExecutor, name: str, jobs: list[tuple], reused: list[bool] | None = None) -> list:

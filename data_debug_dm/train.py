@@ -28,7 +28,7 @@ from data_debug_dm.dividemix import LOG_COLUMNS, DivideMixConfig, ViewBatches, t
 from data_debug_dm.repair import ensure_repair, parse_ratio, read_repair
 from mislabel.scoring.lstm import DEFAULT_DETECTOR
 from mislabel.data.datasets import Augment, TensorBatches
-from mislabel.data.image_files import decode_images
+from mislabel.data.decode import decode_images
 from mislabel.data.noise import NOISE_TYPES, canonical_noise_type
 from mislabel.reports.summary import read_summary, write_summary
 from mislabel.models import build_model
@@ -228,7 +228,7 @@ def run(argv: list[str] | None = None, preset: str = "generic") -> Path:
                               num_valid=0, device=args.device, results_dir=args.results_dir))
     data = runner.data
     config = _resolve(args, data.num_classes, data.large)
-    folder = runner.config.experiment_dir / f"dividemix_seed{args.seed}" / _run_tag(args)
+    folder = runner.config.stage_dir("dividemix", _run_tag(args))
     if read_summary(folder) is not None and not args.overwrite:
         raise UserError(f"{folder} already holds finished results; pass --overwrite to redo it")
     labels, repair_info = training_labels(args, runner)

@@ -272,7 +272,7 @@ class Runner:
     def train(self, detector_file: str, remove_ratio: float | str, td_dir: Path | None = None) -> Path:
         """Phase 3: denoise (``subset``) and retrain on what is left; report detection and accuracy."""
         td_dir = Path(td_dir) if td_dir else self.config.td_dir
-        folder = self.config.experiment_dir / f"prune4retrain_seed{self.config.seed}" / f"remove{remove_ratio}"
+        folder = self.config.stage_dir("prune4retrain", f"remove{remove_ratio}")
         self._refuse_finished(folder)
         kept, dyn, ranking, info = self.subset(detector_file, remove_ratio, td_dir)
         with self._claimed(folder):

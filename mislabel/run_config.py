@@ -109,3 +109,8 @@ class RunConfig:
     @property
     def td_dir(self) -> Path:
         return self.experiment_dir / f"computation4td_seed{self.seed}"
+
+    def stage_dir(self, stage: str, name: str) -> Path:
+        """A later stage's folder beside phase 1's: ``<stage>_seed<seed>/<name>`` (denoise:
+        ``prune4retrain``/``remove<ratio>``, as in the seed; DivideMix: ``dividemix``/its tag)."""
+        return self.experiment_dir / f"{stage}_seed{self.seed}" / name

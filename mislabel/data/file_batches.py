@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision.transforms import functional as TF
 
 from mislabel.data.datasets import FILE_IMAGE_SIZE, epoch_batches, epoch_generator, num_batches
-from mislabel.data.image_files import ImageFileDataset
+from mislabel.data.decode import ImageFileDataset
 from mislabel.core.user_input import UserError
 
 __all__ = ["FileBatches", "auto_workers", "random_resized_box", "MAX_WORKERS"]

@@ -25,8 +25,9 @@ from typing import BinaryIO, NamedTuple
 import numpy as np
 import torch
 
-from mislabel.data.image_files import (FileSplits, ImageFileDataset, decode_images, read_caltech256,
-                                  read_class_folders, read_csv_list, read_cub, read_tiny_imagenet)
+from mislabel.data.decode import ImageFileDataset, decode_images
+from mislabel.data.image_files import (FileSplits, read_caltech256, read_class_folders, read_csv_list, read_cub,
+                                       read_tiny_imagenet)
 from mislabel.core.user_input import UserError, require_folder
 
 __all__ = ["RawDataset", "read_dataset", "KNOWN_DATASETS", "LARGE_DATASETS", "LAYOUTS",

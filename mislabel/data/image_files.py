@@ -1,9 +1,7 @@
-"""Image-file datasets: find the files of each on-disk layout, label and split them, decode them.
+"""Image-file datasets: find the files of each on-disk layout, label them and split them.
 
 The readers here return a :class:`FileSplits` (absolute paths, int64 labels, class names) and never
-open an image. Pixels are read in exactly two places: :func:`decode_images`, for small datasets
-held in memory, and :class:`ImageFileDataset`, for large ones streamed from disk. Both name the file
-when it cannot be decoded, because "image file is truncated" without a path is unfixable.
+open an image; ``mislabel.data.decode`` reads the pixels.
 
 Layouts, relative to ``<datadir>/<name>/``:
 
@@ -41,18 +39,12 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
-from PIL import Image
-from torch.utils.data import Dataset
-from torchvision.transforms.functional import pil_to_tensor
-from tqdm import tqdm
 
 from mislabel.core.user_input import UserError
 
@@ -68,9 +60,6 @@ __all__ = [
     "read_caltech256",
     "read_csv_list",
     "stratified_holdout",
-    "open_rgb",
-    "decode_images",
-    "ImageFileDataset",
 ]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -384,74 +373,3 @@ def _csv_labels(raw: pd.Series, csv_path: Path) -> tuple[np.ndarray, list[str]]:
         raise UserError(f"{csv_path} has a single class ({class_names[labels[0]]}); "
                         f"mislabel detection needs at least 2")
     return labels, class_names
-
-
-# ---------------------------------------------------------------------------------------------
-# Decoding
-# ---------------------------------------------------------------------------------------------
-
-def open_rgb(path: str) -> Image.Image:
-    """Open and fully decode one image as RGB (grayscale and palette images are converted)."""
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise UserError(f"cannot decode image {path} ({err}); replace or remove the file") from err
-
-
-def decode_images(files: Sequence[str], size: tuple[int, int], resize: bool = False) -> np.ndarray:
-    """Decode `files` into one uint8 [N, 3, H, W] array, `size` = (height, width).
-
-    Without `resize` every file must already be `size`, so a replaced file is caught; with it each
-    image is resized bilinearly to `size` (aspect ratio not kept), for datasets of mixed sizes.
-    Decoding is threaded because PIL releases the GIL while it decompresses.
-    """
-    height, width = size
-    out = np.empty((len(files), 3, height, width), dtype=np.uint8)
-
-    def load(path: str) -> np.ndarray:
-        image = open_rgb(path)
-        if resize:
-            image = image.resize((width, height), Image.BILINEAR)
-        elif image.size != (width, height):
-            raise UserError(f"{path} is {image.width}x{image.height}, expected {width}x{height}; "
-                            f"replace it with the original file")
-        return np.asarray(image)
-
-    pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
-    try:
-        pixels = tqdm(pool.map(load, files), total=len(files), desc="decoding images", unit="img")
-        for i, image in enumerate(pixels):
-            out[i] = image.transpose(2, 0, 1)
-    finally:
-        pool.shutdown(cancel_futures=True)  # a bad file stops the run now, not after all the rest
-    return out
-
-
-class ImageFileDataset(Dataset):
-    """Images streamed from disk, returned as ``(image, label, index)``.
-
-    The index lets the training loop record per-sample dynamics however batches are shuffled.
-    Paths are kept as one numpy bytes array, not a list of str: DataLoader workers that touch a
-    million Python strings bump their refcounts and copy the parent's memory page by page.
-    """
-
-    def __init__(self, files: Sequence[str], labels: torch.Tensor | Sequence[int],
-                 transform: Callable[[Image.Image], torch.Tensor] | None = None) -> None:
-        if len(files) != len(labels):
-            raise ValueError(f"{len(files)} files but {len(labels)} labels")
-        self._paths = np.array([os.fsencode(f) for f in files], dtype=np.bytes_)
-        self.labels = torch.as_tensor(labels, dtype=torch.int64)
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self._paths)
-
-    def load_image(self, index: int) -> Image.Image:
-        """The decoded RGB image of sample `index`, for callers that draw their own crops."""
-        return open_rgb(os.fsdecode(self._paths[index]))
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
-        image = self.load_image(index)
-        tensor = self.transform(image) if self.transform is not None else pil_to_tensor(image)
-        return tensor, int(self.labels[index]), index

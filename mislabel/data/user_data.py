@@ -42,8 +42,9 @@ from torchvision.transforms import functional as TF
 from mislabel.core import distributed
 from mislabel.data.datasets import IMAGENET_STATS, Augment, ImageData
 from mislabel.core.progress import bar
-from mislabel.data.image_files import (CSV_TEST_FRACTION, open_rgb, read_class_folders, read_class_tree, read_csv_list,
-                                  stratified_holdout)
+from mislabel.data.decode import open_rgb
+from mislabel.data.image_files import (CSV_TEST_FRACTION, read_class_folders, read_class_tree, read_csv_list,
+                                       stratified_holdout)
 from mislabel.core.user_input import UserError
 from mislabel.core.files import atomic_write
 

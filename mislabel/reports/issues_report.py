@@ -20,7 +20,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from mislabel.data.image_files import open_rgb
+from mislabel.data.decode import open_rgb
 from mislabel.core.progress import bar
 from mislabel.core.user_input import UserError
 from mislabel.core.files import atomic_write

@@ -29,7 +29,7 @@ DECODE_SAMPLE = 32   # files decoded to measure the decoding speed of a streamed
 
 def _decode_seconds(files: list[str]) -> float:
     """Seconds to decode one image file, from an evenly spaced sample."""
-    from mislabel.data.image_files import open_rgb  # here, as below: in-memory data needs no torchvision or pandas
+    from mislabel.data.decode import open_rgb  # here, as below: in-memory data needs no torchvision
 
     picks = [files[i] for i in sorted({round(i * (len(files) - 1) / (DECODE_SAMPLE - 1)) for i in range(DECODE_SAMPLE)})]
     started = time.perf_counter()

@@ -1,0 +1,88 @@
+"""Pixels from image files, read in exactly two places: :func:`decode_images`, for small datasets
+held in memory, and :class:`ImageFileDataset`, for large ones streamed from disk. Both name the
+file when it cannot be decoded, because "image file is truncated" without a path is unfixable.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision.transforms.functional import pil_to_tensor
+from tqdm import tqdm
+
+from mislabel.core.user_input import UserError
+
+__all__ = ["open_rgb", "decode_images", "ImageFileDataset"]
+
+
+
+def open_rgb(path: str) -> Image.Image:
+    """Open and fully decode one image as RGB (grayscale and palette images are converted)."""
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        raise UserError(f"cannot decode image {path} ({err}); replace or remove the file") from err
+
+
+def decode_images(files: Sequence[str], size: tuple[int, int], resize: bool = False) -> np.ndarray:
+    """Decode `files` into one uint8 [N, 3, H, W] array, `size` = (height, width).
+
+    Without `resize` every file must already be `size`, so a replaced file is caught; with it each
+    image is resized bilinearly to `size` (aspect ratio not kept), for datasets of mixed sizes.
+    Decoding is threaded because PIL releases the GIL while it decompresses.
+    """
+    height, width = size
+    out = np.empty((len(files), 3, height, width), dtype=np.uint8)
+
+    def load(path: str) -> np.ndarray:
+        image = open_rgb(path)
+        if resize:
+            image = image.resize((width, height), Image.BILINEAR)
+        elif image.size != (width, height):
+            raise UserError(f"{path} is {image.width}x{image.height}, expected {width}x{height}; "
+                            f"replace it with the original file")
+        return np.asarray(image)
+
+    pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
+    try:
+        pixels = tqdm(pool.map(load, files), total=len(files), desc="decoding images", unit="img")
+        for i, image in enumerate(pixels):
+            out[i] = image.transpose(2, 0, 1)
+    finally:
+        pool.shutdown(cancel_futures=True)  # a bad file stops the run now, not after all the rest
+    return out
+
+
+class ImageFileDataset(Dataset):
+    """Images streamed from disk, returned as ``(image, label, index)``.
+
+    The index lets the training loop record per-sample dynamics however batches are shuffled.
+    Paths are kept as one numpy bytes array, not a list of str: DataLoader workers that touch a
+    million Python strings bump their refcounts and copy the parent's memory page by page.
+    """
+
+    def __init__(self, files: Sequence[str], labels: torch.Tensor | Sequence[int],
+                 transform: Callable[[Image.Image], torch.Tensor] | None = None) -> None:
+        if len(files) != len(labels):
+            raise ValueError(f"{len(files)} files but {len(labels)} labels")
+        self._paths = np.array([os.fsencode(f) for f in files], dtype=np.bytes_)
+        self.labels = torch.as_tensor(labels, dtype=torch.int64)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def load_image(self, index: int) -> Image.Image:
+        """The decoded RGB image of sample `index`, for callers that draw their own crops."""
+        return open_rgb(os.fsdecode(self._paths[index]))
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int]:
+        image = self.load_image(index)
+        tensor = self.transform(image) if self.transform is not None else pil_to_tensor(image)
+        return tensor, int(self.labels[index]), index
