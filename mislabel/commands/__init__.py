@@ -1,1 +1,3 @@
-"""The command lines (runner.py's flags, compare, find_issues, crossval): thin callers of the library and the Runner."""
+"""The command lines (runner.py's flags, compare, find_issues): thin callers of the library and the
+Runner.
+"""

@@ -1,1 +1,3 @@
-"""Foundations every other part may import: user input and one-line errors, atomic files, the dynamics format, run options, locks, progress, torch.distributed helpers."""
+"""Foundations every other part may import: user input and one-line errors, atomic files, the
+dynamics format, run options, locks, progress, torch.distributed helpers.
+"""

@@ -2,7 +2,8 @@
 
 Torch-free on purpose (the standard library only): every command line is parsed and checked
 with this before torch, torchvision, sklearn or pandas load, so a bad argument is refused in a
-fraction of a second instead of after seconds and ~1 GB of imports. ``util`` re-exports it all.
+fraction of a second instead of after seconds and ~1 GB of imports. The seed's ``util`` re-exports
+it all.
 """
 from __future__ import annotations
 

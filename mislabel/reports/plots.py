@@ -2,7 +2,7 @@
 
 Figures are built with matplotlib's object API on an Agg canvas (no pyplot, no display, no
 global state), so plotting works headless and from several threads. Every PNG is written with
-``util.atomic_write`` so a killed run never leaves a half-written image behind.
+``mislabel.core.files.atomic_write`` so a killed run never leaves a half-written image behind.
 """
 from __future__ import annotations
 

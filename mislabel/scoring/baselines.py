@@ -1,8 +1,8 @@
 """Hand-crafted mislabel scores computed from recorded training dynamics.
 
 These are the baselines the learned detector is compared against. Each score takes a
-``util.Dynamics`` and returns float64 ``[N]`` oriented so that HIGHER = MORE LIKELY MISLABELED,
-which is the convention of ``mislabel.scoring.metrics`` (AUC, AP, precision at k).
+``mislabel.core.dynamics.Dynamics`` and returns float64 ``[N]`` oriented so that HIGHER = MORE
+LIKELY MISLABELED, which is the convention of ``mislabel.scoring.metrics`` (AUC, AP, precision at k).
 
 Two facts of the stored format shape the code:
 
