@@ -1,7 +1,8 @@
-"""The Runner: the pipeline's three phases over the library, as one object.
+"""The Runner: the pipeline's phases over the library, as one object.
 
     generate_td:  load data -> inject noise -> build model -> train while recording dynamics -> save
     denoise:      rank samples with a detector -> drop the most suspicious -> retrain -> report
+    crossval:     retrain K times, each without one fold -> held-out probabilities for cleanlab
 
 A ``RunConfig`` (``mislabel/run_config.py``) says what to run. The commands (``runner.py``,
 ``find_issues``, crossval, DivideMix, the bench scripts) build one and call the Runner; nothing
@@ -27,12 +28,12 @@ from mislabel.core.dynamics import Dynamics, load_dynamics, write_metadata
 from mislabel.core.files import atomic_torch_save, atomic_write, pick_device, seed_everything
 from mislabel.core.run_lock import folder_lock
 from mislabel.core.run_options import Recipe
-from mislabel.core.user_input import UserError, check_output_folder
+from mislabel.core.user_input import UserError
 from mislabel.data.datasets import ImageData, TensorBatches, load_dataset
 from mislabel.data.noise import canonical_noise_type, corrupt_labels
 from mislabel.models import build_model
-from mislabel.run_config import RunConfig
 from mislabel.reports.summary import denoise_table, format_metric, read_summary, write_summary
+from mislabel.run_config import RunConfig
 from mislabel.training.accel import Acceleration
 from mislabel.training.checkpoint import CHECKPOINT_FILE, Checkpoint
 from mislabel.training.crossval import crossval_probs, predict_probs
@@ -51,8 +52,7 @@ class Runner:
 
     def __init__(self, config: RunConfig, data: ImageData | None = None) -> None:
         """``data`` replaces loading ``config.dataset`` (find_issues brings a user's own images)."""
-        self.config = config
-        check_output_folder(config.results_dir, "results folder", "set RESULTS_DIR (--results_dir) to a folder")
+        self.config = config  # checked when it was made
         self.device = distributed.start(pick_device(config.device))  # joins torchrun's process group, if any
         self.accel = Acceleration.resolve(self.device, config.amp, config.compile)
         self.data: ImageData = data if data is not None else load_dataset(config.dataset, config.datadir, config.seed,
