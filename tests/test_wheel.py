@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 import venv
 from pathlib import Path
 
@@ -40,8 +39,9 @@ def test_wheel_installs_the_library_alone(tmp_path: Path) -> None:
     site = Path(subprocess.run([str(target / "bin" / "python"), "-c", "import sysconfig; "
                                 "print(sysconfig.get_paths()['purelib'])"], capture_output=True, text=True,
                                check=True).stdout.strip())
-    # torch, numpy, pandas ... come from this environment (a .pth line appends its site-packages)
-    (site / "reuse_test_environment.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # torch, numpy, pandas ... come from this environment: a .pth file appends its package folders
+    reused = [entry for entry in sys.path if Path(entry).name in ("site-packages", "dist-packages")]
+    (site / "reuse_test_environment.pth").write_text("\n".join(reused) + "\n")
     run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--target", str(site), str(wheel)],
         cwd=tmp_path, env=env)
     installed = {path.name for path in site.iterdir()} - {"reuse_test_environment.pth"}
