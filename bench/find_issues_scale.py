@@ -118,8 +118,9 @@ def detection(out: Path, replaced: dict[str, bool]) -> dict:
             "baseline_auc": baselines[best]["auc"], "baseline_map": baselines[best]["map"]}
 
 
-def render(results: list[dict], limit: int, budget: float, command: str) -> str:
-    lines = [f"## find_issues at Fashion-MNIST scale: default budget vs full recipe ({limit:,} images)", "",
+def render(results: list[dict], limit: int, budget: float, command: str, only_full: bool = False) -> str:
+    title = "the full recipe" if only_full else "default budget vs full recipe"
+    lines = [f"## find_issues at Fashion-MNIST scale: {title} ({limit:,} images)", "",
              f"`{command}` on {platform.node()} ({os.cpu_count()} cores, OMP_NUM_THREADS="
              f"{os.environ.get('OMP_NUM_THREADS', 'unset')}). Each run is a whole `find_issues` command (scan, "
              f"training, scoring, report) on a class-folder tree of {limit:,} 28 px PNG files with "
@@ -178,7 +179,7 @@ def main() -> None:
             results.append({"noise": noise, "budget": budget, **measured, **detection(out, replaced)})
             print(json.dumps(results[-1]), flush=True)
     command = "python bench/find_issues_scale.py " + " ".join(sys.argv[1:])
-    section = render(results, args.limit, args.budget, command.strip())
+    section = render(results, args.limit, args.budget, command.strip(), args.only_full)
     missing = [noise for noise in args.noise if args.full is not None and noise not in args.full]
     if missing and not args.only_full:
         section += (f"\nThe full recipe (`--budget 0`) was not run for {' and '.join(missing)} noise, so the AUC gap "
