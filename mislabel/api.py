@@ -20,7 +20,8 @@ import numpy as np
 from mislabel.core.dynamics import Dynamics, load_dynamics, validate_dynamics
 from mislabel.core.files import pick_device
 from mislabel.core.user_input import UserError
-from mislabel.scoring.scores import DEFAULT_CONTROL, DEFAULT_DETECTOR, METHODS, load_detectors, score
+from mislabel.scoring.baselines import BASELINES
+from mislabel.scoring.scores import DEFAULT_CONTROL, DEFAULT_DETECTOR, load_detectors, score
 from mislabel.training.recorder import Recorder
 
 __all__ = ["Recorder", "rank", "score", "DEFAULT_CONTROL", "DEFAULT_DETECTOR", "DEFAULT_METHODS"]
@@ -68,11 +69,10 @@ def rank(run: RunLike, detector: str | os.PathLike | None = None, methods: Seque
     """
     import pandas as pd
 
-    known = ("detector", *METHODS)
-    unknown = [name for name in methods if name not in known or name == "cleanlab"]
+    known = ("detector", "control", *BASELINES)  # cleanlab needs held-out probabilities, which rank has not
+    unknown = [name for name in methods if name not in known]
     if unknown or not methods:
-        raise UserError(f"unknown ranking methods {unknown or '(none given)'}; choose from: "
-                        f"{', '.join(name for name in known if name != 'cleanlab')}")
+        raise UserError(f"unknown ranking methods {unknown or '(none given)'}; choose from: {', '.join(known)}")
     dyn = _as_dynamics(run)
     detectors = []
     if "detector" in methods:

@@ -16,6 +16,7 @@ import sys
 import time
 import zlib
 from contextlib import contextmanager
+from functools import cached_property
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
@@ -113,12 +114,17 @@ class Runner:
                              self.device, augment=self.data.augment if train else None, shuffle=train,
                              seed=self.config.seed, shard=split)
 
+    @cached_property
+    def valid_batches(self) -> TensorBatches | FileBatches | None:
+        """The held-out rows with their noisy labels (as a user would have them): built once, read
+        by every training of this Runner to select its model."""
+        return self.batches(self.valid_indices, self.assigned_labels)
+
     def fit_rows(self, rows: np.ndarray, recipe: Recipe, description: str) -> torch.nn.Module:
         """A fresh model trained on ``rows`` (noisy labels) by ``recipe`` and selected on validation;
         nothing is written (cross-validation's folds)."""
-        labels = torch.as_tensor(self.assigned_labels)
         model = self.build_model().to(self.device)
-        result = fit(model, self.batches(rows, labels, train=True), self.batches(self.valid_indices, labels), recipe,
+        result = fit(model, self.batches(rows, self.assigned_labels, train=True), self.valid_batches, recipe,
                      description=description, accel=self.accel)
         model.load_state_dict(result.best_state)
         return model
@@ -160,7 +166,7 @@ class Runner:
         labels = torch.as_tensor(self.assigned_labels)
         # validation selects the model rank 0 saves, so under torchrun only rank 0 evaluates it (as the
         # test set below): the other ranks would decode and compute the same pass for nothing
-        valid = self.batches(self.valid_indices, labels) if distributed.is_main() else None
+        valid = self.valid_batches if distributed.is_main() else None
         started = time.perf_counter()
         checkpoint = self._checkpoint(folder, train_indices, recorder, description)
         # the un-augmented pass over the training set is only for recording in eval mode; building it

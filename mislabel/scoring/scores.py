@@ -78,8 +78,9 @@ def load_detectors(files: Sequence[str | os.PathLike], device: torch.device | st
 
 
 def score(dyn: Dynamics, methods: Sequence[str] = (), detectors: Sequence[Detector] = (),
-          pred_probs: np.ndarray | None = None) -> list[MethodScores]:
-    """Each of ``methods`` in their order, then each detector; timed, with metrics when known."""
+          pred_probs: np.ndarray | None = None, threshold: float | None = None) -> list[MethodScores]:
+    """Each of ``methods`` in their order, then each detector; timed, with metrics when known
+    (with ``threshold``, also those of ``scores >= threshold``, for probability outputs)."""
     unknown = [name for name in methods if name not in METHODS]
     if unknown:
         raise UserError(f"unknown scoring methods {unknown}; choose from: {', '.join(METHODS)}")
@@ -96,7 +97,7 @@ def score(dyn: Dynamics, methods: Sequence[str] = (), detectors: Sequence[Detect
         started = time.perf_counter()
         values = np.asarray(compute(), dtype=np.float64)
         results.append(MethodScores(name, values, time.perf_counter() - started + extra_seconds,
-                                    detection_metrics(values, dyn.flipped)))
+                                    detection_metrics(values, dyn.flipped, threshold)))
     return results
 
 
@@ -121,9 +122,8 @@ def top_suspects(detector_file: str | Path, dyn: Dynamics, ratio: float | str,
     """Rank ``dyn`` with the detector in ``detector_file`` and take its top ``ratio`` (rounded to whole
     rows; ``"auto"``: as many as ``estimated_noisy_count``), so denoise and repair pick their
     suspects, and score them, the same way."""
-    result = score(dyn, detectors=load_detectors([detector_file], device))[0]
-    order = np.argsort(-result.scores, kind="stable")
-    ranking = Ranking(order, result.scores, detection_metrics(result.scores, dyn.flipped, threshold=0.5))
+    result = score(dyn, detectors=load_detectors([detector_file], device), threshold=0.5)[0]
+    ranking = Ranking(np.argsort(-result.scores, kind="stable"), result.scores, result.metrics)
     count = (estimated_noisy_count(ranking.scores) if ratio == "auto"
              else int(round(float(ratio) * dyn.num_samples)))
     rows = ranking.order[:count]
