@@ -25,7 +25,7 @@ from mislabel.scoring.features import FEATURES, build_features, check_features
 from mislabel.core.user_input import (OneLineParser, UserError, exit_on_user_error, require_file, require_folder,
                                       seed_value, single_path_component)
 from mislabel.core.dynamics import load_dynamics
-from mislabel.core.files import pick_device, seed_everything
+from mislabel.core.device import pick_device, seed_everything
 
 # Adam at 2e-3 with batch 256: on a corpus of 20-30 source runs (tens of thousands of sequences)
 # held-out AUC stops moving after a handful of epochs; longer training fits the source datasets,

@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 from mislabel.data.datasets import TensorBatches, load_dataset  # noqa: E402
 from mislabel.models import build_model  # noqa: E402
 from tests.fixtures import dumps_py2  # noqa: E402
-from mislabel.core.files import pick_device, seed_everything  # noqa: E402
+from mislabel.core.device import pick_device, seed_everything  # noqa: E402
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)  # torchvision recipes' usual values
 NUM_TEST = 100  # test_batch is read by our reader; nothing here times it

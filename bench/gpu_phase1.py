@@ -42,7 +42,7 @@ from mislabel.training.recorder import Recorder  # noqa: E402
 from mislabel.training.loop import Recipe, Recording, evaluate, fit  # noqa: E402
 from mislabel.models import build_model  # noqa: E402
 from runner import RunConfig, Runner  # noqa: E402
-from mislabel.core.files import pick_device, seed_everything  # noqa: E402
+from mislabel.core.device import pick_device, seed_everything  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------
 # Settings

@@ -40,7 +40,8 @@ import torch
 
 from mislabel.scoring.scores import top_suspects
 from mislabel.core.user_input import OneLineParser, UserError, exit_on_user_error, require_folder
-from mislabel.core.files import atomic_write, pick_device
+from mislabel.core.files import atomic_write
+from mislabel.core.device import pick_device
 from mislabel.core.dynamics import load_dynamics, load_metadata
 
 __all__ = ["REPAIR_FORMAT", "Repair", "parse_ratio", "repair_paths", "build_repair", "write_repair",

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -30,12 +29,13 @@ from mislabel.scoring.lstm import DEFAULT_DETECTOR
 from mislabel.data.datasets import Augment, TensorBatches
 from mislabel.data.decode import decode_images
 from mislabel.data.noise import NOISE_TYPES, canonical_noise_type
-from mislabel.reports.summary import read_summary, write_summary
+from mislabel.reports.summary import write_summary
 from mislabel.models import build_model
 from mislabel.pipeline import Runner
 from mislabel.run_config import RunConfig
 from mislabel.core.user_input import OneLineParser, UserError, exit_on_user_error, seed_value
-from mislabel.core.files import atomic_torch_save, atomic_write, atomic_write_csv, seed_everything
+from mislabel.core.files import atomic_torch_save, atomic_write, atomic_write_csv
+from mislabel.core.device import seed_everything
 
 __all__ = ["PRESETS", "DEFAULT_DETECTOR", "published_lambda_u", "main"]
 
@@ -193,7 +193,7 @@ def training_labels(args, runner: Runner) -> tuple[np.ndarray, dict]:
         raise UserError(f"{path} was built for other noisy labels than these arguments give; pass the "
                         "--seed/--r/--noise_mode of the run it came from")
     flips_fixed = None
-    if not runner.data.large:
+    if not runner.data.real_noise:
         flips_fixed = int((repair.labels[differing] == runner.true_labels[differing]).sum())
     print(f"repair file {path}: {len(differing)} labels differ from the noisy ones"
           + (f", {flips_fixed} of them now correct" if flips_fixed is not None else ""))
@@ -225,51 +225,47 @@ def run(argv: list[str] | None = None, preset: str = "generic") -> Path:
     runner = Runner(RunConfig(dataset=args.dataset, datadir=args.datadir, seed=args.seed,
                               noise_ratio=f"{args.r:g}", noise_type=canonical_noise_type(args.noise_mode),
                               net_type=args.net_type, depth=args.depth, pretrained_path=args.pretrained_path,
-                              num_valid=0, device=args.device, results_dir=args.results_dir))
+                              num_valid=0, device=args.device, results_dir=args.results_dir, overwrite=args.overwrite))
     data = runner.data
-    config = _resolve(args, data.num_classes, data.large)
+    config = _resolve(args, data.num_classes, data.real_noise)
     folder = runner.config.stage_dir("dividemix", _run_tag(args))
-    if read_summary(folder) is not None and not args.overwrite:
-        raise UserError(f"{folder} already holds finished results; pass --overwrite to redo it")
+    runner.refuse_finished(folder)  # before the repair below does any work
     labels, repair_info = training_labels(args, runner)
     train_images, test_images, augment = in_memory_images(runner, args.image_size)
 
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "summary.json").unlink(missing_ok=True)
-    command = " ".join(shlex.quote(arg) for arg in [Path(sys.executable).name, *sys.argv])
-    atomic_write(folder / "cmd.txt", lambda tmp: Path(tmp).write_text(command + "\n"))
-    described = {"preset": preset, "dataset": data.name, "noise_ratio": runner.config.ratio,
-                 "noise_mode": args.noise_mode, "net_type": args.net_type, "depth": args.depth,
-                 "pretrained_path": args.pretrained_path, "num_train": int(len(runner.train_indices)),
-                 "image_size": int(train_images.shape[-1]), "device": str(runner.device),
-                 "dividemix": asdict(config), **repair_info}
-    atomic_write(folder / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(described, indent=2) + "\n"))
+    with runner.claimed(folder):  # refuses finished results, locks the folder, writes cmd.txt
+        described = {"preset": preset, "dataset": data.name, "noise_ratio": runner.config.ratio,
+                     "noise_mode": args.noise_mode, "net_type": args.net_type, "depth": args.depth,
+                     "pretrained_path": args.pretrained_path, "num_train": int(len(runner.train_indices)),
+                     "image_size": int(train_images.shape[-1]), "device": str(runner.device),
+                     "dividemix": asdict(config), **repair_info}
+        atomic_write(folder / "config.json", lambda tmp: Path(tmp).write_text(json.dumps(described, indent=2) + "\n"))
 
-    device, rows = runner.device, torch.as_tensor(runner.train_indices)
-    images = train_images[rows].to(device)
-    train_labels = torch.as_tensor(labels)[rows]
-    views = ViewBatches(images, train_labels, data.mean, data.std, config.batch_size, device, augment, seed=args.seed)
-    warmup = TensorBatches(images, train_labels, data.mean, data.std, 2 * config.batch_size, device, augment,
-                           shuffle=True, seed=args.seed)
-    eval_train = TensorBatches(images, train_labels, data.mean, data.std, 512, device)
-    test = TensorBatches(test_images.to(device), data.test_labels, data.mean, data.std, 512, device)
-    correct = None if data.large else labels[runner.train_indices] == runner.true_labels[runner.train_indices]
-    seed_everything(args.seed)
-    nets = tuple(build_model(args.net_type, args.depth, data.num_classes, in_channels=int(images.shape[1]),
-                             image_size=int(images.shape[-1]), pretrained_path=args.pretrained_path).to(device)
-                 for _ in range(2))  # built one after the other, so the two start from different weights
-    log = train_dividemix(nets, views, warmup, eval_train, test, config, correct,
-                          on_epoch=lambda rows_so_far: atomic_write_csv(folder / "train_log.csv", rows_so_far, LOG_COLUMNS))
-    atomic_torch_save({f"net{k}": {key: value.detach().cpu() for key, value in net.state_dict().items()}
-                       for k, net in enumerate(nets, start=1)}, folder / "model.pth")
-    accuracies = [row["test_accuracy"] for row in log]
-    best = int(np.argmax(accuracies))
-    summary = {**described, "test_accuracy": accuracies[-1],
-               "test_accuracy_last10_mean": round(float(np.mean(accuracies[-10:])), 6),
-               "best_test_accuracy": accuracies[best], "best_epoch": best + 1,
-               "training_labels_correct": None if correct is None else round(float(correct.mean()), 6),
-               "train_seconds": round(sum(row["seconds"] for row in log), 2)}
-    write_summary(folder, summary)
+        device, rows = runner.device, torch.as_tensor(runner.train_indices)
+        images = train_images[rows].to(device)
+        train_labels = torch.as_tensor(labels)[rows]
+        views = ViewBatches(images, train_labels, data.mean, data.std, config.batch_size, device, augment, seed=args.seed)
+        warmup = TensorBatches(images, train_labels, data.mean, data.std, 2 * config.batch_size, device, augment,
+                               shuffle=True, seed=args.seed)
+        eval_train = TensorBatches(images, train_labels, data.mean, data.std, 512, device)
+        test = TensorBatches(test_images.to(device), data.test_labels, data.mean, data.std, 512, device)
+        correct = None if data.real_noise else labels[runner.train_indices] == runner.true_labels[runner.train_indices]
+        seed_everything(args.seed)
+        nets = tuple(build_model(args.net_type, args.depth, data.num_classes, in_channels=int(images.shape[1]),
+                                 image_size=int(images.shape[-1]), pretrained_path=args.pretrained_path).to(device)
+                     for _ in range(2))  # built one after the other, so the two start from different weights
+        log = train_dividemix(nets, views, warmup, eval_train, test, config, correct,
+                              on_epoch=lambda rows_so_far: atomic_write_csv(folder / "train_log.csv", rows_so_far, LOG_COLUMNS))
+        atomic_torch_save({f"net{k}": {key: value.detach().cpu() for key, value in net.state_dict().items()}
+                           for k, net in enumerate(nets, start=1)}, folder / "model.pth")
+        accuracies = [row["test_accuracy"] for row in log]
+        best = int(np.argmax(accuracies))
+        summary = {**described, "test_accuracy": accuracies[-1],
+                   "test_accuracy_last10_mean": round(float(np.mean(accuracies[-10:])), 6),
+                   "best_test_accuracy": accuracies[best], "best_epoch": best + 1,
+                   "training_labels_correct": None if correct is None else round(float(correct.mean()), 6),
+                   "train_seconds": round(sum(row["seconds"] for row in log), 2)}
+        write_summary(folder, summary)
     print(f"test accuracy {100 * accuracies[-1]:.2f}% (last epoch; best {100 * accuracies[best]:.2f}% at epoch "
           f"{best + 1}, mean of the last 10 {100 * summary['test_accuracy_last10_mean']:.2f}%); results in {folder}")
     return folder

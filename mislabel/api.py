@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from mislabel.core.dynamics import Dynamics, load_dynamics, validate_dynamics
-from mislabel.core.files import pick_device
+from mislabel.core.device import pick_device
 from mislabel.core.user_input import UserError
 from mislabel.scoring.baselines import BASELINES
 from mislabel.scoring.scores import DEFAULT_CONTROL, DEFAULT_DETECTOR, load_detectors, score

@@ -11,8 +11,6 @@ in the library below imports this module.
 from __future__ import annotations
 
 import json
-import shlex
-import sys
 import time
 import zlib
 from contextlib import contextmanager
@@ -26,7 +24,9 @@ import torch
 
 from mislabel.core import distributed
 from mislabel.core.dynamics import Dynamics, load_dynamics, write_metadata
-from mislabel.core.files import atomic_torch_save, atomic_write, pick_device, seed_everything
+from mislabel.core.dynamics import SUMMARY_FILE
+from mislabel.core.files import atomic_torch_save, atomic_write, write_command_file
+from mislabel.core.device import pick_device, seed_everything
 from mislabel.core.run_lock import folder_lock
 from mislabel.core.run_options import Recipe
 from mislabel.core.user_input import UserError
@@ -58,9 +58,9 @@ class Runner:
         self.accel = Acceleration.resolve(self.device, config.amp, config.compile)
         self.data: ImageData = data if data is not None else load_dataset(config.dataset, config.datadir, config.seed,
                                                                           config.image_size)
-        if self.data.large and config.noise_ratio is not None and config.ratio > 0:
+        if self.data.real_noise and config.noise_ratio is not None and config.ratio > 0:
             print(f"note: {config.dataset} is a real-world noisy dataset; noise arguments are ignored")
-        if self.data.large:
+        if self.data.real_noise:
             config.noise_ratio = None
         self.true_labels = self.data.train_labels.numpy()
         images = None if self.data.train_images is None else self.data.train_images.numpy()
@@ -139,24 +139,23 @@ class Runner:
         return crossval_probs(self.config, self.train_indices, self.assigned_labels, self.fit_rows, self.predict_rows,
                               folds, epochs)
 
-    def _refuse_finished(self, folder: Path) -> None:
+    def refuse_finished(self, folder: Path) -> None:
         if read_summary(folder) is not None and not self.config.overwrite:
             raise UserError(f"{folder} already holds finished results; pass --overwrite to redo it "
                             "or set RESULTS_DIR to write elsewhere")
 
     @contextmanager
-    def _claimed(self, folder: Path) -> Iterator[None]:
+    def claimed(self, folder: Path) -> Iterator[None]:
         """Write ``folder`` inside this block: it must not hold finished results (unless --overwrite),
         and rank 0 holds its lock, so a second command started on it is refused, not interleaved."""
-        self._refuse_finished(folder)
+        self.refuse_finished(folder)
         if not distributed.is_main():
             yield
             return
         with folder_lock(folder):
-            self._refuse_finished(folder)  # again: a command may have finished it while we started
-            (folder / "summary.json").unlink(missing_ok=True)
-            command = " ".join(shlex.quote(arg) for arg in [Path(sys.executable).name, *sys.argv])
-            atomic_write(folder / "cmd.txt", lambda tmp: Path(tmp).write_text(command + "\n"))
+            self.refuse_finished(folder)  # again: a command may have finished it while we started
+            (folder / SUMMARY_FILE).unlink(missing_ok=True)
+            write_command_file(folder)
             yield
 
     def _train_and_save(self, folder: Path, train_indices: np.ndarray, recorder: Recorder | None,
@@ -221,11 +220,11 @@ class Runner:
     def train_for_td_computation(self) -> Path:
         """Phase 1: train on the noisy labels, recording every training sample's dynamics."""
         folder = self.config.td_dir
-        with self._claimed(folder):
+        with self.claimed(folder):
             flipped = self.assigned_labels != self.true_labels
             if distributed.is_main():
                 write_metadata(folder, self.train_indices, self.valid_indices, self.assigned_labels,
-                               None if self.data.large else self.true_labels)
+                               None if self.data.real_noise else self.true_labels)
             recorder = Recorder(len(self.train_indices), self.data.num_classes, self.config.recipe.epochs,
                                 sample_ids=self.train_indices, path=folder, store=self.config.td_store,
                                 topk=self.config.td_topk)
@@ -238,7 +237,7 @@ class Runner:
             recorder.save(folder, metadata=False)
             recorder.cleanup()
             summary["num_flipped"] = (int(flipped[self.train_indices].sum())
-                                      if not self.data.large else None)
+                                      if not self.data.real_noise else None)
             write_summary(folder, summary)
         print(f"test accuracy {format_metric(summary['test_accuracy'], percent=True)}; results in {folder}")
         return folder
@@ -279,9 +278,9 @@ class Runner:
         """Phase 3: denoise (``subset``) and retrain on what is left; report detection and accuracy."""
         td_dir = Path(td_dir) if td_dir else self.config.td_dir
         folder = self.config.stage_dir("prune4retrain", f"remove{remove_ratio}")
-        self._refuse_finished(folder)
+        self.refuse_finished(folder)
         kept, dyn, ranking, info = self.subset(detector_file, remove_ratio, td_dir)
-        with self._claimed(folder):
+        with self.claimed(folder):
             if distributed.is_main():
                 write_suspects_csv(folder / "suspects.csv", dyn, ranking)
             auc, ap = format_metric(ranking.auc), format_metric(ranking.map)
@@ -302,7 +301,7 @@ class Runner:
         """Retrain on the training samples ``kept`` (dataset indices) into ``folder``, as ``train`` does
         after its detector ranking; for rankings made elsewhere (a baseline, random, the clean-label
         oracle) so their removals are compared on the same loop. Returns the summary it writes."""
-        with self._claimed(folder):
+        with self.claimed(folder):
             summary = self._describe()
             summary.update(info or {})
             summary.update(self._train_and_save(folder, np.sort(np.asarray(kept)), None, "retrain"))

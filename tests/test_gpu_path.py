@@ -19,7 +19,7 @@ from mislabel.training.loop import Recipe, fit
 from mislabel.models import NETWORKS, build_model
 from runner import RunConfig, Runner
 from mislabel.core.dynamics import TD_FILE
-from mislabel.core.files import AverageMeter
+from mislabel.training.loop import AverageMeter
 from mislabel.core.user_input import UserError
 
 LENET = ["--dataset", "digits", "--seed", "7", "--noise_ratio", "0.2", "--net_type", "lenet", "--depth", "5",

@@ -27,7 +27,8 @@ from mislabel.reports.plots import plot_datamap, plot_roc_pr
 from mislabel.reports.summary import read_summary
 from mislabel.core.dynamics import Dynamics, load_dynamics
 from mislabel.core.user_input import OneLineParser, exit_on_user_error
-from mislabel.core.files import atomic_write_all, pick_device
+from mislabel.core.files import atomic_write_all
+from mislabel.core.device import pick_device
 
 __all__ = ["METRICS", "score_methods", "comparison_markdown", "compare", "main"]
 

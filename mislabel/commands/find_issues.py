@@ -32,7 +32,8 @@ from mislabel.training.budget import Clock, minutes
 from mislabel.commands.issues_cli import parse_args
 from mislabel.core.dynamics import Dynamics, load_dynamics
 from mislabel.core.user_input import UserError, check_output_folder, exit_on_user_error
-from mislabel.core.files import atomic_write, atomic_write_all, pick_device
+from mislabel.core.files import atomic_write, atomic_write_all
+from mislabel.core.device import pick_device
 
 CLOCK = Clock()  # started before the heavy imports below: the budget covers them too
 

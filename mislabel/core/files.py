@@ -1,4 +1,4 @@
-"""Files that are never torn, checkpoints that never unpickle, and run-wide helpers.
+"""Files that are never torn, checkpoints that never unpickle, and small JSON records.
 
 Every result file is written through ``atomic_write`` (temp file beside it, then rename), so a
 killed or out-of-space command leaves the old file, never half a new one. torch is imported
@@ -7,22 +7,23 @@ inside the few functions that use it, so importing this module never loads it.
 from __future__ import annotations
 
 import csv
+import json
 import os
-import random
+import shlex
+import sys
 import tempfile
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-import numpy as np
 
 from mislabel.core.user_input import UserError, is_no_space, no_space_message
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["atomic_write", "atomic_write_all", "atomic_write_csv", "atomic_torch_save", "torch_load", "seed_everything",
-           "pick_device", "AverageMeter"]
+__all__ = ["atomic_write", "atomic_write_all", "atomic_write_csv", "atomic_torch_save", "torch_load", "read_record",
+           "write_record", "write_command_file"]
 
 
 def _current_umask() -> int:
@@ -111,51 +112,29 @@ def torch_load(path: str | os.PathLike) -> object:
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
-
-def seed_everything(seed: int) -> None:
-    """Seed every generator we use; CPU runs are then bit-for-bit repeatable."""
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def pick_device(requested: str = "auto") -> torch.device:
-    """``auto`` means CUDA when present, else CPU; an explicit CUDA request without a GPU is an error."""
-    import torch
-
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {requested} was asked for but no CUDA GPU is visible; use --device cpu")
+def read_record(path: str | os.PathLike, fix: str) -> dict | None:
+    """A JSON record this package wrote (a run's summary, a cache key, a budget choice); None when
+    absent. Every record is read through here, so a damaged one is refused alike everywhere: one
+    line naming the file and ``fix``, never a traceback and never a silent guess."""
+    path = Path(path)
+    if not path.is_file():
+        return None
     try:
-        return torch.device(requested)
-    except RuntimeError as err:
-        raise UserError(f"unknown --device {requested!r}; use auto, cpu or cuda[:N]") from err
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise UserError(f"{path} is damaged ({type(err).__name__}); {fix}") from None
+    if not isinstance(record, dict):
+        raise UserError(f"{path} is damaged (not a JSON object); {fix}")
+    return record
 
 
-class AverageMeter:
-    """Running weighted mean of a scalar (loss, error) over batches.
+def write_record(path: str | os.PathLike, record: dict, sort_keys: bool = False) -> None:
+    """Write a JSON record atomically (``read_record`` reads it back)."""
+    text = json.dumps(record, indent=2, sort_keys=sort_keys) + "\n"
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
-    A tensor value is summed where it lives, in float64: reading it with ``float()`` every batch
-    would make the host wait for the GPU each step. The sum is the same float64 arithmetic as
-    for Python floats, so the mean is bit-identical either way; ``avg`` reads it once.
-    """
 
-    def __init__(self) -> None:
-        self.total: float | torch.Tensor = 0.0
-        self.count = 0
-
-    def update(self, value: float | torch.Tensor, n: int = 1) -> None:
-        import torch  # already loaded by whoever made the tensor: a dictionary lookup
-
-        if isinstance(value, torch.Tensor):
-            self.total = self.total + value.detach().double() * n
-        else:
-            self.total += float(value) * n
-        self.count += n
-
-    @property
-    def avg(self) -> float:
-        return float(self.total) / max(self.count, 1)
+def write_command_file(folder: str | os.PathLike) -> None:
+    """``cmd.txt``: the command line that is writing ``folder``, as the shell would replay it."""
+    command = " ".join(shlex.quote(arg) for arg in [Path(sys.executable).name, *sys.argv])
+    atomic_write(Path(folder) / "cmd.txt", lambda tmp: Path(tmp).write_text(command + "\n"))

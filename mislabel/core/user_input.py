@@ -19,8 +19,9 @@ __all__ = ["UserError", "exit_on_user_error", "OneLineParser", "is_no_space", "n
            "require_file", "check_output_folder", "single_path_component", "seed_value", "SEED_LIMIT"]
 
 
-class UserError(Exception):
-    """A problem with the user's input: printed as one line, exit code 2, no traceback."""
+class UserError(ValueError):
+    """A problem with the user's input. Commands print it as one line and exit 2, no traceback;
+    library callers catch it as the ``ValueError`` it is."""
 
 
 F = TypeVar("F", bound=Callable[..., object])

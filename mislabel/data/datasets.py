@@ -60,7 +60,7 @@ class ImageData:
     mean: tuple[float, ...] = (0.5,)
     std: tuple[float, ...] = (0.5,)
     augment: Augment = field(default_factory=Augment)
-    large: bool = False
+    real_noise: bool = False  # labels as collected (WebVision, Clothing): no synthetic noise, no ground truth
     file_image_size: int = FILE_IMAGE_SIZE  # crop side for datasets read from image files
 
     @property
@@ -154,7 +154,7 @@ def _load_from(name: str, datadir: str | Path | None, seed: int) -> ImageData:
     return ImageData(name=name, class_names=list(raw.class_names), train_labels=raw.train_labels,
                      test_labels=raw.test_labels, train_images=raw.train_images, test_images=raw.test_images,
                      train_files=raw.train_files, test_files=raw.test_files, mean=mean, std=std,
-                     augment=_augment_for(name, raw.train_images), large=name in LARGE_DATASETS)
+                     augment=_augment_for(name, raw.train_images), real_noise=name in LARGE_DATASETS)
 
 
 def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:

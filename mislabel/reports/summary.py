@@ -1,25 +1,22 @@
 """Run summaries (summary.json) and the tables printed at the end of a run."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from mislabel.core.files import atomic_write
+from mislabel.core.dynamics import SUMMARY_FILE
+from mislabel.core.files import read_record, write_record
 
 __all__ = ["SUMMARY_FILE", "write_summary", "read_summary", "format_metric", "denoise_table"]
-
-SUMMARY_FILE = "summary.json"
 
 
 def write_summary(folder: str | Path, summary: dict) -> None:
     """summary.json is written last: its presence marks a finished run."""
-    text = json.dumps(summary, indent=2, sort_keys=True)
-    atomic_write(Path(folder) / SUMMARY_FILE, lambda tmp: Path(tmp).write_text(text + "\n"))
+    write_record(Path(folder) / SUMMARY_FILE, summary, sort_keys=True)
 
 
 def read_summary(folder: str | Path) -> dict | None:
-    path = Path(folder) / SUMMARY_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+    """The finished run's summary; None while the run is unfinished."""
+    return read_record(Path(folder) / SUMMARY_FILE, f"delete it and pass --overwrite to redo the run in {folder}")
 
 
 def format_metric(value: float | None, percent: bool = False) -> str:

@@ -76,7 +76,7 @@ def time_step(net_type: str, depth: int, num_classes: int, in_channels: int, sid
     import torch
 
     from mislabel.models import build_model
-    from mislabel.core.files import pick_device
+    from mislabel.core.device import pick_device
 
     target = pick_device(device)
     cpu_state = torch.get_rng_state()

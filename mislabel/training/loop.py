@@ -23,12 +23,37 @@ from mislabel.training.checkpoint import Checkpoint, Progress
 from mislabel.core.progress import EpochProgress
 from mislabel.core.run_options import TD_MODES, Recipe
 from mislabel.training.recorder import Recorder
-from mislabel.core.files import AverageMeter, atomic_write, atomic_write_csv
+from mislabel.core.files import atomic_write, atomic_write_csv
 from mislabel.core.user_input import UserError
 
-__all__ = ["Recipe", "Recording", "Evaluation", "FitResult", "fit", "evaluate", "TD_MODES"]
+__all__ = ["Recipe", "Recording", "Evaluation", "FitResult", "AverageMeter", "fit", "evaluate", "TD_MODES"]
 
 LOG_COLUMNS = ["epoch", "train_error", "train_loss", "valid_error", "valid_top5_error", "valid_loss", "lr", "seconds"]
+
+
+
+class AverageMeter:
+    """Running weighted mean of a scalar (loss, error) over batches.
+
+    A tensor value is summed where it lives, in float64: reading it with ``float()`` every batch
+    would make the host wait for the GPU each step. The sum is the same float64 arithmetic as
+    for Python floats, so the mean is bit-identical either way; ``avg`` reads it once.
+    """
+
+    def __init__(self) -> None:
+        self.total: float | torch.Tensor = 0.0
+        self.count = 0
+
+    def update(self, value: float | torch.Tensor, n: int = 1) -> None:
+        if isinstance(value, torch.Tensor):
+            self.total = self.total + value.detach().double() * n
+        else:
+            self.total += float(value) * n
+        self.count += n
+
+    @property
+    def avg(self) -> float:
+        return float(self.total) / max(self.count, 1)
 
 
 @dataclass
