@@ -112,20 +112,24 @@ def torch_load(path: str | os.PathLike) -> object:
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def read_record(path: str | os.PathLike, fix: str) -> dict | None:
-    """A JSON record this package wrote (a run's summary, a cache key, a budget choice); None when
-    absent. Every record is read through here, so a damaged one is refused alike everywhere: one
-    line naming the file and ``fix``, never a traceback and never a silent guess."""
+def read_record(path: str | os.PathLike, fix: str | None = None) -> dict | None:
+    """A JSON object this package wrote; None when absent. Every record and cache is read through
+    here, so a damaged one is met alike everywhere: a record that guards results (a run's summary,
+    the key of a phase-1 folder; ``fix`` given) is refused in one line naming the file and ``fix``;
+    a cache (``fix`` None: a scan, a budget choice) is only a lost shortcut, so it reads as absent."""
     path = Path(path)
     if not path.is_file():
         return None
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
+        problem = None if isinstance(record, dict) else "not a JSON object"
     except (OSError, UnicodeDecodeError, ValueError) as err:
-        raise UserError(f"{path} is damaged ({type(err).__name__}); {fix}") from None
-    if not isinstance(record, dict):
-        raise UserError(f"{path} is damaged (not a JSON object); {fix}")
-    return record
+        record, problem = None, type(err).__name__
+    if problem is None:
+        return record
+    if fix is None:
+        return None
+    raise UserError(f"{path} is damaged ({problem}); {fix}")
 
 
 def write_record(path: str | os.PathLike, record: dict, sort_keys: bool = False) -> None:
