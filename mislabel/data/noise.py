@@ -26,8 +26,12 @@ from mislabel.core.user_input import UserError
 __all__ = ["NOISE_TYPES", "SEMANTIC_MAPS", "canonical_noise_type", "corrupt_labels", "semantic_map"]
 
 NOISE_TYPES = {"uniform": "uniform", "sym": "uniform", "flip": "flip", "asym": "flip",
-               "semantic": "semantic", "idn": "idn"}
+               "semantic": "semantic", "idn": "idn", "confusion": "confusion"}
 IDN_RATE_STD = 0.1  # Xia et al.'s spread of per-sample flip rates around r
+CONFUSION_FOLDS = 5  # out-of-fold probabilities: each image scored by a model that never saw its label
+CONFUSION_SIDE = 16  # images are average-pooled to at most this side: keeps the PCA cheap at CIFAR sizes
+CONFUSION_COMPONENTS = 50  # PCA dimensions the annotator model sees
+CONFUSION_FIT_ROWS = 10_000  # rows each fold's model is fitted on, at most: bounds the cost on large sets
 
 _DIGIT_MAP = {2: 7, 3: 8, 5: 6, 6: 5, 7: 1}
 # CIFAR-100's superclass of each fine label (0-99, alphabetical class order): semantic noise moves a
@@ -115,11 +119,79 @@ def _idn_labels(true_labels: np.ndarray, num_classes: int, noise_ratio: float, i
     return assigned
 
 
+def _pooled_features(images: np.ndarray) -> np.ndarray:
+    """``[N, D]`` float64 features: the images sum-pooled to at most ``CONFUSION_SIDE`` a side."""
+    pixels = np.asarray(images)
+    if pixels.ndim >= 3:
+        height, width = pixels.shape[-2:]
+        fy, fx = -(-height // CONFUSION_SIDE), -(-width // CONFUSION_SIDE)
+        pixels = pixels[..., : height // fy * fy, : width // fx * fx]
+        pixels = sum(pixels[..., dy::fy, dx::fx].astype(np.float64) for dy in range(fy) for dx in range(fx))
+    return np.asarray(pixels, dtype=np.float64).reshape(len(pixels), -1)
+
+
+def annotator_probabilities(images: np.ndarray, true_labels: np.ndarray, num_classes: int,
+                            rng: np.random.Generator) -> np.ndarray:
+    """``[N, K]`` out-of-fold class probabilities of the independent "annotator" model.
+
+    PCA (fitted on all images: it never sees a label) to ``CONFUSION_COMPONENTS`` whitened
+    dimensions, then a multinomial logistic regression per fold of a seeded ``CONFUSION_FOLDS``-way
+    split, scoring only the images it was not fitted on. BLAS runs on one thread so the sums, and
+    hence the probabilities, do not depend on the machine's thread count.
+    """
+    from sklearn.linear_model import LogisticRegression  # here: sklearn's import is slow
+    from threadpoolctl import threadpool_limits
+
+    probabilities = np.zeros((len(true_labels), num_classes))
+    folds = rng.permutation(len(true_labels)) % CONFUSION_FOLDS
+    with threadpool_limits(limits=1):
+        features = _pooled_features(images)
+        features -= features.mean(axis=0)
+        variances, axes = np.linalg.eigh(features.T @ features / len(features))
+        variances, axes = variances[::-1][:CONFUSION_COMPONENTS], axes[:, ::-1][:, :CONFUSION_COMPONENTS]
+        kept = variances > 1e-9 * max(variances[0], 1e-300)  # constant pixels (digits' borders) add nothing
+        components = features @ (axes[:, kept] / np.sqrt(variances[kept]))
+        for fold in range(CONFUSION_FOLDS):
+            scored, fitted = folds == fold, np.flatnonzero(folds != fold)
+            if len(fitted) > CONFUSION_FIT_ROWS:
+                fitted = np.sort(rng.choice(fitted, CONFUSION_FIT_ROWS, replace=False))
+            classes = np.unique(true_labels[fitted])
+            if not scored.any() or len(classes) == 0:
+                continue
+            if len(classes) == 1:  # a tiny or one-class set: the annotator can only say that class
+                probabilities[np.flatnonzero(scored), classes[0]] = 1.0
+                continue
+            model = LogisticRegression(max_iter=1000).fit(components[fitted], true_labels[fitted])
+            probabilities[np.ix_(scored, model.classes_)] = model.predict_proba(components[scored])
+    return probabilities
+
+
+def _confusion_labels(true_labels: np.ndarray, num_classes: int, noise_ratio: float, images: np.ndarray | None,
+                      rng: np.random.Generator) -> np.ndarray:
+    """Relabel ``round(r * N)`` images, drawn by the annotator's odds of a wrong class, to that class."""
+    if images is None:
+        raise UserError("confusion noise needs the images in memory, and this dataset is read from image files; "
+                        "use uniform, flip or semantic noise for it")
+    probabilities = annotator_probabilities(images, true_labels, num_classes, rng)
+    rows = np.arange(len(true_labels))
+    true_probability = probabilities[rows, true_labels]
+    probabilities[rows, true_labels] = -1.0
+    target = probabilities.argmax(axis=1)
+    log_odds = np.log(np.maximum(probabilities[rows, target], 1e-12)) - np.log(np.maximum(true_probability, 1e-12))
+    # Gumbel-top-k: the k largest of log(weight) + Gumbel noise are a draw without replacement with
+    # probability proportional to weight. Rounding to 0.01 absorbs last-bit differences between machines.
+    keys = np.round(log_odds, 2) + rng.gumbel(size=len(rows))
+    flipped = np.argsort(-keys, kind="stable")[: int(round(noise_ratio * len(rows)))]
+    assigned = true_labels.copy()
+    assigned[flipped] = target[flipped]
+    return assigned
+
+
 def corrupt_labels(true_labels: np.ndarray, num_classes: int, noise_ratio: float, noise_type: str,
                    seed: int, dataset: str, images: np.ndarray | None = None) -> np.ndarray:
     """Return the assigned (noisy) labels; ``assigned != true_labels`` marks the flips.
 
-    ``images`` (``[N, ...]``, any numeric dtype) is read by ``idn`` noise only.
+    ``images`` (``[N, ...]``, any numeric dtype) is read by ``idn`` and ``confusion`` noise only.
     """
     if not 0.0 <= noise_ratio < 1.0:
         raise UserError(f"noise_ratio {noise_ratio} is outside [0, 1); pass e.g. 0.2 for 20% noise")
@@ -131,6 +203,8 @@ def corrupt_labels(true_labels: np.ndarray, num_classes: int, noise_ratio: float
     rng = noise_rng(seed, dataset, noise_ratio, noise_type)
     if noise_type == "idn":
         return _idn_labels(true_labels, num_classes, noise_ratio, images, rng)
+    if noise_type == "confusion":
+        return _confusion_labels(true_labels, num_classes, noise_ratio, images, rng)
     flip = rng.random(len(true_labels)) < noise_ratio
     if noise_type == "semantic":
         lookalike = np.arange(num_classes)
