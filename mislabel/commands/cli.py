@@ -67,7 +67,7 @@ def check_args(argv: list[str]) -> argparse.Namespace:
     generate = commands.add_parser("generate_td", help="phase 1: train and record training dynamics")
     _add_common(generate)
     generate.add_argument("--noise_ratio", default="0.2")
-    generate.add_argument("--noise_type", default="uniform", help="uniform (sym), flip (asym), semantic or idn")
+    generate.add_argument("--noise_type", default="uniform", help="uniform/sym, flip/asym, semantic, idn or confusion")
     generate.add_argument("--budget", type=float, default=None, metavar="MINUTES",
                           help="train as many epochs (up to --num_epochs) as fit this many minutes, timed on this "
                                "machine (default: no budget)")
@@ -83,7 +83,7 @@ def check_args(argv: list[str]) -> argparse.Namespace:
                                    "(pred_probs_cv.npy, for cleanlab in `compare`)")
     _add_common(crossval)
     crossval.add_argument("--noise_ratio", default="0.2")
-    crossval.add_argument("--noise_type", default="uniform", help="uniform (sym), flip (asym), semantic or idn")
+    crossval.add_argument("--noise_type", default="uniform", help="uniform/sym, flip/asym, semantic, idn or confusion")
     crossval.add_argument("--folds", type=int, default=DEFAULT_FOLDS, help="K: costs K extra training runs")
     crossval.set_defaults(num_epochs=None)  # None: as many epochs as the generate_td run recorded
     args = parser.parse_args(argv)
