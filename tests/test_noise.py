@@ -172,3 +172,11 @@ def test_confusion_on_digits_takes_well_under_a_second_or_two(digits):
     start = time.perf_counter()
     corrupt_labels(labels, 10, 0.3, "confusion", seed=4, dataset="digits", images=images)
     assert time.perf_counter() - start < 3.0  # ~0.2 s on an idle core; the bound allows a loaded machine
+
+
+def test_dividemix_treats_confusion_as_class_structured_noise():
+    from data_debug_dm.train import published_lambda_u
+
+    # Its flips gather on each class's look-alike, as semantic noise's: the paper's asymmetric row.
+    assert published_lambda_u(0.4, "confusion", 10) == published_lambda_u(0.4, "semantic", 10) == 0.0
+    assert published_lambda_u(0.4, "idn", 10) == published_lambda_u(0.4, "uniform", 10) == 25.0

@@ -23,12 +23,14 @@ Five models:
   label), and a multinomial logistic regression fitted on the true labels of the other folds of a
   seeded 5-way split (at most 10,000 rows per fold, which bounds the cost). Exactly
   ``round(r * N)`` images are relabelled, each to the annotator's most probable *wrong* class.
-  Which ones is a seeded draw without replacement, each image weighted by the annotator's odds
-  ``p(that wrong class) / p(true class)`` (Gumbel-top-k): images it misclassifies are taken
+  Ambiguity is the annotator's odds ``p(that wrong class) / p(true class)`` (a margin on the log
+  scale, which still separates the many images it is sure of). Which images is a seeded draw
+  without replacement weighted by those odds (Gumbel-top-k): images it misclassifies are taken
   almost surely, the clear ones almost never, and seeds still differ where the annotator hesitates.
   A plain ranking by ambiguity would give every seed the same flips (no seed-to-seed spread in a
-  benchmark); uniform jitter on a ranking would only reshuffle the cut-off. Deterministic across
-  machines: BLAS is pinned to one thread and the log-odds are rounded to 0.01 before the draw.
+  benchmark); small jitter on a ranking would only reshuffle the cut-off. The thread count plays
+  no part (BLAS is pinned to one thread), and the log-odds are rounded to 0.01 before the draw so
+  last-bit differences between CPUs and BLAS builds almost never change it.
   Measured with ``bench/confusion_noise.py`` (2-core x86_64 shared with other jobs, load average
   ~10, r = 0.2): digits' 1,437 training images 0.4 s, Fashion-MNIST's 60,000 7.7 s; annotator
   accuracy 0.95 / 0.82; mean annotator true-class probability of the flipped images 0.66 / 0.32
@@ -52,7 +54,7 @@ NOISE_TYPES = {"uniform": "uniform", "sym": "uniform", "flip": "flip", "asym": "
 CLASS_STRUCTURED_TYPES = frozenset({"flip", "semantic", "confusion"})
 IDN_RATE_STD = 0.1  # Xia et al.'s spread of per-sample flip rates around r
 CONFUSION_FOLDS = 5  # out-of-fold probabilities: each image scored by a model that never saw its label
-CONFUSION_SIDE = 16  # images are average-pooled to at most this side: keeps the PCA cheap at CIFAR sizes
+CONFUSION_SIDE = 16  # images are sum-pooled to at most this side: keeps the PCA cheap at CIFAR sizes
 CONFUSION_COMPONENTS = 50  # PCA dimensions the annotator model sees
 CONFUSION_FIT_ROWS = 10_000  # rows each fold's model is fitted on, at most: bounds the cost on large sets
 
@@ -148,8 +150,11 @@ def _pooled_features(images: np.ndarray) -> np.ndarray:
     if pixels.ndim >= 3:
         height, width = pixels.shape[-2:]
         fy, fx = -(-height // CONFUSION_SIDE), -(-width // CONFUSION_SIDE)
-        pixels = pixels[..., : height // fy * fy, : width // fx * fx]
-        pixels = sum(pixels[..., dy::fy, dx::fx].astype(np.float64) for dy in range(fy) for dx in range(fx))
+        pooled = np.zeros((*pixels.shape[:-2], height // fy, width // fx))
+        for dy in range(fy):
+            for dx in range(fx):  # in place: no float copy of the full-size images
+                pooled += pixels[..., dy : height // fy * fy : fy, dx : width // fx * fx : fx]
+        pixels = pooled
     return np.asarray(pixels, dtype=np.float64).reshape(len(pixels), -1)
 
 
