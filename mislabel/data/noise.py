@@ -31,10 +31,11 @@ Five models:
   benchmark); small jitter on a ranking would only reshuffle the cut-off. The thread count plays
   no part (BLAS is pinned to one thread), and the log-odds are rounded to 0.01 before the draw so
   last-bit differences between CPUs and BLAS builds almost never change it.
-  Measured with ``bench/confusion_noise.py`` (2-core x86_64 shared with other jobs, load average
-  ~10, r = 0.2): digits' 1,437 training images 0.4 s, Fashion-MNIST's 60,000 7.7 s; annotator
-  accuracy 0.95 / 0.82; mean annotator true-class probability of the flipped images 0.66 / 0.32
-  against 0.98 / 0.85 for the kept ones; seeds 1 and 2 flip sets with Jaccard overlap 0.49 / 0.45.
+  Measured with ``OMP_NUM_THREADS=1 python bench/confusion_noise.py`` (2-core x86_64 shared with
+  other jobs, load average 7-10, two runs, r = 0.2 and 0.4): digits' 1,437 training images
+  0.2-0.5 s, Fashion-MNIST's 60,000 3.3-7.7 s. At r = 0.2 (digits / Fashion-MNIST): annotator
+  accuracy 0.95 / 0.82; its mean true-class probability 0.66 / 0.32 for the flipped images against
+  0.98 / 0.85 for the kept ones; seeds 1 and 2 flip sets with Jaccard overlap 0.49 / 0.45.
   Needs the images in memory, as ``idn``.
 """
 from __future__ import annotations
