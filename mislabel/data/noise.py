@@ -178,7 +178,7 @@ def annotator_probabilities(images: np.ndarray, true_labels: np.ndarray, num_cla
         features -= features.mean(axis=0)
         variances, axes = np.linalg.eigh(features.T @ features / len(features))
         variances, axes = variances[::-1][:CONFUSION_COMPONENTS], axes[:, ::-1][:, :CONFUSION_COMPONENTS]
-        kept = variances > 1e-9 * max(variances[0], 1e-300)  # constant pixels (digits' borders) add nothing
+        kept = variances > 1e-9 * variances[0]  # constant pixels (digits' borders) add nothing
         components = features @ (axes[:, kept] / np.sqrt(variances[kept]))
         for fold in range(CONFUSION_FOLDS):
             scored, fitted = folds == fold, np.flatnonzero(folds != fold)
