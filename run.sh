@@ -46,7 +46,7 @@ usage: ./run.sh <command> [arguments] [--flag value ...]
 
 Further --flags after the positional arguments go to runner.py unchanged (e.g. --num_epochs 30
 --net_type lenet --depth 5; `python runner.py generate_td -h` lists them). noise_type: uniform
-(alias sym), flip (alias asym), semantic or idn. Results go under ${RESULTS_DIR:-replication}/.
+(alias sym), flip (alias asym), semantic, idn or confusion. Results go under ${RESULTS_DIR:-replication}/.
 Environment: RESULTS_DIR (results root), PYTHON (interpreter to use), TESTRUN=1 (print the
 commands instead of running them; writes nothing), NPROC=<n> (generate_td, denoise_* and
 find_issues: decode and train with n processes under torchrun, one per GPU, or gloo on CPU;

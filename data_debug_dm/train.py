@@ -28,7 +28,7 @@ from mislabel.scoring.repair import ensure_repair, parse_ratio, read_repair
 from mislabel.scoring.lstm import DEFAULT_DETECTOR
 from mislabel.data.datasets import Augment, TensorBatches
 from mislabel.data.decode import decode_images
-from mislabel.data.noise import NOISE_TYPES, canonical_noise_type
+from mislabel.data.noise import CLASS_STRUCTURED_TYPES, NOISE_TYPES, canonical_noise_type
 from mislabel.reports.summary import write_summary
 from mislabel.models import build_model
 from mislabel.pipeline import Runner
@@ -73,7 +73,7 @@ def published_lambda_u(noise_ratio: float, noise_mode: str, num_classes: int) ->
     CIFAR-10: 20% sym 0, 50% and 80% sym 25, 90% sym 50, 40% asym 0. CIFAR-100: 20% sym 25, 50-90%
     sym 150. A ratio between two published ones takes the next published level up.
     """
-    if canonical_noise_type(noise_mode) in ("flip", "semantic"):
+    if canonical_noise_type(noise_mode) in CLASS_STRUCTURED_TYPES:
         return 0.0
     if num_classes >= 100:
         return 25.0 if noise_ratio <= 0.2 else 150.0
@@ -97,7 +97,8 @@ def build_parser(preset: str) -> OneLineParser:
     data.add_argument("--dataset")
     data.add_argument("--data_path", "--datadir", dest="datadir", help="folder holding <dataset>/ (unused for digits)")
     data.add_argument("--r", type=float, help="synthetic noise ratio in [0, 1) (ignored for real-noise datasets)")
-    data.add_argument("--noise_mode", help="sym (= uniform) or asym (= flip: class c -> c+1, as phase 1)")
+    data.add_argument("--noise_mode",
+                      help="sym (= uniform), asym (= flip: class c -> c+1), semantic, idn or confusion, as phase 1")
     data.add_argument("--seed", type=seed_value, default=0, help="fixes noise, initialisation and batches")
     data.add_argument("--image_size", type=int, help="side images of file-based datasets are resized to")
     model = parser.add_argument_group("model")
@@ -138,7 +139,7 @@ def _resolve(args, num_classes: int, large: bool) -> DivideMixConfig:
     lambda_u = (args.lambda_u if args.lambda_u is not None
                 else published_lambda_u(ratio, args.noise_mode, num_classes))
     p_threshold = args.p_threshold if args.p_threshold is not None else published_p_threshold(ratio)
-    asymmetric = canonical_noise_type(args.noise_mode) in ("flip", "semantic") and ratio > 0
+    asymmetric = canonical_noise_type(args.noise_mode) in CLASS_STRUCTURED_TYPES and ratio > 0
     config = DivideMixConfig(num_epochs=args.num_epochs, warm_up=warm_up, batch_size=args.batch_size, lr=args.lr,
                              lr_decay_epoch=args.lr_decay_epoch, momentum=args.momentum,
                              weight_decay=args.weight_decay, alpha=args.alpha, lambda_u=lambda_u,
@@ -219,7 +220,8 @@ def run(argv: list[str] | None = None, preset: str = "generic") -> Path:
     if not 0.0 <= args.r < 1.0:
         raise UserError(f"--r {args.r} is outside [0, 1); pass e.g. 0.4 for 40% noise")
     if args.noise_mode not in NOISE_TYPES:
-        raise UserError(f"--noise_mode {args.noise_mode!r} is unknown; use sym (= uniform), asym (= flip), semantic or idn")
+        raise UserError(f"--noise_mode {args.noise_mode!r} is unknown; "
+                        "use sym (= uniform), asym (= flip), semantic, idn or confusion")
     if args.image_size is None or args.image_size < 1:
         raise UserError(f"--image_size {args.image_size} must be a positive integer")
     runner = Runner(RunConfig(dataset=args.dataset, datadir=args.datadir, seed=args.seed,

@@ -27,6 +27,15 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     add_run_flags(parser)
 
 
+def _add_noise(parser: argparse.ArgumentParser, default_ratio: str | None) -> None:
+    """The synthetic-noise flags (denoise and crossval name the phase-1 run they follow)."""
+    noise = parser.add_argument_group("noise")
+    noise.add_argument("--noise_ratio", default=default_ratio,
+                       help="share of training labels to corrupt" + ("" if default_ratio else
+                                                                     "; omit for real-world (large) datasets"))
+    noise.add_argument("--noise_type", default="uniform", help="uniform/sym, flip/asym, semantic, idn or confusion")
+
+
 def check_args(argv: list[str], prog: str = "runner.py", launcher: str = "python ") -> argparse.Namespace:
     """Parse runner.py's command line and refuse, with a UserError, anything wrong in it that
     shows without loading the data."""
@@ -35,13 +44,11 @@ def check_args(argv: list[str], prog: str = "runner.py", launcher: str = "python
                                      parser_class=functools.partial(OneLineParser, launcher=launcher))
     generate = commands.add_parser("generate_td", help="phase 1: train and record training dynamics")
     _add_common(generate)
-    generate.add_argument("--noise_ratio", default="0.2")
-    generate.add_argument("--noise_type", default="uniform", help="uniform (sym), flip (asym), semantic or idn")
+    _add_noise(generate, default_ratio="0.2")
     add_budget_flag(generate, default_minutes=0)
     denoise = commands.add_parser("denoise", help="phase 3: remove suspects and retrain")
     _add_common(denoise)
-    denoise.add_argument("--noise_ratio", default=None, help="omit for real-world (large) datasets")
-    denoise.add_argument("--noise_type", default="uniform")
+    _add_noise(denoise, default_ratio=None)
     denoise.add_argument("--detector_file", required=True)
     denoise.add_argument("--remove_ratio", required=True,
                          help="share of the training samples to remove, or auto: as many as the detector flags")
@@ -49,8 +56,7 @@ def check_args(argv: list[str], prog: str = "runner.py", launcher: str = "python
     crossval = commands.add_parser("crossval", help="held-out class probabilities by K-fold cross-validation "
                                    "(pred_probs_cv.npy, for cleanlab in `compare`)")
     _add_common(crossval)
-    crossval.add_argument("--noise_ratio", default="0.2")
-    crossval.add_argument("--noise_type", default="uniform", help="uniform (sym), flip (asym), semantic or idn")
+    _add_noise(crossval, default_ratio="0.2")
     crossval.add_argument("--folds", type=int, default=DEFAULT_FOLDS, help="K: costs K extra training runs")
     crossval.set_defaults(num_epochs=None)  # None: as many epochs as the generate_td run recorded
     args = parser.parse_args(argv)
