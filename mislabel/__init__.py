@@ -1,14 +1,15 @@
 """Find mislabeled training samples from training dynamics (Jia et al., AAAI 2023).
 
 The library surface: ``Recorder`` records dynamics from any training loop, ``rank`` scores the
-samples into a table, ``score`` is the scoring path under it (see ``mislabel/api.py`` and
-``examples/own_loop.py``).
+samples into a table, ``score`` is the scoring path under it, ``train_detector`` trains a detector
+on runs with synthetic flips (``DetectorRecipe`` its options); see ``mislabel/api.py`` and
+``examples/own_loop.py``.
 """
-__all__ = ["Recorder", "rank", "score"]
+__all__ = ["Recorder", "rank", "score", "train_detector", "DetectorRecipe"]
 
 
 def __getattr__(name: str):
-    """Both load torch, so they are imported on first use: the command lines under ``mislabel.``
+    """They load torch, so they are imported on first use: the command lines under ``mislabel.``
     check their arguments without paying seconds and ~1 GB for it."""
     if name in __all__:
         from mislabel import api

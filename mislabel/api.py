@@ -5,6 +5,7 @@
     ... per epoch:    recorder.next_epoch()
     recorder.save("my_run", true_labels=clean_labels_if_known)
     table = rank("my_run", detector="my_detector.pth.tar")            # most suspicious first
+    train_detector(["my_run"], out="my_detector.pth.tar")             # from runs with synthetic flips
 
 ``Recorder`` is the very class ``generate_td`` records with, so ``my_run`` is a run folder like
 any other: ``train_detector.py``, ``compare`` and ``denoise`` accept it. ``rank`` puts the learned
@@ -21,10 +22,12 @@ from mislabel.core.dynamics import Dynamics, load_dynamics, validate_dynamics
 from mislabel.core.device import pick_device
 from mislabel.core.user_input import UserError
 from mislabel.scoring.baselines import BASELINES
+from mislabel.scoring.detector_training import DetectorRecipe, train_detector
 from mislabel.scoring.scores import DEFAULT_CONTROL, DEFAULT_DETECTOR, load_detectors, score
 from mislabel.training.recorder import Recorder
 
-__all__ = ["Recorder", "rank", "score", "DEFAULT_CONTROL", "DEFAULT_DETECTOR", "DEFAULT_METHODS"]
+__all__ = ["Recorder", "rank", "score", "train_detector", "DetectorRecipe", "DEFAULT_CONTROL", "DEFAULT_DETECTOR",
+           "DEFAULT_METHODS"]
 
 DEFAULT_METHODS = ("detector", "aum", "confidence")
 
