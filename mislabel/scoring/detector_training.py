@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -109,7 +109,7 @@ class TrainedDetector:
 
     model: LSTMDetector
     config: dict
-    metrics: dict = field(default_factory=dict)
+    metrics: dict
 
 
 def check_detector_job(run_folders: Sequence[PathLike], recipe: DetectorRecipe, *, out: PathLike | None = None,
