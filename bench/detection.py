@@ -262,12 +262,11 @@ def detector_path(work: Path, source: str, variant: str) -> Path:
     return work / "detectors" / f"{source}_{variant}.pth.tar"
 
 
-def variant_flags(spec: dict) -> list[str]:
-    """train_detector.py's architecture and training flags for a VARIANTS entry."""
-    return ["--features", spec["features"], "--readout", spec["readout"], "--seq_len", str(spec["seq_len"]),
-            "--bidirectional" if spec["bidirectional"] else "--no-bidirectional", "--hidden_size",
-            str(spec["hidden_size"]), "--num_layers", str(spec["num_layers"]), "--epochs", str(spec["epochs"]),
-            "--lr", str(spec["lr"])]
+def variant_recipe(spec: dict):
+    """The detector recipe (architecture and training) of a VARIANTS entry."""
+    from mislabel.scoring.detector_training import DetectorRecipe
+
+    return DetectorRecipe(**{key: value for key, value in spec.items() if key != "sources"})
 
 
 def source_folders(work: Path, plan: dict, source: str, sources) -> list[str]:
@@ -282,18 +281,16 @@ def control_path(work: Path, source: str) -> Path:
 def job_detector(work: Path, plan: dict, source: str, variant: str) -> str:
     """Train one variant on ``source``'s runs; the default variant also fits the learned control on
     exactly the same runs (train_detector --control_out)."""
-    import train_detector
+    from mislabel.scoring.detector_training import train_detector
 
     out = detector_path(work, source, variant)
     if out.is_file():
         return str(out)
     spec = VARIANTS[variant]
     folders = source_folders(work, plan, source, spec["sources"])
-    control = ["--control_out", str(control_path(work, source))] if variant == DEFAULT_VARIANT else []
-    argv = ["--r", "0.3", "--dataset", source, "--files_path", *folders, "--out", str(out), "--overwrite",
-            *control, *variant_flags(spec)]
+    control = control_path(work, source) if variant == DEFAULT_VARIANT else None
     with _logged(work / "logs" / f"detector_{source}_{variant}.log"):
-        train_detector.main(argv)
+        train_detector(folders, variant_recipe(spec), out=out, control_out=control, overwrite=True)
     return str(out)
 
 

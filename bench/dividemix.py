@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-import train_detector  # noqa: E402
 from data_debug_dm import train as dividemix_train  # noqa: E402
 from fashion_subset import prepare_fashion_subset  # noqa: E402
+from mislabel.scoring.detector_training import train_detector  # noqa: E402
 from mislabel.training.loop import Recipe  # noqa: E402
 from runner import Runner, RunConfig  # noqa: E402
 from mislabel.core.files import atomic_write  # noqa: E402
@@ -89,8 +89,7 @@ def main(argv: list[str] | None = None) -> None:
 
     detector_run = phase1("digits", args.datadir, 100, "0.3", plan["td_epochs"], out / "detector_run")
     detector = out / "digits_0.3_lstm_detector.pth.tar"
-    train_detector.main(["--r", "0.3", "--dataset", "digits", "--files_path", str(detector_run),
-                         "--out", str(detector), "--overwrite"])
+    train_detector([detector_run], out=detector, overwrite=True)
 
     results = []
     for dataset in plan["datasets"]:

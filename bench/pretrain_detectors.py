@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import numpy as np  # noqa: E402
 
 from detection import (DEFAULT_VARIANT, PLANS, VARIANTS, _logged, _run_config, control_path, corpus,  # noqa: E402
-                       detector_path, job_detector, job_phase1, prepare_data, run_stage, variant_flags)
+                       detector_path, job_detector, job_phase1, prepare_data, run_stage, variant_recipe)
 
 PRETRAINED = ROOT / "detector_model" / "pretrained"
 DATASET = "fashion_mnist"
@@ -45,7 +45,7 @@ HELDOUT_SAMPLE = 1500  # rows of each held-out run stored for the test (~150 KB 
 
 def job_train(work: Path, plan: dict, name: str, variant: str) -> str:
     """``default``: the benchmark's own job (corpus + control); the others: one source run each."""
-    import train_detector
+    from mislabel.scoring.detector_training import train_detector
 
     if name == "default":
         job_detector(work, plan, DATASET, variant)
@@ -54,9 +54,8 @@ def job_train(work: Path, plan: dict, name: str, variant: str) -> str:
     out = work / "pretrained" / f"{name}.pth.tar"
     out.parent.mkdir(parents=True, exist_ok=True)
     with _logged(work / "logs" / f"pretrain_{name}.log"):
-        train_detector.main(["--r", ratio, "--dataset", DATASET, "--files_path",
-                             str(_run_config(work, plan, DATASET, TRAIN_SEED, noise, ratio).td_dir), "--out", str(out),
-                             "--overwrite", *variant_flags(VARIANTS[variant])])
+        train_detector([_run_config(work, plan, DATASET, TRAIN_SEED, noise, ratio).td_dir],
+                       variant_recipe(VARIANTS[variant]), out=out, overwrite=True)
     return str(out)
 
 

@@ -2,13 +2,14 @@
 
 The library surface: ``Recorder`` records dynamics from any training loop, ``rank`` scores the
 samples into a table, ``score`` is the scoring path under it, ``find_issues`` runs the whole
-find_issues pipeline on your own labelled images (see ``mislabel/api.py`` and ``examples/``).
+find_issues pipeline on your own labelled images, ``train_detector`` trains a detector on runs with
+synthetic flips (``DetectorRecipe`` its options); see ``mislabel/api.py`` and ``examples/``.
 """
-__all__ = ["Recorder", "rank", "score", "find_issues"]
+__all__ = ["Recorder", "rank", "score", "find_issues", "train_detector", "DetectorRecipe"]
 
 
 def __getattr__(name: str):
-    """Both load torch, so they are imported on first use: the command lines under ``mislabel.``
+    """They load torch, so they are imported on first use: the command lines under ``mislabel.``
     check their arguments without paying seconds and ~1 GB for it."""
     if name in __all__:
         from mislabel import api

@@ -5,6 +5,7 @@
     ... per epoch:    recorder.next_epoch()
     recorder.save("my_run", true_labels=clean_labels_if_known)
     table = rank("my_run", detector="my_detector.pth.tar")            # most suspicious first
+    train_detector(["my_run"], out="my_detector.pth.tar")             # from runs with synthetic flips
 
 ``find_issues(folder_or_csv, out=..., budget=...)`` is the whole find_issues command on your own
 labelled images, returning its suspects table. ``Recorder`` is the very class ``generate_td`` records with, so ``my_run`` is a run folder like
@@ -23,11 +24,13 @@ from mislabel.core.device import pick_device
 from mislabel.core.user_input import UserError
 from mislabel.issue_finder import find_issues
 from mislabel.reports.suspects import predicted_labels
+from mislabel.scoring.detector_training import DetectorRecipe, train_detector
 from mislabel.scoring.methods import DEFAULT_RANK_METHODS, RANK_METHODS
 from mislabel.scoring.scores import DEFAULT_CONTROL, DEFAULT_DETECTOR, load_detectors, score
 from mislabel.training.recorder import Recorder
 
-__all__ = ["Recorder", "rank", "score", "find_issues", "DEFAULT_CONTROL", "DEFAULT_DETECTOR", "DEFAULT_METHODS"]
+__all__ = ["Recorder", "rank", "score", "find_issues", "train_detector", "DetectorRecipe", "DEFAULT_CONTROL",
+           "DEFAULT_DETECTOR", "DEFAULT_METHODS"]
 
 DEFAULT_METHODS = DEFAULT_RANK_METHODS
 

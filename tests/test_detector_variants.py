@@ -15,14 +15,20 @@ from mislabel.scoring.features import build_features, resample
 from mislabel.scoring.lstm import LSTMDetector, build_detector, detector_config, load_detector, save_detector
 from mislabel.scoring.predict import detector_scores
 from train_detector import main as train_main
+import mislabel
 from mislabel.core.dynamics import METADATA_FILE, Dynamics, load_dynamics, save_dynamics
 from mislabel.core.user_input import UserError
+from mislabel.scoring.detector_training import MIN_PER_CLASS, DetectorRecipe, train_detector
 
 
-def synthetic_run(folder: Path, epochs: int, seed: int, num_samples: int = 300, noise: float = 0.3) -> Path:
-    """A run folder whose flipped samples rise to high probability only in the last third of training."""
+def synthetic_run(folder: Path, epochs: int, seed: int, num_samples: int = 300, noise: float = 0.3,
+                  flips: int | None = None) -> Path:
+    """A run folder whose flipped samples rise to high probability only in the last third of training;
+    ``flips`` flipped samples exactly instead of a ``noise`` share."""
     rng = np.random.default_rng(seed)
     flipped = rng.random(num_samples) < noise
+    if flips is not None:
+        flipped = np.isin(np.arange(num_samples), rng.permutation(num_samples)[:flips])
     progress = np.linspace(0.0, 1.0, epochs)[None, :]
     onset = np.where(flipped, rng.uniform(0.6, 0.9, num_samples), rng.uniform(0.0, 0.3, num_samples))[:, None]
     prob = 1 / (1 + np.exp(-12 * (progress - onset))) * 0.9 + rng.uniform(0, 0.05, (num_samples, epochs))
@@ -134,3 +140,59 @@ def test_the_papers_variant_stays_available_by_flags(tmp_path) -> None:
     assert (config["features"], config["readout"], config["bidirectional"], config["seq_len"]) == (["prob"], "last",
                                                                                                  False, None)
     assert model.readout == "last" and not model.lstm.bidirectional and config["num_epochs_seen"] == 15
+
+
+def test_the_library_call_is_the_command(tmp_path) -> None:
+    """``mislabel.train_detector`` trains in memory what the command writes, weight for weight (same
+    seed, same flags), and writes nothing unless given ``out``."""
+    run = synthetic_run(tmp_path / "a", 12, seed=5)
+    recipe = DetectorRecipe(features="prob,correct", hidden_size=8, epochs=2, seq_len=0, seed=3)
+    assert recipe.features == ("prob", "correct")
+    trained = mislabel.train_detector([run], recipe, device="cpu")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
+    assert trained.config["trained_on"] == [str(run)] and trained.metrics["auc"] > 0.9
+    out = tmp_path / "cmd.pth.tar"
+    train_main(["--r", "0.3", "--dataset", "s", "--files_path", str(run), "--out", str(out), "--features",
+                "prob,correct", "--hidden_size", "8", "--epochs", "2", "--seq_len", "0", "--seed", "3",
+                "--device", "cpu"])
+    model, config = load_detector(out)
+    assert config == trained.config
+    for name, weights in model.state_dict().items():
+        assert torch.equal(weights, trained.model.state_dict()[name])
+    with pytest.raises(UserError, match="already exists; pass --overwrite"):
+        train_detector([run], recipe, out=out, device="cpu")
+    with pytest.raises(UserError, match="--epochs 0 must be at least 1"):
+        train_detector([run], DetectorRecipe(epochs=0))
+
+
+@pytest.mark.parametrize("flips", [1, MIN_PER_CLASS - 1])
+def test_too_few_flips_for_the_validation_split_are_refused_in_one_line(tmp_path, capsys, flips) -> None:
+    """sklearn's stratified split would end in a traceback with one flipped sample, and with fewer
+    than MIN_PER_CLASS its 10% validation part can hold no flipped sample to compute an AUC on."""
+    run = synthetic_run(tmp_path / "few", 10, seed=6, flips=flips)
+    out = tmp_path / "d.pth.tar"
+    with pytest.raises(SystemExit) as exit_info:
+        train_main(["--r", "0.3", "--dataset", "s", "--files_path", str(run), "--out", str(out), "--epochs", "1",
+                    "--device", "cpu"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{flips} flipped" in err and f"at least {MIN_PER_CLASS} of each" in err
+    assert "validation split" in err and not out.exists()
+    with pytest.raises(UserError, match=f"at least {MIN_PER_CLASS}"):
+        train_detector([run], DetectorRecipe(epochs=1), device="cpu")
+
+
+def test_the_fewest_flips_allowed_train(tmp_path) -> None:
+    run = synthetic_run(tmp_path / "six", 10, seed=7, flips=MIN_PER_CLASS)
+    trained = train_detector([run], DetectorRecipe(epochs=1, hidden_size=4), device="cpu")
+    assert 0.0 <= trained.metrics["auc"] <= 1.0
+
+
+def test_resume_reads_the_detector_through_the_library_loader(tmp_path, capsys) -> None:
+    run = synthetic_run(tmp_path / "a", 10, seed=8)
+    fake = tmp_path / "fake.pth.tar"
+    torch.save({"format": "something else"}, fake)
+    with pytest.raises(SystemExit):
+        train_main(["--r", "0.3", "--dataset", "s", "--files_path", str(run), "--resume", str(fake),
+                    "--out", str(tmp_path / "d.pth.tar"), "--device", "cpu"])
+    assert "is not a detector written by train_detector.py" in capsys.readouterr().err

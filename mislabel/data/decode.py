@@ -1,6 +1,7 @@
 """Pixels from image files, read in exactly two places: :func:`decode_images`, for small datasets
 held in memory, and :class:`ImageFileDataset`, for large ones streamed from disk. Both name the
 file when it cannot be decoded, because "image file is truncated" without a path is unfixable.
+:func:`cover_and_crop` is the one policy that brings an image held in memory to a size it does not have.
 """
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
+from torchvision.transforms import functional as TF
 from torchvision.transforms.functional import pil_to_tensor
-from tqdm import tqdm
 
+from mislabel.core import distributed
+from mislabel.core.progress import bar
 from mislabel.core.user_input import UserError
 
-__all__ = ["open_rgb", "decode_images", "ImageFileDataset"]
-
+__all__ = ["open_rgb", "cover_and_crop", "decode_images", "ImageFileDataset"]
 
 
 def open_rgb(path: str) -> Image.Image:
@@ -30,20 +32,42 @@ def open_rgb(path: str) -> Image.Image:
         raise UserError(f"cannot decode image {path} ({err}); replace or remove the file") from err
 
 
-def decode_images(files: Sequence[str], size: tuple[int, int], resize: bool = False) -> np.ndarray:
+def cover_and_crop(image: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """``image`` scaled (bilinear, antialiased) just enough to cover ``size`` = (height, width),
+    aspect ratio kept, then its central ``size`` window.
+
+    Why this policy and not a plain resize to ``size``: stretching changes an object's shape, which
+    a classifier then learns, and it is not how the same files are seen when streamed
+    (``FileBatches`` evaluates on a short-side resize and a centre crop), so a dataset held in
+    memory and streamed would differ. For a square ``size`` this is torchvision's
+    ``Resize(side)`` + ``CenterCrop(side)``; an image already of ``size`` is returned unchanged.
+    """
+    height, width = size
+    if image.width * height >= image.height * width:  # relatively wider: the height sets the scale
+        scaled = [height, int(height * image.width / image.height)]
+    else:
+        scaled = [int(width * image.height / image.width), width]
+    return TF.center_crop(TF.resize(image, scaled), [height, width])
+
+
+def decode_images(files: Sequence[str], size: tuple[int, int], resize: bool = False, out: np.ndarray | None = None,
+                  desc: str = "decoding images") -> np.ndarray:
     """Decode `files` into one uint8 [N, 3, H, W] array, `size` = (height, width).
 
     Without `resize` every file must already be `size`, so a replaced file is caught; with it each
-    image is resized bilinearly to `size` (aspect ratio not kept), for datasets of mixed sizes.
-    Decoding is threaded because PIL releases the GIL while it decompresses.
+    image goes through :func:`cover_and_crop`, for datasets of mixed sizes. `out` (the same shape)
+    is filled instead of a new array, so a caller's tensor receives the pixels without a copy.
+    Decoding is threaded because PIL releases the GIL while it decompresses; under torchrun only
+    rank 0 shows the progress bar.
     """
     height, width = size
-    out = np.empty((len(files), 3, height, width), dtype=np.uint8)
+    if out is None:
+        out = np.empty((len(files), 3, height, width), dtype=np.uint8)
 
     def load(path: str) -> np.ndarray:
         image = open_rgb(path)
         if resize:
-            image = image.resize((width, height), Image.BILINEAR)
+            image = cover_and_crop(image, size)
         elif image.size != (width, height):
             raise UserError(f"{path} is {image.width}x{image.height}, expected {width}x{height}; "
                             f"replace it with the original file")
@@ -51,7 +75,8 @@ def decode_images(files: Sequence[str], size: tuple[int, int], resize: bool = Fa
 
     pool = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
     try:
-        pixels = tqdm(pool.map(load, files), total=len(files), desc="decoding images", unit="img")
+        pixels = bar(pool.map(load, files), total=len(files), desc=desc, unit="img",
+                     disable=not distributed.is_main())
         for i, image in enumerate(pixels):
             out[i] = image.transpose(2, 0, 1)
     finally:

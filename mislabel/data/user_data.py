@@ -27,7 +27,6 @@ have decoded, having decoded only its share. Only rank 0 reads and writes ``scan
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -37,16 +36,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torchvision.transforms import functional as TF
 
 from mislabel.core import distributed
-from mislabel.data.datasets import IMAGENET_STATS, Augment, ImageData
+from mislabel.data.datasets import IMAGENET_STATS, Augment, ImageData, channel_stats
 from mislabel.core.progress import bar
-from mislabel.data.decode import open_rgb
+from mislabel.data.decode import decode_images, open_rgb
 from mislabel.data.image_files import (CSV_TEST_FRACTION, read_class_folders, read_class_tree, read_csv_list,
                                        stratified_holdout)
 from mislabel.core.user_input import UserError
-from mislabel.core.files import atomic_write
+from mislabel.core.files import read_record, write_record
 
 __all__ = ["Listing", "Scan", "list_data", "check_images", "save_scan", "image_data", "SCAN_FILE"]
 
@@ -150,19 +148,17 @@ def _threads() -> int:
     return min(8, os.cpu_count() or 1)  # PIL releases the GIL while decoding
 
 
-def _cached(files: list[str], cache: Path | None) -> tuple[Scan | None, str]:
-    """The scan stored in ``cache`` if it was made of these files unchanged, and their fingerprint."""
-    fingerprint = _fingerprint(files)
-    if cache is not None and cache.is_file():
-        try:
-            stored = json.loads(cache.read_text())
-            if stored.get("fingerprint") == fingerprint:
-                return Scan(np.asarray(stored["short_side"], dtype=np.int64),
-                            {int(k): v for k, v in stored["failures"].items()},
-                            float(stored.get("seconds", 0.0))), fingerprint
-        except (ValueError, KeyError, TypeError):
-            pass  # a damaged cache is only a lost shortcut: check again
-    return None, fingerprint
+def _cached(files: list[str], cache: Path | None) -> Scan | None:
+    """The scan stored in ``cache`` if it was made of these files unchanged. A cache (``read_record``
+    without a fix): a damaged or foreign file only costs the scan again."""
+    stored = None if cache is None else read_record(cache)
+    if stored is None or stored.get("fingerprint") != _fingerprint(files):
+        return None
+    try:
+        return Scan(np.asarray(stored["short_side"], dtype=np.int64),
+                    {int(k): str(v) for k, v in stored["failures"].items()}, float(stored.get("seconds", 0.0)))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None  # valid JSON with the wrong fields: as damaged
 
 
 def check_images(files: list[str], cache: Path | None = None) -> Scan:
@@ -170,7 +166,7 @@ def check_images(files: list[str], cache: Path | None = None) -> Scan:
     read here: ``save_scan`` stores it once the caller has decided to go on). Under torchrun each
     rank decodes its block of the files and every rank gets the whole scan; ``seconds`` is the
     scan's wall time, so with n ranks about 1/n of one process's."""
-    stored, fingerprint = distributed.on_main(lambda: _cached(files, cache))
+    stored = distributed.on_main(lambda: _cached(files, cache))
     if stored is not None:
         return stored
     started = time.monotonic()
@@ -188,47 +184,23 @@ def check_images(files: list[str], cache: Path | None = None) -> Scan:
 def save_scan(cache: Path, files: list[str], scan: Scan) -> None:
     """Store ``scan`` of ``files`` for ``check_images`` to reuse while the files are unchanged (rank 0)."""
     if distributed.is_main():
-        text = json.dumps({"fingerprint": _fingerprint(files), "short_side": scan.short_side.tolist(),
-                           "failures": {str(k): v for k, v in scan.failures.items()}, "seconds": round(scan.seconds, 3)})
-        atomic_write(cache, lambda tmp: Path(tmp).write_text(text))
+        write_record(cache, {"fingerprint": _fingerprint(files), "short_side": scan.short_side.tolist(),
+                             "failures": {str(k): v for k, v in scan.failures.items()}, "seconds": round(scan.seconds, 3)})
 
 
 # ---------------------------------------------------------------------------------------------
 # The Runner's dataset
 # ---------------------------------------------------------------------------------------------
 
-def _square(path: str, side: int) -> np.ndarray:
-    """The central square of the image scaled so its short side is ``side``, as uint8 [3, S, S]."""
-    image = TF.center_crop(TF.resize(open_rgb(path), side), [side, side])
-    return np.array(image).transpose(2, 0, 1)  # a writable copy: torch warns on read-only arrays
-
-
 def _load_pixels(files: list[str], side: int, desc: str) -> torch.Tensor:
-    """Every file's ``_square`` in one uint8 tensor; under torchrun each rank decodes its block and
-    the blocks are shared, so each rank holds the whole tensor (its batches index any row)."""
+    """Every file through ``decode_images``' resize policy into one uint8 tensor; under torchrun
+    each rank decodes its block and the blocks are shared, so each rank holds the whole tensor
+    (its batches index any row)."""
     out = torch.empty((len(files), 3, side, side), dtype=torch.uint8)
     start, stop = distributed.block_bounds(len(files))
-    with ThreadPoolExecutor(max_workers=_threads()) as pool:
-        for row, pixels in enumerate(bar(pool.map(lambda f: _square(f, side), files[start:stop]),
-                                         total=stop - start, desc=desc, unit="img",
-                                         disable=not distributed.is_main()), start):
-            out[row] = torch.from_numpy(pixels)
+    decode_images(files[start:stop], (side, side), resize=True, out=out[start:stop].numpy(), desc=desc)
     distributed.share_blocks(out)
     return out
-
-
-def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std in [0, 1] units, in chunks so memory stays near the uint8 size."""
-    total = torch.zeros(images.shape[1], dtype=torch.float64)
-    squares = torch.zeros_like(total)
-    for chunk in images.split(4096):
-        values = chunk.transpose(0, 1).reshape(images.shape[1], -1).double().div_(255.0)
-        total += values.sum(dim=1)
-        squares += values.square().sum(dim=1)
-    count = images.shape[0] * images.shape[2] * images.shape[3]
-    mean = total / count
-    std = (squares / count - mean.square()).clamp_min(1e-6).sqrt()
-    return tuple(mean.tolist()), tuple(std.tolist())
 
 
 def image_data(listing: Listing, train_keep: np.ndarray, test_keep: np.ndarray, side: int, in_memory: bool,
@@ -248,6 +220,6 @@ def image_data(listing: Listing, train_keep: np.ndarray, test_keep: np.ndarray, 
         return data
     data.train_images = _load_pixels(train_files, side, "loading images")
     data.test_images = _load_pixels(test_files, side, "loading test images")
-    data.mean, data.std = _channel_stats(data.train_images)
+    data.mean, data.std = channel_stats(data.train_images)
     data.augment = Augment(crop_padding=max(1, side // 8), hflip=hflip)
     return data

@@ -18,7 +18,7 @@ from mislabel.scoring.metrics import detection_metrics
 from mislabel.core.dynamics import Dynamics
 from mislabel.core.user_input import UserError
 
-__all__ = ["Ranking", "detector_scores", "get_order"]
+__all__ = ["Ranking", "detector_scores", "get_order", "sequence_scores"]
 
 SCORING_BATCH = 4096
 
@@ -50,10 +50,20 @@ def detector_scores(model: LSTMDetector, config: dict, dyn: Dynamics) -> np.ndar
     if sequences.shape[2] != model.lstm.input_size:
         raise UserError(f"the detector expects {model.lstm.input_size} features per epoch but got "
                         f"{sequences.shape[2]}; use a detector trained with features {features}")
+    return sequence_scores(model, sequences)
+
+
+@torch.no_grad()
+def sequence_scores(model: LSTMDetector, sequences: np.ndarray | torch.Tensor,
+                    batch_size: int = SCORING_BATCH) -> np.ndarray:
+    """Probability that each prepared feature sequence [N, E, F] is mislabeled, in batches to bound
+    memory: ``detector_scores`` after it builds a run's features, and detector training on its
+    held-out rows (sequences pooled from several runs, so no single run's dynamics to pass)."""
     device = next(model.parameters()).device
     model.eval()
-    out = [torch.sigmoid(model(torch.from_numpy(sequences[start:start + SCORING_BATCH]).to(device))).cpu()
-           for start in range(0, len(sequences), SCORING_BATCH)]
+    sequences = torch.as_tensor(sequences)
+    out = [torch.sigmoid(model(sequences[start:start + batch_size].to(device))).cpu()
+           for start in range(0, len(sequences), batch_size)]
     return torch.cat(out).numpy().astype(np.float64)
 
 
