@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+from common import cpu_name  # noqa: E402
 
 
 def synthetic_run(samples: int, epochs: int, classes: int = 10, seed: int = 0):
@@ -64,7 +64,7 @@ def main() -> None:
     result = time_scoring(dyn, Path(args.detector))
     print(f"{args.samples:,} samples x {args.epochs} epochs with {Path(args.detector).name}: "
           f"{result['total_s']:.1f} s to score (features alone {result['features_s']:.1f} s; "
-          f"{result['threads']} torch threads; {os.cpu_count()} CPUs, {platform.processor() or platform.machine()})")
+          f"{result['threads']} torch threads; {os.cpu_count()} CPUs, {cpu_name()})")
 
 
 if __name__ == "__main__":
