@@ -12,11 +12,10 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 import mislabel.commands.issues_budget as issues_budget
-from conftest import run_python, run_sh
+from conftest import PER_CLASS, run_python, run_sh, write_digit_folders
 from mislabel.training.budget import Clock
 from mislabel.training.plan import LADDER, default_plan
 from mislabel.models import NETWORKS
-from test_find_issues import PER_CLASS, write_digit_folders
 
 FIRST_DEPTH = {name: depths[0] for name, depths in NETWORKS.items()}
 FLAGS = dict(net_type=None, depth=None, num_epochs=None, batch_size=None, lr=None, image_size=None, storage="auto",

@@ -20,9 +20,8 @@ import runner
 from mislabel.data.datasets import load_dataset
 from mislabel.data.formats import FASHION_MNIST_SYSTEM_DIR, LARGE_DATASETS, read_dataset
 from mislabel.models import NETWORKS
-from tests.conftest import run_sh
-from tests.fixtures import (write_caltech256, write_cifar10, write_cifar100, write_class_folders, write_csv_list,
-                            write_cub, write_mnist, write_tiny_imagenet)
+from conftest import (run_sh, write_caltech256, write_cifar10, write_cifar100, write_class_folders, write_csv_list,
+                      write_cub, write_mnist, write_tiny_imagenet)
 from mislabel.core.dynamics import METADATA_FILE, TD_FILE
 
 CLASS_FOLDER_NAME = "my_photos"

@@ -14,8 +14,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from conftest import ROOT, run_sh
-from test_find_issues import write_digit_folders
+from conftest import ROOT, run_sh, write_digit_folders
 from mislabel.core.dynamics import METADATA_FILE, TD_FILE, load_dynamics
 
 # LeNet on digits, 2 epochs: the smallest run that still has several batches per rank and epoch.
