@@ -12,7 +12,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 import mislabel.commands.issues_budget as issues_budget
-from conftest import PER_CLASS, run_python, run_sh, write_digit_folders
+from conftest import PER_CLASS, refused, run_python, run_sh, write_digit_folders
 from mislabel.training.budget import Clock
 from mislabel.training.plan import LADDER, default_plan
 from mislabel.models import NETWORKS
@@ -40,7 +40,8 @@ def test_a_smaller_budget_gives_a_smaller_plan(tmp_path, monkeypatch):
     generous = _plan(tmp_path, monkeypatch, 400)    # the full recipe's ~47 min training fits
     assert generous.plan == full.plan
     medium = _plan(tmp_path, monkeypatch, 20)
-    assert (medium.plan.net_type, medium.plan.epochs) == ("lenet", 20)   # capped at the full epochs and medium.estimate.total < 20 * 60
+    assert (medium.plan.net_type, medium.plan.epochs) == ("lenet", 20)   # capped at the full epochs
+    assert medium.estimate.total < 20 * 60
     assert "the full recipe" in medium.lines[0] and "--budget 0" in medium.lines[0]
     tiny = _plan(tmp_path, monkeypatch, 0.1)
     assert (tiny.plan.net_type, tiny.plan.epochs) == (LADDER[0].net_type, LADDER[0].epochs)
@@ -120,8 +121,7 @@ def test_cleaned_and_relabel_lists(budget_run):
 
 
 def test_budget_must_be_a_number_of_minutes(tmp_path):
-    done = run_sh("find_issues", str(tmp_path), "--budget", "-1")
-    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "--budget" in done.stderr
+    refused(run_sh("find_issues", str(tmp_path), "--budget", "-1"), "--budget")
 
 
 def test_generate_td_budget_trains_the_epochs_that_fit_and_reports_its_time(tmp_path):
@@ -134,5 +134,4 @@ def test_generate_td_budget_trains_the_epochs_that_fit_and_reports_its_time(tmp_
     run = tmp_path / "digits_lenet5_percmislabeled0.2_uniform" / "computation4td_seed0"
     assert json.loads((run / "summary.json").read_text())["epochs"] == chosen
     assert json.loads((run / "budget.json").read_text())["epochs"] == chosen
-    refused = run_python("runner.py", *recipe, "--budget", "0")
-    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "--budget" in refused.stderr
+    refused(run_python("runner.py", *recipe, "--budget", "0"), "--budget")

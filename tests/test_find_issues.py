@@ -55,9 +55,8 @@ def test_ranks_the_moved_files_high(digits_folder, finished):
     out, done = finished
     table = pd.read_csv(out / "suspects.csv", keep_default_na=False)
     expected = ["rank", "path", "given_label", "predicted_label", "score", "flagged"]
-    detectors = ["lstm:default"] if DEFAULT_DETECTOR.is_file() else []   # baselines alone until one ships
-    control = ["control"] if DEFAULT_CONTROL.is_file() else []
-    assert list(table.columns) == expected + detectors + control + list(BASELINES)
+    assert DEFAULT_DETECTOR.is_file() and DEFAULT_CONTROL.is_file()   # both ship with the package
+    assert list(table.columns) == expected + ["lstm:default", "control"] + list(BASELINES)
     assert len(table) == 10 * PER_CLASS and table["rank"].tolist() == list(range(1, len(table) + 1))
     moved = table["path"].isin(digits_folder[1])
     assert moved.sum() == len(digits_folder[1])
