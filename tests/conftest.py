@@ -106,8 +106,20 @@ def refused(run: Callable[[], object] | subprocess.CompletedProcess, *needles: s
 
 
 # ---------------------------------------------------------------------------------------------
-# Phase-1 runs and detectors, made once per test session
+# Phase-1 runs and detectors, made once per test session; the slow tier
 # ---------------------------------------------------------------------------------------------
+
+# Fixtures that train a model or run a whole command (tens of seconds to minutes on 2 cores): every
+# test that needs one is marked slow here, once; tests slow on their own carry @pytest.mark.slow.
+# `./run.sh test -m "not slow"` is the quick loop; `./run.sh test` and CI run everything.
+SLOW_FIXTURES = frozenset({"uniform30_run", "detector_file", "finished", "budget_run", "small_results"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
 @pytest.fixture(scope="session")
 def uniform30_run(tmp_path_factory) -> Path:
     """Phase 1 on digits with 30% uniform noise (seed 1): the detector's training data."""

@@ -124,6 +124,7 @@ def test_budget_must_be_a_number_of_minutes(tmp_path):
     refused(run_sh("find_issues", str(tmp_path), "--budget", "-1"), "--budget")
 
 
+@pytest.mark.slow   # a whole generate_td command
 def test_generate_td_budget_trains_the_epochs_that_fit_and_reports_its_time(tmp_path):
     recipe = ["generate_td", "--dataset", "digits", "--net_type", "lenet", "--depth", "5", "--num_epochs", "400",
               "--device", "cpu", "--results_dir", str(tmp_path)]

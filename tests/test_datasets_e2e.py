@@ -91,6 +91,7 @@ def test_cases_cover_every_network() -> None:
     assert {case.net_type for case in CASES} == set(NETWORKS)
 
 
+@pytest.mark.slow   # phase 1 on every format and network
 @pytest.mark.parametrize("case", CASES, ids=[case.dataset for case in CASES])
 def test_generate_td(datadir: Path, tmp_path: Path, case: Case) -> None:
     generate_td(datadir, tmp_path, case)
@@ -113,6 +114,7 @@ def test_generate_td(datadir: Path, tmp_path: Path, case: Case) -> None:
     assert len(results_test) == 1 + len(raw.test_labels)
 
 
+@pytest.mark.slow   # a whole generate_td command
 def test_run_sh_generate_td_on_image_files(datadir: Path, tmp_path: Path) -> None:
     """The seed's positional form through ./run.sh; a large set ignores the noise arguments."""
     done = run_sh("generate_td", str(datadir), "webvision50", "0", "0.4", "uniform", "conv4", "4",

@@ -20,6 +20,8 @@ from mislabel.core.dynamics import METADATA_FILE, TD_FILE, load_dynamics
 # LeNet on digits, 2 epochs: the smallest run that still has several batches per rank and epoch.
 # --batch_size 50 with 1,293 training rows leaves a padded last round, so the test also covers
 # padding duplicates (trained on, never recorded twice).
+pytestmark = pytest.mark.slow   # trains under torchrun with two gloo processes
+
 RECIPE = ["generate_td", "--dataset", "digits", "--seed", "4", "--noise_ratio", "0.2", "--net_type", "lenet",
           "--depth", "5", "--num_epochs", "2", "--batch_size", "50", "--device", "cpu"]
 RUN = "digits_lenet5_percmislabeled0.2_uniform/computation4td_seed4"

@@ -146,6 +146,7 @@ def test_trainer_bad_repair_arguments_exit_2(tmp_path, tiny_detector):
     assert not any(tmp_path.rglob("summary.json"))
 
 
+@pytest.mark.slow   # DivideMix training, twice
 def test_dividemix_on_digits_with_and_without_repair(run_folder, tiny_detector, tmp_path):
     common = ["--dataset", "digits", "--r", "0.4", "--noise_mode", "sym", "--results_dir", str(tmp_path), *TINY]
     out = tmp_path / "digits_conv44_percmislabeled0.4_uniform" / "dividemix_seed0"

@@ -49,6 +49,7 @@ def test_a_live_lock_refuses_and_a_stale_one_is_taken_over(tmp_path):
     assert (folder / "summary.json").is_file() and not (folder / LOCK_FILE).exists()
 
 
+@pytest.mark.slow   # a long generate_td in a subprocess
 def test_two_generate_td_at_once_the_second_is_refused(tmp_path):
     """The first command (long) holds the lock; the second, with another --lr, names its PID and
     writes nothing; once the first is killed its stale lock does not block the folder."""
@@ -165,6 +166,7 @@ def test_csv_symlinks_are_resolved_before_the_outside_check(tmp_path):
 RECIPE = ["--net_type", "lenet", "--depth", "5", "--num_epochs", "2", "--device", "cpu"]
 
 
+@pytest.mark.slow   # whole find_issues runs
 def test_find_issues_keeps_another_commands_results(tmp_path):
     class_tree(tmp_path / "images")
     rows = [f"images/class{c}/img{i:02d}.png,{c}" for c in range(3) for i in range(12)]

@@ -5,12 +5,15 @@ import csv
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from conftest import TINY_RECIPE, refused, run_python, run_sh
 from mislabel.scoring.lstm import load_detector
 from mislabel.scoring.predict import get_order
 from mislabel.core.dynamics import load_dynamics
+
+pytestmark = pytest.mark.slow   # every test runs whole commands (phase 1, the detector, phase 3)
 
 FAST = ["--net_type", "lenet", "--depth", "5", "--num_epochs", "3", "--device", "cpu", "--num_valid", "50"]
 
