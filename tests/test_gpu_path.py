@@ -125,6 +125,7 @@ def test_channels_last_gives_the_same_outputs(net_type):
     assert all(value.is_contiguous() for value in state.values())
 
 
+@pytest.mark.slow   # a whole generate_td under autocast
 def test_generate_td_with_amp_on_cpu_writes_the_same_formats(tmp_path):
     """``--amp`` forced on the CPU: the same files, keys, dtypes and shapes as a float32 run."""
     for name, extra in (("fp32", []), ("amp", ["--amp"])):

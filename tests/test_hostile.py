@@ -211,6 +211,7 @@ def tmpfs(tmp_path):
     subprocess.run(["umount", str(mount)], capture_output=True)
 
 
+@pytest.mark.slow   # generate_td on a small tmpfs until it fills
 def test_real_full_disk(tiny_run, tmpfs):
     results = tmpfs(2048)
     shutil.copytree(tiny_run, results / "run")
@@ -230,6 +231,7 @@ def test_real_full_disk(tiny_run, tmpfs):
     refused(done, "no space left on device while writing", after_progress=True)
 
 
+@pytest.mark.slow   # whole commands in subprocesses
 def test_umask_is_honoured(tmp_path):
     """Results are readable by the group under umask 027 (0640), not private 0600 files."""
     done = subprocess.run([str(ROOT / "run.sh"), "generate_td", "unused", "digits", "5", "0.3", "uniform", "lenet",
