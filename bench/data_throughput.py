@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import resource
 import sys
 import tempfile
@@ -42,8 +41,8 @@ sys.path.insert(0, str(ROOT))
 
 from mislabel.data.datasets import TensorBatches, load_dataset  # noqa: E402
 from mislabel.models import build_model  # noqa: E402
-from tests.fixtures import dumps_py2  # noqa: E402
 from mislabel.core.device import pick_device, seed_everything  # noqa: E402
+from common import cpu_name, write_cifar10  # noqa: E402
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)  # torchvision recipes' usual values
 NUM_TEST = 100  # test_batch is read by our reader; nothing here times it
@@ -53,19 +52,15 @@ NUM_TEST = 100  # test_batch is read by our reader; nothing here times it
 # Setup: CIFAR-10 pickles on disk
 # ---------------------------------------------------------------------------------------------
 
-def write_cifar10(folder: Path, num_images: int, seed: int) -> None:
-    """``folder/cifar10/cifar-10-batches-py/`` with five train batches, a test batch and meta."""
-    root = folder / "cifar10" / "cifar-10-batches-py"
-    root.mkdir(parents=True)
+def write_random_cifar10(folder: Path, num_images: int, seed: int) -> None:
+    """``folder/cifar10/cifar-10-batches-py/``: ``num_images`` random images in five train batches,
+    NUM_TEST in the test batch, random labels (speed does not depend on the values)."""
     rng = np.random.default_rng(seed)
     names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-    (root / "batches.meta").write_bytes(dumps_py2({"label_names": names, "num_vis": 3072}))
-    parts = np.array_split(np.arange(num_images), 5)
-    for file, rows in [(f"data_batch_{i + 1}", part) for i, part in enumerate(parts)] + [("test_batch", range(NUM_TEST))]:
-        batch = {"batch_label": file, "labels": rng.integers(0, 10, len(rows)).tolist(),
-                 "data": rng.integers(0, 256, (len(rows), 3072), dtype=np.uint8),
-                 "filenames": [f"{file}_{i}.png" for i in range(len(rows))]}
-        (root / file).write_bytes(dumps_py2(batch))
+    sizes = [len(part) for part in np.array_split(np.arange(num_images), 5)] + [NUM_TEST]
+    files = [f"data_batch_{i + 1}" for i in range(5)] + ["test_batch"]
+    write_cifar10(folder, {file: (rng.integers(0, 10, size), rng.integers(0, 256, (size, 3072), dtype=np.uint8))
+                           for file, size in zip(files, sizes)}, names)
 
 
 class UncheckedCIFAR10(torchvision.datasets.CIFAR10):
@@ -163,16 +158,6 @@ def training(epoch: Callable[[int], Iterator], warmup: int, count: int, device: 
     return time.perf_counter() - started, seen
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def main() -> None:
     cpus = len(os.sched_getaffinity(0))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -202,7 +187,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cifar_bench_") as tmp:
         datadir = Path(tmp)
         started = time.perf_counter()
-        write_cifar10(datadir, args.num_images, args.seed)
+        write_random_cifar10(datadir, args.num_images, args.seed)
         print(f"wrote {args.num_images} CIFAR-shaped images as pickle batches in {time.perf_counter() - started:.1f} s",
               file=sys.stderr)
         paths = {ours_name: ours(datadir, args.batch_size, device, args.seed)}

@@ -13,7 +13,9 @@ the default detector estimates how many labels are wrong (remove_ratio auto) and
 AUM and correctness remove the same number; the oracle removes exactly the flips; all retrained by
 the Runner's own loop. Runs and detectors are cached under --workdir/<plan>/ (a rerun only does what
 is missing; --fresh starts over), results go to results.json there, and the markdown sections go
-into BENCHMARKS.md between this script's markers.
+into BENCHMARKS.md between this script's markers. Every method is scored through the library's one
+scoring path, ``mislabel.scoring.scores.score``; the tables are rendered by bench/detection_report.py
+(``--render results.json`` re-renders them without retraining).
 """
 from __future__ import annotations
 
@@ -22,26 +24,23 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch loads: one thread per worker process
 
 import argparse  # noqa: E402
-import contextlib  # noqa: E402
 import json  # noqa: E402
-import platform  # noqa: E402
 import shutil  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-from concurrent.futures import ProcessPoolExecutor, as_completed  # noqa: E402
+from concurrent.futures import ProcessPoolExecutor  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from multiprocessing import get_context  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
 import numpy as np  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from detection_report import render_sections, replace_section  # noqa: E402
+from common import logged, machine, replace_section, run_stage  # noqa: E402
+from detection_report import render_sections  # noqa: E402
 from fashion_subset import prepare_fashion_subset, subset_folder  # noqa: E402
 
 # ----------------------------------------------------------------------------------------------
@@ -188,13 +187,6 @@ DENOISE_METHODS = ("detector", "aum", "correctness", "oracle")
 # ----------------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _logged(log: Path):
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "a") as handle, contextlib.redirect_stdout(handle), contextlib.redirect_stderr(handle):
-        yield
-
-
 def corpus(plan: dict, dataset: str) -> tuple[SourceRun, ...]:
     """The source runs of ``dataset``: the broad corpus; the quick plan runs it with the grid recipe."""
     if plan["name"] == "full":
@@ -211,7 +203,8 @@ def data_plan(plan: dict, dataset: str, seed: int, noise: str, ratio: str) -> Da
     return plan["data"][dataset]
 
 
-def _run_config(work: Path, plan: dict, dataset: str, seed: int, noise: str, ratio: str):
+def run_config(work: Path, plan: dict, dataset: str, seed: int, noise: str, ratio: str):
+    """The Runner's RunConfig of one run of the plan: its recipe, data folder and results folder."""
     from runner import RunConfig
     from mislabel.training.loop import Recipe
 
@@ -240,9 +233,9 @@ def job_phase1(work: Path, plan: dict, dataset: str, seed: int, noise: str, rati
     from mislabel.reports.summary import read_summary
     from runner import Runner
 
-    config = _run_config(work, plan, dataset, seed, noise, ratio)
+    config = run_config(work, plan, dataset, seed, noise, ratio)
     if read_summary(config.td_dir) is None:
-        with _logged(work / "logs" / f"phase1_{dataset}_{noise}{ratio}_s{seed}.log"):
+        with logged(work / "logs" / f"phase1_{dataset}_{noise}{ratio}_s{seed}.log"):
             Runner(config).train_for_td_computation()
     return str(config.td_dir)
 
@@ -251,9 +244,9 @@ def job_crossval(work: Path, plan: dict, dataset: str, seed: int, noise: str, ra
     from mislabel.training.crossval import PRED_PROBS_FILE
     from runner import Runner
 
-    config = _run_config(work, plan, dataset, seed, noise, ratio)
+    config = run_config(work, plan, dataset, seed, noise, ratio)
     if not (config.td_dir / PRED_PROBS_FILE).is_file():
-        with _logged(work / "logs" / f"crossval_{dataset}_{noise}{ratio}_s{seed}.log"):
+        with logged(work / "logs" / f"crossval_{dataset}_{noise}{ratio}_s{seed}.log"):
             Runner(config).crossval(CLEANLAB_FOLDS)
     return str(config.td_dir)
 
@@ -271,7 +264,7 @@ def variant_recipe(spec: dict):
 
 def source_folders(work: Path, plan: dict, source: str, sources) -> list[str]:
     runs = corpus(plan, source) if sources == "corpus" else sources
-    return [str(_run_config(work, plan, source, SOURCE_SEED, run.noise, run.ratio).td_dir) for run in runs]
+    return [str(run_config(work, plan, source, SOURCE_SEED, run.noise, run.ratio).td_dir) for run in runs]
 
 
 def control_path(work: Path, source: str) -> Path:
@@ -289,7 +282,7 @@ def job_detector(work: Path, plan: dict, source: str, variant: str) -> str:
     spec = VARIANTS[variant]
     folders = source_folders(work, plan, source, spec["sources"])
     control = control_path(work, source) if variant == DEFAULT_VARIANT else None
-    with _logged(work / "logs" / f"detector_{source}_{variant}.log"):
+    with logged(work / "logs" / f"detector_{source}_{variant}.log"):
         train_detector(folders, variant_recipe(spec), out=out, control_out=control, overwrite=True)
     return str(out)
 
@@ -311,10 +304,10 @@ def job_denoise(work: Path, plan: dict, dataset: str, seed: int, noise: str, rat
     from runner import Runner
     from mislabel.core.dynamics import load_dynamics
 
-    config = _run_config(work, plan, dataset, seed, noise, ratio)
+    config = run_config(work, plan, dataset, seed, noise, ratio)
     folder = config.stage_dir("bench_denoise", method)
     if (done := read_summary(folder)) is None:
-        with _logged(work / "logs" / f"denoise_{dataset}_{noise}{ratio}_s{seed}_{method}.log"):
+        with logged(work / "logs" / f"denoise_{dataset}_{noise}{ratio}_s{seed}_{method}.log"):
             runner = Runner(config)
             dyn = load_dynamics(config.td_dir)
             detector = detector_path(work, other_dataset(plan, dataset), DEFAULT_VARIANT)
@@ -340,32 +333,26 @@ def job_denoise(work: Path, plan: dict, dataset: str, seed: int, noise: str, rat
 
 
 def score_run(work: Path, plan: dict, detectors: dict, dataset: str, seed: int, noise: str, ratio: str) -> list[dict]:
-    """Every baseline, the learned control and every detector of ``detectors`` ((source, variant) ->
-    (model, config)) trained on the other dataset, on one run."""
-    from mislabel.scoring.baselines import BASELINES, cleanlab
-    from mislabel.scoring.control import control_scores, load_control
-    from mislabel.scoring.metrics import detection_metrics
-    from mislabel.scoring.predict import detector_scores
+    """Every baseline, cleanlab (when the run has cross-validated probabilities), every detector of
+    ``detectors`` ((source, variant) -> (model, config)) trained on the other dataset and that
+    dataset's learned control, on one run, through the library's ``score``."""
+    from mislabel.scoring.baselines import BASELINES
+    from mislabel.scoring.scores import Detector, score
     from mislabel.training.crossval import load_pred_probs
     from mislabel.core.dynamics import load_dynamics
 
-    folder = _run_config(work, plan, dataset, seed, noise, ratio).td_dir
+    folder = run_config(work, plan, dataset, seed, noise, ratio).td_dir
     dyn = load_dynamics(folder)
-    scores: dict[tuple[str, str | None], np.ndarray] = {(name, None): fn(dyn) for name, fn in BASELINES.items()}
     probs = load_pred_probs(folder, dyn.num_samples, int(dyn.assigned.max()) + 1)
-    if probs is not None:
-        scores[("cleanlab", None)] = cleanlab(probs[0], dyn.assigned)
+    methods = [*BASELINES, "cleanlab"] if probs is not None else list(BASELINES)
     source = other_dataset(plan, dataset)  # transfer only: a run is never scored by what saw its dataset
-    for (trained_on, variant), (model, config) in detectors.items():
-        if trained_on == source:
-            scores[(variant, source)] = detector_scores(model, config, dyn)
-    scores[("control", source)] = control_scores(load_control(control_path(work, source)), dyn)
-    rows = []
-    for (method, source), values in scores.items():
-        metrics = detection_metrics(values, dyn.flipped)
-        rows.append(dict(dataset=dataset, noise=noise, ratio=ratio, seed=seed, method=method, source=source,
-                         auc=metrics["auc"], map=metrics["map"]))
-    return rows
+    transferred = [Detector(variant, detector_path(work, trained_on, variant), model, config, 0.0)
+                   for (trained_on, variant), (model, config) in detectors.items() if trained_on == source]
+    scored = score(dyn, methods, transferred, pred_probs=None if probs is None else probs[0])
+    control = score(dyn, ["control"], control_file=control_path(work, source))
+    return [dict(dataset=dataset, noise=noise, ratio=ratio, seed=seed, method=result.name,
+                 source=source if result.name not in BASELINES and result.name != "cleanlab" else None,
+                 auc=result.metrics["auc"], map=result.metrics["map"]) for result in scored + control]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -381,33 +368,12 @@ def already_done(fn, work: Path, plan: dict, *args) -> bool:
 
     if fn is job_detector:
         return detector_path(work, *args).is_file()
-    config = _run_config(work, plan, *args[:4])
+    config = run_config(work, plan, *args[:4])
     if fn is job_phase1:
         return read_summary(config.td_dir) is not None
     if fn is job_crossval:
         return (config.td_dir / PRED_PROBS_FILE).is_file()
     return read_summary(config.stage_dir("bench_denoise", args[4])) is not None
-
-
-def run_stage(pool: ProcessPoolExecutor, name: str, jobs: list[tuple], reused: list[bool] | None = None) -> list:
-    """Run ``jobs`` on the pool; appends to ``reused`` (when given) whether each one was cached already."""
-    if reused is not None:
-        reused += [already_done(*job) for job in jobs]
-    futures = {pool.submit(fn, *args): (fn.__name__, args[2:]) for fn, *args in jobs}
-    results = []
-    for future in tqdm(as_completed(futures), total=len(futures), desc=name, unit="job", dynamic_ncols=True):
-        try:
-            results.append((futures[future], future.result()))
-        except BaseException as err:
-            raise RuntimeError(f"{futures[future]} failed: {err!r}; see the logs under --workdir") from err
-    return results
-
-
-def machine() -> str:
-    model = subprocess.run("lscpu | grep 'Model name'", shell=True, capture_output=True, text=True).stdout
-    model = " ".join(model.split(":", 1)[-1].split()) or platform.processor()
-    load = os.getloadavg()[0]
-    return f"{os.cpu_count()} CPUs (`nproc` = {os.cpu_count()}), {model}; load average at the end {load:.1f}"
 
 
 def main() -> None:
@@ -419,7 +385,13 @@ def main() -> None:
     parser.add_argument("--benchmarks", default=str(ROOT / "BENCHMARKS.md"), help="file to write the sections into")
     parser.add_argument("--no_write", action="store_true", help="print the sections instead of writing them")
     parser.add_argument("--phase1_only", action="store_true", help="run (or complete) the phase-1 runs, then stop")
+    parser.add_argument("--render", type=Path, metavar="RESULTS_JSON",
+                        help="print the sections of an earlier run's results.json, without running anything")
     args = parser.parse_args()
+    if args.render:
+        loaded = json.loads(args.render.read_text())
+        print(render_sections(loaded, PLANS[loaded["plan"]], VARIANTS, DEFAULT_VARIANT, SOURCE_SEED, HARD_SETTINGS))
+        return
     plan_name = "quick" if args.quick else "full"
     plan = PLANS[plan_name]
     work = Path(args.workdir) / plan_name
@@ -432,8 +404,9 @@ def main() -> None:
     stages: dict[str, float] = {}
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
         mark = time.perf_counter()
-        reused: list[bool] = []
-        run_stage(pool, "phase 1", [(job_phase1, work, plan, *run) for run in sources + grid], reused)
+        jobs = [(job_phase1, work, plan, *run) for run in sources + grid]
+        reused = [already_done(*job) for job in jobs]
+        run_stage(pool, "phase 1", jobs)
         stages["phase 1"] = time.perf_counter() - mark
         if args.phase1_only:
             print(f"phase 1 done ({stages['phase 1'] / 60:.1f} min)")
@@ -441,11 +414,13 @@ def main() -> None:
         mark = time.perf_counter()
         jobs = [(job_detector, work, plan, d, v) for d in plan["data"] for v in VARIANTS]
         jobs += [(job_crossval, work, plan, *run) for run in grid if run[0] in plan["cleanlab"]]
-        run_stage(pool, "detectors, cleanlab", jobs, reused)
+        reused += [already_done(*job) for job in jobs]
+        run_stage(pool, "detectors, cleanlab", jobs)
         stages["detectors and cross-validation"] = time.perf_counter() - mark
         mark = time.perf_counter()
-        denoised = run_stage(pool, "denoising", [(job_denoise, work, plan, *run, m) for run in grid
-                                                 for m in DENOISE_METHODS], reused)
+        jobs = [(job_denoise, work, plan, *run, m) for run in grid for m in DENOISE_METHODS]
+        reused += [already_done(*job) for job in jobs]
+        denoised = run_stage(pool, "denoising", jobs)
         stages["denoising (retraining)"] = time.perf_counter() - mark
     from mislabel.scoring.lstm import load_detector
 
@@ -473,7 +448,7 @@ def main() -> None:
 def _phase1_accuracy(work: Path, plan: dict, dataset: str, seed: int, noise: str, ratio: str) -> float:
     from mislabel.reports.summary import read_summary
 
-    return float(read_summary(_run_config(work, plan, dataset, seed, noise, ratio).td_dir)["test_accuracy"])
+    return float(read_summary(run_config(work, plan, dataset, seed, noise, ratio).td_dir)["test_accuracy"])
 
 
 if __name__ == "__main__":

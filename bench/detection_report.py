@@ -1,23 +1,15 @@
 """Markdown for bench/detection.py: transfer tables, the target check, and the denoising table.
 
-Kept apart from the runs so the tables can be re-rendered from a results.json without retraining:
-    python bench/detection_report.py /tmp/mislabel_bench_detection/full/results.json
+Kept apart from the runs, and taking everything it prints as arguments (it imports nothing from
+bench/detection.py), so the tables can be re-rendered from a results.json without retraining:
+    python bench/detection.py --render /tmp/mislabel_bench_detection/full/results.json
 """
 from __future__ import annotations
-
-import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from mislabel.core.files import atomic_write  # noqa: E402
-
-__all__ = ["grid_means", "render_sections", "replace_section"]
+__all__ = ["grid_means", "render_sections"]
 
 NICE = {"digits": "digits", "fashion_mnist": "Fashion-MNIST"}
 
@@ -171,27 +163,3 @@ def render_sections(results: dict, plan: dict, variants: dict, default: str, sou
     for target in data:
         lines += ["", f"{NICE[target]}:", ""] + _denoise_table(denoise, target, settings)
     return "\n".join(lines) + "\n"
-
-
-def replace_section(path: Path, key: str, text: str) -> None:
-    """Put ``text`` between this script's markers for ``key``: replaced in place if there, else appended.
-
-    Everything outside the markers (other engineers' sections) is left byte for byte.
-    """
-    begin, end = f"<!-- BEGIN bench/detection.py {key} -->", f"<!-- END bench/detection.py {key} -->"
-    current = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"{begin}\n{text}{end}\n"
-    if begin in current and end in current:
-        head, rest = current.split(begin, 1)
-        updated = head + block + rest.split(end, 1)[1].lstrip("\n")
-    else:
-        updated = current.rstrip("\n") + "\n\n" + block
-    atomic_write(path, lambda tmp: Path(tmp).write_text(updated))
-
-
-if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT / "bench"))
-    from detection import DEFAULT_VARIANT, HARD_SETTINGS, PLANS, SOURCE_SEED, VARIANTS
-
-    loaded = json.loads(Path(sys.argv[1]).read_text())
-    print(render_sections(loaded, PLANS[loaded["plan"]], VARIANTS, DEFAULT_VARIANT, SOURCE_SEED, HARD_SETTINGS))

@@ -31,14 +31,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from detection_report import replace_section  # noqa: E402
+from common import replace_section  # noqa: E402
 from mislabel.scoring.baselines import BASELINES  # noqa: E402
 from mislabel.scoring.metrics import detection_metrics  # noqa: E402
 from mislabel.training.budget import DEFAULT_BUDGET_MINUTES  # noqa: E402

@@ -36,7 +36,8 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from bench.data_throughput import cpu_name, torchvision_pil, write_cifar10  # noqa: E402
+from common import cpu_name  # noqa: E402
+from data_throughput import torchvision_pil, write_random_cifar10  # noqa: E402
 from mislabel.training.accel import Acceleration  # noqa: E402
 from mislabel.training.recorder import Recorder  # noqa: E402
 from mislabel.training.loop import Recipe, Recording, evaluate, fit  # noqa: E402
@@ -181,7 +182,7 @@ def main() -> None:
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="gpu_phase1_") as tmp:
         datadir = Path(tmp)
-        write_cifar10(datadir, args.samples, args.seed)
+        write_random_cifar10(datadir, args.samples, args.seed)
         runner = Runner(RunConfig(dataset="cifar10", datadir=str(datadir), seed=args.seed, noise_ratio="0.2",
                                   net_type="resnet", depth=32, device=str(device), results_dir=str(datadir / "out"),
                                   recipe=recipe))

@@ -43,22 +43,15 @@ def write_digits_as_cifar(datadir: Path) -> None:
     import numpy as np
     from sklearn.datasets import load_digits
 
-    sys.path.insert(0, str(ROOT))
-    from tests.fixtures import dumps_py2
+    from common import write_cifar10
 
     digits = load_digits()
     grey = np.rint(digits.images * (255.0 / 16.0)).astype(np.uint8)
     rgb = np.repeat(np.kron(grey, np.ones((4, 4), dtype=np.uint8))[:, None], 3, axis=1).reshape(len(grey), -1)
-    root = datadir / "cifar10" / "cifar-10-batches-py"
-    root.mkdir(parents=True)
-    (root / "batches.meta").write_bytes(dumps_py2({"label_names": [str(c) for c in range(10)], "num_vis": 3072}))
-    batches = np.array_split(np.arange(CIFAR_TRAIN), 5)
-    files = {f"data_batch_{i + 1}": rows for i, rows in enumerate(batches)}
+    files = {f"data_batch_{i + 1}": rows for i, rows in enumerate(np.array_split(np.arange(CIFAR_TRAIN), 5))}
     files["test_batch"] = np.arange(CIFAR_TRAIN, len(grey))
-    for name, rows in files.items():
-        batch = {"batch_label": name, "labels": digits.target[rows].tolist(), "data": rgb[rows],
-                 "filenames": [f"digit_{i}.png" for i in rows]}
-        (root / name).write_bytes(dumps_py2(batch))
+    write_cifar10(datadir, {name: (digits.target[rows], rgb[rows]) for name, rows in files.items()},
+                  [str(c) for c in range(10)])
 
 
 def measure(command: list[str], cwd: Path) -> tuple[float, float, int]:
@@ -80,6 +73,8 @@ def main() -> None:
     if args.write_cifar:
         write_digits_as_cifar(args.write_cifar)
         return
+    from common import cpu_name
+
     root = args.root.resolve()
     with tempfile.TemporaryDirectory() as results, tempfile.TemporaryDirectory() as datadir:
         subprocess.run([sys.executable, __file__, "--write_cifar", datadir], check=True)
@@ -94,7 +89,7 @@ def main() -> None:
                                                        str(args.epochs), "--dataset", "cifar10", "--datadir", datadir,
                                                        "--results_dir", results],
         }
-        print(f"checkout {root}; python {platform.python_version()}; {platform.processor() or platform.machine()}, "
+        print(f"checkout {root}; python {platform.python_version()}; {cpu_name()}, "
               f"{os.cpu_count()} cores; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
         print("| process | peak RSS MiB | wall s | exit |")
         print("|---|---:|---:|---:|")

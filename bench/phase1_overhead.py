@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -32,6 +31,7 @@ import torch  # noqa: E402
 from mislabel.training.recorder import Recorder  # noqa: E402
 from mislabel.training.loop import Recipe, Recording, fit  # noqa: E402
 from runner import RunConfig, Runner  # noqa: E402
+from common import cpu_name  # noqa: E402
 
 VARIANTS = ("no recording", "td_mode train", "td_mode eval")
 
@@ -95,7 +95,7 @@ def main() -> None:
             for variant in VARIANTS:
                 times[variant].append(one_run(runner, variant, args.num_epochs, Path(scratch)))
     base = statistics.median(run[0] for run in times["no recording"])
-    print(f"machine: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, "
+    print(f"machine: {os.cpu_count()} CPUs, {cpu_name()}, "
           f"torch threads {torch.get_num_threads()}; {args.dataset} ({len(runner.train_indices)} training rows), "
           f"{args.net_type}{args.depth}, {args.num_epochs} epochs, batch {args.batch_size}, {args.repeats} repeats")
     print("| variant | fit s (median) | fit s (each repeat) | overhead vs no recording | in recorder s (share "

@@ -1,6 +1,7 @@
 """Regenerate the shipped detectors and learned control in mislabel/scoring/pretrained/ from Fashion-MNIST dynamics.
 
     python bench/pretrain_detectors.py          # a few minutes when bench/detection.py's cache exists
+    python bench/pretrain_detectors.py --print_target   # the folder it writes, and nothing else
 
 ``default`` is bench/detection.py's DEFAULT_VARIANT trained on its Fashion-MNIST source corpus (the
 very job, so the benchmark's Fashion-MNIST-trained default and the shipped one are the same file),
@@ -10,7 +11,9 @@ Held-out runs (seed 101, 30% uniform and flip, the benchmark's Fashion-MNIST rec
 trained on. Each detector gets a card ``<name>.json`` (data, noise, model, features, architecture,
 held-out AUC/mAP; the default's card also states the control's) and a stored stratified sample of
 each held-out run (``heldout_<noise>.npz``, the arrays of training_dynamics.npz a detector reads,
-plus the flips), from which tests/test_pretrained.py recomputes the cards' numbers.
+plus the flips), from which tests/test_pretrained.py recomputes the cards' numbers. The target
+folder is the one the library reads its default detector and control from (``DEFAULT_DETECTOR``
+and ``DEFAULT_CONTROL``), never a path of its own.
 """
 from __future__ import annotations
 
@@ -28,14 +31,16 @@ from pathlib import Path  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 
 import numpy as np  # noqa: E402
 
-from detection import (DEFAULT_VARIANT, PLANS, VARIANTS, _logged, _run_config, control_path, corpus,  # noqa: E402
-                       detector_path, job_detector, job_phase1, prepare_data, run_stage, variant_recipe)
+from common import logged, run_stage  # noqa: E402
+from detection import (DEFAULT_VARIANT, PLANS, VARIANTS, control_path, corpus, detector_path, job_detector,  # noqa: E402
+                       job_phase1, prepare_data, run_config, variant_recipe)
+from mislabel.scoring.control import DEFAULT_CONTROL  # noqa: E402
+from mislabel.scoring.lstm import DEFAULT_DETECTOR  # noqa: E402
 
-PRETRAINED = ROOT / "detector_model" / "pretrained"
+PRETRAINED = DEFAULT_DETECTOR.parent   # where the library reads the shipped detectors from
 DATASET = "fashion_mnist"
 TRAIN_SEED, HELDOUT_SEED = 100, 101
 NOISE = (("uniform", "0.3"), ("flip", "0.3"))
@@ -53,8 +58,8 @@ def job_train(work: Path, plan: dict, name: str, variant: str) -> str:
     noise, ratio = SINGLE_RUN[name]
     out = work / "pretrained" / f"{name}.pth.tar"
     out.parent.mkdir(parents=True, exist_ok=True)
-    with _logged(work / "logs" / f"pretrain_{name}.log"):
-        train_detector([_run_config(work, plan, DATASET, TRAIN_SEED, noise, ratio).td_dir],
+    with logged(work / "logs" / f"pretrain_{name}.log"):
+        train_detector([run_config(work, plan, DATASET, TRAIN_SEED, noise, ratio).td_dir],
                        variant_recipe(VARIANTS[variant]), out=out, overwrite=True)
     return str(out)
 
@@ -151,7 +156,11 @@ def main() -> None:
                         help="architecture from bench/detection.py VARIANTS")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--workdir", default="/tmp/mislabel_bench_detection", help="shared with bench/detection.py")
+    parser.add_argument("--print_target", action="store_true", help="print the folder the files go to, then stop")
     args = parser.parse_args()
+    if args.print_target:
+        print(PRETRAINED)
+        return
     plan = PLANS["full"]
     work = Path(args.workdir) / "full"
     prepare_data(work, plan)
@@ -163,14 +172,14 @@ def main() -> None:
                                                 for name in ("default", *SINGLE_RUN)])
     PRETRAINED.mkdir(parents=True, exist_ok=True)
     for noise, ratio in NOISE:
-        store_heldout(_run_config(work, plan, DATASET, HELDOUT_SEED, noise, ratio).td_dir,
+        store_heldout(run_config(work, plan, DATASET, HELDOUT_SEED, noise, ratio).td_dir,
                       PRETRAINED / f"heldout_{noise}.npz")
     for (_, (name, _)), path in trained:
         shutil.copyfile(path, PRETRAINED / f"{name}.pth.tar")
         info = card(name, plan, PRETRAINED / f"{name}.pth.tar", args.variant)
         if name == "default":
-            shutil.copyfile(control_path(work, DATASET), PRETRAINED / "control.pth.tar")
-            info["learned_control"] = control_card(PRETRAINED / "control.pth.tar")
+            shutil.copyfile(control_path(work, DATASET), DEFAULT_CONTROL)
+            info["learned_control"] = control_card(DEFAULT_CONTROL)
         (PRETRAINED / f"{name}.json").write_text(json.dumps(info, indent=1) + "\n")
         print(f"{name}: held-out runs " + ", ".join(f"{k} AUC {v['auc']:.4f} mAP {v['map']:.4f}"
                                                     for k, v in info["heldout_runs"].items()))

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -35,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from common import cpu_name  # noqa: E402
 
 BATCH = 1024
 
@@ -138,7 +138,7 @@ def main() -> None:
                                "--dict_samples", str(args.dict_samples), "--epochs", str(args.epochs),
                                "--classes", str(args.classes)], check=True, capture_output=True, text=True)
         results.append(json.loads(done.stdout.splitlines()[-1]))
-    print(f"machine: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}; "
+    print(f"machine: {os.cpu_count()} CPUs, {cpu_name()}; "
           f"N={args.samples}, E={args.epochs}, C={args.classes}")
     print("| store | rows run | record s | save s | peak RSS MB (whole process) | peak growth MB | bytes/value |")
     print("|---|---|---|---|---|---|---|")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from mislabel.scoring.metrics import detection_metrics  # noqa: E402
 from mislabel.scoring.predict import get_order  # noqa: E402
 from mislabel.commands.cli import check_args  # noqa: E402
 from mislabel.core.dynamics import load_dynamics  # noqa: E402
+from common import cpu_name  # noqa: E402
 
 RUNS = {"detector": ("1", "0.3", "uniform"), "unseen": ("2", "0.2", "flip")}
 
@@ -68,7 +68,7 @@ def main() -> None:
             aucs.update({name: detection_metrics(score(dyn), dyn.flipped)["auc"] for name, score in BASELINES.items()})
             rows.append((mode, seconds, aucs))
     names = list(rows[0][2])
-    print(f"machine: {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}")
+    print(f"machine: {os.cpu_count()} CPUs, {cpu_name()}")
     print("| td_mode | phase-1 wall s (unseen run) | " + " | ".join(names) + " |")
     print("|---|---|" + "---|" * len(names))
     for mode, seconds, aucs in rows:

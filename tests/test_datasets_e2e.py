@@ -20,9 +20,8 @@ import runner
 from mislabel.data.datasets import load_dataset
 from mislabel.data.formats import FASHION_MNIST_SYSTEM_DIR, LARGE_DATASETS, read_dataset
 from mislabel.models import NETWORKS
-from tests.conftest import run_sh
-from tests.fixtures import (write_caltech256, write_cifar10, write_cifar100, write_class_folders, write_csv_list,
-                            write_cub, write_mnist, write_tiny_imagenet)
+from conftest import (run_sh, write_caltech256, write_cifar10, write_cifar100, write_class_folders, write_csv_list,
+                      write_cub, write_mnist, write_tiny_imagenet)
 from mislabel.core.dynamics import METADATA_FILE, TD_FILE
 
 CLASS_FOLDER_NAME = "my_photos"
@@ -92,6 +91,7 @@ def test_cases_cover_every_network() -> None:
     assert {case.net_type for case in CASES} == set(NETWORKS)
 
 
+@pytest.mark.slow   # phase 1 on every format and network
 @pytest.mark.parametrize("case", CASES, ids=[case.dataset for case in CASES])
 def test_generate_td(datadir: Path, tmp_path: Path, case: Case) -> None:
     generate_td(datadir, tmp_path, case)
@@ -114,6 +114,7 @@ def test_generate_td(datadir: Path, tmp_path: Path, case: Case) -> None:
     assert len(results_test) == 1 + len(raw.test_labels)
 
 
+@pytest.mark.slow   # a whole generate_td command
 def test_run_sh_generate_td_on_image_files(datadir: Path, tmp_path: Path) -> None:
     """The seed's positional form through ./run.sh; a large set ignores the noise arguments."""
     done = run_sh("generate_td", str(datadir), "webvision50", "0", "0.4", "uniform", "conv4", "4",

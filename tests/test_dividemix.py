@@ -12,14 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_sh
+from conftest import refused, run_sh, write_class_folders, write_cub
 from mislabel.commands import repair as repair_cli
 from data_debug_dm import train as train_cli
 from data_debug_dm.dividemix import clean_probability
 from mislabel.scoring.repair import repair_paths
 from mislabel.scoring.lstm import LSTMDetector, detector_config, load_detector, save_detector
 from mislabel.scoring.predict import get_order
-from fixtures import write_class_folders, write_cub
 from runner import Runner, RunConfig
 from mislabel.core.dynamics import METADATA_FILE, Dynamics, load_dynamics, save_dynamics
 from mislabel.core.files import atomic_torch_save
@@ -27,15 +26,6 @@ from mislabel.core.files import atomic_torch_save
 TINY = ["--net_type", "conv4", "--depth", "4", "--num_epochs", "2", "--warm_up", "1", "--batch_size", "128",
         "--device", "cpu"]
 EPOCHS = 4
-
-
-def exits_2(main, argv, capsys, preset: str | None = None) -> str:
-    """Run an entry point in-process; assert exit 2 with one line on stderr and return that line."""
-    with pytest.raises(SystemExit) as exited:
-        main(argv) if preset is None else main(argv, preset)
-    err = capsys.readouterr().err.strip()
-    assert exited.value.code == 2 and "Traceback" not in err
-    return err.splitlines()[-1]
 
 
 def make_run_folder(folder, seed: int = 0, noise_ratio: str = "0.4", with_truth: bool = True):
@@ -128,35 +118,36 @@ def test_repair_without_ground_truth_uses_last_epoch_prediction(tmp_path, tiny_d
     (["RUN", "DETECTOR", "half"], "not a number"),
     (["RUN", "missing.pth.tar", "0.3"], "detector file"),
 ])
-def test_repair_bad_input_exits_2_in_one_line(args, message, run_folder, tiny_detector, tmp_path, capsys):
+def test_repair_bad_input_exits_2_in_one_line(args, message, run_folder, tiny_detector, tmp_path):
     args = [{"RUN": str(run_folder), "DETECTOR": str(tiny_detector),
              "missing_folder": str(tmp_path / "nope")}.get(a, a) for a in args]
-    assert message in exits_2(repair_cli.main, args, capsys)
+    assert message in refused(lambda: repair_cli.main(args))
 
 
-def test_repair_refuses_to_overwrite(tmp_path, tiny_detector, capsys):
+def test_repair_refuses_to_overwrite(tmp_path, tiny_detector):
     make_run_folder(tmp_path)
     args = [str(tmp_path), str(tiny_detector), "0.05"]
     repair_cli.main(args)
     path = tmp_path / "repair0.05.json"
     path.write_text("[]\n")  # a stand-in for the user's edits, which must survive
-    assert "--overwrite" in exits_2(repair_cli.main, args, capsys) and path.read_text() == "[]\n"
+    assert "--overwrite" in refused(lambda: repair_cli.main(args)) and path.read_text() == "[]\n"
     repair_cli.main([*args, "--overwrite"])
     assert len(json.loads(path.read_text())) > 0
 
 
-def test_trainer_bad_repair_arguments_exit_2(tmp_path, tiny_detector, capsys):
+def test_trainer_bad_repair_arguments_exit_2(tmp_path, tiny_detector):
     base = ["--dataset", "digits", "--results_dir", str(tmp_path), *TINY]
     cases = [(["--repair_ratio", "0.1", "--detector_file", str(tiny_detector)], "--td_dir"),
              (["--repair_file", str(tmp_path / "none.json")], "does not exist"),
              (["--repair_ratio", "0.1", "--repair_file", "x.json"], "not both"),
              (["--r", "1.2"], "outside [0, 1)")]
     for extra, message in cases:
-        assert message in exits_2(train_cli.main, [*base, *extra], capsys), extra
+        assert message in refused(lambda: train_cli.main([*base, *extra])), extra
     assert not any(tmp_path.rglob("summary.json"))
 
 
-def test_dividemix_on_digits_with_and_without_repair(run_folder, tiny_detector, tmp_path, capsys):
+@pytest.mark.slow   # DivideMix training, twice
+def test_dividemix_on_digits_with_and_without_repair(run_folder, tiny_detector, tmp_path):
     common = ["--dataset", "digits", "--r", "0.4", "--noise_mode", "sym", "--results_dir", str(tmp_path), *TINY]
     out = tmp_path / "digits_conv44_percmislabeled0.4_uniform" / "dividemix_seed0"
     assert train_cli.run(common) == out / "norepair"
@@ -173,9 +164,9 @@ def test_dividemix_on_digits_with_and_without_repair(run_folder, tiny_detector, 
     assert repaired["repair"]["num_now_correct"] == repaired["repair"]["num_changed"]
     assert repaired["training_labels_correct"] > plain["training_labels_correct"]
 
-    assert "--overwrite" in exits_2(train_cli.main, common, capsys)
+    assert "--overwrite" in refused(lambda: train_cli.main(common))
     other_noise = [*common[:3], "0.2", *common[4:], "--repair_file", str(run_folder / "repair0.1.json")]
-    assert "other noisy labels" in exits_2(train_cli.main, other_noise, capsys)
+    assert "other noisy labels" in refused(lambda: train_cli.main(other_noise))
 
 
 @pytest.mark.parametrize("preset, write", [("cub", write_cub), ("webvision", write_class_folders)])

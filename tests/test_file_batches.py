@@ -11,7 +11,7 @@ import torch
 
 from mislabel.data.datasets import Augment, TensorBatches
 from mislabel.data.file_batches import CROP_LOG_RATIO, FileBatches, random_resized_box
-from tests.fixtures import class_colour, write_image
+from conftest import class_colour, write_image
 from mislabel.core.user_input import UserError
 
 CPU = torch.device("cpu")

@@ -13,9 +13,9 @@ import torch
 import mislabel.data.formats as formats
 from mislabel.data.formats import (KNOWN_DATASETS, LARGE_DATASETS, ImageFileDataset, RawDataset,
                               read_dataset)
-from tests.fixtures import (Written, class_colour, dumps_py2, write_caltech256, write_cifar10,
-                            write_cifar100, write_class_folders, write_csv_list, write_cub, write_idx,
-                            write_image, write_mnist, write_tiny_imagenet)
+from conftest import (Written, class_colour, dumps_py2, write_caltech256, write_cifar10, write_cifar100,
+                      write_class_folders, write_csv_list, write_cub, write_idx, write_image, write_mnist,
+                      write_tiny_imagenet)
 from mislabel.core.user_input import UserError
 
 

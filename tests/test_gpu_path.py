@@ -125,6 +125,7 @@ def test_channels_last_gives_the_same_outputs(net_type):
     assert all(value.is_contiguous() for value in state.values())
 
 
+@pytest.mark.slow   # a whole generate_td under autocast
 def test_generate_td_with_amp_on_cpu_writes_the_same_formats(tmp_path):
     """``--amp`` forced on the CPU: the same files, keys, dtypes and shapes as a float32 run."""
     for name, extra in (("fp32", []), ("amp", ["--amp"])):
@@ -148,6 +149,7 @@ def test_generate_td_with_amp_on_cpu_writes_the_same_formats(tmp_path):
 
 @pytest.mark.skipif(not os.environ.get("TEST_COMPILE"), reason="torch.compile on CPU takes 30-60 s cold; "
                     "set TEST_COMPILE=1 to run it")
+@pytest.mark.slow   # torch.compile on CPU
 def test_compile_on_cpu_trains_and_records(tmp_path):
     done = run_python("runner.py", "generate_td", *LENET, "--results_dir", str(tmp_path), "--compile")
     assert done.returncode == 0, done.stderr

@@ -20,7 +20,7 @@ import torch
 import mislabel.commands.compare
 import runner
 import train_detector
-from conftest import ROOT, run_sh
+from conftest import ROOT, RUN_SUBDIR, TINY, refused, run_sh, snapshot
 from mislabel.commands import repair as repair_cli
 from data_debug_dm import train as dividemix_cli
 from mislabel import rank
@@ -30,42 +30,6 @@ from mislabel.core.dynamics import TD_FILE
 from mislabel.core.user_input import UserError
 
 DETECTOR = ROOT / "mislabel" / "scoring" / "pretrained" / "default.pth.tar"
-# a LeNet-5 for 2 epochs on digits: a second or two, enough for a well-formed run folder
-TINY = ["--dataset", "digits", "--seed", "5", "--noise_ratio", "0.3", "--noise_type", "uniform",
-        "--net_type", "lenet", "--depth", "5", "--num_epochs", "2", "--device", "cpu"]
-RUN_SUBDIR = Path("digits_lenet5_percmislabeled0.3_uniform") / "computation4td_seed5"
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    """Every file below ``folder`` (hidden temp files included) with its bytes."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def one_error_line(stderr: str, *needles: str, after_progress: bool = False) -> str:
-    """The one error line; ``after_progress``: a failure mid-training, after tqdm's progress bars."""
-    lines = stderr.strip().splitlines()
-    errors = [line for line in lines if line.startswith("error: ")]
-    assert len(errors) == 1 and lines[-1] == errors[0] and "Traceback" not in stderr, stderr[-3000:]
-    assert after_progress or len(lines) == 1, stderr[-3000:]
-    for needle in needles:
-        assert needle in errors[0], errors[0]
-    return errors[0]
-
-
-def exits_2(main, argv: list[str], capsys, *needles: str) -> str:
-    """Run an entry point in-process: exit 2 and exactly one error line holding ``needles``."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as exited:
-        main(argv)
-    assert exited.value.code == 2
-    return one_error_line(capsys.readouterr().err, *needles)
-
-
-def shell_exits_2(done: subprocess.CompletedProcess, *needles: str, after_progress: bool = False) -> str:
-    assert done.returncode == 2, done.stderr[-3000:]
-    return one_error_line(done.stderr, *needles, after_progress=after_progress)
-
-
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
     """A finished phase-1 run folder (digits, LeNet-5, 2 epochs)."""
@@ -79,47 +43,47 @@ def tiny_run(tmp_path_factory) -> Path:
 # ---------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("seed", ["-1", "99999999999999999999999"])
-def test_seed_out_of_range_is_one_line(seed, tmp_path, capsys):
+def test_seed_out_of_range_is_one_line(seed, tmp_path):
     args = [*TINY, "--results_dir", str(tmp_path / "r")]
     args[args.index("--seed") + 1] = seed
-    exits_2(runner.main, ["generate_td", *args], capsys, "--seed", "0..4294967295")
+    refused(lambda: runner.main(["generate_td", *args]), "--seed", "0..4294967295")
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_file_where_a_folder_belongs(tmp_path, tiny_run, capsys):
+def test_a_file_where_a_folder_belongs(tmp_path, tiny_run):
     regular = tmp_path / "regular"
     regular.write_text("not a folder\n")
     done = run_sh("generate_td", "unused", "digits", "5", "0.3", "uniform", "lenet", "5", "--num_epochs", "2",
                   env={"RESULTS_DIR": str(regular)})
-    shell_exits_2(done, "is a file, expected a folder", "RESULTS_DIR")
-    exits_2(runner.main, ["generate_td", *TINY, "--results_dir", str(regular / "below")], capsys,
+    refused(done, "is a file, expected a folder", "RESULTS_DIR")
+    refused(lambda: runner.main(["generate_td", *TINY, "--results_dir", str(regular / "below")]),
             "is a file, expected a folder")
-    exits_2(runner.main, ["generate_td", "--dataset", "cifar10", "--datadir", str(regular), "--device", "cpu",
-                          "--results_dir", str(tmp_path / "r")], capsys, f"datadir {regular} is a file")
-    exits_2(compare_main, [str(regular)], capsys, f"run folder {regular} is a file, expected a folder")
-    exits_2(repair_cli.main, [str(regular), str(DETECTOR), "0.1"], capsys, "is a file, expected a folder")
+    refused(lambda: runner.main(["generate_td", "--dataset", "cifar10", "--datadir", str(regular), "--device", "cpu",
+                                 "--results_dir", str(tmp_path / "r")]), f"datadir {regular} is a file")
+    refused(lambda: compare_main([str(regular)]), f"run folder {regular} is a file, expected a folder")
+    refused(lambda: repair_cli.main([str(regular), str(DETECTOR), "0.1"]), "is a file, expected a folder")
     assert regular.read_text() == "not a folder\n" and sorted(p.name for p in tmp_path.iterdir()) == ["regular"]
 
 
-def test_dataset_name_must_be_one_path_component(tmp_path, capsys):
+def test_dataset_name_must_be_one_path_component(tmp_path):
     results = tmp_path / "results"
     args = [*TINY, "--results_dir", str(results)]
     args[args.index("--dataset") + 1] = "../esc"
-    exits_2(runner.main, ["generate_td", *args], capsys, "'../esc' is not a single folder name")
+    refused(lambda: runner.main(["generate_td", *args]), "'../esc' is not a single folder name")
     assert list(tmp_path.iterdir()) == []
-    exits_2(train_detector.main, ["--r", "0.3", "--dataset", "../esc", "--files_path", str(tmp_path)], capsys,
+    refused(lambda: train_detector.main(["--r", "0.3", "--dataset", "../esc", "--files_path", str(tmp_path)]),
             "not a single folder name")
 
 
 def test_run_sh_usage_errors_are_one_line():
     done = run_sh("generate_td", "/data", "digits", "1")
-    shell_exits_2(done, "missing argument <noise_ratio>", "./run.sh help")
-    shell_exits_2(run_sh("frobnicate"), "unknown command 'frobnicate'", "./run.sh help")
+    refused(done, "missing argument <noise_ratio>", "./run.sh help")
+    refused(run_sh("frobnicate"), "unknown command 'frobnicate'", "./run.sh help")
 
 
-def test_removal_must_leave_every_class_and_a_batch(tiny_run, tmp_path, capsys):
-    exits_2(runner.main, ["denoise", *TINY, "--td_dir", str(tiny_run), "--detector_file", str(DETECTOR),
-                          "--remove_ratio", "0.999", "--results_dir", str(tmp_path)], capsys,
+def test_removal_must_leave_every_class_and_a_batch(tiny_run, tmp_path):
+    refused(lambda: runner.main(["denoise", *TINY, "--td_dir", str(tiny_run), "--detector_file", str(DETECTOR),
+                                 "--remove_ratio", "0.999", "--results_dir", str(tmp_path)]),
             "fewer than one batch (128)")
     assert list(tmp_path.iterdir()) == []
     trainer = Runner(RunConfig(dataset="digits", seed=5, net_type="lenet", depth=5, device="cpu",
@@ -132,7 +96,7 @@ def test_removal_must_leave_every_class_and_a_batch(tiny_run, tmp_path, capsys):
 def test_raw_pickle_detector_is_one_line_without_warnings(tiny_run, tmp_path):
     raw = tmp_path / "raw.pth.tar"
     raw.write_bytes(pickle.dumps({"format": "something else", "weights": [1, 2]}, protocol=4))
-    shell_exits_2(run_sh("compare", str(tiny_run), str(raw)), "not a detector")
+    refused(run_sh("compare", str(tiny_run), str(raw)), "not a detector")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -163,9 +127,8 @@ COMMANDS = ["compare", "denoise", "repair", "train_dividemix", "train_detector"]
 
 @pytest.mark.parametrize("command", COMMANDS)
 @pytest.mark.parametrize("how", list(DAMAGES))
-def test_damaged_dynamics_are_refused_by_every_reader(tiny_run, tmp_path, capsys, how, command):
+def test_damaged_dynamics_are_refused_by_every_reader(tiny_run, tmp_path, how, command):
     run = damage(tiny_run, tmp_path / "run", how)
-    before = snapshot(run)
     results = str(tmp_path / "results")
     calls = {
         "compare": (compare_main, [str(run), "--device", "cpu"]),
@@ -180,8 +143,8 @@ def test_damaged_dynamics_are_refused_by_every_reader(tiny_run, tmp_path, capsys
                                                  "--out", str(tmp_path / "d.pth.tar"), "--device", "cpu"]),
     }
     main, argv = calls[command]
-    exits_2(main, argv, capsys, str(run / TD_FILE), DAMAGES[how], "regenerate")
-    assert snapshot(run) == before and not (tmp_path / "d.pth.tar").exists()
+    refused(lambda: main(argv), str(run / TD_FILE), DAMAGES[how], "regenerate",
+            unchanged=[run, tmp_path / "d.pth.tar"])
     assert not list(Path(results).rglob("*.pth"))
 
 
@@ -202,7 +165,7 @@ def test_rank_refuses_damaged_dynamics_from_a_folder_or_arrays(tiny_run, tmp_pat
 
 def test_damaged_dynamics_from_the_shell_have_no_traceback(tiny_run, tmp_path):
     run = damage(tiny_run, tmp_path / "run", "td_2d")
-    shell_exits_2(run_sh("compare", str(run)), "td is float16 [", "expected float [samples, epochs, channels]")
+    refused(run_sh("compare", str(run)), "td is float16 [", "expected float [samples, epochs, channels]")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -213,20 +176,20 @@ def no_space(*_args, **_kwargs):
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
-def test_full_disk_during_compare_leaves_the_previous_set(tiny_run, tmp_path, capsys, monkeypatch):
+def test_full_disk_during_compare_leaves_the_previous_set(tiny_run, tmp_path, monkeypatch):
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run)
     compare_main([str(run), "--device", "cpu"])
     before = snapshot(run)
     monkeypatch.setattr(mislabel.commands.compare, "plot_datamap", no_space)  # after the tables, before roc_pr.png
-    exits_2(compare_main, [str(run), str(DETECTOR), "--device", "cpu"], capsys,
+    refused(lambda: compare_main([str(run), str(DETECTOR), "--device", "cpu"]),
             f"no space left on device while writing {run / 'datamap.png'}", "free space or set RESULTS_DIR")
     assert snapshot(run) == before  # the new comparison.md/.csv and scores.csv were not renamed in
 
 
-def test_full_disk_during_generate_td_is_one_line(tmp_path, capsys, monkeypatch):
+def test_full_disk_during_generate_td_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(torch, "save", no_space)
-    exits_2(runner.main, ["generate_td", *TINY, "--results_dir", str(tmp_path)], capsys,
+    refused(lambda: runner.main(["generate_td", *TINY, "--results_dir", str(tmp_path)]),
             "no space left on device while writing", "metadata.pth")
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
 
@@ -248,6 +211,7 @@ def tmpfs(tmp_path):
     subprocess.run(["umount", str(mount)], capture_output=True)
 
 
+@pytest.mark.slow   # generate_td on a small tmpfs until it fills
 def test_real_full_disk(tiny_run, tmpfs):
     results = tmpfs(2048)
     shutil.copytree(tiny_run, results / "run")
@@ -256,7 +220,7 @@ def test_real_full_disk(tiny_run, tmpfs):
     stat = os.statvfs(results)
     (results / "filler").write_bytes(b"\0" * max(0, stat.f_bavail * stat.f_frsize - 100 * 1024))
     done = run_sh("compare", str(results / "run"), str(DETECTOR), "--device", "cpu")
-    shell_exits_2(done, "no space left on device while writing", "free space or set RESULTS_DIR")
+    refused(done, "no space left on device while writing", "free space or set RESULTS_DIR")
     assert snapshot(results / "run") == before
     shutil.rmtree(results / "run")
     (results / "filler").unlink()
@@ -264,9 +228,10 @@ def test_real_full_disk(tiny_run, tmpfs):
     (results / "filler").write_bytes(b"\0" * max(0, stat.f_bavail * stat.f_frsize - 300 * 1024))
     done = run_sh("generate_td", "unused", "digits", "5", "0.3", "uniform", "lenet", "5", "--num_epochs", "2",
                   "--device", "cpu", env={"RESULTS_DIR": str(results)})
-    shell_exits_2(done, "no space left on device while writing", after_progress=True)
+    refused(done, "no space left on device while writing", after_progress=True)
 
 
+@pytest.mark.slow   # whole commands in subprocesses
 def test_umask_is_honoured(tmp_path):
     """Results are readable by the group under umask 027 (0640), not private 0600 files."""
     done = subprocess.run([str(ROOT / "run.sh"), "generate_td", "unused", "digits", "5", "0.3", "uniform", "lenet",

@@ -20,14 +20,12 @@ import pytest
 import torch
 
 import runner
-from conftest import ROOT
-from fixtures import write_image
+from conftest import ROOT, RUN_SUBDIR, TINY, refused, snapshot, write_image
 from mislabel import Recorder
 from mislabel.commands.find_issues import main as find_issues_main
 from mislabel.data.image_files import read_csv_list
 from mislabel.core.run_lock import LOCK_FILE
 from mislabel.data.user_data import list_data
-from test_hostile import RUN_SUBDIR, TINY, exits_2, snapshot
 from mislabel.core.dynamics import TD_FILE
 from mislabel.core.user_input import UserError
 
@@ -36,16 +34,14 @@ from mislabel.core.user_input import UserError
 # ---------------------------------------------------------------------------------------------
 
 
-def test_a_live_lock_refuses_and_a_stale_one_is_taken_over(tmp_path, capsys):
+def test_a_live_lock_refuses_and_a_stale_one_is_taken_over(tmp_path):
     folder = tmp_path / RUN_SUBDIR
     folder.mkdir(parents=True)
     holder = subprocess.Popen(["sleep", "120"])
     try:
         (folder / LOCK_FILE).write_text(f"{holder.pid} {socket.gethostname()}\n")
-        before = snapshot(tmp_path)
-        exits_2(runner.main, ["generate_td", *TINY, "--results_dir", str(tmp_path)], capsys,
-                f"is in use by another command (PID {holder.pid}")
-        assert snapshot(tmp_path) == before
+        refused(lambda: runner.main(["generate_td", *TINY, "--results_dir", str(tmp_path)]),
+                f"is in use by another command (PID {holder.pid}", unchanged=[tmp_path])
     finally:
         holder.kill()
         holder.wait()
@@ -53,7 +49,8 @@ def test_a_live_lock_refuses_and_a_stale_one_is_taken_over(tmp_path, capsys):
     assert (folder / "summary.json").is_file() and not (folder / LOCK_FILE).exists()
 
 
-def test_two_generate_td_at_once_the_second_is_refused(tmp_path, capsys):
+@pytest.mark.slow   # a long generate_td in a subprocess
+def test_two_generate_td_at_once_the_second_is_refused(tmp_path):
     """The first command (long) holds the lock; the second, with another --lr, names its PID and
     writes nothing; once the first is killed its stale lock does not block the folder."""
     folder = tmp_path / RUN_SUBDIR
@@ -69,7 +66,7 @@ def test_two_generate_td_at_once_the_second_is_refused(tmp_path, capsys):
         assert first.poll() is None, "the first command ended before the second could start"
         pid = int((folder / LOCK_FILE).read_text().split()[0])
         assert pid == first.pid
-        exits_2(runner.main, ["generate_td", *TINY, "--lr", "0.05", "--results_dir", str(tmp_path)], capsys,
+        refused(lambda: runner.main(["generate_td", *TINY, "--lr", "0.05", "--results_dir", str(tmp_path)]),
                 f"PID {pid}")
         assert first.poll() is None and not (folder / "summary.json").exists()
     finally:
@@ -148,7 +145,7 @@ def test_csv_refuses_an_image_listed_under_two_labels_naming_both_lines(tmp_path
     assert "repeats 1 earlier row(s) as they are (first at line 9" in capsys.readouterr().err
 
 
-def test_csv_symlinks_are_resolved_before_the_outside_check(tmp_path, capsys):
+def test_csv_symlinks_are_resolved_before_the_outside_check(tmp_path):
     class_tree(tmp_path / "outside")
     inside = tmp_path / "inside"
     inside.mkdir()
@@ -158,7 +155,7 @@ def test_csv_symlinks_are_resolved_before_the_outside_check(tmp_path, capsys):
     with pytest.raises(UserError, match=r"36 paths outside .* \(symlinks resolved\)"):
         read_csv_list(csv, seed=0)
     assert len(read_csv_list(csv, seed=0, allow_outside=True).train_files) > 0
-    exits_2(find_issues_main, [str(csv), "--out", str(tmp_path / "out")], capsys, "--allow_outside")
+    refused(lambda: find_issues_main([str(csv), "--out", str(tmp_path / "out")]), "--allow_outside")
     assert not (tmp_path / "out").exists()
 
 
@@ -169,7 +166,8 @@ def test_csv_symlinks_are_resolved_before_the_outside_check(tmp_path, capsys):
 RECIPE = ["--net_type", "lenet", "--depth", "5", "--num_epochs", "2", "--device", "cpu"]
 
 
-def test_find_issues_keeps_another_commands_results(tmp_path, capsys):
+@pytest.mark.slow   # whole find_issues runs
+def test_find_issues_keeps_another_commands_results(tmp_path):
     class_tree(tmp_path / "images")
     rows = [f"images/class{c}/img{i:02d}.png,{c}" for c in range(3) for i in range(12)]
     first, second = write_csv(tmp_path / "a.csv", rows), write_csv(tmp_path / "b.csv", rows[::2])
@@ -177,9 +175,9 @@ def test_find_issues_keeps_another_commands_results(tmp_path, capsys):
     find_issues_main([str(first), "--out", str(out), *RECIPE])
     finished = snapshot(out)
     assert {"suspects.csv", "report.html", "find_issues.json", "datamap.png"} <= finished.keys()
-    exits_2(find_issues_main, [str(second), "--out", str(out), *RECIPE], capsys,
+    refused(lambda: find_issues_main([str(second), "--out", str(out), *RECIPE]),
             f"already holds the finished results of find_issues on {first}", "--overwrite")
-    exits_2(find_issues_main, [str(first), "--out", str(out), *RECIPE[4:]], capsys,
+    refused(lambda: find_issues_main([str(first), "--out", str(out), *RECIPE[4:]]),
             "of another phase-1 run", "--overwrite")
     assert snapshot(out) == finished
     find_issues_main([str(first), "--out", str(out), *RECIPE])  # the same command: scores again

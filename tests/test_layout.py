@@ -73,3 +73,17 @@ def test_seed_names_are_the_package_modules() -> None:
 
     assert detector_model.lstm is mislabel.scoring.lstm and models.resnet is mislabel.models.resnet
     assert losses is mislabel.models.losses and util.load_dynamics is mislabel.core.dynamics.load_dynamics
+
+
+def test_tests_and_bench_do_not_import_each_other_and_no_test_imports_a_test() -> None:
+    """bench/ consumes the library; tests share only conftest's fixtures and helpers."""
+    root = PACKAGE.parent
+    test_modules = {path.stem for path in (root / "tests").glob("test_*.py")}
+    bench_modules = {path.stem for path in (root / "bench").glob("*.py")}
+    for path in (root / "tests").glob("*.py"):
+        wrong = sorted(m for m in imports(path) if m.split(".")[0] in {"bench", "tests"} | test_modules | bench_modules)
+        assert not wrong, f"tests/{path.name} imports {wrong}"
+    for path in (root / "bench").glob("*.py"):
+        wrong = sorted(m for m in imports(path) if m.split(".")[0] in ("tests", "conftest") or m in test_modules)
+        assert not wrong, f"bench/{path.name} imports {wrong}"
+

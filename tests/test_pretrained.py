@@ -7,6 +7,8 @@ pipeline (resampling included) and the metrics together. Regenerate with bench/p
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +35,15 @@ def test_a_uniform_a_flip_and_a_default_detector_are_shipped() -> None:
     names = {card.stem for card in CARDS}
     assert {"fashion_mnist_uniform", "fashion_mnist_flip", "default"} <= names
     assert DEFAULT_DETECTOR == PRETRAINED / "default.pth.tar" and DEFAULT_DETECTOR.is_file()
+
+
+def test_regeneration_writes_where_the_library_reads() -> None:
+    """bench/pretrain_detectors.py's target, asked of the script itself (tests import nothing from bench/)."""
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(root / "bench" / "pretrain_detectors.py"), "--print_target"],
+                          capture_output=True, text=True, cwd=root, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert Path(done.stdout.strip()) == DEFAULT_DETECTOR.parent == PRETRAINED
 
 
 @pytest.mark.parametrize("card_path", CARDS, ids=[card.stem for card in CARDS])

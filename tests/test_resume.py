@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from conftest import ROOT
@@ -19,6 +20,8 @@ from mislabel.core.dynamics import TD_FILE
 
 # LeNet on digits: each epoch takes a fraction of a second, so 8 epochs leave time to kill the run
 # after its first checkpoint and before it finishes.
+pytestmark = pytest.mark.slow   # kills and resumes real trainings
+
 RECIPE = ["--dataset", "digits", "--seed", "3", "--noise_ratio", "0.2", "--net_type", "lenet", "--depth", "5",
           "--num_epochs", "8", "--device", "cpu"]
 RUN = "digits_lenet5_percmislabeled0.2_uniform/computation4td_seed3"

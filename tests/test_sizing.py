@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from fixtures import write_class_folders
+from conftest import write_class_folders
 from mislabel.data.datasets import FILE_IMAGE_SIZE, load_dataset
 from mislabel.data.sizing import median_short_side, training_side
 

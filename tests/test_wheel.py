@@ -12,7 +12,10 @@ import sys
 import venv
 from pathlib import Path
 
+import pytest
 from PIL import Image
+
+pytestmark = pytest.mark.slow   # builds and installs the wheel into a fresh virtual environment
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_NAMES = {"util", "util.py", "losses", "losses.py", "models", "detector_model", "data_debug_dm", "runner.py",

@@ -78,16 +78,18 @@ def load_detectors(files: Sequence[str | os.PathLike], device: torch.device | st
 
 
 def score(dyn: Dynamics, methods: Sequence[str] = (), detectors: Sequence[Detector] = (),
-          pred_probs: np.ndarray | None = None, threshold: float | None = None) -> list[MethodScores]:
+          pred_probs: np.ndarray | None = None, threshold: float | None = None,
+          control_file: str | Path = DEFAULT_CONTROL) -> list[MethodScores]:
     """Each of ``methods`` in their order, then each detector; timed, with metrics when known
-    (with ``threshold``, also those of ``scores >= threshold``, for probability outputs)."""
+    (with ``threshold``, also those of ``scores >= threshold``, for probability outputs).
+    ``"control"`` is the learned control in ``control_file`` (the shipped one unless given)."""
     unknown = [name for name in methods if name not in METHODS]
     if unknown:
         raise UserError(f"unknown scoring methods {unknown}; choose from: {', '.join(METHODS)}")
     if "cleanlab" in methods and pred_probs is None:
         raise UserError("cleanlab needs held-out probabilities; run `./run.sh crossval_probs` for this run first")
     computed: dict[str, Callable[[], np.ndarray]] = {
-        "control": lambda: control_scores(load_control(DEFAULT_CONTROL), dyn),
+        "control": lambda: control_scores(load_control(control_file), dyn),
         "cleanlab": lambda: cleanlab(pred_probs, dyn.assigned),
         **{name: (lambda fn=fn: fn(dyn)) for name, fn in BASELINES.items()}}
     jobs = [(name, computed[name], 0.0) for name in methods]
