@@ -10,7 +10,6 @@ That is K extra training runs; the sidecar json records the bill so the comparis
 from __future__ import annotations
 
 import dataclasses
-import json
 import shlex
 import sys
 import time
@@ -24,7 +23,7 @@ from sklearn.model_selection import StratifiedKFold
 from mislabel.core.run_options import DEFAULT_FOLDS, Recipe
 from mislabel.core.dynamics import TD_FILE, load_dynamics
 from mislabel.core.user_input import UserError
-from mislabel.core.files import atomic_write
+from mislabel.core.files import atomic_write, read_record, write_record
 
 if TYPE_CHECKING:
     from mislabel.run_config import RunConfig
@@ -92,7 +91,7 @@ def crossval_probs(config: RunConfig, train_rows: np.ndarray, assigned_labels: n
     folder = config.td_dir
     out = folder / PRED_PROBS_FILE
     if not (folder / TD_FILE).is_file():
-        raise UserError(f"no {TD_FILE} in {folder}; run `./run.sh generate_td` with these arguments first "
+        raise UserError(f"no {TD_FILE} in {folder}; run generate_td with these arguments first "
                         "(crossval_probs reuses its noisy labels and split)")
     if out.exists() and not config.overwrite:
         raise UserError(f"{out} already exists; pass --overwrite to recompute it")
@@ -120,10 +119,10 @@ def crossval_probs(config: RunConfig, train_rows: np.ndarray, assigned_labels: n
             "held_out_agreement_with_assigned": round(accuracy, 6), "seconds": round(seconds, 2),
             "command": " ".join(shlex.quote(arg) for arg in [Path(sys.executable).name, *sys.argv])}
     _save_npy(out, probs)
-    atomic_write(folder / PRED_PROBS_INFO, lambda tmp: Path(tmp).write_text(json.dumps(info, indent=2) + "\n"))
+    write_record(folder / PRED_PROBS_INFO, info)
     print(f"wrote {out}: [{probs.shape[0]}, {probs.shape[1]}] held-out probabilities from {folds}-fold "
           f"cross-validation ({folds} extra training runs of {recipe.epochs} epochs, {seconds:.0f} s); held-out "
-          f"predictions agree with the assigned labels on {accuracy:.1%}. Next: ./run.sh compare {folder}")
+          f"predictions agree with the assigned labels on {accuracy:.1%}. Next: compare {folder}")
     return out
 
 
@@ -137,7 +136,7 @@ def load_pred_probs(folder: str | Path, num_samples: int, num_labels: int) -> tu
     path = folder / PRED_PROBS_FILE
     if not path.is_file():
         return None
-    redo = "recompute it with `./run.sh crossval_probs ... --overwrite`"
+    redo = "recompute it with crossval_probs (overwrite)"
     try:
         probs = np.load(path, allow_pickle=False)
     except Exception as err:
@@ -147,8 +146,5 @@ def load_pred_probs(folder: str | Path, num_samples: int, num_labels: int) -> tu
                         f"{num_labels - 1}; {redo}")
     if not np.all(np.isfinite(probs)) or not np.allclose(probs.sum(axis=1), 1.0, atol=1e-3):
         raise UserError(f"{path} holds rows that are not probability distributions; {redo}")
-    try:
-        info = json.loads((folder / PRED_PROBS_INFO).read_text())
-    except (OSError, ValueError):
-        info = {}  # the cost goes unreported; the probabilities themselves were checked above
-    return probs, info if isinstance(info, dict) else {}
+    # a damaged sidecar only leaves the cost unreported; the probabilities themselves were checked above
+    return probs, read_record(folder / PRED_PROBS_INFO) or {}
