@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from mislabel.core.user_input import UserError
+from mislabel.core.user_input import UserError, is_no_space, no_space_message
 
 __all__ = ["LOCK_FILE", "folder_lock"]
 
@@ -58,6 +58,10 @@ def _create(lock: Path) -> bool:
         return True
     except FileExistsError:
         return False
+    except OSError as err:  # os.write's OSError names no file: name the lock (a full disk strikes here first)
+        if is_no_space(err):
+            raise UserError(no_space_message(lock)) from err
+        raise
     finally:
         os.unlink(tmp)
 
