@@ -101,3 +101,17 @@ def test_formula_cells_are_quoted_and_read_back(tmp_path):
 def test_out_inside_the_data_is_refused_at_once(tmp_path):
     data = _class_folder(tmp_path / "data")
     refused(lambda: find_issues_main([str(data), "--out", str(data / "_out")]), "inside the data folder", unchanged=[data])
+
+
+def test_a_full_disk_at_the_first_write_names_the_file(tmp_path, monkeypatch):
+    """The lock is the first file a run writes; os.write's OSError names no file, so the lock does."""
+    from mislabel.core import run_lock
+
+    def no_space(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(run_lock.os, "write", no_space)
+    with pytest.raises(UserError, match=r"no space left on device while writing .*\.lock"):
+        with run_lock.folder_lock(tmp_path / "run"):
+            pass
+    assert [p.name for p in (tmp_path / "run").iterdir()] == []
