@@ -242,3 +242,22 @@ def test_bare_tree_scores_everything_and_default_plan_scales(tmp_path):
     assert (photos.depth, photos.image_size, photos.epochs, photos.in_memory) == (18, 224, 12, False)
     with pytest.raises(UserError, match="does not exist"):
         list_data(tmp_path / "nowhere", seed=0)
+
+
+def test_the_python_api_is_the_same_pipeline(digits_folder, finished, tmp_path):
+    """mislabel.find_issues takes the flags by name, checks them as the command does and returns
+    the suspects table the command writes (here a finished copy: it only scores again)."""
+    import mislabel
+
+    out = tmp_path / "copy"
+    shutil.copytree(finished[0], out)
+    table = mislabel.find_issues(digits_folder[0], out=str(out), net_type="lenet", num_epochs=20, no_hflip=True,
+                                 device="cpu", report_top=600)
+    written = pd.read_csv(out / "suspects.csv", keep_default_na=False)
+    assert table.attrs["out"] == str(out) and table.attrs["summary"].startswith("find_issues: ")
+    assert list(table.columns) == list(written.columns) and table["path"].tolist() == written["path"].tolist()
+    assert (out / "suspects.csv").read_bytes() == (finished[0] / "suspects.csv").read_bytes()
+    with pytest.raises(ValueError, match="unknown find_issues settings \\['num_epoch'\\]"):
+        mislabel.find_issues(digits_folder[0], out=str(out), num_epoch=3)
+    with pytest.raises(ValueError, match="--lr"):
+        mislabel.find_issues(digits_folder[0], out=str(out), lr=float("nan"))
