@@ -5,10 +5,11 @@ load changes from run to run.
 
 For each network, side and batch below it times real SGD steps on this CPU (the minimum over
 ``--repeats`` rounds of ``budget.TIMED_STEPS`` steps: the minimum is what the machine does when
-nothing else runs) and counts the training FLOPs per image (``budget.training_flops``). A least-
-squares fit of ``seconds = batch * (flops * SECONDS_PER_FLOP + SECONDS_PER_IMAGE) + SECONDS_PER_STEP``
-gives the three step constants that ``budget.CPU_COSTS`` holds; the table printed shows measured
-vs predicted per configuration. Decoding is timed the same way on generated JPEG and PNG files of a
+nothing else runs) and counts the training FLOPs per image (``budget.training_flops``). The
+per-image and per-step overheads come from LeNet-5 (whose FLOPs are negligible), each network
+family's seconds per FLOP from what the overheads leave of its steps; the table printed shows
+measured vs predicted per configuration, and the last line is ``budget.CPU_COSTS`` to paste.
+Decoding is timed the same way on generated JPEG and PNG files of a
 few sizes (``mislabel.data.decode.open_rgb``, one core), fitted as a constant plus a share per
 megapixel.
 
@@ -30,7 +31,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from mislabel.data.decode import open_rgb  # noqa: E402
-from mislabel.training.budget import time_step, training_flops  # noqa: E402
+from mislabel.training.budget import StepCosts, family, time_step, training_flops  # noqa: E402
 
 CONFIGS = (("lenet", 5, 32, 128), ("lenet", 5, 32, 32), ("resnet", 20, 32, 128), ("resnet", 20, 32, 32),
            ("resnet", 32, 32, 128), ("resnet", 20, 64, 128), ("resnet", 18, 32, 128), ("resnet", 18, 64, 128),
@@ -73,22 +74,31 @@ def main() -> None:
     for net, depth, side, batch in CONFIGS:
         seconds = min(time_step(net, depth, 10, 3, side, batch, "cpu") for _ in range(args.repeats))
         rows.append((net, depth, side, batch, training_flops(net, depth, 10, 3, side), seconds))
-    design = np.array([[b * f, b, 1.0] for _, _, _, b, f, _ in rows])
-    measured = np.array([s for *_, s in rows])
-    # relative errors matter (a 5 ms LeNet step and a 2 s ResNet-18 step alike): weight by 1/seconds
-    coef, *_ = np.linalg.lstsq(design / measured[:, None], np.ones(len(rows)), rcond=None)
+    # per-image and per-step overheads from LeNet, whose FLOPs are negligible at these sizes; then each
+    # family's seconds per FLOP as the median over its configurations of what the overheads leave
+    lenet = [(b, f, t) for net, _, _, b, f, t in rows if net == "lenet"]
+    (per_image, per_step), *_ = np.linalg.lstsq(np.array([[b, 1.0] for b, _, _ in lenet]),
+                                                np.array([t - 0.0 for _, _, t in lenet]), rcond=None)
+    rates: dict[str, list[float]] = {}
+    for net, depth, _, batch, flops, seconds in rows:
+        rates.setdefault(family(net, depth), []).append((seconds - batch * per_image - per_step) / (batch * flops))
+    table = {name: float(np.median(values)) for name, values in rates.items()}
+    table["default"] = max(table.values())  # an unmeasured family: the slowest rate, so budgets hold
+    costs = StepCosts(tuple(sorted(table.items())), float(per_image), float(per_step), 0.0, 0.0)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print("| network | side | batch | MFLOP/image | measured s/step | predicted s/step |")
     print("|---|---|---|---|---|---|")
-    for (net, depth, side, batch, flops, seconds), row in zip(rows, design):
-        print(f"| {net}{depth} | {side} | {batch} | {flops / 1e6:.1f} | {seconds:.4f} | {row @ coef:.4f} |")
+    for net, depth, side, batch, flops, seconds in rows:
+        predicted = batch * (flops * costs.flop_rate(family(net, depth)) + per_image) + per_step
+        print(f"| {net}{depth} | {side} | {batch} | {flops / 1e6:.1f} | {seconds:.4f} | {predicted:.4f} |")
     per_file, per_megapixel, decoded = decode_costs(args.repeats)
     print("\n| image | short side | measured ms to decode |\n|---|---|---|")
     for side, kind, seconds in decoded:
         print(f"| {kind} | {side} | {1000 * seconds:.3f} |")
-    print(f"\nCPU_COSTS = StepCosts(seconds_per_flop={coef[0]:.3g}, seconds_per_image={coef[1]:.3g}, "
-          f"seconds_per_step={coef[2]:.3g}, decode_seconds={max(per_file, 1e-5):.3g}, "
+    flop_rates = ", ".join(f'("{name}", {rate:.3g})' for name, rate in costs.seconds_per_flop)
+    print(f"\nCPU_COSTS = StepCosts(seconds_per_flop=({flop_rates}), seconds_per_image={per_image:.3g}, "
+          f"seconds_per_step={per_step:.3g}, decode_seconds={max(per_file, 1e-5):.3g}, "
           f"decode_seconds_per_megapixel={per_megapixel:.3g}, threads={torch.get_num_threads()})")
 
 

@@ -27,9 +27,9 @@ from pathlib import Path
 from mislabel.core.files import write_record
 
 __all__ = ["DEFAULT_BUDGET_MINUTES", "SAFETY", "PLAN_FILE", "EPOCHS_FILE", "Clock", "Estimate", "StepCosts",
-           "CPU_COSTS", "CUDA_COSTS", "Workload", "training_flops", "decode_seconds", "scan_seconds", "predict", "time_step", "fitting_epochs",
-           "choose", "minutes", "epochs_within_budget", "BudgetChoice", "plan_within_budget", "accuracy_note",
-           "device_kind"]
+           "CPU_COSTS", "CUDA_COSTS", "Workload", "family", "training_flops", "decode_seconds", "scan_seconds",
+           "predict", "time_step", "fitting_epochs", "choose", "minutes", "epochs_within_budget", "BudgetChoice",
+           "plan_within_budget", "accuracy_note", "device_kind"]
 
 DEFAULT_BUDGET_MINUTES = 20.0  # find_issues' default: a coffee break, and Fashion-MNIST's 60,000 images fit
 SAFETY = 0.85                  # share of the budget a plan may fill
@@ -42,25 +42,40 @@ EPOCHS_FILE = "budget.json"     # generate_td's record of its epochs, in the run
 
 @dataclass(frozen=True)
 class StepCosts:
-    """One device type's cost table: a step of batch B costs ``B * (flops * seconds_per_flop +
-    seconds_per_image) + seconds_per_step``; decoding an image file ``decode_seconds +
-    decode_seconds_per_megapixel * megapixels``; CPU tables were measured with ``threads`` threads."""
+    """One device type's cost table: a step of batch B of a network of family f costs
+    ``B * (flops * seconds_per_flop[f] + seconds_per_image) + seconds_per_step``; decoding an image
+    file ``decode_seconds + decode_seconds_per_megapixel * megapixels``. The rate differs by family
+    (wide ImageNet-style layers reach more FLOP/s than thin CIFAR ones); a family the table does not
+    hold takes ``default``. CPU tables were measured with ``threads`` threads."""
 
-    seconds_per_flop: float
+    seconds_per_flop: tuple[tuple[str, float], ...]
     seconds_per_image: float
     seconds_per_step: float
     decode_seconds: float
     decode_seconds_per_megapixel: float
     threads: int = 0
 
+    def flop_rate(self, family: str) -> float:
+        rates = dict(self.seconds_per_flop)
+        return rates.get(family, rates["default"])
+
+
+def family(net_type: str, depth: int) -> str:
+    """The cost table's name for a network: ImageNet-style ResNets apart from the CIFAR ones."""
+    from mislabel.models.resnet import IMAGENET_DEPTHS
+
+    return "resnet_imagenet" if net_type == "resnet" and depth in IMAGENET_DEPTHS else net_type
+
 
 # Measured by `OMP_NUM_THREADS=2 python bench/step_costs.py` on the 2-core CPU of BENCHMARKS.md.
-CPU_COSTS = StepCosts(seconds_per_flop=1.0e-11, seconds_per_image=2.0e-5, seconds_per_step=4.0e-3,
-                      decode_seconds=1.0e-4, decode_seconds_per_megapixel=8.0e-3, threads=2)
+CPU_COSTS = StepCosts(seconds_per_flop=(("default", 9.0e-12), ("lenet", 9.0e-12), ("resnet", 7.5e-12),
+                                        ("resnet_imagenet", 5.5e-12)),
+                      seconds_per_image=2.0e-5, seconds_per_step=4.0e-3, decode_seconds=1.0e-4,
+                      decode_seconds_per_megapixel=8.0e-3, threads=2)
 # Not measured here (no GPU was lent when the table was made): a conservative reading of a data-centre
 # GPU running these small convolutional networks (ResNet-32 at batch 128 in about 10 ms). After
 # training, find_issues prints the measured time beside the prediction, so a wrong guess shows.
-CUDA_COSTS = StepCosts(seconds_per_flop=2.0e-13, seconds_per_image=2.0e-6, seconds_per_step=3.0e-3,
+CUDA_COSTS = StepCosts(seconds_per_flop=(("default", 2.0e-13),), seconds_per_image=2.0e-6, seconds_per_step=3.0e-3,
                        decode_seconds=1.0e-4, decode_seconds_per_megapixel=8.0e-3)
 
 
@@ -173,7 +188,8 @@ def predict(net_type: str, depth: int, batch_size: int, epochs: int, in_memory: 
     world = distributed.world_size()
     per_rank = max(2, batch_size // world)
     flops = training_flops(net_type, depth, work.num_classes, work.in_channels, work.side, widen_factor)
-    step = scale * (per_rank * (flops * costs.seconds_per_flop + costs.seconds_per_image) + costs.seconds_per_step)
+    rate = costs.flop_rate(family(net_type, depth))
+    step = scale * (per_rank * (flops * rate + costs.seconds_per_image) + costs.seconds_per_step)
     per_epoch = (math.ceil(work.num_train / (per_rank * world)) * step
                  + math.ceil(work.num_valid / batch_size) * step / 3)
     decode, load = 0.0, 0.0
