@@ -89,6 +89,7 @@ class IssueFinder:
                             "the labels without gaps")
         detectors, detector_note = self._detectors()
         out = Path(o.out) if o.out else Path(o.run.results_dir) / "find_issues" / listing.name
+        earlier = distributed.on_main(lambda: self._earlier_results(out))  # before the scan: other data
         unique = list(dict.fromkeys(listing.train_files + listing.test_files))
         scan = check_images(unique, out / SCAN_FILE)
         keep, skipped = self._usable(listing, unique, scan, out)
@@ -96,7 +97,7 @@ class IssueFinder:
         median_side = int(np.median(scan.short_side[scan.ok]))
         choice = self._plan(listing, keep, len(unique), median_side)
         config = self._phase1_config(listing, choice.plan, out)
-        distributed.on_main(lambda: self._refuse_other_results(out, config.td_dir))  # nothing written before this
+        self._refuse_other_phase1(out, earlier, config.td_dir)  # nothing is written before this
         if distributed.is_main():
             print(f"recipe: {choice.plan.describe()} (for {num_train} images of median side {median_side}px; "
                   "--net_type --depth --num_epochs --batch_size --lr --image_size --storage override it)")
@@ -202,23 +203,27 @@ class IssueFinder:
             print(note)
         return runner.recorded, summary
 
-    def _refuse_other_results(self, out: Path, td_dir: Path) -> None:
-        """A finished --out folder made from other data or from another phase-1 run is not replaced
-        without --overwrite. A rerun on the same data and phase-1 run only scores again."""
+    def _earlier_results(self, out: Path) -> dict | None:
+        """The record of find_issues' finished results in ``out`` (None without one, or under
+        --overwrite); refused at once when they were made from other data."""
         if self.options.run.overwrite:
-            return
+            return None
         recorded = read_record(out / RECORD_FILE, "pass --overwrite to replace it, or another --out")
-        if recorded is None:
-            return
-        data, phase1 = recorded.get("arguments", {}).get("data"), recorded.get("phase1")
+        data = (recorded or {}).get("arguments", {}).get("data")
         if data is not None and os.path.abspath(data) != os.path.abspath(self.options.data):
-            made = f"on {data}"
-        elif phase1 is not None and phase1 != os.path.relpath(td_dir, out):
-            made = f"of another phase-1 run ({out / phase1}; this command's is {td_dir})"
-        else:
-            return
-        raise UserError(f"{out} already holds the finished results of find_issues {made}; pass --overwrite to "
-                        "replace them, or another --out")
+            raise UserError(f"{out} already holds the finished results of find_issues on {data}; pass --overwrite "
+                            "to replace them, or another --out")
+        return recorded
+
+    @staticmethod
+    def _refuse_other_phase1(out: Path, earlier: dict | None, td_dir: Path) -> None:
+        """Results of this data from another phase-1 run (other settings) are not replaced without
+        --overwrite; a rerun on the same data and phase-1 run only scores again."""
+        phase1 = (earlier or {}).get("phase1")
+        if phase1 is not None and phase1 != os.path.relpath(td_dir, out):
+            raise UserError(f"{out} already holds the finished results of find_issues of another phase-1 run "
+                            f"({out / phase1}; this command's is {td_dir}); pass --overwrite to replace them, or "
+                            "another --out")
 
     # --- outputs ----------------------------------------------------------------------------------
     def _write(self, out: Path, listing: Listing, keep, files: list[str], skipped: list[str], dyn: Dynamics,
