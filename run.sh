@@ -4,14 +4,15 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 RESULTS_DIR="${RESULTS_DIR:-replication}"
-REQUIRED_MODULES=(torch torchvision sklearn scipy numpy pandas tqdm matplotlib pytest cleanlab aum setuptools)
+REQUIRED_MODULES=(torch torchvision sklearn scipy numpy pandas tqdm matplotlib pytest cleanlab aum setuptools ruff)
 
 usage() {
   cat <<'USAGE'
 usage: ./run.sh <command> [arguments] [--flag value ...]
 
   demo                     the whole pipeline on the embedded digits dataset (a few minutes on CPU)
-  test                     run the test suite (extra arguments go to pytest)
+  test                     lint (ruff) and run the test suite (extra arguments go to pytest;
+                           -m "not slow" is the quick loop)
   generate_td <datadir> <dataset> <seed> <noise_ratio> <noise_type> <net_type> <depth>
                            phase 1: corrupt labels, train, record training dynamics
   train_detector --r R --dataset NAME --files_path RUN_FOLDER [...]
@@ -181,6 +182,7 @@ case "$command" in
     run_py "$ROOT/data_debug_dm/Train_webvision.py" --results_dir "$RESULTS_DIR" "$@" ;;
   test)
     cd "$ROOT"
+    run_py -m ruff check --quiet . || fail "ruff found the problems above; fix them (ruff check --fix fixes some)"
     run_py -m pytest -q tests "$@" ;;
   demo)
     # Train a detector on one noisy digits run (30% uniform noise), then use it on another run it
