@@ -43,7 +43,7 @@ RUN_SUBDIR = Path("digits_lenet5_percmislabeled0.3_uniform") / "computation4td_s
 
 def run_sh(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run ./run.sh with the test interpreter, capturing output."""
-    full_env = dict(os.environ, PYTHON=sys.executable, **(env or {}))
+    full_env = {**os.environ, "PYTHON": sys.executable, **(env or {})}
     return subprocess.run([str(ROOT / "run.sh"), *args], capture_output=True, text=True, env=full_env,
                           cwd=cwd or ROOT, timeout=900)
 
