@@ -71,5 +71,5 @@ def spreadsheet_safe(table: pd.DataFrame) -> pd.DataFrame:
     """``table`` with every text cell that a spreadsheet would run as a formula quoted (``quote_cell``):
     for the CSVs made to be opened by people (suspects.csv, relabel.csv, cleaned.csv). Reading them
     back with find_issues (a CSV list) removes the quote again."""
-    text = [name for name in table.columns if table[name].dtype == object]
+    text = [name for name in table.columns if not pd.api.types.is_numeric_dtype(table[name])]
     return table.assign(**{name: table[name].map(quote_cell) for name in text})
