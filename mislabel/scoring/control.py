@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from mislabel.scoring.baselines import BASELINES
+from mislabel.scoring.features import percentile
 from mislabel.core.dynamics import Dynamics
 from mislabel.core.user_input import UserError
 from mislabel.core.files import atomic_torch_save
@@ -34,16 +35,9 @@ CONTROL_SCORES = ("aum", "confidence", "variability", "correctness", "forgetting
 _INVERSE_REGULARISATION = 1.0
 
 
-def _within_run_percentile(values: np.ndarray) -> np.ndarray:
-    ordered = np.sort(values)
-    below = np.searchsorted(ordered, values, side="left")
-    upto = np.searchsorted(ordered, values, side="right")
-    return (below + upto - 1) * (0.5 / max(len(values) - 1, 1))
-
-
 def control_inputs(dyn: Dynamics) -> np.ndarray:
     """float64 [N, len(CONTROL_SCORES)]: each baseline score as its percentile within the run."""
-    return np.stack([_within_run_percentile(np.asarray(BASELINES[name](dyn), dtype=np.float64))
+    return np.stack([percentile(np.asarray(BASELINES[name](dyn), dtype=np.float64))
                      for name in CONTROL_SCORES], axis=1)
 
 
