@@ -43,7 +43,7 @@ def dense_transitions(dyn: Dynamics) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize("classes", [2, 5, 40])
+@pytest.mark.parametrize("classes", [2, 5, 40, 300])  # bincount and sort paths
 def test_sparse_class_transitions_equal_the_dense_matrix(classes: int) -> None:
     rng = np.random.default_rng(classes)
     num_samples, epochs = 600, 7
@@ -53,12 +53,13 @@ def test_sparse_class_transitions_equal_the_dense_matrix(classes: int) -> None:
     dyn = Dynamics(td=rng.random((num_samples, epochs, 1)).astype(np.float16), labels=assigned[:, None],
                    margin=np.zeros((num_samples, epochs), np.float16), pred=pred, indices=np.arange(num_samples))
     dense = dense_transitions(dyn)
-    pair, own = class_transitions(dyn)
+    off, own = class_transitions(dyn)
     epoch = np.arange(epochs)[None, :]
-    np.testing.assert_array_equal(pair, dense[epoch, assigned[:, None], pred])
+    right = pred == assigned[:, None]
+    np.testing.assert_array_equal(off, np.where(right, np.float32(0), dense[epoch, assigned[:, None], pred]))
     np.testing.assert_array_equal(own, np.diagonal(dense, axis1=1, axis2=2)[:, :own.shape[1]])
     confusion, class_error = np.moveaxis(build_features(dyn, ["confusion", "class_error"]), 2, 0)
-    np.testing.assert_array_equal(confusion, np.where(pred == assigned[:, None], np.float32(0), pair))
+    np.testing.assert_array_equal(confusion, off)
     np.testing.assert_array_equal(class_error, (1.0 - dense[epoch, assigned[:, None], assigned[:, None]]))
 
 

@@ -87,37 +87,43 @@ def class_transitions(dyn: Dynamics) -> tuple[np.ndarray, np.ndarray]:
     """The run's per-epoch noise transition matrix (the share of the samples assigned class c that the
     model predicts as class j), read only where the features use it:
 
-    * float32 [N, E]: at each epoch, the entry of (this sample's assigned class, its prediction);
-    * float32 [E, K]: at each epoch, the diagonal (the share of each class predicted as itself).
+    * float32 [N, E]: at each epoch, the entry of (this sample's assigned class, its prediction) when
+      the model predicts another class, 0 when it predicts the assigned one;
+    * float32 [E, K]: at each epoch, the diagonal (the share of each assigned class predicted as itself).
 
     Only the (assigned, predicted) pairs that occur are counted, one per sample and epoch: correct
-    predictions by class, the wrong ones as pairs, so memory and time grow with samples x epochs,
-    never with classes squared (a dense [E, K, K] matrix takes 12.8 GB at 10,000 classes)."""
+    predictions by class, the wrong ones as pairs, so memory grows with samples x epochs, never with
+    classes squared (a dense [E, K, K] matrix takes 12.8 GB at 10,000 classes and 32 epochs)."""
     assigned = dyn.assigned.astype(np.int64)
     classes = int(assigned.max()) + 1
     per_class = np.maximum(np.bincount(assigned, minlength=classes), 1).astype(np.float32)
-    pair = np.empty((dyn.num_samples, dyn.num_epochs), np.float32)
+    off = np.zeros((dyn.num_samples, dyn.num_epochs), np.float32)
     own = np.empty((dyn.num_epochs, classes), np.float32)
     for epoch in range(dyn.num_epochs):  # one epoch at a time: no [N, E] int64 temporaries
         pred = dyn.pred[:, epoch].astype(np.int64)
         right = pred == assigned
         own[epoch] = np.bincount(assigned[right], minlength=classes) / per_class
-        column = own[epoch, assigned]  # right for the correct predictions; the wrong ones follow
         wrong = np.flatnonzero(~right)
-        # class ids are bounded by validate_dynamics, so the pair key cannot overflow
-        _, group, count = np.unique(assigned[wrong] * (int(pred.max()) + 1) + pred[wrong], return_inverse=True,
-                                    return_counts=True)
-        column[wrong] = count[group.reshape(-1)] / per_class[assigned[wrong]]
-        pair[:, epoch] = column
-    return pair, own
+        if len(wrong):
+            off[wrong, epoch] = _pair_counts(assigned[wrong], pred[wrong]) / per_class[assigned[wrong]]
+    return off, own
+
+
+def _pair_counts(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """How often each (first, second) pair occurs among all the pairs, per pair (non-negative ids, bounded
+    by validate_dynamics so the key fits int64): a bincount over the key space when it is no larger
+    than the pairs themselves (few classes), else one sort of the pairs."""
+    key = first * (int(second.max()) + 1) + second
+    if int(key.max()) < 4 * len(key):
+        return np.bincount(key)[key]
+    _, group, count = np.unique(key, return_inverse=True, return_counts=True)
+    return count[group.reshape(-1)]
 
 
 def class_context(dyn: Dynamics) -> tuple[np.ndarray, np.ndarray]:
     """The ``confusion`` and ``class_error`` features, float32 [N, E] each, from one ``class_transitions``."""
-    pair, own = class_transitions(dyn)
-    confusion = np.where(correct(dyn), np.float32(0.0), pair)
-    class_error = np.ascontiguousarray((1.0 - own[:, dyn.assigned.astype(np.int64)]).T, dtype=np.float32)
-    return confusion, class_error
+    confusion, own = class_transitions(dyn)
+    return confusion, np.ascontiguousarray((1.0 - own[:, dyn.assigned.astype(np.int64)]).T, dtype=np.float32)
 
 
 # Features computed from the recorded epochs; a rank feature is the percentile of its source
