@@ -28,7 +28,7 @@ import torch.distributed as dist
 
 from mislabel.core import distributed
 from mislabel.core.run_options import STORES
-from mislabel.core.dynamics import SUMMARY_FILE, TD_FILE, Dynamics, write_metadata, write_td_file
+from mislabel.core.dynamics import MAX_CLASSES, SUMMARY_FILE, TD_FILE, Dynamics, write_metadata, write_td_file
 from mislabel.core.files import atomic_write
 from mislabel.core.streaming import computed_ahead, read_chunks
 from mislabel.core.user_input import UserError
@@ -86,10 +86,26 @@ class Recorder:
             raise UserError(f"topk {topk!r} must be a positive whole number of classes (or None for all)")
         if store == "memmap" and path is None:
             raise UserError("the memmap store needs a folder for its files; pass path=<run folder> or store='ram'")
+        for name, value, low in (("num_samples", num_samples, 1), ("num_classes", num_classes, 2),
+                                 ("num_epochs", num_epochs, 1)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise UserError(f"{name} is {value!r}, expected a whole number >= {low}")
+        if num_classes > MAX_CLASSES:
+            raise UserError(f"num_classes is {num_classes}, but at most {MAX_CLASSES} classes can be recorded "
+                            "(pred is stored as int16)")
         self.num_samples, self.num_classes, self.num_epochs = num_samples, num_classes, num_epochs
-        self.sample_ids = np.arange(num_samples) if sample_ids is None else np.asarray(sample_ids, dtype=np.int64)
-        if self.sample_ids.shape != (num_samples,):
-            raise UserError(f"sample_ids has shape {self.sample_ids.shape}; it needs one id per row ({num_samples})")
+        self.sample_ids = np.arange(num_samples) if sample_ids is None else np.asarray(sample_ids)
+        if self.sample_ids.shape != (num_samples,) or not np.issubdtype(self.sample_ids.dtype, np.integer):
+            raise UserError(f"sample_ids is {self.sample_ids.dtype} {list(self.sample_ids.shape)}; it needs one "
+                            f"integer id per row ({num_samples})")
+        self.sample_ids = self.sample_ids.astype(np.int64)
+        ordered = np.sort(self.sample_ids)
+        repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+        if ordered[0] < 0:
+            raise UserError(f"sample_ids holds {int(ordered[0])}, but dataset indices are >= 0")
+        if len(repeated):
+            raise UserError(f"sample_ids holds {int(repeated[0])} more than once, but each row is a different "
+                            "sample; pass each row's dataset index once")
         self.topk = topk if topk is not None and topk + 1 < num_classes else None
         self.channels = num_classes if self.topk is None else self.topk + 1
         self.path = None if path is None else Path(path)
@@ -111,6 +127,7 @@ class Recorder:
         self.epoch = 0
         self._persisted = 0
         self._buffers: dict[str, torch.Tensor] | None = None
+        self._refused: torch.Tensor | None = None  # set with the buffers
 
     # --- description ---------------------------------------------------------------------------
     @property
@@ -148,20 +165,24 @@ class Recorder:
             }
             if self.topk is not None:
                 self._buffers["classes"] = torch.zeros(count, channels, dtype=torch.int64, device=device)
+            self._buffers["count"] = torch.zeros(count, dtype=torch.int32, device=device)
+            self._refused = torch.zeros(3, dtype=torch.int64, device=device)  # how many, first index, its target
         return self._buffers
 
     def update(self, logits: torch.Tensor, targets: torch.Tensor, indices: torch.Tensor) -> None:
-        """Record one batch: ``logits`` [B, C] (any dtype/device), assigned ``targets`` and row ``indices``
-        (``-1``: train-only padding, not recorded)."""
+        """Record one batch: ``logits`` [B, C] (any dtype/device), assigned ``targets`` [B] and row ``indices``
+        [B] (``-1``: train-only padding, not recorded). Each row is recorded once per epoch; an index outside
+        [-1, num_samples), a target outside [0, num_classes) or a row recorded twice is refused, naming it."""
         # a small CPU batch costs microseconds per torch call whatever its size, once per training step,
         # so: no autograd context (detached logits record no graph), margin/pred/targets kept as computed,
         # softmax by hand reusing the row maxima for pred (torch.softmax and argmax are slower here)
+        self._check_shapes(logits, targets, indices)
         logits = logits.detach()
         if logits.dtype != torch.float32:
             logits = logits.float()
         device = logits.device
         buffers = self._epoch_buffers(device)
-        indices, column = indices.to(device), targets.to(device)[:, None]  # no-ops when already there
+        indices, column = self._checked_rows(buffers, targets.to(device), indices.to(device))
         top = logits.max(dim=1, keepdim=True)
         probs = (logits - top.values).exp_()
         probs /= probs.sum(dim=1, keepdim=True)
@@ -175,6 +196,55 @@ class Recorder:
         buffers["pred"][indices] = top.indices
         buffers["targets"][indices] = column
 
+    def _check_shapes(self, logits: torch.Tensor, targets: torch.Tensor, indices: torch.Tensor) -> None:
+        """Argument types and shapes, named as ``update``'s parameters (no device sync needed)."""
+        if not isinstance(logits, torch.Tensor) or not logits.is_floating_point() or logits.ndim != 2 \
+                or logits.shape[1] != self.num_classes:
+            got = f"{logits.dtype} {list(logits.shape)}" if isinstance(logits, torch.Tensor) else type(logits).__name__
+            raise UserError(f"logits is {got}, expected a float tensor [batch, num_classes={self.num_classes}]")
+        for name, value in (("targets", targets), ("indices", indices)):
+            if not isinstance(value, torch.Tensor) or value.is_floating_point() or value.is_complex() \
+                    or value.dtype == torch.bool or value.shape != (len(logits),):
+                got = f"{value.dtype} {list(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
+                raise UserError(f"{name} is {got}, expected an integer tensor [batch={len(logits)}] (one per row "
+                                "of logits)")
+
+    def _checked_rows(self, buffers: dict[str, torch.Tensor], targets: torch.Tensor,
+                      indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(indices, targets as [B, 1]) once their values are known to be safe to write.
+
+        An entry is refused when its index lies outside [-1, num_samples), its target outside
+        [0, num_classes), or its row was already recorded this epoch (earlier in this batch included;
+        ``buffers["count"]`` counts each row's records). On the CPU that raises here, before anything
+        is written. On an accelerator, reading the verdict would make every training step wait for the
+        device, so refused entries go to the padding row and ``next_epoch`` raises, naming the first."""
+        outside = (indices < -1) | (indices >= self.num_samples) | (targets < 0) | (targets >= self.num_classes)
+        rows = torch.where(outside, -1, indices)
+        counts = buffers["count"]
+        counts.index_add_(0, rows, torch.ones_like(rows, dtype=counts.dtype))
+        refused = outside | ((rows >= 0) & (counts[rows] > 1))
+        if indices.device.type == "cpu":
+            if bool(refused.any()):
+                counts.index_add_(0, rows, torch.full_like(rows, -1, dtype=counts.dtype))
+                first = int(refused.nonzero()[0, 0])
+                raise UserError(self._refusal(int(indices[first]), int(targets[first])))
+        else:
+            first = refused.int().argmax()
+            news = (self._refused[0] == 0) & refused.any()
+            self._refused[1:] = torch.where(news, torch.stack([indices[first], targets[first]]), self._refused[1:])
+            self._refused[0] += refused.sum()
+            rows = torch.where(refused, -1, rows)
+        return rows, targets[:, None]
+
+    def _refusal(self, index: int, target: int) -> str:
+        """Why ``update`` refused the entry (index, target)."""
+        if not -1 <= index < self.num_samples:
+            return f"indices holds {index}, but rows lie in [0, num_samples={self.num_samples}) (-1: padding)"
+        if not 0 <= target < self.num_classes:
+            return f"targets holds {target} (at index {index}), but classes lie in [0, num_classes={self.num_classes})"
+        return (f"index {index} was recorded twice in epoch {self.epoch}; each row is recorded once per epoch "
+                "(call next_epoch() between epochs)")
+
     def _open(self, name: str, mode: str) -> np.ndarray:
         """The store's array ``name``; a memmap is opened on demand so unused epochs stay on disk."""
         if self._ram is not None:
@@ -186,29 +256,39 @@ class Recorder:
             return np.lib.format.open_memmap(file, mode="w+", dtype=dtype, shape=shape)
         return np.lib.format.open_memmap(file, mode=mode)
 
-    def _sum_onto_rank0(self, buffers: dict[str, torch.Tensor], seen: torch.Tensor) -> None:
+    def _sum_onto_rank0(self, buffers: dict[str, torch.Tensor]) -> None:
         """Add every rank's epoch buffers into rank 0's. Each row was written by one rank and is zero
-        on the others (its -1 target made 0 first), so the sums are the values; ``seen`` becomes the
-        number of ranks that recorded the row."""
+        on the others (its -1 target made 0 first), so the sums are the values, and ``count`` becomes
+        how many times the row was recorded over all ranks."""
         buffers["targets"].clamp_(min=0)
-        for tensor in (*buffers.values(), seen):
+        for tensor in buffers.values():
             dist.reduce(tensor, dst=0)
 
     def next_epoch(self) -> None:
         """Close the epoch: check every row was recorded exactly once, copy the buffers to the store."""
         if self.epoch >= self.num_epochs:
-            raise RuntimeError(f"recorder holds {self.num_epochs} epochs; next_epoch called once too often")
+            raise UserError(f"next_epoch called after all num_epochs={self.num_epochs} epochs were recorded")
         buffers = self._buffers
         if buffers is None:
-            raise RuntimeError(f"epoch {self.epoch}: none of the {self.num_samples} samples were recorded")
-        seen = (buffers["targets"][:self.num_samples, 0] >= 0).to(torch.int32)
+            raise UserError(f"epoch {self.epoch}: none of the {self.num_samples} samples were recorded; call "
+                            "update() with every batch before next_epoch()")
+        refused, index, target = self._refused.tolist()  # only an accelerator's update leaves entries here
+        if refused:
+            raise UserError(f"epoch {self.epoch}: update refused {refused} entries, the first because "
+                            + self._refusal(index, target))
+        seen = buffers["count"][:self.num_samples]
         if self.world_size > 1:
-            self._sum_onto_rank0(buffers, seen)
+            self._sum_onto_rank0(buffers)
         if self.rank == 0:
-            missing, repeated = int((seen == 0).sum()), int((seen > 1).sum())
-            if missing or repeated:
-                raise RuntimeError(f"epoch {self.epoch}: {missing} of {self.num_samples} samples were not recorded"
-                                   + (f" and {repeated} were recorded more than once" if repeated else ""))
+            missing = torch.nonzero(seen == 0)
+            if len(missing):
+                raise UserError(f"epoch {self.epoch}: {len(missing)} of {self.num_samples} samples were not "
+                                f"recorded (the first: index {int(missing[0, 0])}); pass every row's index to "
+                                "update() once per epoch")
+            repeated = torch.nonzero(seen > 1)
+            if len(repeated):
+                raise UserError(f"epoch {self.epoch}: {len(repeated)} samples were recorded more than once (the "
+                                f"first: index {int(repeated[0, 0])}); each row is recorded once per epoch")
             for name in self._specs:
                 array = self._open(name, "w+" if self.epoch == 0 else "r+")
                 # copy_ narrows to the stored dtype on the way (rounding as .half() does)
@@ -220,6 +300,7 @@ class Recorder:
         for tensor in buffers.values() if self.world_size > 1 else ():
             tensor.zero_()  # a rank's rows change every epoch, so its other rows must read 0 in the sum
         buffers["targets"].fill_(-1)
+        buffers["count"].zero_()
         self.epoch += 1
 
     # --- resume ----------------------------------------------------------------------------------
@@ -335,6 +416,7 @@ class Recorder:
     def dynamics(self) -> Dynamics:
         """The recorded epochs in memory (``save`` streams instead, for runs too large for RAM). Rank 0 only."""
         self._require_rank0("dynamics")
+        self._require_epochs("dynamics")
         count, epochs, channels = self.num_samples, self.epoch, self.channels
         # every array is allocated once at its final shape and dtype and filled chunk by chunk: the
         # peak is the result plus one chunk, not the chunks, their concatenation and a cast copy
@@ -350,7 +432,8 @@ class Recorder:
             for chunk in self._per_row(name):
                 result[start:start + len(chunk)] = chunk
                 start += len(chunk)
-        return Dynamics(td=td, labels=labels, margin=margin, pred=pred, indices=self.sample_ids.copy())
+        return Dynamics(td=td, labels=labels, margin=margin, pred=pred, indices=self.sample_ids.copy(),
+                        num_classes=self.num_classes)
 
     def save(self, folder: str | os.PathLike, true_labels: np.ndarray | torch.Tensor | None = None,
              metadata: bool = True, overwrite: bool = False) -> Path:
@@ -366,6 +449,8 @@ class Recorder:
         folder = Path(folder)
         if self.rank != 0:
             return folder / TD_FILE
+        self._require_epochs("save")
+        true_rows = None if true_labels is None or not metadata else self._checked_true_labels(true_labels)
         if (folder / SUMMARY_FILE).exists():
             if not overwrite:
                 raise UserError(f"{folder} holds a finished run (summary.json), whose models and results match its "
@@ -385,29 +470,41 @@ class Recorder:
 
                 write_td_file(folder / TD_FILE, count, epochs, channels, td_chunks(),
                               read_chunks(staging, labels_out, COPY_BYTES), self._per_row("margin"),
-                              self._per_row("pred"), self.sample_ids)
+                              self._per_row("pred"), self.sample_ids, self.num_classes)
         finally:
             staging.unlink(missing_ok=True)
         if metadata:
-            self._save_metadata(folder, true_labels)
+            self._save_metadata(folder, true_rows)
         return folder / TD_FILE
 
     def _require_rank0(self, what: str) -> None:
         if self.rank != 0:
             raise RuntimeError(f"{what} is only available on rank 0, which alone keeps the dynamics")
 
-    def _save_metadata(self, folder: Path, true_labels: np.ndarray | torch.Tensor | None) -> None:
+    def _require_epochs(self, what: str) -> None:
+        if self.epoch == 0:
+            raise UserError(f"{what}: the recorder holds no finished epoch yet; call next_epoch() after each "
+                            "epoch's update() calls")
+
+    def _checked_true_labels(self, true_labels: np.ndarray | torch.Tensor) -> np.ndarray:
+        """``save``'s true_labels as int64 [num_samples], class ids in range; checked before any file is written."""
+        rows = np.asarray(true_labels.cpu() if isinstance(true_labels, torch.Tensor) else true_labels)
+        if rows.shape != (self.num_samples,) or not np.issubdtype(rows.dtype, np.integer):
+            raise UserError(f"true_labels is {rows.dtype} {list(rows.shape)}; pass one integer label per row "
+                            f"({self.num_samples})")
+        if len(rows) and (rows.min() < 0 or rows.max() >= self.num_classes):
+            bad = int(rows.min()) if rows.min() < 0 else int(rows.max())
+            raise UserError(f"true_labels holds {bad}, but classes lie in [0, num_classes={self.num_classes})")
+        return rows.astype(np.int64)
+
+    def _save_metadata(self, folder: Path, true_rows: np.ndarray | None) -> None:
         """metadata.pth as generate_td writes it, indexed by dataset index (-1 where unknown)."""
         ids = np.asarray(self.sample_ids)
         size = int(ids.max()) + 1 if len(ids) else 0
         assigned = np.full(size, -1, dtype=np.int64)
         assigned[ids] = self.assigned
         true_targets = None
-        if true_labels is not None:
-            true_rows = np.asarray(true_labels, dtype=np.int64)
-            if true_rows.shape != (self.num_samples,):
-                raise UserError(f"true_labels has shape {tuple(true_rows.shape)}; pass one label per row "
-                                f"({self.num_samples})")
+        if true_rows is not None:
             true_targets = np.full(size, -1, dtype=np.int64)
             true_targets[ids] = true_rows
         write_metadata(folder, ids, np.zeros(0, dtype=np.int64), assigned, true_targets)
