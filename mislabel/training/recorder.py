@@ -45,6 +45,9 @@ REORDER_CHUNK_BYTES = 8 * 2**20
 # Copy unit when streaming the labels' staging file into the npz archive and when transposing
 # margin and pred to per-sample rows: small, as each chunk adds to the peak.
 COPY_BYTES = 2**20
+# Devices on which update reads its checks' verdict at once (free on the CPU); elsewhere that read would
+# make every training step wait for the device, so refused entries are reported by next_epoch.
+CHECKED_EACH_BATCH = frozenset({"cpu"})
 
 
 def margins(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -152,8 +155,8 @@ class Recorder:
 
     # --- recording -----------------------------------------------------------------------------
     def _epoch_buffers(self, device: torch.device) -> dict[str, torch.Tensor]:
-        """One epoch's values per row, on the logits' device; row ``num_samples`` is the sink for row -1,
-        and a row whose target is still -1 at the end of the epoch was not recorded. All but probs
+        """One epoch's values per row, on the logits' device; row ``num_samples`` is the sink for row -1
+        (padding), and ``count`` says how many times each row was recorded this epoch. All but probs
         (C values per row) keep update's dtypes and shapes: ``next_epoch`` narrows them once per epoch."""
         if self._buffers is None or self._buffers["probs"].device != device:
             count, channels = self.num_samples + 1, self.channels
@@ -216,14 +219,15 @@ class Recorder:
         An entry is refused when its index lies outside [-1, num_samples), its target outside
         [0, num_classes), or its row was already recorded this epoch (earlier in this batch included;
         ``buffers["count"]`` counts each row's records). On the CPU that raises here, before anything
-        is written. On an accelerator, reading the verdict would make every training step wait for the
-        device, so refused entries go to the padding row and ``next_epoch`` raises, naming the first."""
+        is written; elsewhere (``CHECKED_EACH_BATCH``) refused entries go to the padding row and
+        ``next_epoch`` raises, naming the first."""
         outside = (indices < -1) | (indices >= self.num_samples) | (targets < 0) | (targets >= self.num_classes)
-        rows = torch.where(outside, -1, indices)
+        sink = self.num_samples  # the padding row
+        rows = torch.where(outside | (indices == -1), sink, indices)
         counts = buffers["count"]
         counts.index_add_(0, rows, torch.ones_like(rows, dtype=counts.dtype))
-        refused = outside | ((rows >= 0) & (counts[rows] > 1))
-        if indices.device.type == "cpu":
+        refused = outside | ((rows != sink) & (counts[rows] > 1))
+        if indices.device.type in CHECKED_EACH_BATCH:
             if bool(refused.any()):
                 counts.index_add_(0, rows, torch.full_like(rows, -1, dtype=counts.dtype))
                 first = int(refused.nonzero()[0, 0])
@@ -233,7 +237,7 @@ class Recorder:
             news = (self._refused[0] == 0) & refused.any()
             self._refused[1:] = torch.where(news, torch.stack([indices[first], targets[first]]), self._refused[1:])
             self._refused[0] += refused.sum()
-            rows = torch.where(refused, -1, rows)
+            rows = torch.where(refused, sink, rows)
         return rows, targets[:, None]
 
     def _refusal(self, index: int, target: int) -> str:
