@@ -24,6 +24,7 @@ or allowed to size an allocation; every writer is atomic.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
@@ -137,6 +138,20 @@ def _check_array(source: str, name: str, array: np.ndarray, kind: str, shape: tu
                         f"[{', '.join(map(str, shape))}]; {REGENERATE}")
 
 
+def _value_range(values: np.ndarray) -> tuple[float, float]:
+    """(min, max) of a float array, NaN when it holds one: torch's reduction, about 40x faster than
+    numpy's on float16 and without a mask as large as ``values``."""
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a read-only array (a memory-mapped file) is only read here
+        try:
+            low, high = torch.aminmax(torch.from_numpy(values))
+        except (TypeError, RuntimeError):  # a dtype or byte order torch does not take
+            return float(values.min()), float(values.max())
+    return float(low), float(high)
+
+
 def _first_nonfinite_row(values: np.ndarray) -> int:
     """Only on the error path: the mask is as large as ``values``."""
     return int(np.flatnonzero(~np.isfinite(values).reshape(len(values), -1).all(axis=1))[0])
@@ -165,8 +180,7 @@ def validate_dynamics(dyn: Dynamics, source: str | os.PathLike) -> Dynamics:
         value = getattr(dyn, name)
         if value is not None and np.shape(value) != (count,):
             raise UserError(f"{source}: {name} has shape {list(np.shape(value))}, expected [{count}]")
-    # min/max propagate NaN and see inf, without a mask as large as td
-    low, high = float(td.min()), float(td.max())
+    low, high = _value_range(td)
     if not (np.isfinite(low) and np.isfinite(high)):
         row = _first_nonfinite_row(td)
         raise UserError(f"{source}: td holds NaN or infinite probabilities (first at row {row}); the training "
@@ -176,7 +190,7 @@ def validate_dynamics(dyn: Dynamics, source: str | os.PathLike) -> Dynamics:
                         f"{REGENERATE}")
     if dyn.margin is not None:
         margin = np.asarray(dyn.margin)
-        if not (np.isfinite(float(margin.min())) and np.isfinite(float(margin.max()))):
+        if not all(np.isfinite(_value_range(margin))):
             row = _first_nonfinite_row(margin)
             raise UserError(f"{source}: margin holds NaN or infinite values (first at row {row}); the training "
                             "diverged or the file is damaged: regenerate it (a lower --lr if it diverged)")
