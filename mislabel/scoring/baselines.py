@@ -58,7 +58,7 @@ def aum(dyn: Dynamics) -> np.ndarray:
     towards its true class by its clean neighbours, so its margin stays low or negative. AUM is
     the mean margin over epochs; we negate it so low AUM ranks first.
     """
-    return -dyn.margin.astype(np.float64).mean(axis=1)
+    return -dyn.margin.mean(axis=1, dtype=np.float64)  # summed in float64 without a float64 copy of margin
 
 
 # ----------------------------------------------------------------------------------------------
