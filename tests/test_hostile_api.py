@@ -17,7 +17,7 @@ from mislabel.core.dynamics import TD_FILE, Dynamics, load_dynamics, save_dynami
 from mislabel.core.user_input import UserError
 from mislabel.scoring.control import DEFAULT_CONTROL, load_control
 from mislabel.scoring.lstm import DEFAULT_DETECTOR, build_detector, detector_config, load_detector
-from mislabel.training import recorder as recorder_module
+from mislabel.training import recorder_input
 from mislabel.training.recorder import Recorder
 
 
@@ -194,11 +194,13 @@ def batch(rows: list[int], targets: list[int] | None = None, classes: int = 3):
 def test_update_refuses_bad_rows_before_writing_them(rows, targets, needle) -> None:
     recorder = Recorder(6, 3, 1)
     recorder.update(*batch([3, 4, 5]))
-    before = {name: tensor.clone() for name, tensor in recorder._buffers.items()}
+    state = lambda: {"count": recorder._guard.count.clone(), **{k: v.clone() for k, v in recorder._buffers.items()}}  # noqa: E731
+    before = state()
     with pytest.raises(UserError) as refused:
         recorder.update(*batch(rows, targets))
     assert needle in str(refused.value)
-    assert all(torch.equal(before[name], recorder._buffers[name]) for name in before)
+    after = state()
+    assert all(torch.equal(before[name], after[name]) for name in before)
     recorder.update(*batch([0, 1, 2]))  # the refused batch left nothing behind: the epoch completes
     recorder.next_epoch()
 
@@ -215,7 +217,7 @@ def test_a_row_recorded_again_in_a_later_batch_is_refused_naming_it() -> None:
 
 def test_on_an_accelerator_refused_rows_are_reported_by_next_epoch(monkeypatch) -> None:
     """Off the CPU, update does not wait for its checks' verdict; the epoch is refused instead, naming the row."""
-    monkeypatch.setattr(recorder_module, "CHECKED_EACH_BATCH", frozenset())
+    monkeypatch.setattr(recorder_input, "CHECKED_EACH_BATCH", frozenset())
     recorder = Recorder(6, 3, 1)
     recorder.update(*batch([0, 1, 2, 9]))
     recorder.update(*batch([3, 4, 5]))

@@ -28,10 +28,12 @@ import torch.distributed as dist
 
 from mislabel.core import distributed
 from mislabel.core.run_options import STORES
-from mislabel.core.dynamics import MAX_CLASSES, SUMMARY_FILE, TD_FILE, Dynamics, write_metadata, write_td_file
+from mislabel.core.dynamics import SUMMARY_FILE, TD_FILE, Dynamics, write_metadata, write_td_file
 from mislabel.core.files import atomic_write
 from mislabel.core.streaming import computed_ahead, read_chunks
 from mislabel.core.user_input import UserError
+from mislabel.training.recorder_input import (RowGuard, check_batch_shapes, check_sizes, checked_sample_ids,
+                                               checked_true_labels)
 
 __all__ = ["Recorder", "margins", "STORES", "STORE_DIR"]
 
@@ -45,9 +47,6 @@ REORDER_CHUNK_BYTES = 8 * 2**20
 # Copy unit when streaming the labels' staging file into the npz archive and when transposing
 # margin and pred to per-sample rows: small, as each chunk adds to the peak.
 COPY_BYTES = 2**20
-# Devices on which update reads its checks' verdict at once (free on the CPU); elsewhere that read would
-# make every training step wait for the device, so refused entries are reported by next_epoch.
-CHECKED_EACH_BATCH = frozenset({"cpu"})
 
 
 def margins(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -89,26 +88,9 @@ class Recorder:
             raise UserError(f"topk {topk!r} must be a positive whole number of classes (or None for all)")
         if store == "memmap" and path is None:
             raise UserError("the memmap store needs a folder for its files; pass path=<run folder> or store='ram'")
-        for name, value, low in (("num_samples", num_samples, 1), ("num_classes", num_classes, 2),
-                                 ("num_epochs", num_epochs, 1)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise UserError(f"{name} is {value!r}, expected a whole number >= {low}")
-        if num_classes > MAX_CLASSES:
-            raise UserError(f"num_classes is {num_classes}, but at most {MAX_CLASSES} classes can be recorded "
-                            "(pred is stored as int16)")
+        check_sizes(num_samples, num_classes, num_epochs)
         self.num_samples, self.num_classes, self.num_epochs = num_samples, num_classes, num_epochs
-        self.sample_ids = np.arange(num_samples) if sample_ids is None else np.asarray(sample_ids)
-        if self.sample_ids.shape != (num_samples,) or not np.issubdtype(self.sample_ids.dtype, np.integer):
-            raise UserError(f"sample_ids is {self.sample_ids.dtype} {list(self.sample_ids.shape)}; it needs one "
-                            f"integer id per row ({num_samples})")
-        self.sample_ids = self.sample_ids.astype(np.int64)
-        ordered = np.sort(self.sample_ids)
-        repeated = ordered[1:][ordered[1:] == ordered[:-1]]
-        if ordered[0] < 0:
-            raise UserError(f"sample_ids holds {int(ordered[0])}, but dataset indices are >= 0")
-        if len(repeated):
-            raise UserError(f"sample_ids holds {int(repeated[0])} more than once, but each row is a different "
-                            "sample; pass each row's dataset index once")
+        self.sample_ids = checked_sample_ids(sample_ids, num_samples)
         self.topk = topk if topk is not None and topk + 1 < num_classes else None
         self.channels = num_classes if self.topk is None else self.topk + 1
         self.path = None if path is None else Path(path)
@@ -130,7 +112,7 @@ class Recorder:
         self.epoch = 0
         self._persisted = 0
         self._buffers: dict[str, torch.Tensor] | None = None
-        self._refused: torch.Tensor | None = None  # set with the buffers
+        self._guard: RowGuard | None = None  # set with the buffers
 
     # --- description ---------------------------------------------------------------------------
     @property
@@ -156,7 +138,7 @@ class Recorder:
     # --- recording -----------------------------------------------------------------------------
     def _epoch_buffers(self, device: torch.device) -> dict[str, torch.Tensor]:
         """One epoch's values per row, on the logits' device; row ``num_samples`` is the sink for row -1
-        (padding), and ``count`` says how many times each row was recorded this epoch. All but probs
+        (padding), and ``_guard`` counts how many times each row was recorded this epoch. All but probs
         (C values per row) keep update's dtypes and shapes: ``next_epoch`` narrows them once per epoch."""
         if self._buffers is None or self._buffers["probs"].device != device:
             count, channels = self.num_samples + 1, self.channels
@@ -168,8 +150,7 @@ class Recorder:
             }
             if self.topk is not None:
                 self._buffers["classes"] = torch.zeros(count, channels, dtype=torch.int64, device=device)
-            self._buffers["count"] = torch.zeros(count, dtype=torch.int32, device=device)
-            self._refused = torch.zeros(3, dtype=torch.int64, device=device)  # how many, first index, its target
+            self._guard = RowGuard(self.num_samples, self.num_classes, device)
         return self._buffers
 
     def update(self, logits: torch.Tensor, targets: torch.Tensor, indices: torch.Tensor) -> None:
@@ -179,13 +160,14 @@ class Recorder:
         # a small CPU batch costs microseconds per torch call whatever its size, once per training step,
         # so: no autograd context (detached logits record no graph), margin/pred/targets kept as computed,
         # softmax by hand reusing the row maxima for pred (torch.softmax and argmax are slower here)
-        self._check_shapes(logits, targets, indices)
+        check_batch_shapes(logits, targets, indices, self.num_classes)
         logits = logits.detach()
         if logits.dtype != torch.float32:
             logits = logits.float()
         device = logits.device
         buffers = self._epoch_buffers(device)
-        indices, column = self._checked_rows(buffers, targets.to(device), indices.to(device))
+        column = targets.to(device)[:, None]  # no-ops when already there
+        indices = self._guard.rows(column[:, 0], indices.to(device), self.epoch)
         top = logits.max(dim=1, keepdim=True)
         probs = (logits - top.values).exp_()
         probs /= probs.sum(dim=1, keepdim=True)
@@ -198,56 +180,6 @@ class Recorder:
         buffers["margin"][indices] = _margin_column(logits, column)
         buffers["pred"][indices] = top.indices
         buffers["targets"][indices] = column
-
-    def _check_shapes(self, logits: torch.Tensor, targets: torch.Tensor, indices: torch.Tensor) -> None:
-        """Argument types and shapes, named as ``update``'s parameters (no device sync needed)."""
-        if not isinstance(logits, torch.Tensor) or not logits.is_floating_point() or logits.ndim != 2 \
-                or logits.shape[1] != self.num_classes:
-            got = f"{logits.dtype} {list(logits.shape)}" if isinstance(logits, torch.Tensor) else type(logits).__name__
-            raise UserError(f"logits is {got}, expected a float tensor [batch, num_classes={self.num_classes}]")
-        for name, value in (("targets", targets), ("indices", indices)):
-            if not isinstance(value, torch.Tensor) or value.is_floating_point() or value.is_complex() \
-                    or value.dtype == torch.bool or value.shape != (len(logits),):
-                got = f"{value.dtype} {list(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
-                raise UserError(f"{name} is {got}, expected an integer tensor [batch={len(logits)}] (one per row "
-                                "of logits)")
-
-    def _checked_rows(self, buffers: dict[str, torch.Tensor], targets: torch.Tensor,
-                      indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(indices, targets as [B, 1]) once their values are known to be safe to write.
-
-        An entry is refused when its index lies outside [-1, num_samples), its target outside
-        [0, num_classes), or its row was already recorded this epoch (earlier in this batch included;
-        ``buffers["count"]`` counts each row's records). On the CPU that raises here, before anything
-        is written; elsewhere (``CHECKED_EACH_BATCH``) refused entries go to the padding row and
-        ``next_epoch`` raises, naming the first."""
-        outside = (indices < -1) | (indices >= self.num_samples) | (targets < 0) | (targets >= self.num_classes)
-        sink = self.num_samples  # the padding row
-        rows = torch.where(outside | (indices == -1), sink, indices)
-        counts = buffers["count"]
-        counts.index_add_(0, rows, torch.ones_like(rows, dtype=counts.dtype))
-        refused = outside | ((rows != sink) & (counts[rows] > 1))
-        if indices.device.type in CHECKED_EACH_BATCH:
-            if bool(refused.any()):
-                counts.index_add_(0, rows, torch.full_like(rows, -1, dtype=counts.dtype))
-                first = int(refused.nonzero()[0, 0])
-                raise UserError(self._refusal(int(indices[first]), int(targets[first])))
-        else:
-            first = refused.int().argmax()
-            news = (self._refused[0] == 0) & refused.any()
-            self._refused[1:] = torch.where(news, torch.stack([indices[first], targets[first]]), self._refused[1:])
-            self._refused[0] += refused.sum()
-            rows = torch.where(refused, sink, rows)
-        return rows, targets[:, None]
-
-    def _refusal(self, index: int, target: int) -> str:
-        """Why ``update`` refused the entry (index, target)."""
-        if not -1 <= index < self.num_samples:
-            return f"indices holds {index}, but rows lie in [0, num_samples={self.num_samples}) (-1: padding)"
-        if not 0 <= target < self.num_classes:
-            return f"targets holds {target} (at index {index}), but classes lie in [0, num_classes={self.num_classes})"
-        return (f"index {index} was recorded twice in epoch {self.epoch}; each row is recorded once per epoch "
-                "(call next_epoch() between epochs)")
 
     def _open(self, name: str, mode: str) -> np.ndarray:
         """The store's array ``name``; a memmap is opened on demand so unused epochs stay on disk."""
@@ -262,10 +194,10 @@ class Recorder:
 
     def _sum_onto_rank0(self, buffers: dict[str, torch.Tensor]) -> None:
         """Add every rank's epoch buffers into rank 0's. Each row was written by one rank and is zero
-        on the others (its -1 target made 0 first), so the sums are the values, and ``count`` becomes
-        how many times the row was recorded over all ranks."""
+        on the others (its -1 target made 0 first), so the sums are the values, and the guard's ``count``
+        becomes how many times the row was recorded over all ranks."""
         buffers["targets"].clamp_(min=0)
-        for tensor in buffers.values():
+        for tensor in (*buffers.values(), self._guard.count):
             dist.reduce(tensor, dst=0)
 
     def next_epoch(self) -> None:
@@ -276,11 +208,8 @@ class Recorder:
         if buffers is None:
             raise UserError(f"epoch {self.epoch}: none of the {self.num_samples} samples were recorded; call "
                             "update() with every batch before next_epoch()")
-        refused, index, target = self._refused.tolist()  # only an accelerator's update leaves entries here
-        if refused:
-            raise UserError(f"epoch {self.epoch}: update refused {refused} entries, the first because "
-                            + self._refusal(index, target))
-        seen = buffers["count"][:self.num_samples]
+        self._guard.close(self.epoch)
+        seen = self._guard.count[:self.num_samples]
         if self.world_size > 1:
             self._sum_onto_rank0(buffers)
         if self.rank == 0:
@@ -304,7 +233,7 @@ class Recorder:
         for tensor in buffers.values() if self.world_size > 1 else ():
             tensor.zero_()  # a rank's rows change every epoch, so its other rows must read 0 in the sum
         buffers["targets"].fill_(-1)
-        buffers["count"].zero_()
+        self._guard.reset()
         self.epoch += 1
 
     # --- resume ----------------------------------------------------------------------------------
@@ -454,7 +383,8 @@ class Recorder:
         if self.rank != 0:
             return folder / TD_FILE
         self._require_epochs("save")
-        true_rows = None if true_labels is None or not metadata else self._checked_true_labels(true_labels)
+        true_rows = (None if true_labels is None or not metadata
+                     else checked_true_labels(true_labels, self.num_samples, self.num_classes))
         if (folder / SUMMARY_FILE).exists():
             if not overwrite:
                 raise UserError(f"{folder} holds a finished run (summary.json), whose models and results match its "
@@ -489,17 +419,6 @@ class Recorder:
         if self.epoch == 0:
             raise UserError(f"{what}: the recorder holds no finished epoch yet; call next_epoch() after each "
                             "epoch's update() calls")
-
-    def _checked_true_labels(self, true_labels: np.ndarray | torch.Tensor) -> np.ndarray:
-        """``save``'s true_labels as int64 [num_samples], class ids in range; checked before any file is written."""
-        rows = np.asarray(true_labels.cpu() if isinstance(true_labels, torch.Tensor) else true_labels)
-        if rows.shape != (self.num_samples,) or not np.issubdtype(rows.dtype, np.integer):
-            raise UserError(f"true_labels is {rows.dtype} {list(rows.shape)}; pass one integer label per row "
-                            f"({self.num_samples})")
-        if len(rows) and (rows.min() < 0 or rows.max() >= self.num_classes):
-            bad = int(rows.min()) if rows.min() < 0 else int(rows.max())
-            raise UserError(f"true_labels holds {bad}, but classes lie in [0, num_classes={self.num_classes})")
-        return rows.astype(np.int64)
 
     def _save_metadata(self, folder: Path, true_rows: np.ndarray | None) -> None:
         """metadata.pth as generate_td writes it, indexed by dataset index (-1 where unknown)."""
