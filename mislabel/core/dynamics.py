@@ -147,7 +147,7 @@ def _value_range(values: np.ndarray) -> tuple[float, float]:
         warnings.simplefilter("ignore")  # a read-only array (a memory-mapped file) is only read here
         try:
             low, high = torch.aminmax(torch.from_numpy(values))
-        except (TypeError, RuntimeError):  # a dtype or byte order torch does not take
+        except (TypeError, ValueError, RuntimeError):  # a dtype, byte order or negative stride torch does not take
             return float(values.min()), float(values.max())
     return float(low), float(high)
 
