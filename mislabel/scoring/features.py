@@ -111,8 +111,8 @@ def class_transitions(dyn: Dynamics) -> tuple[np.ndarray, np.ndarray]:
 
 def _pair_counts(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """How often each (first, second) pair occurs among all the pairs, per pair (non-negative ids, bounded
-    by validate_dynamics so the key fits int64): a bincount over the key space when it is no larger
-    than the pairs themselves (few classes), else one sort of the pairs."""
+    by validate_dynamics so the key fits int64): a bincount over the key space when it is at most four
+    times the number of pairs (few classes), else one sort of the pairs."""
     key = first * (int(second.max()) + 1) + second
     if int(key.max()) < 4 * len(key):
         return np.bincount(key)[key]
