@@ -79,6 +79,7 @@ def save_detector(path: str | Path, model: LSTMDetector, config: dict, metrics: 
                        "metrics": metrics or {}}, path)
 
 
+_FOREIGN = "the file is damaged or not a detector written by train_detector.py"
 # What a detector file's config may hold: name -> (required, check, what it must be). Files written
 # before readout/bidirectional/seq_len existed hold the paper's variant, so those may be absent.
 _CONFIG_SCHEMA: dict[str, tuple[bool, Callable[[object], bool], str]] = {
@@ -89,7 +90,7 @@ _CONFIG_SCHEMA: dict[str, tuple[bool, Callable[[object], bool], str]] = {
     "num_layers": (True, lambda v: _whole(v) and 1 <= v <= 16, "a whole number in [1, 16]"),
     "readout": (False, lambda v: v in READOUTS, f"one of {', '.join(READOUTS)}"),
     "bidirectional": (False, lambda v: isinstance(v, bool), "true or false"),
-    "seq_len": (False, lambda v: v is None or (_whole(v) and 2 <= v <= 100_000), "a whole number >= 2, or None"),
+    "seq_len": (False, lambda v: v is None or (_whole(v) and 2 <= v <= 100_000), "a whole number in [2, 100000], or None"),
 }
 
 
@@ -113,9 +114,6 @@ def check_detector_config(config: object, source: str) -> dict:
         raise UserError(f"{source}: config names unknown features {unknown} (known: {', '.join(FEATURES)}); "
                         f"{_FOREIGN}")
     return config
-
-
-_FOREIGN = "the file is damaged or not a detector written by train_detector.py"
 
 
 def load_detector(path: str | Path, device: torch.device | str = "cpu") -> tuple[LSTMDetector, dict]:
