@@ -32,9 +32,40 @@ def structured_run(seed: int, num_samples: int = 2000, epochs: int = 12, classes
                     indices=np.arange(num_samples), flipped=flipped, true_labels=true)
 
 
+def dense_transitions(dyn: Dynamics) -> np.ndarray:
+    """The reference: float32 [E, K, K], at each epoch the share of class c's samples predicted as j."""
+    classes = int(max(dyn.assigned.max(), dyn.pred.max())) + 1
+    per_class = np.maximum(np.bincount(dyn.assigned, minlength=classes), 1).astype(np.float32)
+    out = np.empty((dyn.num_epochs, classes, classes), np.float32)
+    for epoch in range(dyn.num_epochs):
+        pairs = dyn.assigned.astype(np.int64) * classes + dyn.pred[:, epoch]
+        out[epoch] = np.bincount(pairs, minlength=classes**2).reshape(classes, classes) / per_class[:, None]
+    return out
+
+
+@pytest.mark.parametrize("classes", [2, 5, 40, 300])  # bincount and sort paths
+def test_sparse_class_transitions_equal_the_dense_matrix(classes: int) -> None:
+    rng = np.random.default_rng(classes)
+    num_samples, epochs = 600, 7
+    assigned = rng.integers(0, classes, num_samples)
+    pred = np.where(rng.random((num_samples, epochs)) < 0.5, assigned[:, None],
+                    rng.integers(0, classes + 3, (num_samples, epochs))).astype(np.int16)  # some unseen classes
+    dyn = Dynamics(td=rng.random((num_samples, epochs, 1)).astype(np.float16), labels=assigned[:, None],
+                   margin=np.zeros((num_samples, epochs), np.float16), pred=pred, indices=np.arange(num_samples))
+    dense = dense_transitions(dyn)
+    off, own = class_transitions(dyn)
+    epoch = np.arange(epochs)[None, :]
+    right = pred == assigned[:, None]
+    np.testing.assert_array_equal(off, np.where(right, np.float32(0), dense[epoch, assigned[:, None], pred]))
+    np.testing.assert_array_equal(own, np.diagonal(dense, axis1=1, axis2=2)[:, :own.shape[1]])
+    confusion, class_error = np.moveaxis(build_features(dyn, ["confusion", "class_error"]), 2, 0)
+    np.testing.assert_array_equal(confusion, off)
+    np.testing.assert_array_equal(class_error, (1.0 - dense[epoch, assigned[:, None], assigned[:, None]]))
+
+
 def test_class_transitions_rows_sum_to_one_and_confusion_marks_shared_flips() -> None:
     dyn = structured_run(0)
-    rates = class_transitions(dyn)
+    rates = dense_transitions(dyn)
     assert rates.shape == (dyn.num_epochs, 5, 5)
     np.testing.assert_allclose(rates.sum(axis=2), 1.0, atol=1e-5)
     confusion, class_error = np.moveaxis(build_features(dyn, ["confusion", "class_error"]), 2, 0)
@@ -82,3 +113,13 @@ def test_confidence_tracking_early_reads_only_the_first_quarter() -> None:
     cut = Dynamics(td=dyn.td[:, :10], labels=dyn.labels, margin=dyn.margin[:, :10], pred=dyn.pred[:, :10],
                    indices=dyn.indices)
     np.testing.assert_array_equal(confidence_tracking_early(dyn), confidence_tracking(cut))
+
+
+def test_percentile_equals_the_mean_sorted_position_of_ties() -> None:
+    """The control's inputs once came from two binary searches per sample; ``percentile`` must match them."""
+    from mislabel.scoring.features import percentile
+
+    values = np.round(np.random.default_rng(0).normal(size=5000), 2)  # many ties
+    ordered = np.sort(values)
+    below, upto = np.searchsorted(ordered, values, "left"), np.searchsorted(ordered, values, "right")
+    np.testing.assert_array_equal(percentile(values), (below + upto - 1) * (0.5 / (len(values) - 1)))

@@ -1,8 +1,10 @@
 import numpy as np
+import pytest
 import torch
 
 from mislabel.training.recorder import Recorder, margins
 from mislabel.core.dynamics import load_dynamics
+from mislabel.core.user_input import UserError
 
 
 def test_recorder_channel_order_margin_and_pred(tmp_path):
@@ -36,9 +38,5 @@ def test_recorder_channel_order_margin_and_pred(tmp_path):
 def test_missing_samples_in_an_epoch_are_an_error():
     recorder = Recorder(4, 3, 2)
     recorder.update(torch.randn(3, 3), torch.tensor([0, 1, 2]), torch.tensor([0, 1, 2]))
-    try:
+    with pytest.raises(UserError, match="1 of 4 samples were not recorded .the first: index 3"):
         recorder.next_epoch()
-    except RuntimeError as err:
-        assert "1 of 4" in str(err)
-    else:
-        raise AssertionError("an incomplete epoch must not pass")

@@ -19,8 +19,8 @@ from typing import Callable
 import numpy as np
 
 from mislabel.core.dynamics import Dynamics
-
 from mislabel.core.user_input import UserError
+from mislabel.scoring.features import assigned_prob, correct
 
 __all__ = [
     "aum",
@@ -45,16 +45,6 @@ _SMALLEST_STORED_PROB = float(np.finfo(np.float16).smallest_subnormal)
 _CHUNK_BYTES = 24 * 2**20
 
 
-def _assigned_prob(dyn: Dynamics) -> np.ndarray:
-    """Probability of the assigned label per epoch, float64 ``[N, E]`` (channel 0 of ``td``)."""
-    return dyn.td[:, :, 0].astype(np.float64)
-
-
-def _correct(dyn: Dynamics) -> np.ndarray:
-    """Whether the argmax equals the assigned label, bool ``[N, E]``."""
-    return dyn.pred.astype(np.int64) == dyn.assigned[:, None]
-
-
 # ----------------------------------------------------------------------------------------------
 # Area under the margin
 # ----------------------------------------------------------------------------------------------
@@ -68,7 +58,7 @@ def aum(dyn: Dynamics) -> np.ndarray:
     towards its true class by its clean neighbours, so its margin stays low or negative. AUM is
     the mean margin over epochs; we negate it so low AUM ranks first.
     """
-    return -dyn.margin.astype(np.float64).mean(axis=1)
+    return -dyn.margin.mean(axis=1, dtype=np.float64)  # summed in float64 without a float64 copy of margin
 
 
 # ----------------------------------------------------------------------------------------------
@@ -83,7 +73,7 @@ def confidence(dyn: Dynamics) -> np.ndarray:
     Mislabeled samples fall in the "hard-to-learn" region of the data map: the model keeps a
     low probability on a label that contradicts the rest of the data.
     """
-    return -_assigned_prob(dyn).mean(axis=1)
+    return -assigned_prob(dyn, np.float64).mean(axis=1)
 
 
 def variability(dyn: Dynamics) -> np.ndarray:
@@ -96,13 +86,13 @@ def variability(dyn: Dynamics) -> np.ndarray:
     samples both have low variability. This makes it a weak mislabel score on its own (it also
     ranks clean ambiguous samples high), and it is kept as the cartography baseline.
     """
-    return _assigned_prob(dyn).std(axis=1)
+    return assigned_prob(dyn, np.float64).std(axis=1)
 
 
 def correctness(dyn: Dynamics) -> np.ndarray:
     """Minus the fraction of epochs whose argmax is the assigned label (Swayamdipta et al.,
     EMNLP 2020): a label the model rarely predicts is more likely wrong."""
-    return -_correct(dyn).mean(axis=1)
+    return -correct(dyn).mean(axis=1)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -120,9 +110,9 @@ def forgetting(dyn: Dynamics) -> np.ndarray:
     ``E // 2``), so they rank above every forgotten sample while the score stays finite for
     AUC and AP.
     """
-    correct = _correct(dyn)
-    events = np.sum(correct[:, :-1] & ~correct[:, 1:], axis=1)
-    never_learned = ~correct.any(axis=1)
+    right = correct(dyn)
+    events = np.sum(right[:, :-1] & ~right[:, 1:], axis=1)
+    never_learned = ~right.any(axis=1)
     return np.where(never_learned, dyn.num_epochs, events).astype(np.float64)
 
 
@@ -130,7 +120,7 @@ def loss(dyn: Dynamics) -> np.ndarray:
     """Mean cross-entropy of the assigned label over epochs: the small-loss criterion (Han et
     al., NeurIPS 2018, "Co-teaching"; Arpit et al., ICML 2017): networks fit clean labels before
     they memorise noisy ones, so noisy labels keep a large loss for most of training."""
-    prob = np.clip(_assigned_prob(dyn), _SMALLEST_STORED_PROB, None)
+    prob = np.clip(assigned_prob(dyn, np.float64), _SMALLEST_STORED_PROB, None)
     return -np.log(prob).mean(axis=1)
 
 

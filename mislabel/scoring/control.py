@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from mislabel.scoring.baselines import BASELINES
+from mislabel.scoring.features import percentile
 from mislabel.core.dynamics import Dynamics
 from mislabel.core.user_input import UserError
 from mislabel.core.files import atomic_torch_save
@@ -34,16 +35,9 @@ CONTROL_SCORES = ("aum", "confidence", "variability", "correctness", "forgetting
 _INVERSE_REGULARISATION = 1.0
 
 
-def _within_run_percentile(values: np.ndarray) -> np.ndarray:
-    ordered = np.sort(values)
-    below = np.searchsorted(ordered, values, side="left")
-    upto = np.searchsorted(ordered, values, side="right")
-    return (below + upto - 1) * (0.5 / max(len(values) - 1, 1))
-
-
 def control_inputs(dyn: Dynamics) -> np.ndarray:
     """float64 [N, len(CONTROL_SCORES)]: each baseline score as its percentile within the run."""
-    return np.stack([_within_run_percentile(np.asarray(BASELINES[name](dyn), dtype=np.float64))
+    return np.stack([percentile(np.asarray(BASELINES[name](dyn), dtype=np.float64))
                      for name in CONTROL_SCORES], axis=1)
 
 
@@ -77,7 +71,8 @@ def save_control(path: str | Path, control: dict) -> None:
 
 
 def load_control(path: str | Path) -> dict:
-    """Read a control file; anything else is refused with a one-line reason."""
+    """Read a control file, checked (format, scores, finite coef and intercept of the right shapes) before
+    any work; anything else is refused with a one-line reason naming the file."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"learned control file {path} does not exist; regenerate the shipped one with "
@@ -88,6 +83,12 @@ def load_control(path: str | Path) -> dict:
         raise UserError(f"cannot read learned control {path} ({type(err).__name__})") from err
     if not isinstance(blob, dict) or blob.get("format") != CONTROL_FORMAT:
         raise UserError(f"{path} is not a learned control file (format {CONTROL_FORMAT})")
-    if tuple(blob.get("scores", ())) != CONTROL_SCORES or blob["coef"].shape != (len(CONTROL_SCORES),):
+    if blob.get("scores") != list(CONTROL_SCORES):
         raise UserError(f"{path} was fitted on other scores than {', '.join(CONTROL_SCORES)}; regenerate it")
+    for key, shape in (("coef", (len(CONTROL_SCORES),)), ("intercept", ())):
+        value = blob.get(key)
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point() or tuple(value.shape) != shape \
+                or not bool(torch.isfinite(value).all()):
+            raise UserError(f"{path}: {key} is not a finite float tensor of shape {list(shape)}; the file is damaged, "
+                            "regenerate it")
     return blob

@@ -87,7 +87,7 @@ def score(dyn: Dynamics, methods: Sequence[str] = (), detectors: Sequence[Detect
     if unknown:
         raise UserError(f"unknown scoring methods {unknown}; choose from: {', '.join(METHODS)}")
     if "cleanlab" in methods and pred_probs is None:
-        raise UserError("cleanlab needs held-out probabilities; run `./run.sh crossval_probs` for this run first")
+        raise UserError("cleanlab needs held-out probabilities: pass pred_probs (crossval_probs writes them for a run)")
     computed: dict[str, Callable[[], np.ndarray]] = {
         "control": lambda: control_scores(load_control(control_file), dyn),
         "cleanlab": lambda: cleanlab(pred_probs, dyn.assigned),

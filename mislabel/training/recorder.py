@@ -32,6 +32,8 @@ from mislabel.core.dynamics import SUMMARY_FILE, TD_FILE, Dynamics, write_metada
 from mislabel.core.files import atomic_write
 from mislabel.core.streaming import computed_ahead, read_chunks
 from mislabel.core.user_input import UserError
+from mislabel.training.recorder_input import (RowGuard, check_batch_shapes, check_sizes, checked_sample_ids,
+                                               checked_true_labels)
 
 __all__ = ["Recorder", "margins", "STORES", "STORE_DIR"]
 
@@ -86,10 +88,9 @@ class Recorder:
             raise UserError(f"topk {topk!r} must be a positive whole number of classes (or None for all)")
         if store == "memmap" and path is None:
             raise UserError("the memmap store needs a folder for its files; pass path=<run folder> or store='ram'")
+        check_sizes(num_samples, num_classes, num_epochs)
         self.num_samples, self.num_classes, self.num_epochs = num_samples, num_classes, num_epochs
-        self.sample_ids = np.arange(num_samples) if sample_ids is None else np.asarray(sample_ids, dtype=np.int64)
-        if self.sample_ids.shape != (num_samples,):
-            raise UserError(f"sample_ids has shape {self.sample_ids.shape}; it needs one id per row ({num_samples})")
+        self.sample_ids = checked_sample_ids(sample_ids, num_samples)
         self.topk = topk if topk is not None and topk + 1 < num_classes else None
         self.channels = num_classes if self.topk is None else self.topk + 1
         self.path = None if path is None else Path(path)
@@ -111,6 +112,7 @@ class Recorder:
         self.epoch = 0
         self._persisted = 0
         self._buffers: dict[str, torch.Tensor] | None = None
+        self._guard: RowGuard | None = None  # set with the buffers
 
     # --- description ---------------------------------------------------------------------------
     @property
@@ -135,8 +137,8 @@ class Recorder:
 
     # --- recording -----------------------------------------------------------------------------
     def _epoch_buffers(self, device: torch.device) -> dict[str, torch.Tensor]:
-        """One epoch's values per row, on the logits' device; row ``num_samples`` is the sink for row -1,
-        and a row whose target is still -1 at the end of the epoch was not recorded. All but probs
+        """One epoch's values per row, on the logits' device; row ``num_samples`` is the sink for row -1
+        (padding), and ``_guard`` counts how many times each row was recorded this epoch. All but probs
         (C values per row) keep update's dtypes and shapes: ``next_epoch`` narrows them once per epoch."""
         if self._buffers is None or self._buffers["probs"].device != device:
             count, channels = self.num_samples + 1, self.channels
@@ -148,20 +150,24 @@ class Recorder:
             }
             if self.topk is not None:
                 self._buffers["classes"] = torch.zeros(count, channels, dtype=torch.int64, device=device)
+            self._guard = RowGuard(self.num_samples, self.num_classes, device)
         return self._buffers
 
     def update(self, logits: torch.Tensor, targets: torch.Tensor, indices: torch.Tensor) -> None:
-        """Record one batch: ``logits`` [B, C] (any dtype/device), assigned ``targets`` and row ``indices``
-        (``-1``: train-only padding, not recorded)."""
+        """Record one batch: ``logits`` [B, C] (any dtype/device), assigned ``targets`` [B] and row ``indices``
+        [B] (``-1``: train-only padding, not recorded). Each row is recorded once per epoch; an index outside
+        [-1, num_samples), a target outside [0, num_classes) or a row recorded twice is refused, naming it."""
         # a small CPU batch costs microseconds per torch call whatever its size, once per training step,
         # so: no autograd context (detached logits record no graph), margin/pred/targets kept as computed,
         # softmax by hand reusing the row maxima for pred (torch.softmax and argmax are slower here)
+        check_batch_shapes(logits, targets, indices, self.num_classes)
         logits = logits.detach()
         if logits.dtype != torch.float32:
             logits = logits.float()
         device = logits.device
         buffers = self._epoch_buffers(device)
-        indices, column = indices.to(device), targets.to(device)[:, None]  # no-ops when already there
+        column = targets.to(device)[:, None]  # no-ops when already there
+        indices = self._guard.rows(column[:, 0], indices.to(device), self.epoch)
         top = logits.max(dim=1, keepdim=True)
         probs = (logits - top.values).exp_()
         probs /= probs.sum(dim=1, keepdim=True)
@@ -186,29 +192,36 @@ class Recorder:
             return np.lib.format.open_memmap(file, mode="w+", dtype=dtype, shape=shape)
         return np.lib.format.open_memmap(file, mode=mode)
 
-    def _sum_onto_rank0(self, buffers: dict[str, torch.Tensor], seen: torch.Tensor) -> None:
+    def _sum_onto_rank0(self, buffers: dict[str, torch.Tensor]) -> None:
         """Add every rank's epoch buffers into rank 0's. Each row was written by one rank and is zero
-        on the others (its -1 target made 0 first), so the sums are the values; ``seen`` becomes the
-        number of ranks that recorded the row."""
+        on the others (its -1 target made 0 first), so the sums are the values, and the guard's ``count``
+        becomes how many times the row was recorded over all ranks."""
         buffers["targets"].clamp_(min=0)
-        for tensor in (*buffers.values(), seen):
+        for tensor in (*buffers.values(), self._guard.count):
             dist.reduce(tensor, dst=0)
 
     def next_epoch(self) -> None:
         """Close the epoch: check every row was recorded exactly once, copy the buffers to the store."""
         if self.epoch >= self.num_epochs:
-            raise RuntimeError(f"recorder holds {self.num_epochs} epochs; next_epoch called once too often")
+            raise UserError(f"next_epoch called after all num_epochs={self.num_epochs} epochs were recorded")
         buffers = self._buffers
         if buffers is None:
-            raise RuntimeError(f"epoch {self.epoch}: none of the {self.num_samples} samples were recorded")
-        seen = (buffers["targets"][:self.num_samples, 0] >= 0).to(torch.int32)
+            raise UserError(f"epoch {self.epoch}: none of the {self.num_samples} samples were recorded; call "
+                            "update() with every batch before next_epoch()")
+        self._guard.close(self.epoch)
+        seen = self._guard.count[:self.num_samples]
         if self.world_size > 1:
-            self._sum_onto_rank0(buffers, seen)
+            self._sum_onto_rank0(buffers)
         if self.rank == 0:
-            missing, repeated = int((seen == 0).sum()), int((seen > 1).sum())
-            if missing or repeated:
-                raise RuntimeError(f"epoch {self.epoch}: {missing} of {self.num_samples} samples were not recorded"
-                                   + (f" and {repeated} were recorded more than once" if repeated else ""))
+            missing = torch.nonzero(seen == 0)
+            if len(missing):
+                raise UserError(f"epoch {self.epoch}: {len(missing)} of {self.num_samples} samples were not "
+                                f"recorded (the first: index {int(missing[0, 0])}); pass every row's index to "
+                                "update() once per epoch")
+            repeated = torch.nonzero(seen > 1)
+            if len(repeated):
+                raise UserError(f"epoch {self.epoch}: {len(repeated)} samples were recorded more than once (the "
+                                f"first: index {int(repeated[0, 0])}); each row is recorded once per epoch")
             for name in self._specs:
                 array = self._open(name, "w+" if self.epoch == 0 else "r+")
                 # copy_ narrows to the stored dtype on the way (rounding as .half() does)
@@ -220,6 +233,7 @@ class Recorder:
         for tensor in buffers.values() if self.world_size > 1 else ():
             tensor.zero_()  # a rank's rows change every epoch, so its other rows must read 0 in the sum
         buffers["targets"].fill_(-1)
+        self._guard.reset()
         self.epoch += 1
 
     # --- resume ----------------------------------------------------------------------------------
@@ -335,6 +349,7 @@ class Recorder:
     def dynamics(self) -> Dynamics:
         """The recorded epochs in memory (``save`` streams instead, for runs too large for RAM). Rank 0 only."""
         self._require_rank0("dynamics")
+        self._require_epochs("dynamics")
         count, epochs, channels = self.num_samples, self.epoch, self.channels
         # every array is allocated once at its final shape and dtype and filled chunk by chunk: the
         # peak is the result plus one chunk, not the chunks, their concatenation and a cast copy
@@ -350,7 +365,8 @@ class Recorder:
             for chunk in self._per_row(name):
                 result[start:start + len(chunk)] = chunk
                 start += len(chunk)
-        return Dynamics(td=td, labels=labels, margin=margin, pred=pred, indices=self.sample_ids.copy())
+        return Dynamics(td=td, labels=labels, margin=margin, pred=pred, indices=self.sample_ids.copy(),
+                        num_classes=self.num_classes)
 
     def save(self, folder: str | os.PathLike, true_labels: np.ndarray | torch.Tensor | None = None,
              metadata: bool = True, overwrite: bool = False) -> Path:
@@ -366,6 +382,9 @@ class Recorder:
         folder = Path(folder)
         if self.rank != 0:
             return folder / TD_FILE
+        self._require_epochs("save")
+        true_rows = (None if true_labels is None or not metadata
+                     else checked_true_labels(true_labels, self.num_samples, self.num_classes))
         if (folder / SUMMARY_FILE).exists():
             if not overwrite:
                 raise UserError(f"{folder} holds a finished run (summary.json), whose models and results match its "
@@ -385,29 +404,30 @@ class Recorder:
 
                 write_td_file(folder / TD_FILE, count, epochs, channels, td_chunks(),
                               read_chunks(staging, labels_out, COPY_BYTES), self._per_row("margin"),
-                              self._per_row("pred"), self.sample_ids)
+                              self._per_row("pred"), self.sample_ids, self.num_classes)
         finally:
             staging.unlink(missing_ok=True)
         if metadata:
-            self._save_metadata(folder, true_labels)
+            self._save_metadata(folder, true_rows)
         return folder / TD_FILE
 
     def _require_rank0(self, what: str) -> None:
         if self.rank != 0:
             raise RuntimeError(f"{what} is only available on rank 0, which alone keeps the dynamics")
 
-    def _save_metadata(self, folder: Path, true_labels: np.ndarray | torch.Tensor | None) -> None:
+    def _require_epochs(self, what: str) -> None:
+        if self.epoch == 0:
+            raise UserError(f"{what}: the recorder holds no finished epoch yet; call next_epoch() after each "
+                            "epoch's update() calls")
+
+    def _save_metadata(self, folder: Path, true_rows: np.ndarray | None) -> None:
         """metadata.pth as generate_td writes it, indexed by dataset index (-1 where unknown)."""
         ids = np.asarray(self.sample_ids)
         size = int(ids.max()) + 1 if len(ids) else 0
         assigned = np.full(size, -1, dtype=np.int64)
         assigned[ids] = self.assigned
         true_targets = None
-        if true_labels is not None:
-            true_rows = np.asarray(true_labels, dtype=np.int64)
-            if true_rows.shape != (self.num_samples,):
-                raise UserError(f"true_labels has shape {tuple(true_rows.shape)}; pass one label per row "
-                                f"({self.num_samples})")
+        if true_rows is not None:
             true_targets = np.full(size, -1, dtype=np.int64)
             true_targets[ids] = true_rows
         write_metadata(folder, ids, np.zeros(0, dtype=np.int64), assigned, true_targets)
