@@ -43,7 +43,7 @@ from mislabel.training.recorder import Recorder
 
 if TYPE_CHECKING:  # imported where used: in-memory phase 1 needs neither (torchvision, sklearn.metrics)
     from mislabel.data.file_batches import FileBatches
-    from mislabel.scoring.predict import Ranking
+    from mislabel.scoring.metrics import MethodScores
 
 __all__ = ["Runner", "RunConfig", "write_suspects_csv"]
 
@@ -250,7 +250,7 @@ class Runner:
         return folder
 
     def subset(self, detector_file: str, remove_ratio: float | str,
-               td_dir: Path) -> tuple[np.ndarray, Dynamics, Ranking, dict]:
+               td_dir: Path) -> tuple[np.ndarray, Dynamics, MethodScores, dict]:
         """Rank phase 1's training samples with the detector and keep all but the top ``remove_ratio``
         (``"auto"``: as many as the detector takes for mislabeled)."""
         if remove_ratio != "auto" and not 0.0 <= remove_ratio < 1.0:
@@ -319,7 +319,7 @@ class Runner:
         return summary
 
 
-def write_suspects_csv(path: Path, dyn: Dynamics, ranking: Ranking) -> None:
+def write_suspects_csv(path: Path, dyn: Dynamics, ranking: MethodScores) -> None:
     """suspects.csv of a denoise run (``mislabel.reports.suspects``: one schema with find_issues'),
     most suspicious first; ``flagged`` marks the detector's probability >= ``DETECTOR_THRESHOLD``."""
     from mislabel.reports.suspects import suspects_table

@@ -85,13 +85,15 @@ def _check(args: argparse.Namespace) -> None:
 @exit_on_user_error
 def main(argv: list[str] | None = None, prog: str = "train_detector.py", launcher: str = "python ") -> None:
     args = parse_args(argv, prog, launcher)
+    from mislabel.scoring.metrics import DETECTOR_THRESHOLD  # sklearn: loaded to train, not to parse
+
     trained = train_detector(args.files_path, recipe_of(args), out=args.out, resume=args.resume,
                              control_out=args.control_out, overwrite=args.overwrite, device=args.device)
     if args.control_out:
         print(f"learned control written to {args.control_out}")
     metrics = trained.metrics
     print(f"held-out AUC {metrics['auc']:.4f}  mAP {metrics['map']:.4f}  "
-          f"(precision {metrics['precision']:.3f}, recall {metrics['recall']:.3f} at 0.5)")
+          f"(precision {metrics['precision']:.3f}, recall {metrics['recall']:.3f} at {DETECTOR_THRESHOLD})")
     print(f"detector written to {args.out}")
 
 

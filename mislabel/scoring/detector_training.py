@@ -196,7 +196,7 @@ def train_detector(run_folders: Sequence[PathLike], recipe: DetectorRecipe | Non
     from mislabel.core.progress import bar
     from mislabel.scoring.control import fit_control, save_control
     from mislabel.scoring.lstm import build_detector, detector_config, load_detector, save_detector
-    from mislabel.scoring.metrics import detection_metrics
+    from mislabel.scoring.metrics import DETECTOR_THRESHOLD, detection_metrics
     from mislabel.scoring.predict import sequence_scores
 
     recipe = recipe or DetectorRecipe()
@@ -237,7 +237,7 @@ def train_detector(run_folders: Sequence[PathLike], recipe: DetectorRecipe | Non
             loss.backward()
             optimizer.step()
         metrics = detection_metrics(sequence_scores(model, held_x, 4 * recipe.batch_size), targets[held_rows],
-                                    threshold=0.5)
+                                    threshold=DETECTOR_THRESHOLD)
         if metrics["auc"] >= best_auc:  # ties go to the later, better-calibrated epoch
             best_auc, best_metrics = metrics["auc"], metrics
             best_state = copy.deepcopy(model.state_dict())

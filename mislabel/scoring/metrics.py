@@ -5,14 +5,42 @@ then we return ``None`` rather than a misleading 0.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-__all__ = ["DETECTOR_THRESHOLD", "has_ground_truth", "detection_metrics", "precision_at_fraction"]
+__all__ = ["DETECTOR_THRESHOLD", "MethodScores", "has_ground_truth", "detection_metrics", "precision_at_fraction"]
 
 # A detector's probability of "mislabeled" at or above which a sample is flagged. The detectors are
 # trained with the classes balanced (pos_weight), so 0.5 is their own decision boundary.
 DETECTOR_THRESHOLD = 0.5
+
+
+@dataclass
+class MethodScores:
+    """One method's scores of a run (aligned to its rows; higher = more suspicious), what computing
+    them took, their detection metrics when the flips are known (else ``None``), and a caveat a
+    report should print. Every ranking in the package is one of these."""
+
+    name: str
+    scores: np.ndarray
+    seconds: float = 0.0
+    metrics: dict | None = None
+    note: str = ""
+
+    @property
+    def order(self) -> np.ndarray:
+        """Row positions, most suspicious first (ties keep row order)."""
+        return np.argsort(-self.scores, kind="stable")
+
+    @property
+    def auc(self) -> float | None:
+        return None if self.metrics is None else self.metrics["auc"]
+
+    @property
+    def map(self) -> float | None:
+        return None if self.metrics is None else self.metrics["map"]
 
 
 def has_ground_truth(flipped: np.ndarray | None) -> bool:

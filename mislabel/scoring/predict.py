@@ -1,41 +1,25 @@
 """Rank a run's training samples with a trained detector and score the ranking.
 
-``get_order`` is the seed's entry point: order (most suspicious first), AUC and mAP against the
-synthetic flips, and threshold-0.5 precision/recall/F1/accuracy. Without ground truth the
-metrics are ``None`` and callers say so instead of printing 0. ``detector_scores`` is what
+``get_order`` is the seed's entry point: the detector's scores as a ``MethodScores`` (its ``order``:
+most suspicious first), AUC and mAP against the synthetic flips, and precision/recall/F1/accuracy
+at ``DETECTOR_THRESHOLD``. Without ground truth the metrics are ``None`` and callers say so
+instead of printing 0. ``detector_scores`` is what
 ``mislabel.scoring.scores.score`` runs for a detector.
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from mislabel.scoring.features import NEEDS_MARGIN_AND_PRED, build_features
 from mislabel.scoring.lstm import LSTMDetector
-from mislabel.scoring.metrics import detection_metrics
+from mislabel.scoring.metrics import DETECTOR_THRESHOLD, MethodScores, detection_metrics
 from mislabel.core.dynamics import Dynamics
 from mislabel.core.user_input import UserError
 
-__all__ = ["Ranking", "detector_scores", "get_order", "sequence_scores"]
+__all__ = ["detector_scores", "get_order", "sequence_scores"]
 
 SCORING_BATCH = 4096
-
-
-@dataclass
-class Ranking:
-    order: np.ndarray            # row positions, most suspicious first
-    scores: np.ndarray           # probability of "mislabeled" per row
-    metrics: dict | None         # auc, map, ... or None without ground truth
-
-    @property
-    def auc(self) -> float | None:
-        return None if self.metrics is None else self.metrics["auc"]
-
-    @property
-    def map(self) -> float | None:
-        return None if self.metrics is None else self.metrics["map"]
 
 
 @torch.no_grad()
@@ -67,7 +51,7 @@ def sequence_scores(model: LSTMDetector, sequences: np.ndarray | torch.Tensor,
     return torch.cat(out).numpy().astype(np.float64)
 
 
-def get_order(model: LSTMDetector, config: dict, dyn: Dynamics) -> Ranking:
+def get_order(model: LSTMDetector, config: dict, dyn: Dynamics) -> MethodScores:
+    """The seed's ranking call: the detector's scores of ``dyn``, their order and metrics."""
     scores = detector_scores(model, config, dyn)
-    order = np.argsort(-scores, kind="stable")
-    return Ranking(order=order, scores=scores, metrics=detection_metrics(scores, dyn.flipped, threshold=0.5))
+    return MethodScores("detector", scores, metrics=detection_metrics(scores, dyn.flipped, DETECTOR_THRESHOLD))

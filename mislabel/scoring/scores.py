@@ -24,8 +24,8 @@ from mislabel.core.user_input import UserError
 from mislabel.scoring.baselines import BASELINES, cleanlab
 from mislabel.scoring.control import DEFAULT_CONTROL, control_scores, load_control
 from mislabel.scoring.lstm import DEFAULT_DETECTOR, LSTMDetector, load_detector
-from mislabel.scoring.metrics import detection_metrics
-from mislabel.scoring.predict import Ranking, detector_scores
+from mislabel.scoring.metrics import DETECTOR_THRESHOLD, MethodScores, detection_metrics
+from mislabel.scoring.predict import detector_scores
 
 __all__ = ["DEFAULT_CONTROL", "DEFAULT_DETECTOR", "METHODS", "Detector", "MethodScores", "Suspects",
            "detector_column", "estimated_noisy_count", "load_detectors", "score", "top_suspects"]
@@ -42,18 +42,6 @@ class Detector:
     model: LSTMDetector
     config: dict
     load_seconds: float
-
-
-@dataclass
-class MethodScores:
-    """One method's scores (aligned to the run's rows), what computing them took, their detection
-    metrics when the flips are known (else ``None``), and a caveat a report should print."""
-
-    name: str
-    scores: np.ndarray
-    seconds: float
-    metrics: dict | None = None
-    note: str = ""
 
 
 def detector_column(path: str | os.PathLike, taken: set[str] | frozenset[str] = frozenset()) -> str:
@@ -107,16 +95,16 @@ def score(dyn: Dynamics, methods: Sequence[str] = (), detectors: Sequence[Detect
 class Suspects:
     """The detector's top share of a run: the rows denoise removes and repair relabels."""
 
-    ranking: Ranking
+    ranking: MethodScores         # the detector's scores of every row, with their metrics
     rows: np.ndarray              # row positions of the suspects, most suspicious first
     flipped_share: float | None   # share of them with a flipped label; None without ground truth or suspects
 
 
 def estimated_noisy_count(scores: np.ndarray) -> int:
-    """How many labels the detector takes for wrong: those it gives probability >= 0.5. The detector
-    is trained with the classes balanced (pos_weight), so 0.5 is its own decision boundary, not a
-    prior on the noise rate; BENCHMARKS.md tables this estimate against the truth."""
-    return int(np.count_nonzero(scores >= 0.5))
+    """How many labels the detector takes for wrong: those it gives probability >= DETECTOR_THRESHOLD
+    (its own decision boundary, not a prior on the noise rate); BENCHMARKS.md tables this estimate
+    against the truth."""
+    return int(np.count_nonzero(scores >= DETECTOR_THRESHOLD))
 
 
 def top_suspects(detector_file: str | Path, dyn: Dynamics, ratio: float | str,
@@ -124,8 +112,7 @@ def top_suspects(detector_file: str | Path, dyn: Dynamics, ratio: float | str,
     """Rank ``dyn`` with the detector in ``detector_file`` and take its top ``ratio`` (rounded to whole
     rows; ``"auto"``: as many as ``estimated_noisy_count``), so denoise and repair pick their
     suspects, and score them, the same way."""
-    result = score(dyn, detectors=load_detectors([detector_file], device), threshold=0.5)[0]
-    ranking = Ranking(np.argsort(-result.scores, kind="stable"), result.scores, result.metrics)
+    ranking = score(dyn, detectors=load_detectors([detector_file], device), threshold=DETECTOR_THRESHOLD)[0]
     count = (estimated_noisy_count(ranking.scores) if ratio == "auto"
              else int(round(float(ratio) * dyn.num_samples)))
     rows = ranking.order[:count]
