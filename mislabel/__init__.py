@@ -4,7 +4,7 @@ The library surface: ``Recorder`` records dynamics from any training loop, ``ran
 samples into a table, ``score`` is the scoring path under it (see ``mislabel/api.py`` and
 ``examples/own_loop.py``).
 """
-__all__ = ["Recorder", "rank", "score"]
+__all__ = ["Recorder", "rank", "score", "to_datalab"]
 
 
 def __getattr__(name: str):

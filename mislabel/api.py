@@ -20,11 +20,12 @@ import numpy as np
 from mislabel.core.dynamics import Dynamics, load_dynamics, validate_dynamics
 from mislabel.core.device import pick_device
 from mislabel.core.user_input import UserError
+from mislabel.reports.datalab import to_datalab
 from mislabel.scoring.baselines import BASELINES
 from mislabel.scoring.scores import DEFAULT_CONTROL, DEFAULT_DETECTOR, load_detectors, score
 from mislabel.training.recorder import Recorder
 
-__all__ = ["Recorder", "rank", "score", "DEFAULT_CONTROL", "DEFAULT_DETECTOR", "DEFAULT_METHODS"]
+__all__ = ["Recorder", "rank", "score", "to_datalab", "DEFAULT_CONTROL", "DEFAULT_DETECTOR", "DEFAULT_METHODS"]
 
 DEFAULT_METHODS = ("detector", "aum", "confidence")
 

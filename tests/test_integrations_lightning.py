@@ -13,14 +13,15 @@ import torch
 
 pytest.importorskip("lightning")
 
-import lightning_fit  # noqa: E402  (tests/lightning_fit.py)
-from lightning_fit import CLASSES, EPOCHS, SAMPLES  # noqa: E402
-from mislabel import rank  # noqa: E402
-from mislabel.commands.compare import compare  # noqa: E402
-from mislabel.core.dynamics import Dynamics, load_dynamics, load_metadata  # noqa: E402
-from mislabel.core.files import torch_load  # noqa: E402
-from mislabel.core.user_input import UserError  # noqa: E402
-from mislabel.training.recorder import Recorder  # noqa: E402
+import lightning_fit
+from lightning_fit import CLASSES, EPOCHS, SAMPLES
+
+from mislabel import rank
+from mislabel.commands.compare import compare
+from mislabel.core.dynamics import Dynamics, load_dynamics, load_metadata
+from mislabel.core.files import torch_load
+from mislabel.core.user_input import UserError
+from mislabel.training.recorder import Recorder
 
 ARRAYS = ("td", "labels", "margin", "pred", "indices")
 

@@ -15,11 +15,15 @@ import torch
 os.environ["HF_HUB_OFFLINE"] = os.environ["TRANSFORMERS_OFFLINE"] = "1"
 transformers = pytest.importorskip("transformers")
 
-from mislabel import rank  # noqa: E402
-from mislabel.core.dynamics import load_dynamics  # noqa: E402
-from mislabel.core.user_input import UserError  # noqa: E402
-from mislabel.integrations.transformers import DynamicsCallback, DynamicsTrainer, IndexedDataset  # noqa: E402
-from mislabel.training.recorder import Recorder  # noqa: E402
+from mislabel import rank
+from mislabel.core.dynamics import load_dynamics
+from mislabel.core.user_input import UserError
+from mislabel.integrations.transformers import (
+    DynamicsCallback,
+    DynamicsTrainer,
+    IndexedDataset,
+)
+from mislabel.training.recorder import Recorder
 
 SAMPLES, CLASSES, EPOCHS, TOKENS, VOCAB = 40, 3, 2, 8, 50
 
@@ -41,9 +45,9 @@ def tiny_bert() -> torch.nn.Module:
 
 
 def arguments(folder, **overrides) -> transformers.TrainingArguments:
-    options = dict(output_dir=str(folder), num_train_epochs=EPOCHS, per_device_train_batch_size=8,
-                   per_device_eval_batch_size=8, learning_rate=1e-3, seed=0, use_cpu=True, report_to="none",
-                   save_strategy="no", logging_strategy="no", disable_tqdm=True)
+    options = {"output_dir": str(folder), "num_train_epochs": EPOCHS, "per_device_train_batch_size": 8,
+               "per_device_eval_batch_size": 8, "learning_rate": 1e-3, "seed": 0, "use_cpu": True,
+               "report_to": "none", "save_strategy": "no", "logging_strategy": "no", "disable_tqdm": True}
     return transformers.TrainingArguments(**{**options, **overrides})
 
 

@@ -73,3 +73,15 @@ def test_seed_names_are_the_package_modules() -> None:
 
     assert detector_model.lstm is mislabel.scoring.lstm and models.resnet is mislabel.models.resnet
     assert losses is mislabel.models.losses and util.load_dynamics is mislabel.core.dynamics.load_dynamics
+
+
+OPTIONAL_FRAMEWORKS = ("lightning", "pytorch_lightning", "transformers", "datasets", "accelerate")
+
+
+def test_optional_frameworks_stay_in_the_integrations() -> None:
+    """Only mislabel.integrations.<framework> imports an optional extra, so `import mislabel` and the
+    commands run on the core install."""
+    for name, path in MODULES.items():
+        found = sorted(m for m in imports(path) if m.split(".")[0] in OPTIONAL_FRAMEWORKS)
+        allowed = name.startswith("mislabel.integrations.") and name != "mislabel.integrations.indexed"
+        assert not found or allowed, f"{name} imports {found}"

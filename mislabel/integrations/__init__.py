@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from mislabel.integrations.indexed import INDEX_KEY, IndexedDataset
 
-__all__ = ["IndexedDataset", "INDEX_KEY", "missing_extra"]
+__all__ = ["INDEX_KEY", "IndexedDataset", "missing_extra"]
 
 
 def missing_extra(extra: str, err: ImportError) -> ImportError:

@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 
 from mislabel.core.user_input import UserError
 
-__all__ = ["IndexedDataset", "INDEX_KEY"]
+__all__ = ["INDEX_KEY", "IndexedDataset"]
 
 INDEX_KEY = "index"  # the field of a dict batch that holds the sample indices
 
