@@ -12,8 +12,8 @@ The convention: a training batch is ``(inputs, targets, indices)`` or a dict wit
 ``IndexedDataset`` makes such batches from ``(inputs, target)`` or dict items; ``logits`` need not
 be detached. Under DDP (``strategy="ddp"``, any launcher) every rank records its own batches, the
 padding of Lightning's distributed sampler is recorded once, and rank 0 alone writes the folder
-(see ``mislabel.integrations.recording``). Built on ``lightning.pytorch``; a Trainer imported from
-the older ``pytorch_lightning`` package does not accept its callbacks.
+(see ``mislabel.integrations.recording``). Built on ``lightning.pytorch``; a Trainer of the older
+``pytorch_lightning`` package runs it as well.
 """
 from __future__ import annotations
 
