@@ -55,7 +55,8 @@ class TinyClassifier(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.5)
 
 
-def fit(out: Path, devices: int = 1, strategy: str = "auto", as_dicts: bool = False, **callback_options) -> DynamicsCallback:
+def fit(out: Path, devices: int = 1, strategy: str = "auto", as_dicts: bool = False,
+        **callback_options) -> DynamicsCallback:
     pl.seed_everything(0, verbose=False)
     callback = DynamicsCallback(SAMPLES, CLASSES, out=out, **callback_options)
     model = TinyClassifier(out)

@@ -1,6 +1,7 @@
 """Record training dynamics from the frameworks people train with, as optional extras.
 
-    mislabel.integrations.lightning      DynamicsCallback for PyTorch Lightning   (pip install mislabel-detection[lightning])
+    mislabel.integrations.lightning      DynamicsCallback for PyTorch Lightning
+                                         (pip install mislabel-detection[lightning])
     mislabel.integrations.transformers   DynamicsCallback + DynamicsTrainer for the Hugging Face Trainer
                                          (pip install mislabel-detection[transformers])
 

@@ -78,7 +78,8 @@ class DynamicsRecording:
         if epochs is None:
             raise UserError(f"the trainer's {setting} gives no fixed number of epochs; pass num_epochs=<epochs> "
                             "to the DynamicsCallback")
-        self.recorder = Recorder(self.num_samples, self.num_classes, int(epochs), path=self.out, **self.recorder_options)
+        self.recorder = Recorder(self.num_samples, self.num_classes, int(epochs), path=self.out,
+                                 **self.recorder_options)
         self._seen, self._partial, self.saved = None, None, None
 
     def _record(self, logits: torch.Tensor, targets: torch.Tensor, indices: torch.Tensor) -> None:
