@@ -64,17 +64,33 @@ has_requirements() {
     "${REQUIRED_MODULES[@]}" 2>/dev/null
 }
 
-# Python: $PYTHON; else python3 if it already has the requirements; else ./.venv, created on demand.
+# Whether interpreter $1 imports this checkout's package from anywhere (the editable install).
+has_package() {
+  (cd / && env -u PYTHONPATH "$1" -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("mislabel") is None)') \
+    2>/dev/null
+}
+
+# Python: $PYTHON; else python3 if it already has the requirements; else ./.venv, created on demand,
+# with this checkout installed in editable mode (so `.venv/bin/python examples/own_loop.py` and
+# `.venv/bin/mislabel` work from anywhere).
 resolve_python() {
-  if [[ -n "${PYTHON:-}" ]]; then PY="$PYTHON"; return; fi
+  if [[ -n "${PYTHON:-}" ]]; then
+    PY="$PYTHON"
+    command -v "$PY" >/dev/null 2>&1 || fail "PYTHON=$PY: no such interpreter; unset PYTHON or point it at a python3"
+    return
+  fi
   if has_requirements python3; then PY=python3; return; fi
   PY="$ROOT/.venv/bin/python"
-  if [[ -x "$PY" ]] && has_requirements "$PY"; then return; fi
+  if [[ -x "$PY" ]] && has_requirements "$PY" && has_package "$PY"; then return; fi
   if [[ "${TESTRUN:-0}" == 1 ]]; then return; fi
-  echo "setting up $ROOT/.venv: python3 -m venv, then pip install -r requirements.txt (first run only)" >&2
-  python3 -m venv "$ROOT/.venv"
-  "$PY" -m pip install --upgrade pip >&2
-  "$PY" -m pip install -r "$ROOT/requirements.txt" >&2
+  if ! [[ -x "$PY" ]] || ! has_requirements "$PY"; then
+    echo "setting up $ROOT/.venv: python3 -m venv, then pip install -r requirements.txt (first run only)" >&2
+    python3 -m venv "$ROOT/.venv"
+    "$PY" -m pip install --upgrade pip >&2
+    "$PY" -m pip install -r "$ROOT/requirements.txt" >&2
+  fi
+  echo "installing this checkout into $ROOT/.venv in editable mode (pip install -e .)" >&2
+  "$PY" -m pip install --no-deps --no-build-isolation -e "$ROOT" >&2
 }
 
 run_py() {
@@ -156,7 +172,7 @@ case "$command" in
       --noise_type "$5" --net_type "$6" --depth "$7" --results_dir "$RESULTS_DIR" "${@:8}" ;;
   repair)
     need 3 run_folder detector_file repair_ratio -- "$@"
-    run_py "$ROOT/data_debug_dm/repair.py" "$@" ;;
+    run_py -m mislabel.commands.repair "$@" ;;
   train_dividemix)
     run_py "$ROOT/data_debug_dm/train.py" --results_dir "$RESULTS_DIR" "$@" ;;
   train_cub)

@@ -10,45 +10,18 @@ seed's ``from runner import Runner`` keeps working.
 """
 from __future__ import annotations
 
-import os
 import sys
 
-from mislabel.commands.cli import check_args, parse_args
-from mislabel.core.user_input import UserError, exit_on_user_error
+from mislabel.commands.cli import check_args, main
+from mislabel.core.user_input import exit_on_user_error
 
 if __name__ == "__main__":  # refuse a bad command line before the imports below (seconds and ~1 GB)
     exit_on_user_error(check_args)(sys.argv[1:])
 
-from mislabel.core import distributed  # noqa: E402  (after the check, on purpose)
-from mislabel.pipeline import Runner  # noqa: E402
+from mislabel.pipeline import Runner  # noqa: E402  (after the check, on purpose)
 from mislabel.run_config import RunConfig  # noqa: E402
-from mislabel.training.budget import Clock, minutes  # noqa: E402
-from mislabel.training.run_budget import epochs_within_budget  # noqa: E402
 
 __all__ = ["Runner", "RunConfig"]
-
-
-@exit_on_user_error
-def main(argv: list[str] | None = None) -> None:
-    clock = Clock()
-    command, config, extra = parse_args(argv)
-    if command == "crossval" and os.environ.get("WORLD_SIZE", "1") not in ("", "1"):
-        raise UserError("crossval_probs does not run under torchrun; run it without NPROC")
-    runner = Runner(config)
-    try:
-        if command == "generate_td":
-            if extra.budget is not None:
-                epochs_within_budget(runner, extra.budget, clock)
-            runner.train_for_td_computation()
-            if extra.budget is not None and distributed.is_main():
-                print(f"took {minutes(clock.elapsed())} of the {extra.budget:g} min budget")
-        elif command == "crossval":
-            runner.crossval(extra.folds, extra.num_epochs)
-        else:
-            runner.train(extra.detector_file, extra.remove_ratio, extra.td_dir)
-    finally:
-        distributed.stop()
-
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from data_debug_dm.dividemix import LOG_COLUMNS, DivideMixConfig, ViewBatches, train_dividemix
-from data_debug_dm.repair import ensure_repair, parse_ratio, read_repair
+from mislabel.scoring.repair import ensure_repair, parse_ratio, read_repair
 from mislabel.scoring.lstm import DEFAULT_DETECTOR
 from mislabel.data.datasets import Augment, TensorBatches
 from mislabel.data.decode import decode_images

@@ -2,8 +2,9 @@
 
     python examples/own_loop.py      # writes ./own_loop_run; seconds on a laptop CPU
 
-``mislabel`` must be importable: ``pip install .`` once (any directory after that), or run it
-from a checkout with ``PYTHONPATH=<checkout>``.
+``mislabel`` must be importable: in a checkout, ``.venv/bin/python examples/own_loop.py`` once
+``./run.sh`` has set up ``.venv`` (it installs the package there in editable mode); anywhere else
+after ``pip install .``.
 
 A small MLP on scikit-learn's digits with 20% of the labels replaced at random. The folder it
 writes is a run folder like generate_td's: train a detector on it with

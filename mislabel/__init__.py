@@ -1,10 +1,10 @@
 """Find mislabeled training samples from training dynamics (Jia et al., AAAI 2023).
 
 The library surface: ``Recorder`` records dynamics from any training loop, ``rank`` scores the
-samples into a table, ``score`` is the scoring path under it (see ``mislabel/api.py`` and
-``examples/own_loop.py``).
+samples into a table, ``score`` is the scoring path under it, ``find_issues`` runs the whole
+find_issues pipeline on your own labelled images (see ``mislabel/api.py`` and ``examples/``).
 """
-__all__ = ["Recorder", "rank", "score", "to_datalab"]
+__all__ = ["Recorder", "rank", "score", "find_issues", "to_datalab"]
 
 
 def __getattr__(name: str):

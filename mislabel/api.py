@@ -6,7 +6,8 @@
     recorder.save("my_run", true_labels=clean_labels_if_known)
     table = rank("my_run", detector="my_detector.pth.tar")            # most suspicious first
 
-``Recorder`` is the very class ``generate_td`` records with, so ``my_run`` is a run folder like
+``find_issues(folder_or_csv, out=..., budget=...)`` is the whole find_issues command on your own
+labelled images, returning its suspects table. ``Recorder`` is the very class ``generate_td`` records with, so ``my_run`` is a run folder like
 any other: ``train_detector.py``, ``compare`` and ``denoise`` accept it. ``rank`` puts the learned
 detector next to the hand-crafted baselines of ``mislabel.scoring.baselines``.
 """
@@ -20,14 +21,17 @@ import numpy as np
 from mislabel.core.dynamics import Dynamics, load_dynamics, validate_dynamics
 from mislabel.core.device import pick_device
 from mislabel.core.user_input import UserError
+from mislabel.issue_finder import find_issues
 from mislabel.reports.datalab import to_datalab
-from mislabel.scoring.baselines import BASELINES
+from mislabel.reports.suspects import predicted_labels
+from mislabel.scoring.methods import DEFAULT_RANK_METHODS, RANK_METHODS
 from mislabel.scoring.scores import DEFAULT_CONTROL, DEFAULT_DETECTOR, load_detectors, score
 from mislabel.training.recorder import Recorder
 
-__all__ = ["Recorder", "rank", "score", "to_datalab", "DEFAULT_CONTROL", "DEFAULT_DETECTOR", "DEFAULT_METHODS"]
+__all__ = ["Recorder", "rank", "score", "find_issues", "to_datalab", "DEFAULT_CONTROL", "DEFAULT_DETECTOR",
+           "DEFAULT_METHODS"]
 
-DEFAULT_METHODS = ("detector", "aum", "confidence")
+DEFAULT_METHODS = DEFAULT_RANK_METHODS
 
 RunLike = str | os.PathLike | Dynamics | Recorder | Mapping[str, np.ndarray]
 
@@ -64,16 +68,16 @@ def rank(run: RunLike, detector: str | os.PathLike | None = None, methods: Seque
         the baselines' scores, ``mislabel/scoring/pretrained/control.pth.tar``) and/or names of
         ``mislabel.scoring.baselines.BASELINES``.
     :returns: a pandas DataFrame, one row per sample, most suspicious (by the first method) first,
-        with columns index, assigned_label, predicted_label (last epoch), true_label and flipped
-        when known, then one score column per method. When the flips are known,
+        with columns index, given_label, predicted_label (highest mean probability over training;
+        ``mislabel.reports.suspects`` defines the names), true_label and flipped when known, then
+        one score column per method. When the flips are known,
         ``table.attrs["metrics"]`` maps each method to its AUC, mAP and precision figures.
     """
     import pandas as pd
 
-    known = ("detector", "control", *BASELINES)  # cleanlab needs held-out probabilities, which rank has not
-    unknown = [name for name in methods if name not in known]
+    unknown = [name for name in methods if name not in RANK_METHODS]
     if unknown or not methods:
-        raise UserError(f"unknown ranking methods {unknown or '(none given)'}; choose from: {', '.join(known)}")
+        raise UserError(f"unknown ranking methods {unknown or '(none given)'}; choose from: {', '.join(RANK_METHODS)}")
     dyn = _as_dynamics(run)
     detectors = []
     if "detector" in methods:
@@ -85,7 +89,7 @@ def rank(run: RunLike, detector: str | os.PathLike | None = None, methods: Seque
     if detectors:
         results["detector"] = results.pop(detectors[0].name)
     scores = {name: results[name].scores for name in methods}
-    table = pd.DataFrame({"index": dyn.indices, "assigned_label": dyn.assigned, "predicted_label": dyn.pred[:, -1]})
+    table = pd.DataFrame({"index": dyn.indices, "given_label": dyn.assigned, "predicted_label": predicted_labels(dyn)})
     if dyn.true_labels is not None:
         table["true_label"] = dyn.true_labels
     if dyn.flipped is not None:

@@ -15,7 +15,7 @@ import time
 import zlib
 from contextlib import contextmanager
 from functools import cached_property
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
@@ -34,7 +34,7 @@ from mislabel.data.datasets import ImageData, TensorBatches, load_dataset
 from mislabel.data.noise import canonical_noise_type, corrupt_labels
 from mislabel.models import build_model
 from mislabel.reports.summary import denoise_table, format_metric, read_summary, write_summary
-from mislabel.run_config import RunConfig
+from mislabel.run_config import RunConfig, valid_count
 from mislabel.training.accel import Acceleration
 from mislabel.training.checkpoint import CHECKPOINT_FILE, Checkpoint
 from mislabel.training.crossval import crossval_probs, predict_probs
@@ -49,24 +49,24 @@ __all__ = ["Runner", "RunConfig", "write_suspects_csv"]
 
 
 class Runner:
-    """Phase 1 (``train_for_td_computation``) and phase 3 (``subset`` + ``train``) on one dataset."""
+    """Phase 1 (``train_for_td_computation``) and phase 3 (``subset`` + ``denoise``) on one dataset."""
 
-    def __init__(self, config: RunConfig, data: ImageData | None = None) -> None:
-        """``data`` replaces loading ``config.dataset`` (find_issues brings a user's own images)."""
-        self.config = config  # checked when it was made
-        self.device = distributed.start(pick_device(config.device))  # joins torchrun's process group, if any
+    def __init__(self, config: RunConfig, data: ImageData | None = None, device: torch.device | None = None) -> None:
+        """``data`` replaces loading ``config.dataset`` (find_issues brings a user's own images);
+        ``device``: the caller has already joined torchrun's process group on it."""
+        self.config = config  # checked when it was made, and never changed here
+        self.device = device if device is not None else distributed.start(pick_device(config.device))
         self.accel = Acceleration.resolve(self.device, config.amp, config.compile)
         self.data: ImageData = data if data is not None else load_dataset(config.dataset, config.datadir, config.seed,
                                                                           config.image_size)
-        if self.data.real_noise and config.noise_ratio is not None and config.ratio > 0:
-            print(f"note: {config.dataset} is a real-world noisy dataset; noise arguments are ignored")
-        if self.data.real_noise:
-            config.noise_ratio = None
+        if self.data.real_noise and config.ratio > 0:
+            raise UserError(f"{config.dataset} carries real-world noise; drop noise_ratio (no synthetic noise is added)")
         self.true_labels = self.data.train_labels.numpy()
         images = None if self.data.train_images is None else self.data.train_images.numpy()
         self.assigned_labels = corrupt_labels(self.true_labels, self.data.num_classes, config.ratio,
                                               canonical_noise_type(config.noise_type), config.seed, config.dataset,
                                               images=images)
+        self.recorded: Dynamics | None = None  # phase 1's dynamics, kept in memory on request
         self.train_indices, self.valid_indices = self._split()
         self.build_model()  # fail fast on a bad --net_type/--depth, before anything is written
 
@@ -74,7 +74,7 @@ class Runner:
     def _split(self) -> tuple[np.ndarray, np.ndarray]:
         """Hold out ``num_valid`` training samples (with their noisy labels, as a user would have)."""
         count = self.data.num_train
-        num_valid = round(0.1 * count) if self.config.num_valid is None else self.config.num_valid
+        num_valid = valid_count(self.config.num_valid, count)
         if not 0 <= num_valid < count:
             raise UserError(f"--num_valid {num_valid} must be between 0 and {count - 1} for {self.config.dataset}")
         rng = np.random.default_rng([self.config.seed, zlib.crc32(f"{self.config.dataset}|valid".encode())])
@@ -159,7 +159,7 @@ class Runner:
             yield
 
     def _train_and_save(self, folder: Path, train_indices: np.ndarray, recorder: Recorder | None,
-                        description: str) -> dict:
+                        description: str, after_training: float = 0.0) -> dict:
         """Fit on ``train_indices`` (noisy labels), select on validation, write models and results."""
         model = self.build_model().to(self.device)
         labels = torch.as_tensor(self.assigned_labels)
@@ -176,7 +176,7 @@ class Runner:
             recording = Recording(recorder, self.config.td_mode, eval_pass)
         result = fit(model, self.batches(train_indices, labels, train=True, shard=True), valid, self.config.recipe,
                      recording=recording, log_path=folder / "train_log.csv", description=description,
-                     checkpoint=checkpoint, accel=self.accel)
+                     checkpoint=checkpoint, accel=self.accel, after_training=after_training)
         if not distributed.is_main():
             return {}
         checkpoint.remove()
@@ -217,8 +217,11 @@ class Runner:
                 "epochs": c.recipe.epochs, "td_mode": c.td_mode,
                 "num_train": int(len(self.train_indices)), "num_valid": int(len(self.valid_indices))}
 
-    def train_for_td_computation(self) -> Path:
-        """Phase 1: train on the noisy labels, recording every training sample's dynamics."""
+    def train_for_td_computation(self, after_training: float = 0.0, keep_dynamics: bool = False) -> Path:
+        """Phase 1: train on the noisy labels, recording every training sample's dynamics.
+        ``after_training``: what the command runs afterwards, in seconds (for the progress ETA);
+        ``keep_dynamics``: also keep them in memory as ``recorded`` (rank 0), so a caller that
+        scores them next does not read back the file just written."""
         folder = self.config.td_dir
         with self.claimed(folder):
             flipped = self.assigned_labels != self.true_labels
@@ -231,10 +234,14 @@ class Runner:
             if distributed.is_main():
                 print(recorder.describe())
             summary = self._describe()
-            summary.update(self._train_and_save(folder, self.train_indices, recorder, "phase 1"))
+            summary.update(self._train_and_save(folder, self.train_indices, recorder, "phase 1", after_training))
             if not distributed.is_main():
                 return folder
             recorder.save(folder, metadata=False)
+            if keep_dynamics:
+                self.recorded = replace(recorder.dynamics(), true_labels=None if self.data.real_noise else
+                                        self.true_labels[self.train_indices], flipped=None if self.data.real_noise
+                                        else flipped[self.train_indices])
             recorder.cleanup()
             summary["num_flipped"] = (int(flipped[self.train_indices].sum())
                                       if not self.data.real_noise else None)
@@ -274,8 +281,9 @@ class Runner:
             raise UserError(f"remove_ratio {remove_ratio} removes every training sample of class {emptied[0]} "
                             f"({len(emptied)} classes emptied); pass a smaller remove_ratio")
 
-    def train(self, detector_file: str, remove_ratio: float | str, td_dir: Path | None = None) -> Path:
-        """Phase 3: denoise (``subset``) and retrain on what is left; report detection and accuracy."""
+    def denoise(self, detector_file: str, remove_ratio: float | str, td_dir: Path | None = None) -> Path:
+        """Phase 3: remove the suspects (``subset``) and retrain on what is left; report detection and
+        accuracy. The seed calls this step ``Runner.train``, kept as its alias."""
         td_dir = Path(td_dir) if td_dir else self.config.td_dir
         folder = self.config.stage_dir("prune4retrain", f"remove{remove_ratio}")
         self.refuse_finished(folder)
@@ -297,6 +305,8 @@ class Runner:
         print(f"results in {folder}")
         return folder
 
+    train = denoise  # the seed's name for phase 3 (its README: "denoise_small calls Runner.train")
+
     def retrain_subset(self, kept: np.ndarray, folder: Path, info: dict | None = None) -> dict:
         """Retrain on the training samples ``kept`` (dataset indices) into ``folder``, as ``train`` does
         after its detector ranking; for rankings made elsewhere (a baseline, random, the clean-label
@@ -310,13 +320,10 @@ class Runner:
 
 
 def write_suspects_csv(path: Path, dyn: Dynamics, ranking: Ranking) -> None:
-    """suspects.csv: rank, index, score, assigned_label, predicted_label[, true_label], most suspicious first."""
-    import pandas as pd  # here: phase 1 never needs it
+    """suspects.csv of a denoise run (``mislabel.reports.suspects``: one schema with find_issues'),
+    most suspicious first; ``flagged`` marks the detector's probability >= ``DETECTOR_THRESHOLD``."""
+    from mislabel.reports.suspects import suspects_table
+    from mislabel.scoring.metrics import DETECTOR_THRESHOLD
 
-    order = ranking.order
-    table = {"rank": np.arange(1, len(order) + 1), "index": dyn.indices[order],
-             "score": np.round(ranking.scores[order], 6), "assigned_label": dyn.assigned[order],
-             "predicted_label": dyn.pred[order, -1]}
-    if dyn.true_labels is not None:
-        table["true_label"] = dyn.true_labels[order]
-    atomic_write(path, lambda tmp: pd.DataFrame(table).to_csv(tmp, index=False))
+    table, _ = suspects_table(dyn, ranking.scores, ranking.scores >= DETECTOR_THRESHOLD, ("index", dyn.indices))
+    atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))

@@ -1,19 +1,27 @@
-"""What defines a run, as one checked value: data, noise, network, recipe, recording, output.
+"""What defines a run, as one checked value, and the command-line flags that set it.
 
-Torch-free, so ``runner.py`` and ``find_issues`` build (and so check) it before torch loads.
+``RunConfig`` holds data, noise, network, recipe, recording and output, and checks itself when it
+is made. ``add_run_flags`` declares the flags every training command shares (generate_td, denoise,
+crossval, find_issues), with the defaults of ``RunConfig`` and ``Recipe``; ``add_budget_flag``
+declares ``--budget`` with its one meaning. So each shared option is declared once, here, and
+validated once, by ``RunConfig``.
+
+Torch-free, so the commands build (and so check) a configuration before torch loads.
 """
 from __future__ import annotations
 
 import argparse
+import math
+import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from mislabel.core.run_options import STORES, TD_MODES, Recipe
-from mislabel.core.user_input import UserError, check_output_folder, require_file, single_path_component
+from mislabel.core.run_options import LARGE_DATASETS, STORES, TD_MODES, Recipe
+from mislabel.core.user_input import UserError, check_output_folder, require_file, seed_value, single_path_component
 from mislabel.data.noise import canonical_noise_type
 from mislabel.models import check_network
 
-__all__ = ["RunConfig", "check_ratio"]
+__all__ = ["RunConfig", "check_ratio", "add_run_flags", "add_budget_flag", "check_budget", "valid_count"]
 
 
 def check_ratio(text: str, flag: str) -> str:
@@ -22,15 +30,20 @@ def check_ratio(text: str, flag: str) -> str:
         value = float(text)
     except ValueError:
         raise UserError(f"{flag} {text!r} is not a number; pass a fraction such as 0.2") from None
-    if not 0.0 <= value < 1.0:
+    if not 0.0 <= value < 1.0:  # NaN fails this too
         raise UserError(f"{flag} {text} is outside [0, 1); pass a fraction such as 0.2")
     return text
+
+
+def valid_count(num_valid: int | None, num_train: int) -> int:
+    """How many training samples are held out for early stopping: ``num_valid``, or 10% when None."""
+    return round(0.1 * num_train) if num_valid is None else num_valid
 
 
 @dataclass
 class RunConfig:
     """Everything that defines a run, checked when it is made; the run folders are named from it
-    (``experiment_dir``, ``td_dir``) as in the seed, and nowhere else."""
+    (``experiment_dir``, ``td_dir``, ``stage_dir``) as in the seed, and nowhere else."""
 
     dataset: str = "digits"
     datadir: str | None = None
@@ -52,17 +65,22 @@ class RunConfig:
     compile: bool = False               # torch.compile the model for training and per-epoch evaluation
     results_dir: str = "replication"
     overwrite: bool = False
+    td_folder: str | None = None        # the phase-1 folder when the caller names it (find_issues); None: as the seed
     recipe: Recipe = None  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         self.recipe = self.recipe or Recipe()
+        if self.dataset in LARGE_DATASETS:
+            self.noise_ratio = None  # real-world noise: no synthetic noise, so the folder names none
         self.validate()
 
     def validate(self) -> None:
         """Refuse, with one line naming the fix, every value that is wrong without loading the data.
         (Where a named dataset lives is checked when it is loaded: a Runner may be given its data.)"""
-        single_path_component(self.dataset, "dataset name")  # it names a folder under results_dir
-        check_output_folder(self.results_dir, "results folder", "set RESULTS_DIR (--results_dir) to a folder")
+        if self.td_folder is None:
+            single_path_component(self.dataset, "dataset name")  # it names a folder under results_dir
+        check_output_folder(self.td_folder or self.results_dir, "results folder",
+                            "set RESULTS_DIR (--results_dir) to a folder")
         if self.noise_ratio is not None:
             check_ratio(self.noise_ratio, "noise_ratio")
         canonical_noise_type(self.noise_type)
@@ -87,12 +105,12 @@ class RunConfig:
     @classmethod
     def from_args(cls, args: argparse.Namespace, **overrides) -> RunConfig:
         """The configuration a command line gives: every field its flags name (the recipe from
-        ``--num_epochs``, ``--lr`` ...), then ``overrides``."""
+        ``--num_epochs``, ``--lr`` ...), then ``overrides``. A recipe flag left unset (None: crossval's
+        epochs, find_issues' chosen values) takes the recipe's default."""
         values = {f.name: getattr(args, f.name) for f in fields(cls) if f.name != "recipe" and hasattr(args, f.name)}
-        default, epochs = Recipe(), getattr(args, "num_epochs", None)  # None: crossval resolves it from the run
-        recipe = Recipe(epochs=default.epochs if epochs is None else epochs,
-                        batch_size=getattr(args, "batch_size", default.batch_size), lr=getattr(args, "lr", default.lr),
-                        momentum=args.momentum, weight_decay=args.wd, loss_type=args.loss_type)
+        default = Recipe()
+        given = {field: getattr(args, flag, None) for flag, field in RECIPE_FLAGS.items()}
+        recipe = Recipe(**{field: getattr(default, field) if value is None else value for field, value in given.items()})
         return cls(**{**values, "recipe": recipe, **overrides})
 
     @property
@@ -108,9 +126,83 @@ class RunConfig:
 
     @property
     def td_dir(self) -> Path:
+        if self.td_folder is not None:
+            return Path(self.td_folder)
         return self.experiment_dir / f"computation4td_seed{self.seed}"
 
     def stage_dir(self, stage: str, name: str) -> Path:
         """A later stage's folder beside phase 1's: ``<stage>_seed<seed>/<name>`` (denoise:
         ``prune4retrain``/``remove<ratio>``, as in the seed; DivideMix: ``dividemix``/its tag)."""
         return self.experiment_dir / f"{stage}_seed{self.seed}" / name
+
+
+# --- the shared flags ------------------------------------------------------------------------------
+
+RECIPE_FLAGS = {"num_epochs": "epochs", "batch_size": "batch_size", "lr": "lr", "momentum": "momentum",
+                "wd": "weight_decay", "loss_type": "loss_type"}   # flag -> Recipe field
+CHOSEN_BY_PLAN = ("net_type", "depth", "num_epochs", "batch_size", "lr", "image_size")  # find_issues sizes these
+
+
+def add_run_flags(parser: argparse.ArgumentParser, chosen: bool = False) -> None:
+    """Declare the flags every training command shares, with ``RunConfig``'s and ``Recipe``'s
+    defaults. ``chosen``: find_issues picks the network, recipe and image side from the data, so
+    those flags default to None there ("chosen from the data and printed")."""
+    config, recipe = RunConfig.__dataclass_fields__, Recipe()
+
+    def default(name: str, value):
+        return None if chosen and name in CHOSEN_BY_PLAN else value
+
+    data = parser.add_argument_group("data")
+    data.add_argument("--seed", type=seed_value, default=config["seed"].default,
+                      help="fixes noise, split, init, batches and samples (0..2**32-1)")
+    data.add_argument("--image_size", type=int, default=None,
+                      help="side of the images trained on (default: sized from the data; 224 for the named photo "
+                           "datasets, as the seed)")
+    data.add_argument("--num_workers", type=int, default=None,
+                      help="processes decoding image files (default: one per spare core, none for tiny sets)")
+    model = parser.add_argument_group("model")
+    model.add_argument("--net_type", default=default("net_type", config["net_type"].default))
+    model.add_argument("--depth", type=int, default=default("depth", config["depth"].default))
+    model.add_argument("--widen_factor", type=int, default=None, help="wide_resnet only")
+    model.add_argument("--pretrained_path", default=None, help="local state_dict to start from (never downloaded)")
+    train = parser.add_argument_group("recipe" + (" (default: chosen from the data and printed)" if chosen else
+                                                  " (defaults: the seed's ResNet-32 recipe)"))
+    train.add_argument("--num_epochs", type=int, default=default("num_epochs", recipe.epochs))
+    train.add_argument("--batch_size", type=int, default=default("batch_size", recipe.batch_size))
+    train.add_argument("--lr", type=float, default=default("lr", recipe.lr))
+    train.add_argument("--momentum", type=float, default=recipe.momentum)
+    train.add_argument("--wd", type=float, default=recipe.weight_decay, help="weight decay")
+    train.add_argument("--loss_type", default=recipe.loss_type, help="cross_entropy, reed_soft or reed_hard")
+    record = parser.add_argument_group("recording")
+    record.add_argument("--td_mode", default=config["td_mode"].default, choices=TD_MODES,
+                        help="record dynamics from the training pass (train) or an extra clean pass (eval)")
+    record.add_argument("--td_store", default=config["td_store"].default, choices=STORES,
+                        help="keep dynamics in RAM or memory-mapped in the run folder (auto: memmap when large)")
+    record.add_argument("--td_topk", type=int, default=None,
+                        help="keep the assigned class + the K most probable others per epoch (default: all classes)")
+    run = parser.add_argument_group("run")
+    run.add_argument("--device", default=config["device"].default, help="auto (CUDA when present), cpu or cuda[:N]")
+    run.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                     help="bf16 autocast for training and per-epoch evaluation (default: on for CUDA GPUs with "
+                          "native bf16, off on CPU; --no-amp runs float32)")
+    run.add_argument("--compile", action="store_true",
+                     help="torch.compile the model (off by default: compiling costs seconds to minutes up front)")
+    run.add_argument("--results_dir", default=os.environ.get("RESULTS_DIR") or config["results_dir"].default,
+                     help="results root (default: $RESULTS_DIR, else replication)")
+    run.add_argument("--overwrite", action="store_true", help="redo a run whose folder holds finished results")
+
+
+def add_budget_flag(parser: argparse.ArgumentParser, default_minutes: float) -> None:
+    """``--budget MINUTES``, one meaning in every command: end within this many minutes, the recipe
+    cut to fit (generate_td: its epochs; find_issues: a rung of the ladder); 0 = no budget, the full
+    recipe."""
+    parser.add_argument("--budget", type=float, default=default_minutes, metavar="MINUTES",
+                        help="end the command within this many minutes, the recipe cut to what a cost table "
+                             f"predicts fits this machine (default {default_minutes:g}; 0 = no budget: the full "
+                             "recipe)")
+
+
+def check_budget(minutes: float) -> float:
+    if not (math.isfinite(minutes) and minutes >= 0):
+        raise UserError(f"--budget {minutes:g} is not a number of minutes; pass e.g. 20, or 0 for the full recipe")
+    return minutes

@@ -2,7 +2,6 @@
 find_issues writes cleaned.csv and relabel.csv, and a log (not a terminal) gets a line per epoch."""
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 from pathlib import Path
@@ -11,59 +10,57 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-import mislabel.commands.issues_budget as issues_budget
 from conftest import run_python, run_sh
-from mislabel.training.budget import Clock
-from mislabel.training.plan import LADDER, default_plan
-from mislabel.models import NETWORKS
+from mislabel.training import budget
+from mislabel.training.plan import LADDER, PlanOverrides, candidate_plans, default_plan
 from test_find_issues import PER_CLASS, write_digit_folders
 
-FIRST_DEPTH = {name: depths[0] for name, depths in NETWORKS.items()}
-FLAGS = dict(net_type=None, depth=None, num_epochs=None, batch_size=None, lr=None, image_size=None, storage="auto",
-             widen_factor=None, device="cpu", seed=0, overwrite=False)
+FASHION = budget.Workload(num_train=60_000, num_valid=0, num_test=6_000, num_classes=10, in_channels=3, side=32,
+                          file_side=28, scored=60_000)
 
 
-def _plan(tmp_path: Path, monkeypatch, budget: float, **flags):
-    """plan_within_budget for 60,000 28 px images with step times faked: LeNet 0.01 s, ResNet-20
-    0.2 s, ResNet-32 0.3 s, ResNet-18 1 s (ratios as on a 2-core CPU)."""
-    fake = {("lenet", 5): 0.01, ("resnet", 20): 0.2, ("resnet", 32): 0.3, ("resnet", 18): 1.0}
-    monkeypatch.setattr(issues_budget, "time_step", lambda net, depth, *rest: fake[(net, depth)])
-    args = argparse.Namespace(**{**FLAGS, **flags, "budget": budget})
+def _plan(minutes: float, **fixed) -> budget.BudgetChoice:
+    """plan_within_budget for 60,000 28 px images (Fashion-MNIST's size) on this CPU's cost table."""
     full = default_plan(60_000, 28)
-    return issues_budget.plan_within_budget(full, 60_000, 6_000, 10, 1e-4, args, FIRST_DEPTH, Clock(),
-                                            tmp_path / f"out{budget}")
+    return budget.plan_within_budget(candidate_plans(full, 60_000, PlanOverrides(**fixed)), FASHION, "cpu", minutes,
+                                     budget.scan_seconds(66_000, 28, "cpu"))
 
 
-def test_a_smaller_budget_gives_a_smaller_plan(tmp_path, monkeypatch):
-    full = _plan(tmp_path, monkeypatch, 0)
+def test_a_smaller_budget_gives_a_smaller_plan():
+    full = _plan(0)
     assert (full.plan.net_type, full.plan.depth, full.plan.epochs) == ("resnet", 32, 20)
-    assert full.estimate.per_epoch == pytest.approx(469 * 0.3)
-    generous = _plan(tmp_path, monkeypatch, 400)    # the full recipe's ~47 min training fits
-    assert generous.plan == full.plan
-    medium = _plan(tmp_path, monkeypatch, 20)
-    assert (medium.plan.net_type, medium.plan.epochs) == ("lenet", 20)   # capped at the full epochs and medium.estimate.total < 20 * 60
+    assert _plan(100_000).plan == full.plan      # a budget the full recipe fits in picks it
+    medium = _plan(20)
+    assert medium.plan != full.plan and medium.estimate.total <= budget.SAFETY * 20 * 60
     assert "the full recipe" in medium.lines[0] and "--budget 0" in medium.lines[0]
-    tiny = _plan(tmp_path, monkeypatch, 0.1)
+    tiny = _plan(0.1)
     assert (tiny.plan.net_type, tiny.plan.epochs) == (LADDER[0].net_type, LADDER[0].epochs)
     assert any(line.startswith("warning: even the cheapest") for line in tiny.lines)
 
 
-def test_flags_fix_what_the_budget_may_choose(tmp_path, monkeypatch):
-    choice = _plan(tmp_path, monkeypatch, 20, net_type="resnet", depth=20)
-    assert (choice.plan.net_type, choice.plan.depth) == ("resnet", 20) and choice.plan.epochs < 20
-    fixed = _plan(tmp_path, monkeypatch, 0.1, net_type="lenet", num_epochs=15)
+def test_flags_fix_what_the_budget_may_choose():
+    choice = _plan(20, net_type="resnet", depth=20)
+    assert (choice.plan.net_type, choice.plan.depth) == ("resnet", 20)
+    fixed = _plan(0.1, net_type="lenet", epochs=15)
     assert (fixed.plan.net_type, fixed.plan.epochs) == ("lenet", 15)
 
 
-def test_a_rerun_keeps_the_stored_plan(tmp_path, monkeypatch):
-    first = _plan(tmp_path, monkeypatch, 20)
-    assert not (tmp_path / "out20").exists()           # nothing is stored before the command is sure to run
-    first.save(tmp_path / "out20")
-    monkeypatch.setattr(issues_budget, "time_step", lambda *a: pytest.fail("a rerun must not time again"))
-    args = argparse.Namespace(**{**FLAGS, "budget": 20})
-    again = issues_budget.plan_within_budget(default_plan(60_000, 28), 60_000, 6_000, 10, 1e-4, args, FIRST_DEPTH,
-                                             Clock(), tmp_path / "out20")
-    assert again.plan == first.plan and "first run" in again.lines[0]
+def test_the_plan_depends_on_the_data_and_device_not_on_the_load(monkeypatch):
+    """The choice comes from counted FLOPs and the cost table: the clock is never read, so a busy
+    machine cannot change it."""
+    first = _plan(20)
+    monkeypatch.setattr(budget.time, "perf_counter", lambda: pytest.fail("the plan must not time anything"))
+    monkeypatch.setattr(budget.time, "monotonic", lambda: pytest.fail("the plan must not read the clock"))
+    again = _plan(20)
+    assert json.dumps(again.record, sort_keys=True) == json.dumps(first.record, sort_keys=True)
+    assert again.lines == first.lines
+
+
+def test_a_deeper_network_costs_more_and_the_table_is_exact():
+    small = budget.predict("resnet", 20, 128, 1, True, FASHION, "cpu")
+    deep = budget.predict("resnet", 32, 128, 1, True, FASHION, "cpu")
+    assert deep.per_epoch > 1.5 * small.per_epoch
+    assert budget.training_flops("resnet", 32, 10, 3, 32) == budget.training_flops("resnet", 32, 10, 3, 32) > 0
 
 
 @pytest.fixture(scope="module")
@@ -135,5 +132,21 @@ def test_generate_td_budget_trains_the_epochs_that_fit_and_reports_its_time(tmp_
     run = tmp_path / "digits_lenet5_percmislabeled0.2_uniform" / "computation4td_seed0"
     assert json.loads((run / "summary.json").read_text())["epochs"] == chosen
     assert json.loads((run / "budget.json").read_text())["epochs"] == chosen
-    refused = run_python("runner.py", *recipe, "--budget", "0")
+    refused = run_python("runner.py", *recipe, "--budget", "-1")
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "--budget" in refused.stderr
+
+
+def test_the_same_command_under_load_plans_and_ranks_the_same(budget_run):
+    """Issue 24 §4: a rerun on a busy machine gets the same plan and the same suspects."""
+    out, _, done = budget_run
+    again = out.parent / "again"
+    hog = subprocess.Popen(["python3", "-c", "while True: pass"])
+    try:
+        rerun = run_sh("find_issues", str(out.parent / "digits"), "--out", str(again), "--budget", "0.01", "--no_hflip",
+                       "--device", "cpu", env={"OMP_NUM_THREADS": "1"})
+    finally:
+        hog.kill()
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    first, second = (json.loads((folder / "budget_plan.json").read_text()) for folder in (out, again))
+    assert first == second
+    assert (again / "suspects.csv").read_bytes() == (out / "suspects.csv").read_bytes()

@@ -85,7 +85,7 @@ def test_compare_lists_every_method_and_matches_sklearn(run_copy, detector, caps
     assert confidence_auc == pytest.approx(roc_auc_score(flipped, -mean_prob), abs=1e-12)
     assert (table["k"] == flipped.sum()).all()
     scores = pd.read_csv(run_copy / "scores.csv")
-    assert list(scores.columns) == ["index", "assigned_label", "true_label", "flipped", *methods]
+    assert list(scores.columns) == ["index", "given_label", "true_label", "flipped", *methods]
     np.testing.assert_array_equal(scores["index"], rows.numpy())
     assert (run_copy / "comparison.md").read_text().strip() in printed
     for name in ("roc_pr.png", "datamap.png"):
@@ -137,7 +137,7 @@ def test_compare_without_known_flips(run_copy, capsys) -> None:
     table = pd.read_csv(run_copy / "comparison.csv")
     assert table["auc"].isna().all() and table["method"].tolist() == [*BASELINES, *CONTROL]
     scores = pd.read_csv(run_copy / "scores.csv")
-    assert list(scores.columns) == ["index", "assigned_label", *BASELINES, *CONTROL]
+    assert list(scores.columns) == ["index", "given_label", *BASELINES, *CONTROL]
     assert_png(run_copy / "datamap.png")
     assert not (run_copy / "roc_pr.png").exists()
 

@@ -96,7 +96,7 @@ def test_find_issues_with_two_processes_ranks_as_well_as_one(digit_folders, tmp_
         assert ("streamed from files" if storage == "files" else "in memory") in done.stdout
     assert files(outs[2]) == files(outs[1])                      # the same outputs, nothing half-written
     assert (outs[2] / "skipped.txt").read_text() == (outs[1] / "skipped.txt").read_text() != ""
-    one, two = (load_dynamics(next(out.glob("phase1/*/computation4td_seed0"))) for out in (outs[1], outs[2]))
+    one, two = (load_dynamics(next(out.glob("phase1/*_seed0"))) for out in (outs[1], outs[2]))
     assert two.td.shape == one.td.shape == (480, 20, 10)
     assert np.allclose(two.td.astype(np.float32).sum(axis=2), 1.0, atol=1e-2)   # every sample, every epoch
     assert np.array_equal(two.indices, one.indices) and np.array_equal(two.assigned, one.assigned)

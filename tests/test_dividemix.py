@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from conftest import run_sh
-from data_debug_dm import repair as repair_cli
+from mislabel.commands import repair as repair_cli
 from data_debug_dm import train as train_cli
 from data_debug_dm.dividemix import clean_probability
-from data_debug_dm.repair import repair_paths
+from mislabel.scoring.repair import repair_paths
 from mislabel.scoring.lstm import LSTMDetector, detector_config, load_detector, save_detector
 from mislabel.scoring.predict import get_order
 from fixtures import write_class_folders, write_cub

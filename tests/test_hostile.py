@@ -21,7 +21,7 @@ import mislabel.commands.compare
 import runner
 import train_detector
 from conftest import ROOT, run_sh
-from data_debug_dm import repair as repair_cli
+from mislabel.commands import repair as repair_cli
 from data_debug_dm import train as dividemix_cli
 from mislabel import rank
 from mislabel.commands.compare import main as compare_main

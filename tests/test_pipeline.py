@@ -75,7 +75,7 @@ def test_denoise_small_transfers_to_flip_noise(tmp_path, detector_file):
     assert "detection AUC" in done.stdout and "after removal" in done.stdout
     with open(folder / "suspects.csv") as handle:
         rows = list(csv.DictReader(handle))
-    assert list(rows[0]) == ["rank", "index", "score", "assigned_label", "predicted_label", "true_label"]
+    assert list(rows[0]) == ["rank", "index", "given_label", "predicted_label", "score", "flagged", "true_label"]
     scores = [float(row["score"]) for row in rows]
     assert scores == sorted(scores, reverse=True) and len(rows) == summary["num_ranked"]
 

@@ -77,7 +77,7 @@ def test_bad_arguments_are_refused_before_torch_loads(name: str, tmp_path: Path,
 
 
 def test_the_argument_modules_import_no_heavy_library() -> None:
-    code = ("import sys, util, mislabel, models, mislabel.commands.cli, mislabel.commands.issues_cli, mislabel.core.run_options; "
+    code = ("import sys, util, mislabel, models, mislabel.commands.cli, mislabel.issue_options, mislabel.core.run_options; "
             f"print(sorted(m for m in {sorted(HEAVY)!r} if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -1,7 +1,8 @@
 """`pip install .` gives the library alone: built as a wheel, installed into a fresh virtual
 environment that reuses this environment's torch, it runs examples/own_loop.py from another
-directory, ranks with the shipped detector (package data), and installs no generic top-level
-module names (util, models, losses, ...) into site-packages."""
+directory, ranks with the shipped detector (package data), gives the `mislabel` command
+(`mislabel rank`, `mislabel find-issues`) and installs no generic top-level module names (util,
+models, losses, ...) into site-packages."""
 from __future__ import annotations
 
 import os
@@ -10,6 +11,8 @@ import subprocess
 import sys
 import venv
 from pathlib import Path
+
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_NAMES = {"util", "util.py", "losses", "losses.py", "models", "detector_model", "data_debug_dm", "runner.py",
@@ -60,3 +63,22 @@ def test_wheel_installs_the_library_alone(tmp_path: Path) -> None:
     module_file, columns, metrics = done.stdout.strip().splitlines()[-3:]
     assert module_file.startswith(str(site)), module_file  # the installed copy, not the checkout
     assert "detector" in columns and "'detector'" in metrics
+
+    # the console command, as pip installed it (run by the venv's python: --target keeps the
+    # installing interpreter in its shebang)
+    script = site / "bin" / "mislabel"
+    assert script.is_file(), sorted(path.name for path in site.iterdir())
+    done = run([python, str(script), "--help"], cwd=elsewhere, env=env)
+    assert "find-issues" in done.stdout and "train-detector" in done.stdout
+    done = run([python, str(script), "rank", "own_loop_run", "--methods", "aum", "detector"], cwd=elsewhere, env=env)
+    ranked = (elsewhere / "own_loop_run" / "ranked.csv").read_text().splitlines()
+    assert "ranked " in done.stdout and ranked[0].split(",")[:3] == ["index", "given_label", "predicted_label"]
+    images = elsewhere / "images"
+    for label in range(2):
+        for number in range(12):
+            (images / str(label)).mkdir(parents=True, exist_ok=True)
+            pixels = bytes([255 * label ^ (number * 7 % 64)] * 64)
+            Image.frombytes("L", (8, 8), pixels).save(images / str(label) / f"{number}.png")
+    done = run([python, str(script), "find-issues", "images", "--out", "audit", "--net_type", "lenet", "--num_epochs",
+                "2", "--no_hflip", "--device", "cpu"], cwd=elsewhere, env={**env, "OMP_NUM_THREADS": "1"})
+    assert "find_issues: 24 samples scored" in done.stdout and (elsewhere / "audit" / "suspects.csv").is_file()

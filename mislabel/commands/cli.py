@@ -1,4 +1,5 @@
-"""Command-line flags of runner.py; run.sh maps the seed's positional arguments onto these.
+"""runner.py's commands (generate_td, denoise, crossval): their flags and ``main``; run.sh maps the
+seed's positional arguments onto these flags.
 
 Torch-free: ``check_args`` parses and checks every flag that can be checked without the data
 (names, ranges, paths), and runner.py calls it before its heavy imports, so a bad argument is
@@ -9,68 +10,34 @@ from __future__ import annotations
 import argparse
 import functools
 
-from mislabel.core.run_options import DEFAULT_FOLDS, STORES, TD_MODES, Recipe, check_datadir
-from mislabel.core.user_input import OneLineParser, UserError, require_file, require_folder, seed_value
-from mislabel.run_config import RunConfig, check_ratio
+from mislabel.core.run_options import DEFAULT_FOLDS, check_datadir
+from mislabel.core.user_input import OneLineParser, UserError, exit_on_user_error, require_file, require_folder
+from mislabel.run_config import RunConfig, add_budget_flag, add_run_flags, check_budget, check_ratio
 
-__all__ = ["check_args", "parse_args"]
+__all__ = ["check_args", "parse_args", "main"]
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
-    recipe = Recipe()
-    data = parser.add_argument_group("data and noise")
+    """The dataset flags of runner.py's commands, then the flags every training command shares."""
+    data = parser.add_argument_group("dataset")
     data.add_argument("--datadir", default=None, help="folder holding <dataset>/ (unused for digits)")
     data.add_argument("--dataset", default="digits")
-    data.add_argument("--seed", type=seed_value, default=0, help="fixes noise, split, init and batches (0..2**32-1)")
     data.add_argument("--num_valid", type=int, default=None,
                       help="training samples held out for early stopping (default 10%%; 0 = none)")
-    data.add_argument("--image_size", type=int, default=None,
-                      help="side of the crops cut from image-file datasets (default 224 for the named photo "
-                           "datasets, as the seed; other folders and CSVs: sized from their images)")
-    data.add_argument("--num_workers", type=int, default=None,
-                      help="processes decoding image files (default: one per spare core, none for tiny sets)")
-    model = parser.add_argument_group("model")
-    model.add_argument("--net_type", default="resnet")
-    model.add_argument("--depth", type=int, default=32)
-    model.add_argument("--widen_factor", type=int, default=None, help="wide_resnet only")
-    model.add_argument("--pretrained_path", default=None, help="local state_dict to start from (never downloaded)")
-    train = parser.add_argument_group("recipe (defaults: the seed's ResNet-32 recipe)")
-    train.add_argument("--num_epochs", type=int, default=recipe.epochs)
-    train.add_argument("--batch_size", type=int, default=recipe.batch_size)
-    train.add_argument("--lr", type=float, default=recipe.lr)
-    train.add_argument("--momentum", type=float, default=recipe.momentum)
-    train.add_argument("--wd", type=float, default=recipe.weight_decay, help="weight decay")
-    train.add_argument("--loss_type", default=recipe.loss_type, help="cross_entropy, reed_soft or reed_hard")
-    train.add_argument("--td_mode", default="train", choices=TD_MODES,
-                       help="record dynamics from the training pass (train) or an extra clean pass (eval)")
-    train.add_argument("--td_store", default="auto", choices=STORES,
-                       help="keep dynamics in RAM or memory-mapped in the run folder (auto: memmap when large)")
-    train.add_argument("--td_topk", type=int, default=None,
-                       help="keep the assigned class + the K most probable others per epoch (default: all classes)")
-    run = parser.add_argument_group("run")
-    run.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
-    run.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
-                     help="bf16 autocast for training and per-epoch evaluation (default: on for CUDA GPUs with "
-                          "native bf16, off on CPU; --no-amp runs float32)")
-    run.add_argument("--compile", action="store_true",
-                     help="torch.compile the model (off by default: compiling costs seconds to minutes up front)")
-    run.add_argument("--results_dir", default="replication")
-    run.add_argument("--overwrite", action="store_true", help="redo a run whose folder holds finished results")
+    add_run_flags(parser)
 
 
-def check_args(argv: list[str]) -> argparse.Namespace:
+def check_args(argv: list[str], prog: str = "runner.py", launcher: str = "python ") -> argparse.Namespace:
     """Parse runner.py's command line and refuse, with a UserError, anything wrong in it that
     shows without loading the data."""
-    parser = OneLineParser(prog="runner.py", launcher="python ", description="mislabel-detection pipeline")
+    parser = OneLineParser(prog=prog, launcher=launcher, description="mislabel-detection pipeline")
     commands = parser.add_subparsers(dest="command", required=True,
-                                     parser_class=functools.partial(OneLineParser, launcher="python "))
+                                     parser_class=functools.partial(OneLineParser, launcher=launcher))
     generate = commands.add_parser("generate_td", help="phase 1: train and record training dynamics")
     _add_common(generate)
     generate.add_argument("--noise_ratio", default="0.2")
     generate.add_argument("--noise_type", default="uniform", help="uniform (sym), flip (asym), semantic or idn")
-    generate.add_argument("--budget", type=float, default=None, metavar="MINUTES",
-                          help="train as many epochs (up to --num_epochs) as fit this many minutes, timed on this "
-                               "machine (default: no budget)")
+    add_budget_flag(generate, default_minutes=0)
     denoise = commands.add_parser("denoise", help="phase 3: remove suspects and retrain")
     _add_common(denoise)
     denoise.add_argument("--noise_ratio", default=None, help="omit for real-world (large) datasets")
@@ -89,9 +56,7 @@ def check_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.config = RunConfig.from_args(args)  # checks every run setting
     check_datadir(args.dataset, args.datadir)
-    budget = getattr(args, "budget", None)
-    if budget is not None and not 0 < budget < float("inf"):
-        raise UserError(f"--budget {budget:g} is not a positive number of minutes; pass e.g. 15, or omit it")
+    check_budget(getattr(args, "budget", 0.0))
     if args.command == "crossval" and args.folds < 2:
         raise UserError(f"--folds {args.folds} must be at least 2; the default is {DEFAULT_FOLDS}")
     if args.command == "denoise":
@@ -104,7 +69,67 @@ def check_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def parse_args(argv: list[str] | None) -> tuple[str, RunConfig, argparse.Namespace]:
+def parse_args(argv: list[str] | None, prog: str = "runner.py", launcher: str = "python "
+               ) -> tuple[str, RunConfig, argparse.Namespace]:
     """``check_args``, then (command, the run's configuration, the flags)."""
-    args = check_args(argv)
+    args = check_args(argv, prog, launcher)
     return args.command, args.config, args
+
+
+def _within_budget(config: RunConfig, budget_minutes: float, data, device) -> RunConfig:
+    """``config`` with as many of its epochs as the cost table predicts fit ``--budget`` (printed, and
+    recorded in the run folder); unchanged for a finished run, which training refuses anyway."""
+    from dataclasses import replace
+
+    from mislabel.core import distributed
+    from mislabel.data.sizing import median_short_side
+    from mislabel.reports.summary import read_summary
+    from mislabel.run_config import valid_count
+    from mislabel.training.budget import Workload, epochs_within_budget
+
+    if read_summary(config.td_dir) is not None and not config.overwrite:
+        return config
+    num_valid = valid_count(config.num_valid, data.num_train)
+    file_side = None if data.train_images is not None else median_short_side(data.train_files) or data.image_size
+    work = Workload(num_train=data.num_train - num_valid, num_valid=num_valid, num_test=len(data.test_labels),
+                    num_classes=data.num_classes, in_channels=data.in_channels, side=data.image_size,
+                    file_side=file_side)
+    epochs, note = epochs_within_budget(config.net_type, config.depth, config.recipe.batch_size, config.recipe.epochs,
+                                        work, str(device), budget_minutes, config.td_dir, config.widen_factor)
+    if distributed.is_main():
+        print(note)
+    return replace(config, recipe=replace(config.recipe, epochs=epochs))
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None, prog: str = "runner.py", launcher: str = "python ") -> None:
+    """runner.py's commands (``generate-td``, ``denoise``, ``crossval`` of the ``mislabel`` command)."""
+    import os
+
+    command, config, extra = parse_args(argv, prog, launcher)
+    if command == "crossval" and os.environ.get("WORLD_SIZE", "1") not in ("", "1"):
+        raise UserError("crossval_probs does not run under torchrun; run it without NPROC")
+    from mislabel.core import distributed
+    from mislabel.core.device import pick_device
+    from mislabel.data.datasets import load_dataset
+    from mislabel.pipeline import Runner
+    from mislabel.training.budget import Clock, minutes
+
+    clock = Clock()
+    device = distributed.start(pick_device(config.device))  # joins torchrun's process group, if any
+    try:
+        data = load_dataset(config.dataset, config.datadir, config.seed, config.image_size)
+        budget = getattr(extra, "budget", 0)
+        if budget:
+            config = _within_budget(config, budget, data, device)
+        runner = Runner(config, data, device)
+        if command == "generate_td":
+            runner.train_for_td_computation()
+            if budget and distributed.is_main():
+                print(f"took {minutes(clock.elapsed())} of the {budget:g} min budget")
+        elif command == "crossval":
+            runner.crossval(extra.folds, extra.num_epochs)
+        else:
+            runner.denoise(extra.detector_file, extra.remove_ratio, extra.td_dir)
+    finally:
+        distributed.stop()

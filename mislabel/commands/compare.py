@@ -26,11 +26,11 @@ from mislabel.training.crossval import DEFAULT_FOLDS, load_pred_probs
 from mislabel.reports.plots import plot_datamap, plot_roc_pr
 from mislabel.reports.summary import read_summary
 from mislabel.core.dynamics import Dynamics, load_dynamics
-from mislabel.core.user_input import OneLineParser, exit_on_user_error
+from mislabel.core.user_input import OneLineParser, check_output_folder, exit_on_user_error
 from mislabel.core.files import atomic_write_all
 from mislabel.core.device import pick_device
 
-__all__ = ["METRICS", "score_methods", "comparison_markdown", "compare", "main"]
+__all__ = ["METRICS", "score_every_method", "comparison_markdown", "compare", "main"]
 
 # Column name in comparison.csv -> header in comparison.md.
 METRICS = {"auc": "AUC", "map": "mAP", "precision_at_k": "P@k", "recall_at_k": "R@k",
@@ -52,7 +52,7 @@ def _stored_classes_note(dyn: Dynamics) -> str:
             f"confidence_tracking tests only the {channels - 1} strongest competitors of the assigned label")
 
 
-def score_methods(dyn: Dynamics, detector_files: list[str | Path], pred_probs: np.ndarray | None,
+def score_every_method(dyn: Dynamics, detector_files: list[str | Path], pred_probs: np.ndarray | None,
                   device: str = "auto") -> list[MethodScores]:
     """Every baseline, then cleanlab (when ``pred_probs`` is given), the shipped learned control (what
     the detectors must beat to be worth it), then each detector, timed."""
@@ -170,7 +170,7 @@ def _outputs(folder: Path, dyn: Dynamics, results: list[MethodScores], markdown:
              "seconds": round(r.seconds, 6), "note": r.note} for r in results]
     table = pd.DataFrame(rows)
     table.insert(len(METRICS) + 2, "k", int(dyn.flipped.sum()) if has_ground_truth(dyn.flipped) else None)
-    columns = {"index": dyn.indices, "assigned_label": dyn.assigned}
+    columns = {"index": dyn.indices, "given_label": dyn.assigned}
     if dyn.true_labels is not None:
         columns["true_label"] = dyn.true_labels
     if dyn.flipped is not None:
@@ -190,8 +190,9 @@ def compare(folder: str | Path, detector_files: list[str | Path] = (), device: s
     """Score, then write the tables and plots into ``folder``; prints the markdown report."""
     folder = Path(folder)
     dyn = load_dynamics(folder)
+    check_output_folder(folder, "run folder", "copy the run folder somewhere writable and compare the copy")
     loaded = load_pred_probs(folder, dyn.num_samples, int(dyn.assigned.max()) + 1)
-    results = score_methods(dyn, list(detector_files), None if loaded is None else loaded[0], device)
+    results = score_every_method(dyn, list(detector_files), None if loaded is None else loaded[0], device)
     if loaded is None:
         cleanlab_note = (f"cleanlab: not run, as {folder / 'pred_probs_cv.npy'} is missing; make it with "
                          f"`{_crossval_hint(folder)}` (the generate_td run's arguments; with the default "
@@ -212,8 +213,8 @@ def compare(folder: str | Path, detector_files: list[str | Path] = (), device: s
 
 
 @exit_on_user_error
-def main(argv: list[str] | None = None) -> None:
-    parser = OneLineParser(prog="run.sh compare", launcher="./", description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None, prog: str = "run.sh compare", launcher: str = "./") -> None:
+    parser = OneLineParser(prog=prog, launcher=launcher, description=__doc__.split("\n")[0])
     parser.add_argument("run_folder", help="a generate_td output folder (holds training_dynamics.npz)")
     parser.add_argument("detector_files", nargs="*", help="LSTM detector files (train_detector.py) to compare")
     parser.add_argument("--device", default="auto", help="for the detectors: auto (CUDA when present), cpu, cuda[:N]")

@@ -3,8 +3,9 @@
 On a terminal: tqdm bars (per epoch, with a transient per-batch bar). Anywhere else (CI, ``nohup``,
 a redirected log) a bar would write a line per refresh, some sixty an epoch, so training prints
 one plain line per epoch instead and the other bars refresh at most every ``LOG_INTERVAL`` seconds.
-A command that knows what comes after its training (find_issues: scoring and the report) says so
-with ``expect_after_training``; every epoch line then shows when the whole command should end.
+A command that knows what comes after its training (find_issues: scoring and the report) passes
+its predicted seconds down to the loop (``fit(after_training=...)``); every epoch line then shows
+when the whole command should end.
 """
 from __future__ import annotations
 
@@ -14,10 +15,9 @@ from collections.abc import Iterable, Iterator
 
 from tqdm.auto import tqdm
 
-__all__ = ["is_terminal", "bar", "expect_after_training", "EpochProgress", "clock_text"]
+__all__ = ["is_terminal", "bar", "EpochProgress", "clock_text"]
 
 LOG_INTERVAL = 30.0   # seconds between refreshes of a non-terminal bar
-_after_training: float = 0.0
 
 
 def is_terminal() -> bool:
@@ -32,12 +32,6 @@ def bar(iterable: Iterable, **kwargs) -> tqdm:
     return tqdm(iterable, dynamic_ncols=True, **kwargs)
 
 
-def expect_after_training(seconds: float) -> None:
-    """Tell the epoch lines how long the command runs after its training (0 when nothing follows)."""
-    global _after_training
-    _after_training = max(0.0, seconds)
-
-
 def clock_text(seconds: float) -> str:
     seconds = int(round(seconds))
     hours, rest = divmod(seconds, 3600)
@@ -46,10 +40,13 @@ def clock_text(seconds: float) -> str:
 
 class EpochProgress:
     """The progress of one training loop: iterate over it for the epochs, wrap each epoch's batches
-    with ``batches`` and report each finished epoch with ``finished``."""
+    with ``batches`` and report each finished epoch with ``finished``. ``after_training``: seconds
+    the command runs after this loop, counted in the ETA."""
 
-    def __init__(self, start: int, total: int, description: str, enabled: bool = True) -> None:
+    def __init__(self, start: int, total: int, description: str, enabled: bool = True,
+                 after_training: float = 0.0) -> None:
         self.start, self.total, self.description, self.enabled = start, total, description, enabled
+        self.after_training = max(0.0, after_training)
         self.terminal = is_terminal()
         self.started = time.monotonic()
         self.bar = tqdm(range(start, total), initial=start, total=total, desc=description, unit="epoch",
@@ -67,7 +64,7 @@ class EpochProgress:
         """Seconds until the whole command ends, after finishing ``epoch`` (0-based)."""
         done = epoch + 1 - self.start
         per_epoch = (time.monotonic() - self.started) / max(done, 1)
-        return (self.total - epoch - 1) * per_epoch + _after_training
+        return (self.total - epoch - 1) * per_epoch + self.after_training
 
     def finished(self, epoch: int, **metrics: str) -> None:
         if not self.enabled:

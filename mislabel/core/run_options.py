@@ -6,13 +6,16 @@ that act on them (``data``, ``training``, ``recorder``, ``crossval``) import the
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from mislabel.core.user_input import UserError, require_folder
 
-__all__ = ["Recipe", "TD_MODES", "STORES", "LOSS_TYPES", "DEFAULT_FOLDS", "EMBEDDED_DATASETS", "check_datadir"]
+__all__ = ["Recipe", "TD_MODES", "STORES", "LOSS_TYPES", "DEFAULT_FOLDS", "EMBEDDED_DATASETS", "LARGE_DATASETS",
+           "check_datadir"]
 
 EMBEDDED_DATASETS = ("digits",)  # shipped inside a package (sklearn's digits): no --datadir
+LARGE_DATASETS = ("webvision50", "clothing100k")  # real-world noise: no synthetic noise added
 
 TD_MODES = ("train", "eval")
 STORES = ("auto", "ram", "memmap")
@@ -38,10 +41,20 @@ class Recipe:
             raise UserError(f"--num_epochs {self.epochs} must be at least 1")
         if self.batch_size < 2:
             raise UserError(f"--batch_size {self.batch_size} must be at least 2 (BatchNorm needs two samples)")
+        for flag, value in (("--lr", self.lr), ("--momentum", self.momentum), ("--wd", self.weight_decay)):
+            if not math.isfinite(value):  # NaN passes every comparison below, then trains garbage
+                raise UserError(f"{flag} {value} is not a finite number; pass e.g. {flag} {getattr(Recipe, _FIELD[flag])}")
         if self.lr <= 0:
             raise UserError(f"--lr {self.lr} must be positive")
+        if not 0 <= self.momentum < 1:
+            raise UserError(f"--momentum {self.momentum} is outside [0, 1); pass e.g. 0.9")
+        if self.weight_decay < 0:
+            raise UserError(f"--wd {self.weight_decay} is negative; pass e.g. 1e-4, or 0 for none")
         if self.loss_type not in LOSS_TYPES:
             raise UserError(f"unknown --loss_type {self.loss_type!r}; choose one of: {', '.join(LOSS_TYPES)}")
+
+
+_FIELD = {"--lr": "lr", "--momentum": "momentum", "--wd": "weight_decay"}  # a flag's Recipe field, for its hint
 
 
 def check_datadir(dataset: str, datadir: str | None) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 __all__ = ["UserError", "exit_on_user_error", "OneLineParser", "is_no_space", "no_space_message", "require_folder",
-           "require_file", "check_output_folder", "single_path_component", "seed_value", "SEED_LIMIT"]
+           "require_file", "check_output_folder", "is_not_writable", "single_path_component", "seed_value", "SEED_LIMIT"]
 
 
 class UserError(ValueError):
@@ -38,10 +38,16 @@ def exit_on_user_error(main: F) -> F:
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
         except Exception as err:
-            if not is_no_space(err):
+            where = getattr(err, "filename", None) or "the results"
+            if is_no_space(err):
+                # a full disk can strike any write (atomic_write's already name their file as UserErrors)
+                print(f"error: {no_space_message(where)}", file=sys.stderr)
+            elif is_not_writable(err):  # checked up front where possible; a folder can turn read-only later
+                problem = "read-only file system" if err.errno == errno.EROFS else "permission denied"
+                print(f"error: cannot use {where}: {problem}; fix its permissions, or choose another RESULTS_DIR or "
+                      "--out", file=sys.stderr)
+            else:
                 raise
-            # a full disk can strike any write (atomic_write's already name their file as UserErrors)
-            print(f"error: {no_space_message(getattr(err, 'filename', None) or 'the results')}", file=sys.stderr)
             sys.exit(2)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
@@ -58,6 +64,7 @@ class OneLineParser(argparse.ArgumentParser):
     """
 
     def __init__(self, *args, launcher: str = "", **kwargs):
+        kwargs.setdefault("allow_abbrev", False)  # a typo such as --num_epoch is refused, not guessed
         super().__init__(*args, **kwargs)
         self.launcher = launcher
 
@@ -99,13 +106,21 @@ def _require(path: Path, what: str, fix: str, folder: bool) -> Path:
 
 
 def check_output_folder(path: str | os.PathLike, what: str, fix: str) -> None:
-    """Refuse, before anything is written, an output folder that is (or lies below) a file."""
+    """Refuse, before anything is written, an output folder that is (or lies below) a file, or
+    whose nearest existing folder cannot be written (a read-only file system, no permission)."""
     for folder in (Path(path), *Path(path).parents):
         if folder.exists() and not folder.is_dir():
             where = "" if folder == Path(path) else f" (it lies below {folder})"
             raise UserError(f"{what} {path} is a file, expected a folder{where}; {fix}")
         if folder.exists():
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise UserError(f"cannot write to {folder}: read-only file system or permission denied; {fix}")
             return
+
+
+def is_not_writable(err: BaseException) -> bool:
+    """An access the file system refused (read-only, or no permission), as opposed to any other failure."""
+    return isinstance(err, OSError) and err.errno in (errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 def single_path_component(name: str, what: str) -> str:

@@ -25,6 +25,7 @@ from typing import BinaryIO, NamedTuple
 import numpy as np
 import torch
 
+from mislabel.core.run_options import LARGE_DATASETS
 from mislabel.data.decode import ImageFileDataset, decode_images
 from mislabel.data.image_files import (FileSplits, read_caltech256, read_class_folders, read_csv_list, read_cub,
                                        read_tiny_imagenet)
@@ -37,7 +38,6 @@ __all__ = ["RawDataset", "read_dataset", "KNOWN_DATASETS", "LARGE_DATASETS", "LA
 # Contract
 # ---------------------------------------------------------------------------------------------
 
-LARGE_DATASETS = ("webvision50", "clothing100k")  # real-world noise: no synthetic noise added
 KNOWN_DATASETS = ("cifar10", "cifar100", "mnist", "fashion_mnist", "tiny_imagenet",
                   "cub_200_2011", "caltech256") + LARGE_DATASETS
 

@@ -49,6 +49,8 @@ import pandas as pd
 from mislabel.core.user_input import UserError
 
 __all__ = [
+    "quote_cell",
+    "unquote_cell",
     "IMAGE_EXTENSIONS",
     "CALTECH_TEST_FRACTION",
     "CSV_TEST_FRACTION",
@@ -296,10 +298,31 @@ def read_caltech256(root: Path, seed: int) -> FileSplits:
                           class_names)
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # a spreadsheet reads such a cell as a formula
+
+
+def quote_cell(value: object) -> object:
+    """A text cell a spreadsheet would run as a formula (``=HYPERLINK(...)``, ``@SUM(...)``) gets a
+    leading ``'``, the usual neutraliser; numbers (``-1``) are left as they are. ``unquote_cell``
+    undoes it, so the CSVs we write read back to the same values."""
+    if not isinstance(value, str) or not value.startswith(FORMULA_STARTS):
+        return value
+    try:
+        float(value)
+        return value
+    except ValueError:
+        return "'" + value
+
+
+def unquote_cell(value: str) -> str:
+    """``quote_cell``'s inverse, for the CSV lists we read (cleaned.csv read back by find_issues)."""
+    return value[1:] if value.startswith("'") and value[1:].startswith(FORMULA_STARTS) else value
+
+
 def read_csv_list(csv_path: Path, seed: int, allow_outside: bool = False) -> FileSplits:
     """Read a user's ``path,label[,split]`` list; see the module docstring for the rules."""
     try:
-        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False).map(unquote_cell)
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
         raise UserError(f"cannot read {csv_path} as CSV ({str(err).splitlines()[0]}); "
                         f"write it with a header line path,label[,split]") from err

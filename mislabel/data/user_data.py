@@ -48,7 +48,7 @@ from mislabel.data.image_files import (CSV_TEST_FRACTION, read_class_folders, re
 from mislabel.core.user_input import UserError
 from mislabel.core.files import atomic_write
 
-__all__ = ["Listing", "Scan", "list_data", "check_images", "image_data", "SCAN_FILE"]
+__all__ = ["Listing", "Scan", "list_data", "check_images", "save_scan", "image_data", "SCAN_FILE"]
 
 SCAN_FILE = "scan.json"
 SANITY_FRACTION = CSV_TEST_FRACTION  # share of an unsplit set whose (in-sample) accuracy is printed
@@ -166,9 +166,10 @@ def _cached(files: list[str], cache: Path | None) -> tuple[Scan | None, str]:
 
 
 def check_images(files: list[str], cache: Path | None = None) -> Scan:
-    """Decode every file in a thread pool; reuse ``cache`` when the files have not changed. Under
-    torchrun each rank decodes its block of the files and every rank gets the whole scan;
-    ``seconds`` is the scan's wall time, so with n ranks about 1/n of one process's."""
+    """Decode every file in a thread pool; reuse ``cache`` when the files have not changed (it is only
+    read here: ``save_scan`` stores it once the caller has decided to go on). Under torchrun each
+    rank decodes its block of the files and every rank gets the whole scan; ``seconds`` is the
+    scan's wall time, so with n ranks about 1/n of one process's."""
     stored, fingerprint = distributed.on_main(lambda: _cached(files, cache))
     if stored is not None:
         return stored
@@ -181,11 +182,15 @@ def check_images(files: list[str], cache: Path | None = None) -> Scan:
     seconds = time.monotonic() - started
     short_side = np.array([side for side, _ in results], dtype=np.int64)
     failures = {i: reason for i, (_, reason) in enumerate(results) if reason}
-    if cache is not None and distributed.is_main():
-        text = json.dumps({"fingerprint": fingerprint, "short_side": short_side.tolist(),
-                           "failures": {str(k): v for k, v in failures.items()}, "seconds": round(seconds, 3)})
-        atomic_write(cache, lambda tmp: Path(tmp).write_text(text))
     return Scan(short_side, failures, seconds)
+
+
+def save_scan(cache: Path, files: list[str], scan: Scan) -> None:
+    """Store ``scan`` of ``files`` for ``check_images`` to reuse while the files are unchanged (rank 0)."""
+    if distributed.is_main():
+        text = json.dumps({"fingerprint": _fingerprint(files), "short_side": scan.short_side.tolist(),
+                           "failures": {str(k): v for k, v in scan.failures.items()}, "seconds": round(scan.seconds, 3)})
+        atomic_write(cache, lambda tmp: Path(tmp).write_text(text))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,7 +241,7 @@ def image_data(listing: Listing, train_keep: np.ndarray, test_keep: np.ndarray, 
     data = ImageData(name=listing.name, class_names=listing.class_names,
                      train_labels=torch.from_numpy(listing.train_labels[train_keep].astype(np.int64)),
                      test_labels=torch.from_numpy(listing.test_labels[test_keep].astype(np.int64)),
-                     large=True, file_image_size=side)
+                     real_noise=True, file_image_size=side)
     if not in_memory:
         data.train_files, data.test_files = train_files, test_files
         data.mean, data.std = IMAGENET_STATS

@@ -7,15 +7,17 @@ Datalab reports one row per sample, in dataset order (a ``RangeIndex``), with fo
     given_label      the assigned label (int64 for integer labels, else the class names)
     predicted_label  the class the model predicts, of the same type
 
-How our methods fill them (``LABEL_RULES``; the same flags as find_issues' ``flagged`` column):
+How our methods fill them (``LABEL_RULES``; the flags are suspects.csv's ``flagged`` rule):
 
-    detector, control   a probability p of "mislabeled": label_score = 1 - p, flagged when p >= 0.5
+    detector, control   a probability p of "mislabeled": label_score = 1 - p, flagged when
+                        p >= DETECTOR_THRESHOLD (0.5)
     aum                 the area under the margin A (the table holds -A): label_score = sigmoid(A),
                         flagged when A < 0 (the model preferred another class on average)
 
-``to_datalab`` converts a ``rank()`` table (its ``predicted_label`` is the last epoch's argmax);
-``datalab_table`` builds the frame from per-sample arrays, for callers holding those (find_issues:
-class names, its own predicted label). ``suspects.csv`` stays the native format; this is an export.
+``to_datalab`` converts a ``rank()`` table (``given_label`` and ``predicted_label`` as
+``mislabel.reports.suspects`` defines them); ``datalab_table`` builds the frame from per-sample
+arrays, for callers holding those (find_issues: suspects.csv's columns, labels as class names).
+``suspects.csv`` stays the native format; this is an export.
 """
 from __future__ import annotations
 
@@ -26,14 +28,14 @@ import numpy as np
 from scipy.special import expit
 
 from mislabel.core.user_input import UserError
+from mislabel.scoring.metrics import DETECTOR_THRESHOLD
 
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["COLUMNS", "DETECTOR_THRESHOLD", "LABEL_RULES", "datalab_table", "to_datalab"]
+__all__ = ["COLUMNS", "LABEL_RULES", "datalab_table", "to_datalab"]
 
 COLUMNS = ("is_label_issue", "label_score", "given_label", "predicted_label")
-DETECTOR_THRESHOLD = 0.5   # a probability of "mislabeled" at or above it is flagged (find_issues' rule)
 
 
 def _from_probability(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -94,7 +96,7 @@ def to_datalab(table: pd.DataFrame, method: str | None = None) -> pd.DataFrame:
     """A ``rank()`` table in the schema of cleanlab's ``Datalab.get_issues("label")``, rows in sample
     index order.
 
-    :param table: what ``mislabel.rank`` returns (columns ``index``, ``assigned_label``,
+    :param table: what ``mislabel.rank`` returns (columns ``index``, ``given_label``,
         ``predicted_label`` and one per method).
     :param method: the score column to convert, a key of ``LABEL_RULES``; ``None``: ``detector`` when
         the table has it, else ``control``, else ``aum``.
@@ -106,8 +108,8 @@ def to_datalab(table: pd.DataFrame, method: str | None = None) -> pd.DataFrame:
                             "rank with one of those methods")
     elif method not in table.columns:
         raise UserError(f"the table has no {method!r} column; its columns are: {', '.join(map(str, table.columns))}")
-    missing = [name for name in ("index", "assigned_label", "predicted_label") if name not in table.columns]
+    missing = [name for name in ("index", "given_label", "predicted_label") if name not in table.columns]
     if missing:
         raise UserError(f"the table lacks {missing}; pass a table from mislabel.rank")
-    return datalab_table(table["assigned_label"].to_numpy(), table["predicted_label"].to_numpy(),
+    return datalab_table(table["given_label"].to_numpy(), table["predicted_label"].to_numpy(),
                          table[method].to_numpy(), method, table["index"].to_numpy())

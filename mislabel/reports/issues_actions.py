@@ -17,6 +17,7 @@ import pandas as pd
 
 from mislabel.data.user_data import Listing
 from mislabel.core.dynamics import Dynamics
+from mislabel.reports.suspects import spreadsheet_safe
 
 __all__ = ["CLEANED_FILE", "RELABEL_FILE", "cleaned_table", "relabel_table", "action_writes"]
 
@@ -53,8 +54,8 @@ def relabel_table(dyn: Dynamics, class_names: list[str], suspects: pd.DataFrame,
 def action_writes(out: Path, cleaned: pd.DataFrame, relabel: pd.DataFrame) -> tuple[dict, dict[str, str]]:
     """The writers of both files (for one all-or-nothing write with the other outputs) and their
     one-line descriptions for the report's settings table."""
-    writes = {out / CLEANED_FILE: lambda tmp: cleaned.to_csv(tmp, index=False),
-              out / RELABEL_FILE: lambda tmp: relabel.to_csv(tmp, index=False, float_format="%.6f")}
+    writes = {out / CLEANED_FILE: lambda tmp: spreadsheet_safe(cleaned).to_csv(tmp, index=False),
+              out / RELABEL_FILE: lambda tmp: spreadsheet_safe(relabel).to_csv(tmp, index=False, float_format="%.6f")}
     return writes, {CLEANED_FILE: f"{len(cleaned)} images without the flagged and unreadable ones (path,label"
                           f"{',split' if 'split' in cleaned else ''}, absolute paths): train on it, e.g. "
                           "find_issues cleaned.csv --allow_outside",

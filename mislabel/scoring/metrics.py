@@ -8,7 +8,11 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-__all__ = ["has_ground_truth", "detection_metrics", "precision_at_fraction"]
+__all__ = ["DETECTOR_THRESHOLD", "has_ground_truth", "detection_metrics", "precision_at_fraction"]
+
+# A detector's probability of "mislabeled" at or above which a sample is flagged. The detectors are
+# trained with the classes balanced (pos_weight), so 0.5 is their own decision boundary.
+DETECTOR_THRESHOLD = 0.5
 
 
 def has_ground_truth(flipped: np.ndarray | None) -> bool:

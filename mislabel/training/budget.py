@@ -1,28 +1,67 @@
-"""``--budget MINUTES``: predict what each candidate recipe costs on this machine, pick the best that fits.
+"""``--budget MINUTES``: predict what a recipe costs on this kind of device, cut it to fit.
 
-The prediction is measured, not guessed: a few real SGD steps of each candidate network, at its
-batch size and image side, on the device the run will use, give seconds per step; an epoch is
-that times its steps (plus decoding, when images are streamed from files). Around the training,
-the command also spends time on the decodability scan (already measured when the plan is made),
-a second decoding pass into memory, the test evaluation, scoring and the report; those are
-estimated from the scan's per-image speed and from constants measured on a 2-core CPU. Only
-``SAFETY`` of what is left is planned, for what a few timed steps miss (warm-up, recording,
-a busy machine). The clock starts when the command's module is imported.
+One prediction serves both commands: generate_td cuts its epochs (``epochs_within_budget``),
+find_issues picks a rung of the recipe ladder (``plan_within_budget``, ``mislabel.training.plan``).
+
+The prediction is a deterministic function of the data (count, image side, channels, classes),
+the recipe, the device type and the thread count, never of a live timing: a user rerunning an
+audit, or a colleague on an identical machine, gets the same plan whatever else the machine is
+doing (issue 24 §4). An SGD step costs ``batch * (FLOPs * seconds_per_flop + seconds_per_image) +
+seconds_per_step``, with the network's training FLOPs counted by torch's FLOP counter and the three
+constants a per-device cost table calibrated by ``bench/step_costs.py``; decoding an image file
+costs a constant plus a share per megapixel. Around the training, a command also spends time on
+its data scan, loading into memory, the test evaluation and (find_issues) scoring and the report.
+Only ``SAFETY`` of the budget is planned, for what the table misses (a busy machine above all);
+after training, the command says how far the prediction was off. torch is imported inside the
+functions, so the command lines that only read ``DEFAULT_BUDGET_MINUTES`` stay light.
 """
 from __future__ import annotations
 
+import functools
 import math
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
-__all__ = ["DEFAULT_BUDGET_MINUTES", "SAFETY", "Clock", "Estimate", "time_step", "fitting_epochs", "choose",
-           "minutes"]
+from mislabel.core.files import write_record
+
+__all__ = ["DEFAULT_BUDGET_MINUTES", "SAFETY", "PLAN_FILE", "EPOCHS_FILE", "Clock", "Estimate", "StepCosts",
+           "CPU_COSTS", "CUDA_COSTS", "Workload", "training_flops", "decode_seconds", "scan_seconds", "predict", "time_step", "fitting_epochs",
+           "choose", "minutes", "epochs_within_budget", "BudgetChoice", "plan_within_budget", "accuracy_note",
+           "device_kind"]
 
 DEFAULT_BUDGET_MINUTES = 20.0  # find_issues' default: a coffee break, and Fashion-MNIST's 60,000 images fit
-SAFETY = 0.85                  # share of the remaining budget a plan may fill
-TIMED_STEPS = 3                # after one warm-up step; the mean of these is the step time
+SAFETY = 0.85                  # share of the budget a plan may fill
+TIMED_STEPS = 3                # after one warm-up step; the mean of these is a measured step time
 SCORE_SECONDS_PER_SAMPLE = 3e-4  # baselines + detector + data map per scored image (2-core CPU)
 REPORT_SECONDS = 8.0           # loading the detector, thumbnails, histogram, CSVs, the page: about constant
+PLAN_FILE = "budget_plan.json"  # find_issues' record of its plan, in the output folder
+EPOCHS_FILE = "budget.json"     # generate_td's record of its epochs, in the run folder
+
+
+@dataclass(frozen=True)
+class StepCosts:
+    """One device type's cost table: a step of batch B costs ``B * (flops * seconds_per_flop +
+    seconds_per_image) + seconds_per_step``; decoding an image file ``decode_seconds +
+    decode_seconds_per_megapixel * megapixels``; CPU tables were measured with ``threads`` threads."""
+
+    seconds_per_flop: float
+    seconds_per_image: float
+    seconds_per_step: float
+    decode_seconds: float
+    decode_seconds_per_megapixel: float
+    threads: int = 0
+
+
+# Measured by `OMP_NUM_THREADS=2 python bench/step_costs.py` on the 2-core CPU of BENCHMARKS.md.
+CPU_COSTS = StepCosts(seconds_per_flop=1.0e-11, seconds_per_image=2.0e-5, seconds_per_step=4.0e-3,
+                      decode_seconds=1.0e-4, decode_seconds_per_megapixel=8.0e-3, threads=2)
+# Not measured here (no GPU was lent when the table was made): a conservative reading of a data-centre
+# GPU running these small convolutional networks (ResNet-32 at batch 128 in about 10 ms). After
+# training, find_issues prints the measured time beside the prediction, so a wrong guess shows.
+CUDA_COSTS = StepCosts(seconds_per_flop=2.0e-13, seconds_per_image=2.0e-6, seconds_per_step=3.0e-3,
+                       decode_seconds=1.0e-4, decode_seconds_per_megapixel=8.0e-3)
 
 
 class Clock:
@@ -41,12 +80,12 @@ def minutes(seconds: float) -> str:
 
 @dataclass
 class Estimate:
-    """Predicted seconds of the parts of a command still to run."""
+    """Predicted seconds of the parts of a command."""
 
-    load: float        # decoding the images into memory (0 when streamed)
+    load: float        # decoding the images into memory (0 when streamed or already arrays)
     per_epoch: float
     epochs: int
-    after: float       # test evaluation, scoring and report
+    after: float       # test evaluation, and for find_issues scoring and the report
 
     @property
     def training(self) -> float:
@@ -58,25 +97,109 @@ class Estimate:
 
     def describe(self) -> str:
         return (f"load {minutes(self.load)}, training {minutes(self.training)} "
-                f"({self.per_epoch:.3g} s an epoch), scoring and report {minutes(self.after)}")
+                f"({self.per_epoch:.3g} s an epoch), {'scoring and report' if self.after else 'test'} "
+                f"{minutes(self.after)}")
 
 
-def after_training(num_scored: int, num_test: int, batch_size: int, step_seconds: float) -> float:
-    """Seconds from the last epoch to the end: a forward pass over the test set (about a third of
-    a training step per batch), scoring every sample, and the report."""
-    return (math.ceil(num_test / batch_size) * step_seconds / 3 + SCORE_SECONDS_PER_SAMPLE * num_scored
-            + REPORT_SECONDS)
+@dataclass(frozen=True)
+class Workload:
+    """What a run trains on, as far as its cost goes."""
+
+    num_train: int
+    num_valid: int
+    num_test: int
+    num_classes: int
+    in_channels: int
+    side: int                  # the side trained at
+    file_side: int | None      # median short side of the image files; None: arrays already in memory
+    scored: int = 0            # samples scored and reported after training (find_issues)
+
+
+def device_costs(device: str) -> tuple[StepCosts, float]:
+    """The cost table of ``device``'s type, and the factor for this CPU's thread count (conv kernels
+    speed up less than linearly with threads, hence the 0.75 power)."""
+    import torch
+
+    if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
+        return CUDA_COSTS, 1.0
+    return CPU_COSTS, (CPU_COSTS.threads / max(1, torch.get_num_threads())) ** 0.75
+
+
+@functools.lru_cache(maxsize=64)
+def training_flops(net_type: str, depth: int, num_classes: int, in_channels: int, side: int,
+                   widen_factor: int | None = None) -> float:
+    """FLOPs of one image's forward and backward pass, counted by torch (exact for a given network and
+    side, so the same on every machine)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from mislabel.models import build_model
+
+    cpu_state = torch.get_rng_state()
+    try:
+        model = build_model(net_type, depth, num_classes, in_channels=in_channels, image_size=side,
+                            widen_factor=widen_factor)
+        images, labels = torch.zeros(2, in_channels, side, side), torch.zeros(2, dtype=torch.long)
+        with FlopCounterMode(display=False) as counter:
+            torch.nn.functional.cross_entropy(model(images), labels).backward()
+    finally:
+        torch.set_rng_state(cpu_state)  # the run that follows is the same as without the count
+    return counter.get_total_flops() / 2
+
+
+def decode_seconds(file_side: int, costs: StepCosts = CPU_COSTS) -> float:
+    """Seconds to decode one image file of this short side (a 4:3 image), on one core."""
+    return costs.decode_seconds + costs.decode_seconds_per_megapixel * file_side ** 2 * 4 / 3 / 1e6
+
+
+def scan_seconds(num_files: int, file_side: int, device: str) -> float:
+    """Predicted seconds of find_issues' scan: every file decoded once by a pool of up to 8 threads
+    (``mislabel.data.user_data.check_images``), split among torchrun's processes."""
+    from mislabel.core import distributed
+
+    costs, scale = device_costs("cpu")
+    threads = min(8, os.cpu_count() or 1) * distributed.world_size()
+    return scale * decode_seconds(file_side, costs) * num_files / threads
+
+
+def predict(net_type: str, depth: int, batch_size: int, epochs: int, in_memory: bool, work: Workload, device: str,
+            widen_factor: int | None = None) -> Estimate:
+    """The one prediction of a run's time. Under torchrun each process steps through its share of
+    every batch side by side with the others; validation and test passes cost a third of a step a
+    batch (no backward); files are decoded by the batch workers (streamed) or once into memory."""
+    from mislabel.core import distributed
+
+    costs, scale = device_costs(device)
+    world = distributed.world_size()
+    per_rank = max(2, batch_size // world)
+    flops = training_flops(net_type, depth, work.num_classes, work.in_channels, work.side, widen_factor)
+    step = scale * (per_rank * (flops * costs.seconds_per_flop + costs.seconds_per_image) + costs.seconds_per_step)
+    per_epoch = (math.ceil(work.num_train / (per_rank * world)) * step
+                 + math.ceil(work.num_valid / batch_size) * step / 3)
+    decode, load = 0.0, 0.0
+    if work.file_side is not None:
+        from mislabel.data.file_batches import auto_workers
+
+        decode = scale * decode_seconds(work.file_side, costs)
+        if in_memory:
+            load = decode * (work.num_train + work.num_valid + work.num_test)
+        else:
+            share = math.ceil(work.num_train / world)
+            per_epoch = max(per_epoch, decode * share / max(1, auto_workers(share, per_rank, world)))
+    after = math.ceil(work.num_test / batch_size) * step / 3
+    if work.scored:
+        after += SCORE_SECONDS_PER_SAMPLE * work.scored + REPORT_SECONDS
+    return Estimate(load, per_epoch, epochs, after)
 
 
 def time_step(net_type: str, depth: int, num_classes: int, in_channels: int, side: int, batch_size: int,
               device: str, widen_factor: int | None = None) -> float:
-    """Seconds one SGD step of this network takes on ``device`` at this batch and side: one
-    warm-up step, then the mean of ``TIMED_STEPS``. Leaves torch's global RNG as it found it, so
-    the run that follows is the same as without the timing."""
+    """Measured seconds of one SGD step (one warm-up, then the mean of ``TIMED_STEPS``): what
+    ``bench/step_costs.py`` calibrates the cost tables with. Leaves torch's global RNG as it was."""
     import torch
 
-    from mislabel.models import build_model
     from mislabel.core.device import pick_device
+    from mislabel.models import build_model
 
     target = pick_device(device)
     cpu_state = torch.get_rng_state()
@@ -101,16 +224,105 @@ def time_step(net_type: str, depth: int, num_classes: int, in_channels: int, sid
     return sum(seconds[1:]) / TIMED_STEPS
 
 
-def fitting_epochs(seconds_left: float, per_epoch: float, after: float, most: int) -> int:
-    """The most epochs (up to ``most``) whose predicted time fits ``SAFETY`` of ``seconds_left``; 0 if none."""
-    room = SAFETY * seconds_left - after
-    return max(0, min(most, int(room // per_epoch))) if per_epoch > 0 else most
+def fitting_epochs(seconds: float, estimate: Estimate, most: int) -> int:
+    """The most epochs (up to ``most``) whose predicted time fits ``SAFETY`` of ``seconds``; 0 if none."""
+    room = SAFETY * seconds - estimate.load - estimate.after
+    return max(0, min(most, int(room // estimate.per_epoch))) if estimate.per_epoch > 0 else most
 
 
-def choose(candidates: list, predict, seconds_left: float) -> tuple[int, list[Estimate]]:
-    """Index of the last (best) candidate whose predicted time fits ``SAFETY`` of ``seconds_left``,
-    or 0 (the cheapest) when none does; and every candidate's estimate. Every candidate is predicted:
-    the order is by quality, and a deeper network at a smaller side can cost less than a shallower one."""
-    estimates = [predict(candidate) for candidate in candidates]
-    fitting = [i for i, e in enumerate(estimates) if e.total <= SAFETY * seconds_left]
-    return (fitting[-1] if fitting else 0), estimates
+def choose(estimates: list[Estimate], seconds: float) -> int:
+    """Index of the last (best) estimate that fits ``SAFETY`` of ``seconds``, or 0 (the cheapest) when
+    none does. Every candidate is predicted: the order is by quality, and a deeper network at a
+    smaller side can cost less than a shallower one."""
+    fitting = [i for i, e in enumerate(estimates) if e.total <= SAFETY * seconds]
+    return fitting[-1] if fitting else 0
+
+
+def accuracy_note(predicted: float, measured: float) -> str | None:
+    """A line when a training took far from its prediction (a busy machine, a device unlike the
+    table's); the plan stays the table's, so a rerun still picks the same recipe."""
+    if predicted <= 0 or 0.5 <= measured / predicted <= 2.0:
+        return None
+    return (f"note: training took {minutes(measured)}, predicted {minutes(predicted)} from the cost table "
+            f"({'a busy or slower' if measured > predicted else 'a faster'} machine than bench/step_costs.py "
+            "measured); reruns still plan the same recipe")
+
+
+# --- generate_td: the epochs that fit --------------------------------------------------------------
+
+def epochs_within_budget(net_type: str, depth: int, batch_size: int, most: int, work: Workload, device: str,
+                         budget_minutes: float, folder: Path, widen_factor: int | None = None) -> tuple[int, str]:
+    """How many of ``most`` epochs fit the budget, and the line that says so; recorded in ``folder``
+    (``EPOCHS_FILE``) by rank 0. At least one epoch: a run that cannot fit is warned about, not refused."""
+    from mislabel.core import distributed
+
+    estimate = predict(net_type, depth, batch_size, 1, True, work, device, widen_factor)
+    epochs = fitting_epochs(budget_minutes * 60, estimate, most)
+    note = (f"budget {budget_minutes:g} min: {net_type}{depth} is predicted at ~{estimate.per_epoch:.3g} s an epoch "
+            f"here, so {max(epochs, 1)} of {most} epochs "
+            f"(predicted {minutes(estimate.load + max(epochs, 1) * estimate.per_epoch + estimate.after)})")
+    if epochs < 1:
+        note += "; warning: even one epoch exceeds the budget; raise --budget or pick a smaller network"
+    epochs = max(epochs, 1)
+    if distributed.is_main():
+        write_record(folder / EPOCHS_FILE, {"key": {"budget": budget_minutes, "epochs": most,
+                                                    "world": distributed.world_size()}, "epochs": epochs})
+    return epochs, note
+
+
+# --- find_issues: the rung that fits ---------------------------------------------------------------
+
+class BudgetChoice:
+    """The chosen plan, its estimate, the lines that explain the choice and the record to store
+    (``save``, once the command is sure to run: a refused command leaves no trace)."""
+
+    def __init__(self, plan, estimate: Estimate, lines: list[str], record: dict) -> None:
+        self.plan, self.estimate, self.lines, self.record = plan, estimate, lines, record
+
+    def save(self, out: Path) -> None:
+        from mislabel.core import distributed
+
+        if distributed.is_main():
+            write_record(out / PLAN_FILE, self.record)
+
+
+def plan_within_budget(candidates: list, work: Workload, device: str, budget_minutes: float, scan_seconds: float,
+                       widen_factor: int | None = None) -> BudgetChoice:
+    """The plan to run among ``candidates`` (cheapest first, the full recipe last): with a budget of 0
+    the full recipe, else the best one predicted to end the whole command, the data scan
+    (``scan_seconds``, predicted) included, within the budget. Deterministic, so every rank
+    computes the same choice without a broadcast."""
+    from mislabel.core import distributed
+
+    if budget_minutes == 0:
+        candidates = candidates[-1:]
+    estimates = [predict(p.net_type, p.depth, p.batch_size, p.epochs, p.in_memory,
+                         Workload(**{**asdict(work), "side": p.image_size}), device, widen_factor)
+                 for p in candidates]
+    left = budget_minutes * 60 - scan_seconds if budget_minutes else math.inf
+    index = choose(estimates, left)
+    plan, estimate = candidates[index], estimates[index]
+    lines = []
+    if budget_minutes:
+        lines.append(f"budget {budget_minutes:g} min: {len(candidates)} candidate recipes priced by the cost table "
+                     f"for this device" + ("" if index == len(candidates) - 1 else
+                                           f"; the full recipe ({candidates[-1].describe()}) would take "
+                                           f"~{minutes(estimates[-1].total)} (--budget 0 runs it)"))
+        if estimate.total > SAFETY * left:
+            lines.append(f"warning: even the cheapest recipe is predicted to take {minutes(estimate.total)}, over "
+                         f"the {minutes(max(left, 0))} left of the budget; raise --budget or pass --num_epochs")
+    lines.append(f"predicted: {minutes(scan_seconds + estimate.total)} in all (scan {minutes(scan_seconds)}, "
+                 f"{estimate.describe()})")
+    record = {"key": {"work": asdict(work), "budget": budget_minutes, "device": device_kind(device),
+                      "processes": distributed.world_size()},
+              "plan": asdict(plan), "estimate": asdict(estimate)}
+    return BudgetChoice(plan, estimate, lines, record)
+
+
+def device_kind(device: str) -> str:
+    """The device as the cost table sees it: ``cuda``, or ``cpu`` with its thread count."""
+    import torch
+
+    costs, _ = device_costs(device)
+    return "cuda" if costs is CUDA_COSTS else f"cpu, {torch.get_num_threads()} threads"
+

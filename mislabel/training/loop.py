@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import math
 import time
 from dataclasses import dataclass
 
@@ -149,7 +150,7 @@ class Recording:
 
 def fit(model: torch.nn.Module, train_batches, valid_batches, recipe: Recipe, recording: Recording | None = None,
         log_path=None, description: str = "train", checkpoint: Checkpoint | None = None,
-        accel: Acceleration | None = None) -> FitResult:
+        accel: Acceleration | None = None, after_training: float = 0.0) -> FitResult:
     """Train ``model`` by ``recipe``; the best epoch is chosen on ``valid_batches`` (never on test).
 
     Without a validation set (``valid_batches is None``) the final model is the selected one.
@@ -159,6 +160,9 @@ def fit(model: torch.nn.Module, train_batches, valid_batches, recipe: Recipe, re
     ``accel`` (default: all off, the plain float32 loop) adds bf16 autocast, channels_last and
     torch.compile to every forward pass here; the returned states are in the default layout.
     Losses and errors are summed on the device and read once per epoch: no host sync per batch.
+    A loss that turns non-finite stops the run with a UserError naming the epoch, before that epoch
+    is checkpointed or any result is written. ``after_training``: the seconds the command runs
+    after this loop (find_issues' scoring and report), for the progress lines' command-wide ETA.
     """
     recipe.validate()
     recorder = None if recording is None else recording.recorder
@@ -178,7 +182,7 @@ def fit(model: torch.nn.Module, train_batches, valid_batches, recipe: Recipe, re
     start = 0 if resumed is None else resumed.epochs_done
     runnable = accel.runnable(model)  # compiled or not; shares model's parameters
     net, main = distributed.wrap(runnable), distributed.is_main()
-    epochs = EpochProgress(start, recipe.epochs, description, enabled=main)
+    epochs = EpochProgress(start, recipe.epochs, description, enabled=main, after_training=after_training)
     for epoch in epochs:
         started = time.perf_counter()
         net.train()
@@ -195,6 +199,9 @@ def fit(model: torch.nn.Module, train_batches, valid_batches, recipe: Recipe, re
                 recorder.update(logits, labels, rows)
             loss_meter.update(loss.detach(), len(labels))
             error_meter.update((logits.detach().argmax(dim=1) != labels).float().mean(), len(labels))
+        if not math.isfinite(loss_meter.avg):
+            raise UserError(f"{description}: the training loss became {loss_meter.avg} in epoch {epoch + 1}; lower --lr "
+                            "(or check the data); the run is left unfinished, its last finite epoch checkpointed")
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
         if recorder is not None:

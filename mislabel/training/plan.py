@@ -15,16 +15,18 @@ the data's own side, capped at the rung's ``max_side``:
     -     the full recipe (``default_plan``): the top, taken whenever it fits (``--budget 0``: always)
 
 A rung is a candidate only if it is cheaper than the full recipe; the budget takes the highest
-candidate whose predicted time fits (``mislabel.training.budget``).
+candidate whose predicted time fits (``mislabel.training.budget``). The rung costs in the table above
+are typical; the budget prices each candidate with its cost table for the device at hand.
 """
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, replace
 
 from mislabel.data.sizing import training_side
+from mislabel.models import NETWORKS
 
-__all__ = ["Plan", "Rung", "LADDER", "MEMORY_BUDGET", "default_plan", "apply_flags", "candidate_plans"]
+__all__ = ["Plan", "PlanOverrides", "Rung", "LADDER", "MEMORY_BUDGET", "default_plan", "apply_overrides",
+           "candidate_plans"]
 
 MEMORY_BUDGET = 2 * 2**30           # decoded uint8 pixels up to this size are held in memory
 
@@ -79,36 +81,48 @@ def in_memory(num_images: int, side: int) -> bool:
     return num_images * 3 * side * side <= MEMORY_BUDGET
 
 
-def apply_flags(plan: Plan, args: argparse.Namespace, first_depth: dict[str, int]) -> Plan:
-    """Flags the user gave win; a network given without a depth gets its smallest depth
-    (``first_depth``: network -> smallest depth)."""
+@dataclass(frozen=True)
+class PlanOverrides:
+    """The recipe values a user fixed (None: chosen from the data); ``storage``: auto, memory or files."""
+
+    net_type: str | None = None
+    depth: int | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    image_size: int | None = None
+    storage: str = "auto"
+
+
+def apply_overrides(plan: Plan, fixed: PlanOverrides) -> Plan:
+    """The user's values win; a network given without a depth gets its smallest depth; a batch size
+    given without a learning rate scales it (0.1 at 128)."""
     plan = replace(plan)
-    if args.net_type is not None:
-        name = args.net_type.strip().lower()
-        plan.net_type, plan.depth = name, first_depth[name] if name != plan.net_type else plan.depth
-    plan.depth = args.depth if args.depth is not None else plan.depth
-    plan.epochs = args.num_epochs if args.num_epochs is not None else plan.epochs
-    if args.batch_size is not None:
-        plan.batch_size, plan.lr = args.batch_size, 0.1 * args.batch_size / 128
-    plan.lr = args.lr if args.lr is not None else plan.lr
-    if args.image_size is not None:
-        plan.image_size = args.image_size
-    if args.storage != "auto":
-        plan.in_memory = args.storage == "memory"
+    if fixed.net_type is not None:
+        name = fixed.net_type.strip().lower()
+        plan.net_type, plan.depth = name, NETWORKS[name][0] if name != plan.net_type else plan.depth
+    plan.depth = fixed.depth if fixed.depth is not None else plan.depth
+    plan.epochs = fixed.epochs if fixed.epochs is not None else plan.epochs
+    if fixed.batch_size is not None:
+        plan.batch_size, plan.lr = fixed.batch_size, 0.1 * fixed.batch_size / 128
+    plan.lr = fixed.lr if fixed.lr is not None else plan.lr
+    if fixed.image_size is not None:
+        plan.image_size = fixed.image_size
+    if fixed.storage != "auto":
+        plan.in_memory = fixed.storage == "memory"
     return plan
 
 
-def candidate_plans(full: Plan, num_images: int, args: argparse.Namespace,
-                    first_depth: dict[str, int]) -> list[Plan]:
-    """The ladder's rungs as plans for this data, flags applied, then the full recipe last;
-    duplicates (flags can make rungs equal) and rungs with more epochs than the full recipe dropped."""
+def candidate_plans(full: Plan, num_images: int, fixed: PlanOverrides) -> list[Plan]:
+    """The ladder's rungs as plans for this data, overrides applied, then the full recipe last;
+    duplicates (overrides can make rungs equal) and rungs with more epochs than the full recipe dropped."""
     plans = []
     for rung in LADDER:
         side = min(full.image_size, rung.max_side)
         plan = replace(full, net_type=rung.net_type, depth=rung.depth, epochs=min(rung.epochs, full.epochs),
                        image_size=side, in_memory=in_memory(num_images, side))
-        plans.append(apply_flags(plan, args, first_depth))
-    plans.append(apply_flags(full, args, first_depth))
+        plans.append(apply_overrides(plan, fixed))
+    plans.append(apply_overrides(full, fixed))
     unique: list[Plan] = []
     for plan in plans:
         if plan in unique:

@@ -1,6 +1,6 @@
 """Label repair ("data debugging", the seed's Chapter 4.3): fix the labels the detector suspects most.
 
-    ./run.sh repair <run_folder> <detector_file> <repair_ratio> [--overwrite]
+    ./run.sh repair <run_folder> <detector_file> <repair_ratio> [--overwrite]   (mislabel.commands.repair)
 
 The detector ranks the run's recorded training samples (``get_order`` on the run's dynamics); the
 top ``repair_ratio`` of them get a new label:
@@ -31,7 +31,6 @@ The meta file is written first and the list last, so an existing list means a fi
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,9 +38,8 @@ import numpy as np
 import torch
 
 from mislabel.scoring.scores import top_suspects
-from mislabel.core.user_input import OneLineParser, UserError, exit_on_user_error, require_folder
+from mislabel.core.user_input import UserError
 from mislabel.core.files import atomic_write
-from mislabel.core.device import pick_device
 from mislabel.core.dynamics import load_dynamics, load_metadata
 
 __all__ = ["REPAIR_FORMAT", "Repair", "parse_ratio", "repair_paths", "build_repair", "write_repair",
@@ -79,7 +77,7 @@ def build_repair(run_folder: str | Path, detector_file: str | Path, ratio: float
     assigned = meta["assigned_targets"].numpy().astype(np.int64)
     if not np.array_equal(assigned[dyn.indices], dyn.assigned):
         raise UserError(f"{run_folder}: metadata.pth and training_dynamics.npz disagree on the labels; "
-                        "regenerate the run with `./run.sh generate_td`")
+                        "regenerate the run with generate_td")
     suspects = top_suspects(detector_file, dyn, ratio, device)
     selected = dyn.indices[suspects.rows]
     if dyn.true_labels is not None:
@@ -112,13 +110,13 @@ def read_repair(path: str | Path, num_train: int, num_classes: int) -> Repair:
     """Read a repair list (and its sidecar when present), checking it fits the dataset."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"repair file {path} does not exist; build one with `./run.sh repair` or pass --repair_ratio")
+        raise UserError(f"repair file {path} does not exist; build one with repair or pass --repair_ratio")
     try:
         labels = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise UserError(f"repair file {path} is not valid JSON ({err.__class__.__name__}); rebuild it") from None
     if not isinstance(labels, list) or not all(isinstance(x, int) and not isinstance(x, bool) for x in labels):
-        raise UserError(f"repair file {path} must be a JSON list of integer labels; rebuild it with `./run.sh repair`")
+        raise UserError(f"repair file {path} must be a JSON list of integer labels; rebuild it with repair")
     labels = np.asarray(labels, dtype=np.int64)
     if len(labels) != num_train:
         raise UserError(f"repair file {path} has {len(labels)} labels but the dataset has {num_train} training "
@@ -142,28 +140,3 @@ def ensure_repair(run_folder: str | Path, detector_file: str | Path, ratio: floa
         print(f"using the existing {labels_path}")
         return labels_path
     return write_repair(run_folder, build_repair(run_folder, detector_file, ratio, device), overwrite=True)
-
-
-@exit_on_user_error
-def main(argv: list[str] | None = None) -> None:
-    parser = OneLineParser(prog="./run.sh repair", description=__doc__.split("\n")[0])
-    parser.add_argument("run_folder", help="a generate_td run folder (training_dynamics.npz + metadata.pth)")
-    parser.add_argument("detector_file", help="an LSTM detector from train_detector.py")
-    parser.add_argument("repair_ratio", help="fraction of the ranked samples to relabel, in [0, 1]")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing repair file")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
-    args = parser.parse_args(argv)
-    ratio = parse_ratio(args.repair_ratio)
-    require_folder(args.run_folder, "run folder", "pass the folder generate_td wrote")
-    labels_path = repair_paths(args.run_folder, ratio)[0]
-    if labels_path.exists() and not args.overwrite:
-        raise UserError(f"{labels_path} already exists; pass --overwrite to rebuild it")
-    repair = build_repair(args.run_folder, args.detector_file, ratio, pick_device(args.device))
-    write_repair(args.run_folder, repair, overwrite=args.overwrite)
-    meta = repair.meta
-    print(f"{meta['num_selected']} of {meta['num_ranked']} ranked samples repaired by rule {meta['rule']}; "
-          f"{meta['num_changed']} labels changed; wrote {labels_path}")
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])

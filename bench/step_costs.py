@@ -1,0 +1,96 @@
+"""Calibrate the CPU cost table of ``mislabel.training.budget``: seconds of one SGD step as a
+function of the network's counted FLOPs, so find_issues' plan is a deterministic function of the
+data, the device type and ``--budget`` (issue 24 §4) instead of live timings on a machine whose
+load changes from run to run.
+
+For each network, side and batch below it times real SGD steps on this CPU (the minimum over
+``--repeats`` rounds of ``budget.TIMED_STEPS`` steps: the minimum is what the machine does when
+nothing else runs) and counts the training FLOPs per image (``budget.training_flops``). A least-
+squares fit of ``seconds = batch * (flops * SECONDS_PER_FLOP + SECONDS_PER_IMAGE) + SECONDS_PER_STEP``
+gives the three step constants that ``budget.CPU_COSTS`` holds; the table printed shows measured
+vs predicted per configuration. Decoding is timed the same way on generated JPEG and PNG files of a
+few sizes (``mislabel.data.decode.open_rgb``, one core), fitted as a constant plus a share per
+megapixel.
+
+    OMP_NUM_THREADS=2 python bench/step_costs.py --repeats 5
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from mislabel.data.decode import open_rgb  # noqa: E402
+from mislabel.training.budget import time_step, training_flops  # noqa: E402
+
+CONFIGS = (("lenet", 5, 32, 128), ("lenet", 5, 32, 32), ("resnet", 20, 32, 128), ("resnet", 20, 32, 32),
+           ("resnet", 32, 32, 128), ("resnet", 20, 64, 128), ("resnet", 18, 32, 128), ("resnet", 18, 64, 128),
+           ("resnet", 18, 128, 64), ("resnet", 18, 128, 32))
+
+
+DECODE_SIDES = ((28, "png"), (32, "png"), (64, "jpg"), (256, "jpg"), (375, "jpg"), (512, "jpg"))
+
+
+def decode_costs(repeats: int) -> tuple[float, float, list[tuple[int, str, float]]]:
+    """(seconds per file, seconds per megapixel, rows) from smooth generated images of 4:3 shape."""
+    from PIL import Image
+
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for side, kind in DECODE_SIDES:
+            y, x = np.mgrid[0:side, 0:side * 4 // 3]
+            pixels = np.stack([(x * 3 + y) % 256, (x * y // 7) % 256, (y * 5) % 256], axis=2).astype(np.uint8)
+            path = os.path.join(folder, f"{side}.{kind}")
+            Image.fromarray(pixels).save(path)
+            best = float("inf")
+            for _ in range(repeats):
+                started = time.perf_counter()
+                for _ in range(20):
+                    open_rgb(path)
+                best = min(best, (time.perf_counter() - started) / 20)
+            rows.append((side, kind, best))
+    megapixels = np.array([side * side * 4 / 3 / 1e6 for side, _, _ in rows])
+    seconds = np.array([s for *_, s in rows])
+    (per_file, per_megapixel), *_ = np.linalg.lstsq(np.stack([np.ones_like(megapixels), megapixels], 1), seconds,
+                                                    rcond=None)
+    return float(per_file), float(per_megapixel), rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    rows = []
+    for net, depth, side, batch in CONFIGS:
+        seconds = min(time_step(net, depth, 10, 3, side, batch, "cpu") for _ in range(args.repeats))
+        rows.append((net, depth, side, batch, training_flops(net, depth, 10, 3, side), seconds))
+    design = np.array([[b * f, b, 1.0] for _, _, _, b, f, _ in rows])
+    measured = np.array([s for *_, s in rows])
+    # relative errors matter (a 5 ms LeNet step and a 2 s ResNet-18 step alike): weight by 1/seconds
+    coef, *_ = np.linalg.lstsq(design / measured[:, None], np.ones(len(rows)), rcond=None)
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print("| network | side | batch | MFLOP/image | measured s/step | predicted s/step |")
+    print("|---|---|---|---|---|---|")
+    for (net, depth, side, batch, flops, seconds), row in zip(rows, design):
+        print(f"| {net}{depth} | {side} | {batch} | {flops / 1e6:.1f} | {seconds:.4f} | {row @ coef:.4f} |")
+    per_file, per_megapixel, decoded = decode_costs(args.repeats)
+    print("\n| image | short side | measured ms to decode |\n|---|---|---|")
+    for side, kind, seconds in decoded:
+        print(f"| {kind} | {side} | {1000 * seconds:.3f} |")
+    print(f"\nCPU_COSTS = StepCosts(seconds_per_flop={coef[0]:.3g}, seconds_per_image={coef[1]:.3g}, "
+          f"seconds_per_step={coef[2]:.3g}, decode_seconds={max(per_file, 1e-5):.3g}, "
+          f"decode_seconds_per_megapixel={per_megapixel:.3g}, threads={torch.get_num_threads()})")
+
+
+if __name__ == "__main__":
+    main()

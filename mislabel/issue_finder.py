@@ -1,0 +1,326 @@
+"""find_issues as a library pipeline: your own labelled images in, a ranked table of suspects out.
+
+    find_issues(data, out=..., budget=...)   the façade (``mislabel.find_issues``): builds an IssueFinder
+    IssueFinder(options).run()               list the files -> scan them -> plan the recipe -> phase 1
+                                             -> score every sample -> write the outputs
+
+    list the user's files      (``mislabel.data.user_data``: a class folder, train/ + test/, a CSV)
+    scan: decode each once     (unreadable ones skipped, listed in skipped.txt)
+    plan a recipe              (``mislabel.training.plan`` and ``budget``: deterministic, printed)
+    phase 1 through the Runner (checkpointed: rerunning continues; a finished run is reused)
+    score every sample         (``mislabel.scoring.scores.score``: detector(s), control, baselines)
+    outputs                    suspects.csv, cleaned.csv, relabel.csv, datamap.png, report.html,
+                               find_issues.json, skipped.txt, budget_plan.json (``mislabel.reports``)
+
+No noise is injected: the labels are the user's (``ImageData.real_noise``: no known flips), and the
+flips are what we are looking for. The
+command (``mislabel.commands.find_issues``) only parses, calls ``IssueFinder.run`` and prints.
+
+Under torchrun every process runs this same sequence: the scan is split among them, each computes
+the same (deterministic) plan, phase 1 trains one DistributedDataParallel replica per process, and
+rank 0 alone decides about, reads and writes the folders, scores and writes every output.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mislabel.core import distributed
+from mislabel.core.device import pick_device
+from mislabel.core.dynamics import Dynamics, load_dynamics
+from mislabel.core.files import atomic_write_all, read_record, write_record
+from mislabel.core.user_input import UserError
+from mislabel.data.user_data import SCAN_FILE, Listing, Scan, check_images, image_data, list_data, save_scan
+from mislabel.issue_options import IssueOptions, issue_options
+from mislabel.pipeline import Runner
+from mislabel.reports.issues_actions import action_writes, cleaned_table, relabel_table
+from mislabel.reports.issues_report import write_report
+from mislabel.reports.plots import plot_datamap
+from mislabel.reports.summary import read_summary
+from mislabel.reports.suspects import spreadsheet_safe, suspects_table, written
+from mislabel.run_config import RunConfig
+from mislabel.scoring.baselines import BASELINES
+from mislabel.scoring.metrics import DETECTOR_THRESHOLD
+from mislabel.scoring.scores import DEFAULT_CONTROL, DEFAULT_DETECTOR, Detector, load_detectors, score
+from mislabel.training.budget import (BudgetChoice, Clock, Workload, accuracy_note, minutes, plan_within_budget,
+                                      scan_seconds)
+from mislabel.training.plan import Plan, candidate_plans, default_plan
+
+__all__ = ["IssueFinder", "IssueResult", "find_issues", "score_suspects", "KEY_FILE", "RECORD_FILE"]
+
+KEY_FILE = "find_issues_key.json"   # in the phase-1 folder: which data and settings produced it
+RECORD_FILE = "find_issues.json"    # in the output folder: the request, the plan, the summary
+
+
+@dataclass
+class IssueResult:
+    """What a find_issues run gives back: the output folder, the suspects table (suspects.csv's rows,
+    most suspicious first) and the one-line summary."""
+
+    out: Path
+    table: pd.DataFrame
+    summary: str
+
+
+class IssueFinder:
+    """One find_issues request, step by step (module docstring); ``run`` does them all."""
+
+    def __init__(self, options: IssueOptions, clock: Clock | None = None) -> None:
+        self.options, self.clock = options, clock or Clock()
+
+    # --- the pipeline ---------------------------------------------------------------------------
+    def run(self) -> IssueResult | None:
+        """The whole request; None on the ranks other than 0 under torchrun (they only train)."""
+        o = self.options
+        self.device = distributed.start(pick_device(o.run.device))  # joins torchrun's process group, if any
+        listing = list_data(o.data, o.run.seed, o.allow_outside)
+        listed = np.bincount(listing.train_labels, minlength=len(listing.class_names))
+        if (listed == 0).any():  # a CSV's integer labels may skip an index
+            empty = listing.class_names[int(np.argmax(listed == 0))]
+            raise UserError(f"class {empty!r} has no training images in {listing.root}; add images or renumber "
+                            "the labels without gaps")
+        detectors, detector_note = self._detectors()
+        out = Path(o.out) if o.out else Path(o.run.results_dir) / "find_issues" / listing.name
+        unique = list(dict.fromkeys(listing.train_files + listing.test_files))
+        scan = check_images(unique, out / SCAN_FILE)
+        keep, skipped = self._usable(listing, unique, scan, out)
+        num_train = int(keep[0].sum())
+        median_side = int(np.median(scan.short_side[scan.ok]))
+        choice = self._plan(listing, keep, len(unique), median_side)
+        config = self._phase1_config(listing, choice.plan, out)
+        distributed.on_main(lambda: self._refuse_other_results(out, config.td_dir))  # nothing written before this
+        if distributed.is_main():
+            print(f"recipe: {choice.plan.describe()} (for {num_train} images of median side {median_side}px; "
+                  "--net_type --depth --num_epochs --batch_size --lr --image_size --storage override it)")
+            print("\n".join(choice.lines))
+            save_scan(out / SCAN_FILE, unique, scan)
+            choice.save(out)
+        dyn, summary = self._phase1(listing, keep, choice, config)
+        if not distributed.is_main():
+            return None
+        files = [f for f, k in zip(listing.train_files, keep[0]) if k]
+        table, rule, order = score_suspects(dyn, listing, files, detectors)
+        return self._write(out, listing, keep, files, skipped, dyn, table, rule, order, choice, summary, config,
+                           detectors, detector_note)
+
+    def _detectors(self) -> tuple[list[Detector], str]:
+        """Load every detector before any training, so a bad file costs seconds, not hours (on every
+        rank under torchrun, so all of them refuse it alike)."""
+        files = self.options.detector_files
+        if files is None and not DEFAULT_DETECTOR.is_file():
+            return [], f"no detector given and none at {DEFAULT_DETECTOR}: baselines only"
+        paths = [DEFAULT_DETECTOR] if files is None else [Path(f) for f in files]
+        return (load_detectors(paths, self.device),
+                "detector" + ("s " if len(paths) > 1 else " ") + ", ".join(map(str, paths)))
+
+    def _usable(self, listing: Listing, unique: list[str], scan: Scan, out: Path
+                ) -> tuple[tuple[np.ndarray, np.ndarray], list[str]]:
+        """The decodable files of each split (keep masks) and the skipped ones (relative paths);
+        refuses a class left without readable training images and a test split left empty."""
+        ok = dict(zip(unique, scan.ok))
+        self.skipped_reasons = [scan.failures[i] for i in sorted(scan.failures)]
+        skipped = listing.relative([unique[i] for i in sorted(scan.failures)])
+        if skipped and distributed.is_main():
+            shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+            print(f"warning: skipping {len(skipped)} unreadable images ({shown}); listed in {out / 'skipped.txt'}",
+                  file=sys.stderr)
+        keep = (np.array([ok[f] for f in listing.train_files]), np.array([ok[f] for f in listing.test_files]))
+        counts = np.bincount(listing.train_labels[keep[0]], minlength=len(listing.class_names))
+        if (counts == 0).any():
+            empty = int(np.argmax(counts == 0))
+            unreadable = listing.relative([f for f, y in zip(listing.train_files, listing.train_labels)
+                                           if y == empty and not ok[f]])
+            raise UserError(f"class {listing.class_names[empty]!r} has no readable training images (unreadable: "
+                            f"{', '.join(unreadable[:3])}{' ...' if len(unreadable) > 3 else ''}); replace its files "
+                            "or remove the class")
+        if not keep[1].any():
+            raise UserError(f"no readable test images in {listing.root}; replace the unreadable files")
+        return keep, skipped
+
+    def _plan(self, listing: Listing, keep: tuple[np.ndarray, np.ndarray], num_files: int,
+              median_side: int) -> BudgetChoice:
+        """The recipe: the data's full one, or under a budget the best rung predicted to fit."""
+        o = self.options
+        num_train = int(keep[0].sum())
+        full = default_plan(num_train, median_side)
+        work = Workload(num_train=num_train, num_valid=0, num_test=int(keep[1].sum()),
+                        num_classes=len(listing.class_names), in_channels=3, side=full.image_size,
+                        file_side=median_side, scored=num_train)
+        return plan_within_budget(candidate_plans(full, num_train, o.fixed), work, str(self.device), o.budget,
+                                  scan_seconds(num_files, median_side, str(self.device)), o.run.widen_factor)
+
+    def _phase1_config(self, listing: Listing, plan: Plan, out: Path) -> RunConfig:
+        """The Runner's configuration for this data and plan; phase 1 runs in
+        ``<out>/phase1/<network><depth>_seed<seed>``."""
+        run = self.options.run
+        folder = out / "phase1" / f"{plan.net_type}{plan.depth}_seed{run.seed}"
+        return replace(run, dataset=listing.name, net_type=plan.net_type, depth=plan.depth,
+                       image_size=plan.image_size, td_folder=str(folder),
+                       recipe=replace(run.recipe, epochs=plan.epochs, batch_size=plan.batch_size, lr=plan.lr))
+
+    def _run_key(self, listing: Listing, keep: np.ndarray, plan: Plan) -> dict:
+        """What must match for a phase-1 folder to be continued or reused: the data and every setting."""
+        files = [f for f, k in zip(listing.train_files, keep) if k]
+        labels = listing.train_labels[keep]
+        digest = hashlib.sha256("\n".join(f"{f}\t{y}" for f, y in zip(listing.relative(files), labels)).encode(
+            "utf-8", "surrogateescape")).hexdigest()
+        run = self.options.run
+        return {"data": digest, "plan": asdict(plan), "seed": run.seed, "hflip": self.options.hflip,
+                "momentum": run.recipe.momentum, "wd": run.recipe.weight_decay, "loss_type": run.recipe.loss_type,
+                "widen_factor": run.widen_factor, "pretrained_path": run.pretrained_path, "td_mode": run.td_mode,
+                "td_topk": run.td_topk}
+
+    def _phase1(self, listing: Listing, keep: tuple[np.ndarray, np.ndarray], choice: BudgetChoice,
+                config: RunConfig) -> tuple[Dynamics | None, dict]:
+        """Train and record unless a finished run of this data and settings is already there; the
+        dynamics (rank 0) and the run's summary."""
+        plan, td_dir = choice.plan, config.td_dir
+        key = self._run_key(listing, keep[0], plan)
+        if not distributed.on_main(lambda: _must_train(td_dir, key, config.overwrite)):
+            if distributed.is_main():
+                print(f"phase 1 already finished in {td_dir}; scoring it again")
+                return load_dynamics(td_dir), read_summary(td_dir) or {}
+            return None, {}
+        runner = Runner(config, image_data(listing, *keep, plan.image_size, plan.in_memory, self.options.hflip),
+                        device=self.device)
+        if distributed.is_main():
+            write_record(td_dir / KEY_FILE, key, sort_keys=True)
+        runner.train_for_td_computation(after_training=choice.estimate.after, keep_dynamics=True)
+        if not distributed.is_main():
+            return None, {}
+        summary = read_summary(td_dir) or {}
+        note = accuracy_note(choice.estimate.training, summary.get("train_seconds", 0.0))
+        if note:
+            print(note)
+        return runner.recorded, summary
+
+    def _refuse_other_results(self, out: Path, td_dir: Path) -> None:
+        """A finished --out folder made from other data or from another phase-1 run is not replaced
+        without --overwrite. A rerun on the same data and phase-1 run only scores again."""
+        if self.options.run.overwrite:
+            return
+        recorded = read_record(out / RECORD_FILE, "pass --overwrite to replace it, or another --out")
+        if recorded is None:
+            return
+        data, phase1 = recorded.get("arguments", {}).get("data"), recorded.get("phase1")
+        if data is not None and os.path.abspath(data) != os.path.abspath(self.options.data):
+            made = f"on {data}"
+        elif phase1 is not None and phase1 != os.path.relpath(td_dir, out):
+            made = f"of another phase-1 run ({out / phase1}; this command's is {td_dir})"
+        else:
+            return
+        raise UserError(f"{out} already holds the finished results of find_issues {made}; pass --overwrite to "
+                        "replace them, or another --out")
+
+    # --- outputs ----------------------------------------------------------------------------------
+    def _write(self, out: Path, listing: Listing, keep, files: list[str], skipped: list[str], dyn: Dynamics,
+               table: pd.DataFrame, rule: str, order: np.ndarray, choice: BudgetChoice, summary: dict,
+               config: RunConfig, detectors: list[Detector], detector_note: str) -> IssueResult:
+        """Every output, all or nothing: a failure leaves the previous set, not a mix."""
+        o, plan = self.options, choice.plan
+        flagged_files = {files[i] for i in dyn.indices[order[table["flagged"].to_numpy() == 1]]}
+        actions, action_notes = action_writes(out, cleaned_table(listing, keep, flagged_files),
+                                              relabel_table(dyn, listing.class_names, table, order))
+        flagged = int(table["flagged"].sum())
+        fallback = "" if detectors else f" [{detector_note}]"
+        line = (f"find_issues: {len(table)} samples scored, {flagged} flagged ({rule.split(' (')[0]}){fallback}; "
+                f"report: {out / 'report.html'}; took {minutes(self.clock.elapsed())}")
+        accuracy = summary.get("test_accuracy")
+        accuracy_label = ("held-out accuracy" if listing.held_out else
+                          "accuracy on a 10% sample of the training images (in-sample: a sanity check)")
+        budget = f"a {o.budget:g} min budget" if o.budget else "no budget (--budget 0: the full recipe)"
+        settings = {"data": f"{listing.root} ({listing.layout})", "classes": str(len(listing.class_names)),
+                    "samples scored": str(len(table)), "unreadable images skipped": str(len(skipped)),
+                    "recipe": f"{plan.describe()}, momentum {config.recipe.momentum}, wd {config.recipe.weight_decay}, "
+                              f"flips {'on' if o.hflip else 'off'}",
+                    "seed": str(config.seed), "scored by": detector_note, "threshold": rule,
+                    accuracy_label: "n/a" if accuracy is None else f"{accuracy:.2%}",
+                    "phase-1 run": str(config.td_dir),
+                    "time": f"{minutes(self.clock.elapsed())} (predicted {minutes(choice.estimate.total)} after the "
+                            f"scan, for {budget})", **action_notes}
+        record = {"summary": line, "settings": settings, "plan": asdict(plan), "flagged": flagged,
+                  "samples": len(table), "arguments": o.arguments(), "predicted_seconds": round(choice.estimate.total, 1),
+                  "seconds": round(self.clock.elapsed(), 1),
+                  "phase1": os.path.relpath(config.td_dir, out)}  # relative: a copied --out folder stays itself
+        staged: dict[str, Path] = {}  # the report embeds the data map, read from its temporary file
+        skipped_lines = "".join(f"{p}\t{r}".replace("\n", "\\n") + "\n" for p, r in zip(skipped, self.skipped_reasons))
+
+        def datamap(tmp: str) -> None:
+            staged["datamap"] = plot_datamap(dyn, tmp)
+
+        def report(tmp: str) -> None:
+            write_report(Path(tmp), title=f"Label issues in {listing.name}", summary=line, settings=settings,
+                         table=table, root=listing.root, top=o.report_top, datamap=staged["datamap"],
+                         threshold=DETECTOR_THRESHOLD if detectors else 0.0, skipped=skipped)
+
+        atomic_write_all({out / "skipped.txt": lambda tmp: Path(tmp).write_text(skipped_lines, encoding="utf-8",
+                                                                                errors="surrogateescape"),
+                          out / "suspects.csv": lambda tmp: spreadsheet_safe(table).to_csv(tmp, index=False,
+                                                                                           float_format="%.6f"),
+                          **actions, out / "datamap.png": datamap, out / "report.html": report,
+                          out / RECORD_FILE: lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2) + "\n")})
+        return IssueResult(out=out, table=table, summary=line)
+
+
+def _must_train(td_dir: Path, key: dict, overwrite: bool) -> bool:
+    """Whether phase 1 must run (or continue) in ``td_dir``: not when a finished run of this data
+    and these settings is there; one of other settings is refused. Drops it under ``overwrite``."""
+    if overwrite and td_dir.exists():
+        shutil.rmtree(td_dir)
+    stored = read_record(td_dir / KEY_FILE, "pass --overwrite to train phase 1 again")
+    if stored is not None and stored != key:
+        changed = sorted(k for k in key if stored.get(k) != key[k])
+        raise UserError(f"{td_dir} holds a phase-1 run of other {' and '.join(changed)}; rerun that command, "
+                        "pass --overwrite to train again, or --out elsewhere")
+    return stored is None or read_summary(td_dir) is None
+
+
+def score_suspects(dyn: Dynamics, listing: Listing, files: list[str], detectors: list[Detector]
+                   ) -> tuple[pd.DataFrame, str, np.ndarray]:
+    """suspects.csv (``mislabel.reports.suspects``) for the user's files: the detectors' mean
+    probability as the score when there are detectors, else -AUM; every method as a column. Also
+    the flag rule in words and the order (table row -> dynamics row)."""
+    # the learned control is a column beside the baselines it combines
+    methods = [*(["control"] if DEFAULT_CONTROL.is_file() else []), *BASELINES]
+    scored = score(dyn, methods, detectors)
+    baselines = {result.name: result.scores for result in scored[:len(methods)]}
+    probs = {result.name: result.scores for result in scored[len(methods):]}
+    if probs:
+        suspicion = written(np.mean(list(probs.values()), axis=0))
+        flagged, rule = suspicion >= DETECTOR_THRESHOLD, f"detector probability >= {DETECTOR_THRESHOLD}"
+    else:
+        suspicion = written(baselines["aum"])
+        flagged, rule = suspicion > 0, ("negative area under the margin (score = -AUM > 0: the model preferred "
+                                        "another class on average)")
+    paths = np.asarray(listing.relative(files), dtype=object)[dyn.indices]
+    table, order = suspects_table(dyn, suspicion, flagged, ("path", paths), listing.class_names,
+                                  {**probs, **baselines})
+    return table, rule, order
+
+
+def find_issues(data: str | os.PathLike, **settings) -> pd.DataFrame:
+    """Rank every image of ``data`` (a folder of ``<class>/<image>``, ``train/`` + ``val|test/``, or a
+    CSV of ``path,label``) by how likely its label is wrong, and write the outputs to ``out``.
+
+    :param settings: find_issues' flags by name, e.g. ``out="audit"``, ``budget=5`` (minutes; 0 =
+        the full recipe), ``detector_files=[...]``, ``net_type="lenet"``, ``no_hflip=True``, ``seed=1``.
+    :returns: the suspects table (suspects.csv's rows), most suspicious first; ``table.attrs``
+        holds ``out`` (the output folder) and ``summary`` (the one-line summary).
+    :raises ValueError: (``UserError``) on bad settings or data, naming the problem and the fix.
+    """
+    try:
+        result = IssueFinder(issue_options(data, **settings)).run()
+    finally:
+        distributed.stop()
+    if result is None:
+        return pd.DataFrame()
+    result.table.attrs.update(out=str(result.out), summary=result.summary)
+    return result.table
