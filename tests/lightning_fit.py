@@ -57,6 +57,7 @@ class TinyClassifier(pl.LightningModule):
 
 def fit(out: Path, devices: int = 1, strategy: str = "auto", as_dicts: bool = False,
         **callback_options) -> DynamicsCallback:
+    out.mkdir(parents=True, exist_ok=True)   # the batch logs go there even when no dynamics do
     pl.seed_everything(0, verbose=False)
     callback = DynamicsCallback(SAMPLES, CLASSES, out=out, **callback_options)
     model = TinyClassifier(out)

@@ -74,7 +74,7 @@ def test_two_gloo_processes_record_what_the_recorder_records(tmp_path):
     assert_same(load_dynamics(tmp_path), recorded_by_hand(tmp_path, ranks=2))
 
 
-def test_a_last_epoch_cut_by_max_steps_is_left_out(tmp_path, monkeypatch):
+def test_epochs_cut_by_max_steps_are_left_out(tmp_path, monkeypatch):
     steps_per_epoch = -(-SAMPLES // lightning_fit.BATCH)
     monkeypatch.setattr(lightning_fit, "EPOCHS", 2)
     trainer = lightning_fit.pl.Trainer
@@ -87,6 +87,11 @@ def test_a_last_epoch_cut_by_max_steps_is_left_out(tmp_path, monkeypatch):
         lightning_fit.fit(tmp_path)
     assert load_dynamics(tmp_path).td.shape == (SAMPLES, 1, CLASSES)
     assert_same(load_dynamics(tmp_path), recorded_by_hand(tmp_path, ranks=1, epochs=1))
+
+    monkeypatch.setattr(lightning_fit.pl, "Trainer", lambda **options: trainer(**options, max_steps=2))
+    with pytest.warns(UserWarning, match="no whole epoch was trained, so no dynamics were saved"):
+        lightning_fit.fit(tmp_path / "short")
+    assert not (tmp_path / "short" / "training_dynamics.npz").exists()
 
 
 def test_batches_without_indices_or_logits_are_one_line_errors(tmp_path, monkeypatch):

@@ -15,8 +15,9 @@ order; later sightings go to the Recorder as row -1 (trained on, not recorded). 
 the same choice from the same gathered indices, so no further exchange is needed.
 
 Whole epochs: an epoch that did not see every sample (``max_steps`` ending training mid-epoch) is
-left out of the saved dynamics with a warning when it is the last one; a partial epoch followed
-by another (a sampler or ``limit_train_batches`` that skips samples) stops training with one line.
+left out of the saved dynamics with a warning when it is the last one (and a run without a whole
+epoch saves nothing, with a warning); a partial epoch followed by another (a sampler or
+``limit_train_batches`` that skips samples) stops training with one line.
 """
 from __future__ import annotations
 
@@ -106,7 +107,9 @@ class DynamicsRecording:
         self._seen = None
 
     def _finish(self) -> Path | None:
-        """Save the whole epochs on rank 0 (every rank returns the file's path)."""
+        """Save the whole epochs on rank 0 (every rank returns the file's path). A run with no whole
+        epoch (``fast_dev_run``, a short ``max_steps``) saves nothing and says so; the trained model is
+        the user's either way."""
         if self.recorder is None:
             return None
         if self._seen is not None:   # training stopped inside an epoch without the framework closing it
@@ -116,7 +119,9 @@ class DynamicsRecording:
             warnings.warn(f"the last epoch ({epoch}) trained on {count} of the {self.num_samples} samples and is "
                           f"left out of {self.out}", stacklevel=2)
         if self.recorder.epoch == 0:
-            raise UserError(f"no whole epoch was trained, so no dynamics were saved to {self.out}")
+            if distributed.is_main():
+                warnings.warn(f"no whole epoch was trained, so no dynamics were saved to {self.out}", stacklevel=2)
+            return None
         self.saved = self.recorder.save(self.out, true_labels=self.true_labels)
         self.recorder.cleanup()
         return self.saved
