@@ -3,9 +3,10 @@
 The library surface: ``Recorder`` records dynamics from any training loop, ``rank`` scores the
 samples into a table, ``score`` is the scoring path under it, ``find_issues`` runs the whole
 find_issues pipeline on your own labelled images, ``train_detector`` trains a detector on runs with
-synthetic flips (``DetectorRecipe`` its options); see ``mislabel/api.py`` and ``examples/``.
+synthetic flips (``DetectorRecipe`` its options), ``to_datalab`` exports a ranking in cleanlab
+Datalab's schema; see ``mislabel/api.py`` and ``examples/``.
 """
-__all__ = ["Recorder", "rank", "score", "find_issues", "train_detector", "DetectorRecipe"]
+__all__ = ["Recorder", "rank", "score", "find_issues", "train_detector", "DetectorRecipe", "to_datalab"]
 
 
 def __getattr__(name: str):

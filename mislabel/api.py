@@ -23,14 +23,15 @@ from mislabel.core.dynamics import Dynamics, load_dynamics, validate_dynamics
 from mislabel.core.device import pick_device
 from mislabel.core.user_input import UserError
 from mislabel.issue_finder import find_issues
+from mislabel.reports.datalab import to_datalab
 from mislabel.reports.suspects import predicted_labels
 from mislabel.scoring.detector_training import DetectorRecipe, train_detector
 from mislabel.scoring.methods import DEFAULT_RANK_METHODS, RANK_METHODS
 from mislabel.scoring.scores import DEFAULT_CONTROL, DEFAULT_DETECTOR, load_detectors, score
 from mislabel.training.recorder import Recorder
 
-__all__ = ["Recorder", "rank", "score", "find_issues", "train_detector", "DetectorRecipe", "DEFAULT_CONTROL",
-           "DEFAULT_DETECTOR", "DEFAULT_METHODS"]
+__all__ = ["Recorder", "rank", "score", "find_issues", "train_detector", "DetectorRecipe", "to_datalab",
+           "DEFAULT_CONTROL", "DEFAULT_DETECTOR", "DEFAULT_METHODS"]
 
 DEFAULT_METHODS = DEFAULT_RANK_METHODS
 

@@ -87,3 +87,14 @@ def test_tests_and_bench_do_not_import_each_other_and_no_test_imports_a_test() -
         wrong = sorted(m for m in imports(path) if m.split(".")[0] in ("tests", "conftest") or m in test_modules)
         assert not wrong, f"bench/{path.name} imports {wrong}"
 
+
+OPTIONAL_FRAMEWORKS = ("lightning", "pytorch_lightning", "transformers", "datasets", "accelerate")
+
+
+def test_optional_frameworks_stay_in_the_integrations() -> None:
+    """Only mislabel.integrations.<framework> imports an optional extra, so `import mislabel` and the
+    commands run on the core install."""
+    for name, path in MODULES.items():
+        found = sorted(m for m in imports(path) if m.split(".")[0] in OPTIONAL_FRAMEWORKS)
+        allowed = name.startswith("mislabel.integrations.") and name != "mislabel.integrations.indexed"
+        assert not found or allowed, f"{name} imports {found}"
