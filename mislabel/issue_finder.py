@@ -10,7 +10,8 @@
     phase 1 through the Runner (checkpointed: rerunning continues; a finished run is reused)
     score every sample         (``mislabel.scoring.scores.score``: detector(s), control, baselines)
     outputs                    suspects.csv, cleaned.csv, relabel.csv, datamap.png, report.html,
-                               find_issues.json, skipped.txt, budget_plan.json (``mislabel.reports``)
+                               find_issues.json, skipped.txt, datalab_issues.csv, budget_plan.json
+                               (``mislabel.reports``)
 
 No noise is injected: the labels are the user's (``ImageData.real_noise``: no known flips), and the
 flips are what we are looking for. The
@@ -41,6 +42,7 @@ from mislabel.core.user_input import UserError
 from mislabel.data.user_data import SCAN_FILE, Listing, Scan, check_images, image_data, list_data, save_scan
 from mislabel.issue_options import IssueOptions, issue_options
 from mislabel.pipeline import Runner
+from mislabel.reports.datalab import datalab_table
 from mislabel.reports.issues_actions import action_writes, cleaned_table, relabel_table
 from mislabel.reports.issues_report import write_report
 from mislabel.reports.plots import plot_datamap
@@ -58,6 +60,7 @@ __all__ = ["IssueFinder", "IssueResult", "find_issues", "score_suspects", "KEY_F
 
 KEY_FILE = "find_issues_key.json"   # in the phase-1 folder: which data and settings produced it
 RECORD_FILE = "find_issues.json"    # in the output folder: the request, the plan, the summary
+DATALAB_FILE = "datalab_issues.csv"  # in the output folder: the ranking in cleanlab Datalab's schema
 
 
 @dataclass
@@ -255,6 +258,10 @@ class IssueFinder:
                   "samples": len(table), "arguments": o.arguments(), "predicted_seconds": round(choice.estimate.total, 1),
                   "seconds": round(self.clock.elapsed(), 1),
                   "phase1": os.path.relpath(config.td_dir, out)}  # relative: a copied --out folder stays itself
+        # the same ranking in cleanlab Datalab's get_issues("label") schema, rows in training-list order
+        datalab = datalab_table(table["given_label"], table["predicted_label"], table["score"],
+                                method="detector" if detectors else "aum", index=dyn.indices[order])
+        datalab["path"] = np.asarray(listing.relative(files), dtype=object)[datalab.index]
         staged: dict[str, Path] = {}  # the report embeds the data map, read from its temporary file
         skipped_lines = "".join(f"{p}\t{r}".replace("\n", "\\n") + "\n" for p, r in zip(skipped, self.skipped_reasons))
 
@@ -270,6 +277,8 @@ class IssueFinder:
                                                                                 errors="surrogateescape"),
                           out / "suspects.csv": lambda tmp: spreadsheet_safe(table).to_csv(tmp, index=False,
                                                                                            float_format="%.6f"),
+                          out / DATALAB_FILE: lambda tmp: spreadsheet_safe(datalab).to_csv(tmp, index_label="index",
+                                                                                            float_format="%.6f"),
                           **actions, out / "datamap.png": datamap, out / "report.html": report,
                           out / RECORD_FILE: lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2) + "\n")})
         return IssueResult(out=out, table=table, summary=line)
