@@ -68,6 +68,10 @@ def test_ranks_the_moved_files_high(digits_folder, finished):
     assert str(out / "report.html") in last
     assert (out / "datamap.png").stat().st_size > 0
     assert "recipe: lenet5, 20 epochs, batch 32" in done.stdout
+    datalab = pd.read_csv(out / "datalab_issues.csv", keep_default_na=False, dtype={"given_label": str})
+    assert list(datalab.columns) == ["index", "is_label_issue", "label_score", "given_label", "predicted_label", "path"]
+    assert datalab["index"].tolist() == list(range(len(table))) and datalab["is_label_issue"].sum() == table["flagged"].sum()
+    assert sorted(datalab["path"]) == sorted(table["path"])
 
 
 def test_corrupt_files_are_skipped_and_listed(finished):
