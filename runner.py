@@ -18,8 +18,8 @@ from mislabel.core.user_input import exit_on_user_error
 if __name__ == "__main__":  # refuse a bad command line before the imports below (seconds and ~1 GB)
     exit_on_user_error(check_args)(sys.argv[1:])
 
-from mislabel.pipeline import Runner  # noqa: E402  (after the check, on purpose)
-from mislabel.run_config import RunConfig  # noqa: E402
+from mislabel.pipeline import Runner
+from mislabel.run_config import RunConfig
 
 __all__ = ["Runner", "RunConfig"]
 

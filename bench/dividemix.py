@@ -21,14 +21,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from data_debug_dm import train as dividemix_train  # noqa: E402
-from fashion_subset import prepare_fashion_subset  # noqa: E402
-from mislabel.scoring.detector_training import train_detector  # noqa: E402
-from mislabel.training.loop import Recipe  # noqa: E402
-from runner import Runner, RunConfig  # noqa: E402
-from mislabel.core.files import atomic_write  # noqa: E402
+from data_debug_dm import train as dividemix_train
+from fashion_subset import prepare_fashion_subset
+from mislabel.scoring.detector_training import train_detector
+from mislabel.training.loop import Recipe
+from runner import Runner, RunConfig
+from mislabel.core.files import atomic_write
 
 # Short recipes: the point is the comparison between label sets, not the best absolute accuracy.
 FULL = dict(datasets=["digits", "fashion_mnist"], seeds=[0, 1, 2], td_epochs=30, dm_epochs=60, warm_up=10)

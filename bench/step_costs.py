@@ -27,11 +27,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from mislabel.data.decode import open_rgb  # noqa: E402
-from mislabel.training.budget import StepCosts, family, time_step, training_flops  # noqa: E402
+from mislabel.data.decode import open_rgb
+from mislabel.training.budget import StepCosts, family, time_step, training_flops
 
 CONFIGS = (("lenet", 5, 32, 128), ("lenet", 5, 32, 32), ("resnet", 20, 32, 128), ("resnet", 20, 32, 32),
            ("resnet", 32, 32, 128), ("resnet", 20, 64, 128), ("resnet", 18, 32, 128), ("resnet", 18, 64, 128),

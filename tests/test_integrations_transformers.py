@@ -15,15 +15,11 @@ import torch
 os.environ["HF_HUB_OFFLINE"] = os.environ["TRANSFORMERS_OFFLINE"] = "1"
 transformers = pytest.importorskip("transformers")
 
-from mislabel import rank
-from mislabel.core.dynamics import load_dynamics
-from mislabel.core.user_input import UserError
-from mislabel.integrations.transformers import (
-    DynamicsCallback,
-    DynamicsTrainer,
-    IndexedDataset,
-)
-from mislabel.training.recorder import Recorder
+from mislabel import rank  # noqa: E402  (after the offline switches and the skip, on purpose)
+from mislabel.core.dynamics import load_dynamics  # noqa: E402
+from mislabel.core.user_input import UserError  # noqa: E402
+from mislabel.integrations.transformers import DynamicsCallback, DynamicsTrainer, IndexedDataset  # noqa: E402
+from mislabel.training.recorder import Recorder  # noqa: E402
 
 SAMPLES, CLASSES, EPOCHS, TOKENS, VOCAB = 40, 3, 2, 8, 50
 

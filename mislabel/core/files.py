@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Callable
 from mislabel.core.user_input import UserError, is_no_space, no_space_message
 
 if TYPE_CHECKING:
-    import torch
+    pass
 
 __all__ = ["atomic_write", "atomic_write_all", "atomic_write_csv", "atomic_torch_save", "torch_load", "read_record",
            "write_record", "write_command_file"]
