@@ -9,18 +9,17 @@ own fixtures, and neither folder imports the other).
 from __future__ import annotations
 
 import contextlib
-import io
 import os
-import pickle
 import platform
-import struct
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor, as_completed
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["cpu_name", "dumps_py2", "logged", "machine", "replace_section", "run_stage", "write_cifar10"]
+from mislabel.data.py2_pickle import dumps_py2  # the scripts put the checkout on sys.path first
+
+__all__ = ["cpu_name", "logged", "machine", "replace_section", "run_stage", "write_cifar10"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -95,42 +94,6 @@ def machine() -> str:
 # ----------------------------------------------------------------------------------------------
 # CIFAR-10 as the official archive has it
 # ----------------------------------------------------------------------------------------------
-
-class _Py2Pickler(pickle._Pickler):
-    """Pickles as Python 2's cPickle wrote the official CIFAR files: every str/bytes a py2 ``str``.
-
-    That is what lets both readers benchmarked here load the same files: ours (``encoding="bytes"``,
-    bytes keys) and torchvision's (``encoding="latin1"``, str keys). numpy's array constructor is
-    named ``numpy.core.multiarray._reconstruct``, as in those files.
-    """
-
-    dispatch = dict(pickle._Pickler.dispatch)
-
-    def save_py2_str(self, obj: str | bytes) -> None:
-        data = obj.encode("latin-1") if isinstance(obj, str) else obj
-        if len(data) < 256:
-            self.write(pickle.SHORT_BINSTRING + bytes([len(data)]) + data)
-        else:
-            self.write(pickle.BINSTRING + struct.pack("<i", len(data)) + data)
-        self.memoize(obj)
-
-    dispatch[str] = save_py2_str
-    dispatch[bytes] = save_py2_str
-
-    def save_global(self, obj: object, name: str | None = None) -> None:
-        if getattr(obj, "__name__", None) == "_reconstruct":
-            self.write(pickle.GLOBAL + b"numpy.core.multiarray\n_reconstruct\n")
-            self.memoize(obj)
-        else:
-            super().save_global(obj, name)
-
-
-def dumps_py2(obj: object) -> bytes:
-    """``obj`` pickled the way the official (Python 2) CIFAR files are."""
-    buffer = io.BytesIO()
-    _Py2Pickler(buffer, protocol=2).dump(obj)
-    return buffer.getvalue()
-
 
 def write_cifar10(datadir: Path, batches: dict[str, tuple[np.ndarray, np.ndarray]], class_names: Sequence[str]) -> None:
     """``datadir/cifar10/cifar-10-batches-py/``: ``batches.meta`` and each ``name -> (labels, data)``

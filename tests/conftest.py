@@ -11,7 +11,6 @@ import gzip
 import hashlib
 import io
 import os
-import pickle
 import struct
 import subprocess
 import sys
@@ -27,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mislabel.core.user_input import UserError  # noqa: E402
+from mislabel.data.py2_pickle import dumps_py2  # noqa: E402
 
 # A recipe small enough for CI yet long enough that noisy labels leave a trace: a CIFAR ResNet-20
 # on 8x8 digits takes well under a second per epoch on two CPU cores.
@@ -217,44 +217,8 @@ def _labels(num_classes: int, per_class: int) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
-# CIFAR: Python 2 pickles, as in the official cifar-*-python archives
+# CIFAR: Python 2 pickles, as in the official cifar-*-python archives (mislabel.data.py2_pickle)
 # ---------------------------------------------------------------------------------------------
-
-class _Py2Pickler(pickle._Pickler):
-    """Write pickles as Python 2's cPickle did: every str/bytes becomes a py2 ``str``.
-
-    The official CIFAR files were written that way, which is why readers need ``encoding="bytes"``
-    and get bytes keys. numpy's array constructor is named ``numpy.core.multiarray._reconstruct``
-    as in those files, whichever module holds it in the numpy writing the fixture.
-    """
-
-    dispatch = dict(pickle._Pickler.dispatch)
-
-    def save_py2_str(self, obj: str | bytes) -> None:
-        data = obj.encode("latin-1") if isinstance(obj, str) else obj
-        if len(data) < 256:
-            self.write(pickle.SHORT_BINSTRING + bytes([len(data)]) + data)
-        else:
-            self.write(pickle.BINSTRING + struct.pack("<i", len(data)) + data)
-        self.memoize(obj)
-
-    dispatch[str] = save_py2_str
-    dispatch[bytes] = save_py2_str
-
-    def save_global(self, obj: object, name: str | None = None) -> None:
-        if getattr(obj, "__name__", None) == "_reconstruct":
-            self.write(pickle.GLOBAL + b"numpy.core.multiarray\n_reconstruct\n")
-            self.memoize(obj)
-        else:
-            super().save_global(obj, name)
-
-
-def dumps_py2(obj: object) -> bytes:
-    """`obj` pickled the way the official (Python 2) CIFAR files are."""
-    buffer = io.BytesIO()
-    _Py2Pickler(buffer, protocol=2).dump(obj)
-    return buffer.getvalue()
-
 
 def _cifar_batch(rng: np.random.Generator, labels: np.ndarray,
                  labels_key: str) -> tuple[dict, np.ndarray]:

@@ -27,17 +27,20 @@ ARRAYS = ("td", "labels", "margin", "pred", "indices")
 
 
 def recorded_by_hand(folder, ranks: int, epochs: int = EPOCHS) -> Dynamics:
-    """A plain Recorder fed the logits each rank computed (``batches_rank<r>.pt``). Steps are fed last
-    to first (ranks too), so that of a sample seen twice in an epoch (the sampler's padding) the first
-    sighting is the one left, as the callback keeps it."""
+    """A plain Recorder fed the logits each rank computed (``batches_rank<r>.pt``), in step then rank
+    order; a sample seen again in an epoch (the sampler's padding) goes in as row -1 (trained on,
+    not recorded), as the callback keeps its first sighting. The Recorder refuses a row twice."""
     logs = [torch_load(folder / f"batches_rank{r}.pt") for r in range(ranks)]
     recorder = Recorder(SAMPLES, CLASSES, epochs)
     for epoch in range(epochs):
         steps = [[batch for batch in log if batch[0] == epoch] for log in logs]
-        for step in reversed(range(len(steps[0]))):
-            for rank_steps in reversed(steps):
+        seen: set[int] = set()
+        for step in range(len(steps[0])):
+            for rank_steps in steps:
                 _, logits, targets, indices = rank_steps[step]
-                recorder.update(logits, targets, indices)
+                rows = torch.tensor([-1 if int(i) in seen else int(i) for i in indices])
+                seen.update(int(i) for i in indices)
+                recorder.update(logits, targets, rows)
         recorder.next_epoch()
     return recorder.dynamics()
 
