@@ -67,11 +67,13 @@ def family(net_type: str, depth: int) -> str:
     return "resnet_imagenet" if net_type == "resnet" and depth in IMAGENET_DEPTHS else net_type
 
 
-# Measured by `OMP_NUM_THREADS=2 python bench/step_costs.py` on the 2-core CPU of BENCHMARKS.md.
-CPU_COSTS = StepCosts(seconds_per_flop=(("default", 9.0e-12), ("lenet", 9.0e-12), ("resnet", 7.5e-12),
-                                        ("resnet_imagenet", 5.5e-12)),
-                      seconds_per_image=2.0e-5, seconds_per_step=4.0e-3, decode_seconds=1.0e-4,
-                      decode_seconds_per_megapixel=8.0e-3, threads=2)
+# Measured by `OMP_NUM_THREADS=1 python bench/step_costs.py --repeats 3` on the 2-core CPU of
+# BENCHMARKS.md while another training ran on the other core: conservative (an idle 2-core run of
+# ResNet-32 took about 0.6x what this table predicts), which a budget can afford.
+CPU_COSTS = StepCosts(seconds_per_flop=(("default", 2.08e-11), ("lenet", 0.0), ("resnet", 2.03e-11),
+                                        ("resnet_imagenet", 2.08e-11)),
+                      seconds_per_image=1.38e-4, seconds_per_step=2.1e-3, decode_seconds=1.1e-4,
+                      decode_seconds_per_megapixel=7.56e-3, threads=1)
 # Not measured here (no GPU was lent when the table was made): a conservative reading of a data-centre
 # GPU running these small convolutional networks (ResNet-32 at batch 128 in about 10 ms). After
 # training, find_issues prints the measured time beside the prediction, so a wrong guess shows.
