@@ -24,14 +24,21 @@ that the file exists, because torchvision compares each pickle's MD5 with the re
 and these are digits. Nothing else differs; CUDA is never used (the original calls ``.cuda()`` only when
 ``torch.cuda.is_available()``).
 
+``--baseline`` adds a third side: the same command run from another checkout of this repository
+(e.g. the commit before a change, unpacked with ``git archive``), so before and after compare
+against the original in one run.
+
 Each run is one child process, started fresh into its own results folder; the sides alternate
-(ours, original, ours, original ... for ``--repeats`` rounds), so load from other work on the
-machine hits both. Wall time is measured around the child; peak RSS is ``ru_maxrss`` from
+(ours, [baseline,] original, then again, for ``--repeats`` rounds), so load from other work on
+the machine hits every side. Wall time is measured around the child; CPU time is its user +
+system time, its waited-for children's included (the original's DataLoader workers), which
+load from other work changes far less than wall time. Peak RSS is ``ru_maxrss`` from
 ``os.wait4``: the largest resident set of the child or any process it waited for (the
-original's DataLoader workers are separate processes and are not summed). Both sides get the
-same ``OMP_NUM_THREADS`` (the caller's, else 1).
+original's workers are separate processes and are not summed). Every side gets the same
+``OMP_NUM_THREADS`` (the caller's, else 1).
 
     OMP_NUM_THREADS=1 python bench/phase1_vs_original.py --original /tmp/original [--repeats 2]
+        [--baseline /tmp/before]
 """
 from __future__ import annotations
 
@@ -88,8 +95,8 @@ def Fire(component):
 '''
 
 
-def ours_command(datadir: Path, epochs: int) -> list[str]:
-    return ["bash", str(ROOT / "run.sh"), "generate_td", str(datadir), "cifar10", SEED, NOISE_RATIO, NOISE_TYPE, NET,
+def ours_command(root: Path, datadir: Path, epochs: int) -> list[str]:
+    return ["bash", str(root / "run.sh"), "generate_td", str(datadir), "cifar10", SEED, NOISE_RATIO, NOISE_TYPE, NET,
             DEPTH, "--num_epochs", str(epochs)]
 
 
@@ -101,8 +108,8 @@ def original_command(datadir: Path, save: Path, epochs: int, workers: int) -> li
             "--wd", "1e-4", "--batch_size", BATCH, "--num_workers", str(workers), "-", "done"]
 
 
-def measure(command: list[str], cwd: Path, env: dict, log: Path) -> tuple[float, float]:
-    """(wall seconds, peak RSS MiB) of ``command`` as one child process; its output goes to ``log``."""
+def measure(command: list[str], cwd: Path, env: dict, log: Path) -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds, peak RSS MiB) of ``command`` as one child process; its output goes to ``log``."""
     with open(log, "w") as out:
         started = time.perf_counter()
         child = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -111,7 +118,7 @@ def measure(command: list[str], cwd: Path, env: dict, log: Path) -> tuple[float,
     child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, so Popen must not wait again
     if child.returncode:
         sys.exit(f"{command[0]} {' '.join(command[1:4])} ... failed (exit {child.returncode}); its output: {log}")
-    return seconds, usage.ru_maxrss / 1024
+    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def load_average() -> str:
@@ -125,10 +132,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="rounds of (ours, original); medians are reported")
     parser.add_argument("--epochs", type=int, default=5, help="phase-1 epochs on both sides (the issue's job: 5)")
     parser.add_argument("--workers", type=int, default=4, help="the original's --num_workers (its run.sh: 4)")
+    parser.add_argument("--baseline", type=Path, help="another checkout of this repository, measured as a third side")
     args = parser.parse_args()
     original = args.original.resolve()
     if not (original / "runner.py").is_file():
         sys.exit(f"--original {original} holds no runner.py; pass a checkout of the original repository")
+    ours = {"ours": ROOT}
+    if args.baseline is not None:
+        if not (args.baseline / "run.sh").is_file():
+            sys.exit(f"--baseline {args.baseline} holds no run.sh; pass a checkout of this repository")
+        ours["baseline"] = args.baseline.resolve()
     threads = os.environ.get("OMP_NUM_THREADS", "1")
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
@@ -137,38 +150,40 @@ def main() -> None:
         (work / "shim").mkdir()
         (work / "shim" / "fire.py").write_text(FIRE_STANDIN)
         base = {**os.environ, "OMP_NUM_THREADS": threads}
-        ours_env = {**base, "PYTHON": sys.executable}
-        original_env = {**base, "PYTHONPATH": str(work / "shim")}
         print(f"python {platform.python_version()}; {platform.processor() or platform.machine()}, {os.cpu_count()} "
               f"cores; OMP_NUM_THREADS={threads}; original: {original}; load average before: {load_average()}",
               flush=True)
-        times: dict[str, list[float]] = {"ours": [], "original": []}
-        peaks: dict[str, list[float]] = {"ours": [], "original": []}
+        results: dict[str, list[tuple[float, float, float]]] = {side: [] for side in (*ours, "original")}
         for repeat in range(args.repeats):
             run = work / f"run{repeat}"
-            sides = {
-                "ours": (ours_command(work / "data", args.epochs), ROOT, {**ours_env, "RESULTS_DIR": str(run / "ours")}),
-                "original": (original_command(work / "data", run / "original", args.epochs, args.workers), original,
-                             original_env),
-            }
+            run.mkdir()
+            sides = {side: (ours_command(root, work / "data", args.epochs), root,
+                            {**base, "PYTHON": sys.executable, "RESULTS_DIR": str(run / side)})
+                     for side, root in ours.items()}
+            sides["original"] = (original_command(work / "data", run / "original", args.epochs, args.workers), original,
+                                 {**base, "PYTHONPATH": str(work / "shim")})
             for side, (command, cwd, env) in sides.items():
-                run.mkdir(exist_ok=True)
-                seconds, peak = measure(command, cwd, env, run / f"{side}.log")
-                times[side].append(seconds)
-                peaks[side].append(peak)
-                print(f"round {repeat + 1} {side}: {seconds:.1f} s, peak RSS {peak:.0f} MiB "
+                results[side].append(measure(command, cwd, env, run / f"{side}.log"))
+                seconds, cpu, peak = results[side][-1]
+                print(f"round {repeat + 1} {side}: {seconds:.1f} s wall, {cpu:.1f} s CPU, peak RSS {peak:.0f} MiB "
                       f"(load average {load_average()})", flush=True)
-        print()
-        print("| side | wall s (each round) | median wall s | peak RSS MiB (each round) | median peak RSS MiB |")
-        print("|---|---|---:|---|---:|")
-        for side in ("ours", "original"):
-            print(f"| {side} | {', '.join(f'{t:.1f}' for t in times[side])} | {statistics.median(times[side]):.1f} | "
-                  f"{', '.join(f'{p:.0f}' for p in peaks[side])} | {statistics.median(peaks[side]):.0f} |")
-        wall = statistics.median(times["ours"]) / statistics.median(times["original"])
-        rss = statistics.median(peaks["ours"]) / statistics.median(peaks["original"])
-        pairs = [o / r for o, r in zip(times["ours"], times["original"])]
-        print(f"| ours / original | {', '.join(f'{p:.2f}x' for p in pairs)} | {wall:.2f}x | | {rss:.2f}x |")
+        print_table(results)
         print(f"\nload average after: {load_average()}")
+
+
+def print_table(results: dict[str, list[tuple[float, float, float]]]) -> None:
+    """Each side's rounds and medians, then each of ours as a ratio of the original's medians."""
+    medians = {side: [statistics.median(column) for column in zip(*rows)] for side, rows in results.items()}
+    print("\n| side | wall s (rounds) | wall s | CPU s | peak RSS MiB (rounds) | peak RSS MiB |")
+    print("|---|---|---:|---:|---|---:|")
+    for side, rows in results.items():
+        wall, cpu, peak = medians[side]
+        print(f"| {side} | {', '.join(f'{row[0]:.1f}' for row in rows)} | {wall:.1f} | {cpu:.1f} | "
+              f"{', '.join(f'{row[2]:.0f}' for row in rows)} | {peak:.0f} |")
+    for side in results:
+        if side != "original":
+            wall, cpu, peak = (mine / theirs for mine, theirs in zip(medians[side], medians["original"]))
+            print(f"| {side} / original | | {wall:.2f}x | {cpu:.2f}x | | {peak:.2f}x |")
 
 
 if __name__ == "__main__":
