@@ -57,6 +57,22 @@ def test_cifar10(tmp_path: Path) -> None:
     assert len(raw.train_labels) == 20 and len(raw.test_labels) == 6
 
 
+def test_reading_cifar_pickles_loads_no_image_file_library(tmp_path: Path) -> None:
+    """Phase 1 on CIFAR pickles never needs pandas, PIL, torchvision or sklearn (seconds and hundreds
+    of MiB each run): neither the Runner's module nor the reader imports them."""
+    import subprocess
+    import sys
+
+    write_cifar10(tmp_path)
+    code = ("import sys, mislabel.pipeline; from mislabel.data.datasets import load_dataset; "
+            f"load_dataset('cifar10', {str(tmp_path)!r}, 0); "
+            "print(sorted(m for m in ('pandas', 'PIL', 'torchvision', 'sklearn') if m in sys.modules))")
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_cifar100_fine_labels(tmp_path: Path) -> None:
     written = write_cifar100(tmp_path)
     raw = read_dataset("cifar100", str(tmp_path), seed=0)

@@ -91,6 +91,26 @@ def test_widen_factor_reaches_wide_resnet() -> None:
     assert default.fc.in_features == 64 * DEFAULT_WIDEN_FACTOR == 640
 
 
+def test_cifar_resnet_block_in_place_matches_the_plain_formula() -> None:
+    """The block writes its ReLUs and residual sum into batch norm's outputs; outputs and gradients
+    must be bit-identical to relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)) computed out of place."""
+    from mislabel.models.resnet import _BasicBlock
+
+    torch.manual_seed(0)
+    block = _BasicBlock(4, 8, stride=2)
+    x = torch.randn(6, 4, 9, 9, requires_grad=True)
+    out = block(x)
+    out.sum().backward()
+    grads = [x.grad.clone()] + [p.grad.clone() for p in block.parameters()]
+    x.grad = None
+    block.zero_grad()
+    torch.manual_seed(0)
+    plain = F.relu(block.bn2(block.conv2(F.relu(block.bn1(block.conv1(x))))) + block.shortcut(x))
+    plain.sum().backward()
+    assert torch.equal(out, plain)
+    assert all(torch.equal(a, b) for a, b in zip(grads, [x.grad] + [p.grad for p in block.parameters()]))
+
+
 def test_same_seed_same_weights() -> None:
     torch.manual_seed(3)
     first = build_model("densenet", 40, 10).state_dict()

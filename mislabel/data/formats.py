@@ -20,16 +20,19 @@ import pickle
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 import numpy as np
 import torch
 
 from mislabel.core.run_options import LARGE_DATASETS
-from mislabel.data.decode import ImageFileDataset, decode_images
-from mislabel.data.image_files import (FileSplits, read_caltech256, read_class_folders, read_csv_list, read_cub,
-                                       read_tiny_imagenet)
 from mislabel.core.user_input import UserError, require_folder
+
+# The image-file readers and decoders load pandas, PIL and torchvision (which brings torch._dynamo):
+# seconds and ~250 MiB that CIFAR pickles and IDX files never need, so they are imported where used.
+if TYPE_CHECKING:
+    from mislabel.data.decode import ImageFileDataset
+    from mislabel.data.image_files import FileSplits
 
 __all__ = ["RawDataset", "read_dataset", "KNOWN_DATASETS", "LARGE_DATASETS", "LAYOUTS",
            "ImageFileDataset"]
@@ -101,8 +104,19 @@ def _from_files(splits: FileSplits) -> RawDataset:
                       splits.class_names, train_files=splits.train_files, test_files=splits.test_files)
 
 
+def __getattr__(name: str) -> object:
+    """``ImageFileDataset`` stays importable from here, loaded (with torchvision) on first use."""
+    if name == "ImageFileDataset":
+        from mislabel.data.decode import ImageFileDataset
+
+        return ImageFileDataset
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _decoded(splits: FileSplits, size: tuple[int, int]) -> RawDataset:
     """A small image-file dataset decoded into memory once, so epochs never touch the disk."""
+    from mislabel.data.decode import decode_images
+
     return RawDataset(torch.from_numpy(splits.train_labels), torch.from_numpy(splits.test_labels),
                       splits.class_names,
                       train_images=torch.from_numpy(decode_images(splits.train_files, size)),
@@ -121,6 +135,8 @@ def read_dataset(name: str, datadir: str | os.PathLike, seed: int, *,
     :param allow_outside: let a CSV list point at images outside the CSV's folder
     """
     if name.endswith(".csv"):
+        from mislabel.data.image_files import read_csv_list
+
         return _from_files(read_csv_list(_csv_path(name, datadir), seed, allow_outside))
     datadir = Path(os.path.abspath(datadir))
     layout = LAYOUTS.get(name, _FOLDER_LAYOUT.format(name=name))
@@ -135,14 +151,16 @@ def read_dataset(name: str, datadir: str | os.PathLike, seed: int, *,
         raise UserError(f"dataset folder {root} not found; expected {datadir}/{layout}")
     if name in _CIFAR:
         return _read_cifar(root, _CIFAR[name])
+    from mislabel.data import image_files
+
     if name == "tiny_imagenet":
-        return _decoded(read_tiny_imagenet(root), TINY_IMAGENET_SIZE)
+        return _decoded(image_files.read_tiny_imagenet(root), TINY_IMAGENET_SIZE)
     # CUB and Caltech-256 re-organised into train/ + val|test/ class folders read like any other.
     if name == "cub_200_2011" and not (root / "train").is_dir():
-        return _from_files(read_cub(root))
+        return _from_files(image_files.read_cub(root))
     if name == "caltech256" and not (root / "train").is_dir():
-        return _from_files(read_caltech256(root, seed))
-    return _from_files(read_class_folders(root))
+        return _from_files(image_files.read_caltech256(root, seed))
+    return _from_files(image_files.read_class_folders(root))
 
 
 def _csv_path(name: str, datadir: str | os.PathLike) -> Path:

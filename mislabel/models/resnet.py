@@ -42,6 +42,11 @@ class _BasicBlock(nn.Module):
 
     In this network the channel count grows exactly when the stride is 2, so the padding
     shortcut covers every block that changes shape.
+
+    The ReLUs and the sum write into the batch-norm outputs, which nothing else reads (batch
+    norm's backward needs its input, not its output): the same arithmetic with two fewer
+    activation-sized tensors per block, which is less memory held for the backward pass and less
+    memory traffic.
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
@@ -54,9 +59,9 @@ class _BasicBlock(nn.Module):
         self.shortcut = _PadShortcut(out_channels - in_channels) if changes_shape else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu_(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return F.relu(out + self.shortcut(x))
+        return F.relu_(out.add_(self.shortcut(x)))
 
 
 class CifarResNet(nn.Module):

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
-from sklearn.model_selection import StratifiedKFold
 
 from mislabel.core.run_options import DEFAULT_FOLDS, Recipe
 from mislabel.core.dynamics import TD_FILE, load_dynamics
@@ -44,6 +43,9 @@ def fold_assignment(assigned: np.ndarray, folds: int, seed: int) -> np.ndarray:
     if not 2 <= folds <= len(assigned):
         raise UserError(f"--folds {folds} must be between 2 and the {len(assigned)} training rows; the default is "
                         f"{DEFAULT_FOLDS}")
+    # imported here: the Runner imports this module for phase 1 too, which never needs sklearn
+    from sklearn.model_selection import StratifiedKFold
+
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed % 2**32)
     fold = np.empty(len(assigned), dtype=np.int64)
     try:
