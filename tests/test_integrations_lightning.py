@@ -4,7 +4,10 @@ that rank and compare accept; missing indices and a missing framework are one-li
 from __future__ import annotations
 
 import importlib
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,6 +17,7 @@ import torch
 pytest.importorskip("lightning")
 
 import lightning_fit
+from conftest import ROOT
 from lightning_fit import CLASSES, EPOCHS, SAMPLES
 
 from mislabel import rank
@@ -68,7 +72,14 @@ def test_one_process_records_what_the_recorder_records_and_rank_and_compare_read
 
 
 def test_two_gloo_processes_record_what_the_recorder_records(tmp_path):
-    lightning_fit.fit(tmp_path, devices=2, strategy="ddp_fork")
+    """The two ranks are forked from a fresh interpreter with one OpenMP thread: forking this test
+    process, whose torch has already run parallel regions, leaves the children's OpenMP pool dead
+    (they hang in their first parallel op)."""
+    code = ("import sys; from pathlib import Path; sys.path[:0] = sys.argv[2:]; import lightning_fit; "
+            "lightning_fit.fit(Path(sys.argv[1]), devices=2, strategy='ddp_fork')")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path), str(Path(__file__).parent), str(ROOT)],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
     logs = [torch_load(tmp_path / f"batches_rank{r}.pt") for r in range(2)]
     seen = torch.cat([indices for log in logs for epoch, _, _, indices in log if epoch == 0])
     assert len(seen) > SAMPLES and set(seen.tolist()) == set(range(SAMPLES))   # the padding repeats a sample
