@@ -115,6 +115,8 @@ def main(argv: list[str] | None = None, prog: str = "runner.py", launcher: str =
     command, config, extra = parse_args(argv, prog, launcher)
     if command == "crossval" and os.environ.get("WORLD_SIZE", "1") not in ("", "1"):
         raise UserError("crossval_probs does not run under torchrun; run it without NPROC")
+    if config.noise_ratio is None and extra.noise_ratio is not None and float(extra.noise_ratio) > 0:
+        print(f"note: {config.dataset} is a real-world noisy dataset; noise arguments are ignored")
     from mislabel.core import distributed
     from mislabel.core.device import pick_device
     from mislabel.data.datasets import load_dataset
