@@ -13,7 +13,7 @@ from PIL import Image
 from mislabel.data import datasets
 from mislabel.data.datasets import channel_stats
 from mislabel.data.decode import cover_and_crop, decode_images
-from mislabel.data.user_data import Listing, check_images, image_data
+from mislabel.data.user_data import Listing, check_images, image_data, save_scan
 
 
 def write_png(path: Path, pixels: np.ndarray) -> str:
@@ -88,10 +88,12 @@ def test_a_damaged_scan_cache_costs_only_a_rescan(tmp_path: Path) -> None:
     cache = tmp_path / "scan.json"
     first = check_images(files, cache)
     assert first.short_side.tolist() == [4, 4, 4, 0] and list(first.failures) == [3]
+    assert not cache.exists()  # check_images only reads the cache; save_scan stores it
     for damage in ("{not json", '["a list"]', '{"fingerprint": "other"}'):
         cache.write_text(damage)
         again = check_images(files, cache)
         assert again.short_side.tolist() == first.short_side.tolist() and again.failures == first.failures
+    save_scan(cache, files, first)
     record = json.loads(cache.read_text())
     cache.write_text(json.dumps(dict(record, short_side=[9, 9, 9, 0])))  # an intact cache of these files is used
     assert check_images(files, cache).short_side.tolist() == [9, 9, 9, 0]
