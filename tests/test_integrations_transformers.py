@@ -1,12 +1,15 @@
 """The Hugging Face integration records what a plain Recorder records for the logits the Trainer
-computed, keeps the index through remove_unused_columns and the collator, leaves evaluation out,
-and its folder is a run folder rank reads; wrong set-ups are one-line errors. A random-init BERT
-from a small config, random token ids: no download, no hub."""
+computed, in one process and in two gloo processes under torchrun, keeps the index through
+remove_unused_columns and the collator, leaves evaluation out, and its folder is a run folder rank
+reads; wrong set-ups are one-line errors. A random-init BERT from a small config, random token ids:
+no download, no hub (tests/transformers_fit.py)."""
 from __future__ import annotations
 
 import importlib
 import os
+import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,50 +18,15 @@ import torch
 os.environ["HF_HUB_OFFLINE"] = os.environ["TRANSFORMERS_OFFLINE"] = "1"
 transformers = pytest.importorskip("transformers")
 
-from mislabel import rank  # noqa: E402  (after the offline switches and the skip, on purpose)
+from conftest import ROOT  # noqa: E402  (after the offline switches and the skip, on purpose)
+from mislabel import rank  # noqa: E402
 from mislabel.core.dynamics import load_dynamics  # noqa: E402
+from mislabel.core.files import torch_load  # noqa: E402
 from mislabel.core.user_input import UserError  # noqa: E402
 from mislabel.integrations.transformers import DynamicsCallback, DynamicsTrainer, IndexedDataset  # noqa: E402
 from mislabel.training.recorder import Recorder  # noqa: E402
-
-SAMPLES, CLASSES, EPOCHS, TOKENS, VOCAB = 40, 3, 2, 8, 50
-
-
-def rows() -> list[dict]:
-    """Tokenized rows as a datasets.Dataset yields them, with a text column the model does not take."""
-    generator = torch.Generator().manual_seed(0)
-    ids = torch.randint(1, VOCAB, (SAMPLES, TOKENS), generator=generator)
-    labels = torch.randint(0, CLASSES, (SAMPLES,), generator=generator)
-    return [{"text": f"row {i}", "input_ids": ids[i], "attention_mask": torch.ones(TOKENS, dtype=torch.int64),
-             "labels": int(labels[i])} for i in range(SAMPLES)]
-
-
-def tiny_bert() -> torch.nn.Module:
-    torch.manual_seed(0)
-    config = transformers.BertConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                     intermediate_size=32, max_position_embeddings=TOKENS, num_labels=CLASSES)
-    return transformers.BertForSequenceClassification(config)
-
-
-def arguments(folder, **overrides) -> transformers.TrainingArguments:
-    options = {"output_dir": str(folder), "num_train_epochs": EPOCHS, "per_device_train_batch_size": 8,
-               "per_device_eval_batch_size": 8, "learning_rate": 1e-3, "seed": 0, "use_cpu": True,
-               "report_to": "none", "save_strategy": "no", "logging_strategy": "no", "disable_tqdm": True}
-    return transformers.TrainingArguments(**{**options, **overrides})
-
-
-class LoggingTrainer(DynamicsTrainer):
-    """Keeps every training batch's logits, labels and indices as compute_loss saw them."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
-        if model.training:
-            self.batches.append((outputs["logits"].detach().clone(), inputs["labels"].clone(), inputs["index"].clone()))
-        return (loss, outputs) if return_outputs else loss
+from transformers_fit import (CLASSES, EPOCHS, SAMPLES, LoggingTrainer, arguments, rows,  # noqa: E402
+                              tiny_bert)
 
 
 def test_records_what_the_recorder_records_and_rank_reads_it(tmp_path):
@@ -106,3 +74,30 @@ def test_without_transformers_the_import_names_the_extra(monkeypatch):
     with pytest.raises(ImportError, match=r"pip install 'mislabel-detection\[transformers\]'") as raised:
         importlib.import_module("mislabel.integrations.transformers")
     assert "\n" not in str(raised.value)
+
+
+def test_two_gloo_processes_under_torchrun_record_what_the_recorder_records(tmp_path):
+    """Each rank logs its batches; fed to one Recorder in step then rank order (the sampler's padding,
+    if any, as row -1 after its first sighting) they give the very file rank 0 saved."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
+                           str(Path(__file__).parent / "transformers_fit.py"), str(tmp_path)],
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    logs = [torch_load(tmp_path / f"batches_rank{r}.pt") for r in range(2)]
+    steps = len(logs[0])
+    assert steps == len(logs[1]) and steps % EPOCHS == 0
+    reference = Recorder(SAMPLES, CLASSES, EPOCHS)
+    for epoch in range(EPOCHS):
+        seen: set[int] = set()
+        for step in range(epoch * steps // EPOCHS, (epoch + 1) * steps // EPOCHS):
+            for log in logs:
+                logits, labels, indices = log[step]
+                kept = torch.tensor([-1 if int(i) in seen else int(i) for i in indices])
+                seen.update(int(i) for i in indices)
+                reference.update(logits, labels, kept)
+        assert seen == set(range(SAMPLES))
+        reference.next_epoch()
+    saved, expected = load_dynamics(tmp_path / "run"), reference.dynamics()
+    for name in ("td", "labels", "margin", "pred", "indices"):
+        assert np.array_equal(getattr(saved, name), getattr(expected, name)), name
