@@ -95,7 +95,7 @@ class IssueFinder:
         earlier = distributed.on_main(lambda: self._earlier_results(out))  # before the scan: other data
         unique = list(dict.fromkeys(listing.train_files + listing.test_files))
         scan = check_images(unique, out / SCAN_FILE)
-        keep, skipped = self._usable(listing, unique, scan, out)
+        keep, skipped = self._usable(listing, unique, scan, out)  # skipped: relative path -> why
         num_train = int(keep[0].sum())
         median_side = int(np.median(scan.short_side[scan.ok]))
         choice = self._plan(listing, keep, len(unique), median_side)
@@ -105,7 +105,7 @@ class IssueFinder:
             print(f"recipe: {choice.plan.describe()} (for {num_train} images of median side {median_side}px; "
                   "--net_type --depth --num_epochs --batch_size --lr --image_size --storage override it)")
             print("\n".join(choice.lines))
-            save_scan(out / SCAN_FILE, unique, scan)
+            save_scan(out / SCAN_FILE, scan)
             choice.save(out)
         dyn, summary = self._phase1(listing, keep, choice, config)
         if not distributed.is_main():
@@ -126,14 +126,14 @@ class IssueFinder:
                 "detector" + ("s " if len(paths) > 1 else " ") + ", ".join(map(str, paths)))
 
     def _usable(self, listing: Listing, unique: list[str], scan: Scan, out: Path
-                ) -> tuple[tuple[np.ndarray, np.ndarray], list[str]]:
-        """The decodable files of each split (keep masks) and the skipped ones (relative paths);
+                ) -> tuple[tuple[np.ndarray, np.ndarray], dict[str, str]]:
+        """The decodable files of each split (keep masks) and the skipped ones (relative path -> why);
         refuses a class left without readable training images and a test split left empty."""
         ok = dict(zip(unique, scan.ok))
-        self.skipped_reasons = [scan.failures[i] for i in sorted(scan.failures)]
-        skipped = listing.relative([unique[i] for i in sorted(scan.failures)])
+        failed = sorted(scan.failures)
+        skipped = dict(zip(listing.relative([unique[i] for i in failed]), (scan.failures[i] for i in failed)))
         if skipped and distributed.is_main():
-            shown = ", ".join(skipped[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+            shown = ", ".join(list(skipped)[:5]) + (f" and {len(skipped) - 5} more" if len(skipped) > 5 else "")
             print(f"warning: skipping {len(skipped)} unreadable images ({shown}); listed in {out / 'skipped.txt'}",
                   file=sys.stderr)
         keep = (np.array([ok[f] for f in listing.train_files]), np.array([ok[f] for f in listing.test_files]))
@@ -229,7 +229,7 @@ class IssueFinder:
                             "another --out")
 
     # --- outputs ----------------------------------------------------------------------------------
-    def _write(self, out: Path, listing: Listing, keep, files: list[str], skipped: list[str], dyn: Dynamics,
+    def _write(self, out: Path, listing: Listing, keep, files: list[str], skipped: dict[str, str], dyn: Dynamics,
                table: pd.DataFrame, rule: str, order: np.ndarray, choice: BudgetChoice, summary: dict,
                config: RunConfig, detectors: list[Detector], detector_note: str) -> IssueResult:
         """Every output, all or nothing: a failure leaves the previous set, not a mix."""
@@ -263,7 +263,7 @@ class IssueFinder:
                                 method="detector" if detectors else "aum", index=dyn.indices[order])
         datalab["path"] = np.asarray(listing.relative(files), dtype=object)[datalab.index]
         staged: dict[str, Path] = {}  # the report embeds the data map, read from its temporary file
-        skipped_lines = "".join(f"{p}\t{r}".replace("\n", "\\n") + "\n" for p, r in zip(skipped, self.skipped_reasons))
+        skipped_lines = "".join(f"{p}\t{r}".replace("\n", "\\n") + "\n" for p, r in skipped.items())
 
         def datamap(tmp: str) -> None:
             staged["datamap"] = plot_datamap(dyn, tmp)
@@ -271,7 +271,7 @@ class IssueFinder:
         def report(tmp: str) -> None:
             write_report(Path(tmp), title=f"Label issues in {listing.name}", summary=line, settings=settings,
                          table=table, root=listing.root, top=o.report_top, datamap=staged["datamap"],
-                         threshold=DETECTOR_THRESHOLD if detectors else 0.0, skipped=skipped)
+                         threshold=DETECTOR_THRESHOLD if detectors else 0.0, skipped=list(skipped))
 
         atomic_write_all({out / "skipped.txt": lambda tmp: Path(tmp).write_text(skipped_lines, encoding="utf-8",
                                                                                 errors="surrogateescape"),

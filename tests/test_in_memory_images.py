@@ -93,7 +93,7 @@ def test_a_damaged_scan_cache_costs_only_a_rescan(tmp_path: Path) -> None:
         cache.write_text(damage)
         again = check_images(files, cache)
         assert again.short_side.tolist() == first.short_side.tolist() and again.failures == first.failures
-    save_scan(cache, files, first)
+    save_scan(cache, first)
     record = json.loads(cache.read_text())
     cache.write_text(json.dumps(dict(record, short_side=[9, 9, 9, 0])))  # an intact cache of these files is used
     assert check_images(files, cache).short_side.tolist() == [9, 9, 9, 0]

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,12 +109,12 @@ def list_data(data: str | os.PathLike, seed: int, allow_outside: bool = False) -
 
 @dataclass
 class Scan:
-    """Per file: its short side in pixels (0 when it failed) and, for failures, why; ``seconds``
-    the scan took when it ran (kept with the cache: the budget predicts decoding from it)."""
+    """Per file: its short side in pixels (0 when it failed) and, for failures, why; and the
+    fingerprint of the files it was made of (what ``save_scan`` stores it under)."""
 
     short_side: np.ndarray
     failures: dict[int, str]
-    seconds: float = 0.0
+    fingerprint: str = ""
 
     @property
     def ok(self) -> np.ndarray:
@@ -148,15 +147,15 @@ def _threads() -> int:
     return min(8, os.cpu_count() or 1)  # PIL releases the GIL while decoding
 
 
-def _cached(files: list[str], cache: Path | None) -> Scan | None:
-    """The scan stored in ``cache`` if it was made of these files unchanged. A cache (``read_record``
-    without a fix): a damaged or foreign file only costs the scan again."""
+def _cached(cache: Path | None, fingerprint: str) -> Scan | None:
+    """The scan stored in ``cache`` if it was made of files with this fingerprint. A cache
+    (``read_record`` without a fix): a damaged or foreign file only costs the scan again."""
     stored = None if cache is None else read_record(cache)
-    if stored is None or stored.get("fingerprint") != _fingerprint(files):
+    if stored is None or stored.get("fingerprint") != fingerprint:
         return None
     try:
         return Scan(np.asarray(stored["short_side"], dtype=np.int64),
-                    {int(k): str(v) for k, v in stored["failures"].items()}, float(stored.get("seconds", 0.0)))
+                    {int(k): str(v) for k, v in stored["failures"].items()}, fingerprint)
     except (ValueError, KeyError, TypeError, AttributeError):
         return None  # valid JSON with the wrong fields: as damaged
 
@@ -164,28 +163,26 @@ def _cached(files: list[str], cache: Path | None) -> Scan | None:
 def check_images(files: list[str], cache: Path | None = None) -> Scan:
     """Decode every file in a thread pool; reuse ``cache`` when the files have not changed (it is only
     read here: ``save_scan`` stores it once the caller has decided to go on). Under torchrun each
-    rank decodes its block of the files and every rank gets the whole scan; ``seconds`` is the
-    scan's wall time, so with n ranks about 1/n of one process's."""
-    stored = distributed.on_main(lambda: _cached(files, cache))
+    rank decodes its block of the files and every rank gets the whole scan."""
+    fingerprint = distributed.on_main(lambda: _fingerprint(files))  # the files' sizes and times, read once
+    stored = distributed.on_main(lambda: _cached(cache, fingerprint))
     if stored is not None:
         return stored
-    started = time.monotonic()
     start, stop = distributed.block_bounds(len(files))
     with ThreadPoolExecutor(max_workers=_threads()) as pool:
         results = distributed.gather_lists(list(bar(pool.map(_inspect, files[start:stop]), total=stop - start,
                                                     desc="checking images", unit="img",
                                                     disable=not distributed.is_main())))
-    seconds = time.monotonic() - started
     short_side = np.array([side for side, _ in results], dtype=np.int64)
     failures = {i: reason for i, (_, reason) in enumerate(results) if reason}
-    return Scan(short_side, failures, seconds)
+    return Scan(short_side, failures, fingerprint)
 
 
-def save_scan(cache: Path, files: list[str], scan: Scan) -> None:
-    """Store ``scan`` of ``files`` for ``check_images`` to reuse while the files are unchanged (rank 0)."""
+def save_scan(cache: Path, scan: Scan) -> None:
+    """Store ``scan`` for ``check_images`` to reuse while its files are unchanged (rank 0)."""
     if distributed.is_main():
-        write_record(cache, {"fingerprint": _fingerprint(files), "short_side": scan.short_side.tolist(),
-                             "failures": {str(k): v for k, v in scan.failures.items()}, "seconds": round(scan.seconds, 3)})
+        write_record(cache, {"fingerprint": scan.fingerprint, "short_side": scan.short_side.tolist(),
+                             "failures": {str(k): v for k, v in scan.failures.items()}})
 
 
 # ---------------------------------------------------------------------------------------------
