@@ -68,15 +68,24 @@ class DataPlan:
 DIGITS = DataPlan("conv4", 4, 60)
 FASHION = DataPlan("lenet_mnist", 5, 25, 10_000, batch_size=64, lr=0.05)
 GRID_SETTINGS = (("uniform", "0.2"), ("uniform", "0.4"), ("flip", "0.2"), ("flip", "0.4"), ("semantic", "0.4"),
-                 ("idn", "0.2"), ("idn", "0.4"))
-HARD_SETTINGS = (("flip", "0.4"), ("semantic", "0.4"), ("idn", "0.4"))
+                 ("idn", "0.2"), ("idn", "0.4"), ("confusion", "0.2"), ("confusion", "0.4"))
+HARD_SETTINGS = (("flip", "0.4"), ("semantic", "0.4"), ("idn", "0.4"), ("confusion", "0.4"))
+# find_issues' own recipes for these sets, as its ladder picks them (mislabel.training.plan and
+# .budget on the CPU cost table): digits at the default 20-minute budget gets the full recipe,
+# ResNet-20 for 30 epochs at batch 64 and lr 0.05; the 10,000 Fashion-MNIST images at a budget of
+# 2-5 minutes get LeNet-5 for 20 epochs at batch 128 and lr 0.1 (the full recipe, ResNet-20 at 16
+# minutes a run, is too slow for 27 runs here). Trained at the images' own size (find_issues would
+# upscale digits to 16 px and Fashion-MNIST to 32 px). Users meet the detector in these runs, so
+# the grid is scored on them too: the same settings and seeds, the same detectors.
+FIND_ISSUES_RECIPES = {"digits": DataPlan("resnet", 20, 30, batch_size=64, lr=0.05),
+                       "fashion_mnist": DataPlan("lenet", 5, 20, 10_000, batch_size=128, lr=0.1)}
 PLANS = {
     "full": dict(name="full", seeds=(1, 2, 3), settings=GRID_SETTINGS, data={"digits": DIGITS, "fashion_mnist": FASHION},
-                 detector_epochs=10, cleanlab=("digits",)),
+                 recipes=FIND_ISSUES_RECIPES, detector_epochs=10, cleanlab=("digits",)),
     "quick": dict(name="quick", seeds=(1,), settings=(("uniform", "0.4"), ("flip", "0.4"), ("idn", "0.4")),
                   data={"digits": DataPlan("conv4", 4, 30),
                         "fashion_mnist": DataPlan("lenet_mnist", 5, 15, 3_000, batch_size=64, lr=0.05)},
-                  detector_epochs=8, cleanlab=()),
+                  recipes={}, detector_epochs=8, cleanlab=()),
 }
 SOURCE_SEED = 100                                   # detectors never see an evaluated run
 CLEANLAB_FOLDS = 4
@@ -122,6 +131,12 @@ CORPUS = {
         SourceRun("uniform", "0.45", DataPlan("resnet", 20, 8, lr=0.02)),
         SourceRun("idn", "0.15", DataPlan("lenet", 5, 15, lr=0.05)),
         SourceRun("flip", "0.1", DataPlan("resnet", 20, 8, lr=0.02)),
+        # Annotator-confusion noise: the ambiguous images relabelled to the class they resemble.
+        SourceRun("confusion", "0.1", DataPlan("lenet", 5, 40)),
+        SourceRun("confusion", "0.3"),
+        SourceRun("confusion", "0.5", DataPlan("resnet", 20, 30)),
+        SourceRun("confusion", "0.25", DataPlan("conv4", 4, 8, lr=0.01)),
+        SourceRun("confusion", "0.15", DataPlan("lenet", 5, 15, lr=0.05)),
     ),
     "fashion_mnist": MIX4 + (
         SourceRun("uniform", "0.1", DataPlan("lenet", 5, 15, 10_000, batch_size=64, lr=0.05)),
@@ -158,16 +173,27 @@ CORPUS = {
         SourceRun("flip", "0.4", DataPlan("lenet", 5, 15, 10_000, batch_size=64, lr=0.05, classes=_EASY)),
         SourceRun("idn", "0.2", DataPlan("lenet", 5, 15, 10_000, batch_size=64, lr=0.05, classes=_EASY)),
         SourceRun("idn", "0.4", DataPlan("lenet", 5, 15, 10_000, batch_size=64, lr=0.05, classes=_EASY)),
+        # Annotator-confusion noise at several rates, strong and weak models, a small folder.
+        SourceRun("confusion", "0.1", DataPlan("lenet", 5, 15, 10_000, batch_size=64, lr=0.05)),
+        SourceRun("confusion", "0.3"),
+        SourceRun("confusion", "0.5", DataPlan("lenet_mnist", 5, 40, 10_000, batch_size=64, lr=0.05)),
+        SourceRun("confusion", "0.25", DataPlan("lenet", 5, 4, 10_000, batch_size=64, lr=0.005)),
+        SourceRun("confusion", "0.15", DataPlan("lenet", 5, 20, 1_000, batch_size=32, lr=0.1)),
+        SourceRun("confusion", "0.35", DataPlan("lenet", 5, 15, 10_000, batch_size=64, lr=0.05, classes=_EASY)),
     ),
 }
 
 # Detector variants: the paper's, and what this benchmark measures beyond it. Every variant but the
 # paper's pools mean and max over a bidirectional LSTM's outputs and resamples runs to 32 points.
-# `rank_mix4` is the previous default (four source runs, 2x64 LSTM); `rank_corpus` the same inputs
-# on the broad corpus (what the corpus alone brings); `context` adds the class-context inputs (the
-# default); `context_raw` adds raw probability and margin on top.
-_PAPER_NET = dict(readout="last", bidirectional=False, seq_len=0, hidden_size=64, num_layers=2, epochs=10, lr=1e-3)
-_POOLED = dict(readout="pool", bidirectional=True, seq_len=32, hidden_size=32, num_layers=1, epochs=8, lr=2e-3)
+# `rank_mix4` is an older default (four source runs, 2x64 LSTM); `rank_corpus` the same inputs on
+# the broad corpus (what the corpus alone brings); `context` adds the class-context inputs (the
+# previous default); `context_raw` adds raw probability and margin on top; `stacked` is `context`'s
+# very LSTM weighed per run against AUM, confidence, correctness and loss by a stack fitted on
+# out-of-fold LSTM scores of the same corpus (mislabel/scoring/stack.py): the default.
+_PAPER_NET = dict(readout="last", bidirectional=False, seq_len=0, hidden_size=64, num_layers=2, epochs=10, lr=1e-3,
+                  stack_folds=0)
+_POOLED = dict(readout="pool", bidirectional=True, seq_len=32, hidden_size=32, num_layers=1, epochs=8, lr=2e-3,
+               stack_folds=0)
 _RANK = "correct,prob_rank,margin_rank"
 _CONTEXT = _RANK + ",confusion,class_error"
 VARIANTS = {
@@ -176,8 +202,9 @@ VARIANTS = {
     "rank_corpus": dict(_POOLED, features=_RANK, sources="corpus"),
     "context": dict(_POOLED, features=_CONTEXT, sources="corpus"),
     "context_raw": dict(_POOLED, features="prob,margin," + _CONTEXT, sources="corpus"),
+    "stacked": dict(_POOLED, features=_CONTEXT, sources="corpus", stack_folds=3),
 }
-DEFAULT_VARIANT = "context"          # what train_detector.py's defaults give and mislabel/scoring/pretrained ships
+DEFAULT_VARIANT = "stacked"          # what train_detector.py's defaults give and mislabel/scoring/pretrained ships
 # Denoising: the detector removes as many samples as it estimates are mislabeled (remove_ratio auto);
 # AUM and correctness remove the same number (so only the ranking differs); the oracle removes the flips.
 DENOISE_METHODS = ("detector", "aum", "correctness", "oracle")
@@ -194,8 +221,11 @@ def corpus(plan: dict, dataset: str) -> tuple[SourceRun, ...]:
     return tuple(SourceRun(run.noise, run.ratio) for run in CORPUS[dataset])
 
 
-def data_plan(plan: dict, dataset: str, seed: int, noise: str, ratio: str) -> DataPlan:
-    """The recipe of one run: a source run's own when the corpus gives one, else the grid's."""
+def data_plan(plan: dict, dataset: str, seed: int, noise: str, ratio: str, rows: str = "grid") -> DataPlan:
+    """The recipe of one run: a source run's own when the corpus gives one, find_issues' for the
+    ``rows="find_issues"`` runs, else the grid's."""
+    if rows == "find_issues":
+        return plan["recipes"][dataset]
     if seed == SOURCE_SEED:
         for run in corpus(plan, dataset):
             if (run.noise, run.ratio) == (noise, ratio) and run.plan is not None:
@@ -203,12 +233,12 @@ def data_plan(plan: dict, dataset: str, seed: int, noise: str, ratio: str) -> Da
     return plan["data"][dataset]
 
 
-def run_config(work: Path, plan: dict, dataset: str, seed: int, noise: str, ratio: str):
+def run_config(work: Path, plan: dict, dataset: str, seed: int, noise: str, ratio: str, rows: str = "grid"):
     """The Runner's RunConfig of one run of the plan: its recipe, data folder and results folder."""
     from runner import RunConfig
     from mislabel.training.loop import Recipe
 
-    data = data_plan(plan, dataset, seed, noise, ratio)
+    data = data_plan(plan, dataset, seed, noise, ratio, rows)
     datadir = None if dataset == "digits" else str(subset_folder(work, data.classes, _own_count(plan, data)))
     return RunConfig(dataset=dataset, datadir=datadir, seed=seed,
                      noise_ratio=ratio, noise_type=noise, net_type=data.net_type, depth=data.depth,
@@ -229,13 +259,13 @@ def prepare_data(work: Path, plan: dict) -> None:
             prepare_fashion_subset(work, run.plan.train_subset, run.plan.classes, _own_count(plan, run.plan) is not None)
 
 
-def job_phase1(work: Path, plan: dict, dataset: str, seed: int, noise: str, ratio: str) -> str:
+def job_phase1(work: Path, plan: dict, dataset: str, seed: int, noise: str, ratio: str, rows: str = "grid") -> str:
     from mislabel.reports.summary import read_summary
     from runner import Runner
 
-    config = run_config(work, plan, dataset, seed, noise, ratio)
+    config = run_config(work, plan, dataset, seed, noise, ratio, rows)
     if read_summary(config.td_dir) is None:
-        with logged(work / "logs" / f"phase1_{dataset}_{noise}{ratio}_s{seed}.log"):
+        with logged(work / "logs" / f"phase1_{dataset}_{noise}{ratio}_s{seed}_{rows}.log"):
             Runner(config).train_for_td_computation()
     return str(config.td_dir)
 
@@ -332,7 +362,8 @@ def job_denoise(work: Path, plan: dict, dataset: str, seed: int, noise: str, rat
 # ----------------------------------------------------------------------------------------------
 
 
-def score_run(work: Path, plan: dict, detectors: dict, dataset: str, seed: int, noise: str, ratio: str) -> list[dict]:
+def score_run(work: Path, plan: dict, detectors: dict, dataset: str, seed: int, noise: str, ratio: str,
+              rows: str = "grid") -> list[dict]:
     """Every baseline, cleanlab (when the run has cross-validated probabilities), every detector of
     ``detectors`` ((source, variant) -> (model, config)) trained on the other dataset and that
     dataset's learned control, on one run, through the library's ``score``."""
@@ -341,7 +372,7 @@ def score_run(work: Path, plan: dict, detectors: dict, dataset: str, seed: int, 
     from mislabel.training.crossval import load_pred_probs
     from mislabel.core.dynamics import load_dynamics
 
-    folder = run_config(work, plan, dataset, seed, noise, ratio).td_dir
+    folder = run_config(work, plan, dataset, seed, noise, ratio, rows).td_dir
     dyn = load_dynamics(folder)
     probs = load_pred_probs(folder, dyn.num_samples, int(dyn.assigned.max()) + 1)
     methods = [*BASELINES, "cleanlab"] if probs is not None else list(BASELINES)
@@ -350,7 +381,7 @@ def score_run(work: Path, plan: dict, detectors: dict, dataset: str, seed: int, 
                    for (trained_on, variant), (model, config) in detectors.items() if trained_on == source]
     scored = score(dyn, methods, transferred, pred_probs=None if probs is None else probs[0])
     control = score(dyn, ["control"], control_file=control_path(work, source))
-    return [dict(dataset=dataset, noise=noise, ratio=ratio, seed=seed, method=result.name,
+    return [dict(dataset=dataset, noise=noise, ratio=ratio, seed=seed, rows=rows, method=result.name,
                  source=source if result.name not in BASELINES and result.name != "cleanlab" else None,
                  auc=result.metrics["auc"], map=result.metrics["map"]) for result in scored + control]
 
@@ -368,9 +399,9 @@ def already_done(fn, work: Path, plan: dict, *args) -> bool:
 
     if fn is job_detector:
         return detector_path(work, *args).is_file()
-    config = run_config(work, plan, *args[:4])
     if fn is job_phase1:
-        return read_summary(config.td_dir) is not None
+        return read_summary(run_config(work, plan, *args).td_dir) is not None
+    config = run_config(work, plan, *args[:4])
     if fn is job_crossval:
         return (config.td_dir / PRED_PROBS_FILE).is_file()
     return read_summary(config.stage_dir("bench_denoise", args[4])) is not None
@@ -385,6 +416,8 @@ def main() -> None:
     parser.add_argument("--benchmarks", default=str(ROOT / "BENCHMARKS.md"), help="file to write the sections into")
     parser.add_argument("--no_write", action="store_true", help="print the sections instead of writing them")
     parser.add_argument("--phase1_only", action="store_true", help="run (or complete) the phase-1 runs, then stop")
+    parser.add_argument("--no_denoise", action="store_true",
+                        help="skip the denoising stage (its retrainings are most of the grid's cost); the report says so")
     parser.add_argument("--render", type=Path, metavar="RESULTS_JSON",
                         help="print the sections of an earlier run's results.json, without running anything")
     args = parser.parse_args()
@@ -400,11 +433,12 @@ def main() -> None:
     started = time.perf_counter()
     prepare_data(work, plan)
     grid = [(d, s, n, r) for d in plan["data"] for n, r in plan["settings"] for s in plan["seeds"]]
+    recipe_grid = [(d, s, n, r, "find_issues") for d in plan["recipes"] for n, r in plan["settings"] for s in plan["seeds"]]
     sources = [(d, SOURCE_SEED, run.noise, run.ratio) for d in plan["data"] for run in corpus(plan, d)]
     stages: dict[str, float] = {}
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:
         mark = time.perf_counter()
-        jobs = [(job_phase1, work, plan, *run) for run in sources + grid]
+        jobs = [(job_phase1, work, plan, *run) for run in sources + grid + recipe_grid]
         reused = [already_done(*job) for job in jobs]
         run_stage(pool, "phase 1", jobs)
         stages["phase 1"] = time.perf_counter() - mark
@@ -417,22 +451,26 @@ def main() -> None:
         reused += [already_done(*job) for job in jobs]
         run_stage(pool, "detectors, cleanlab", jobs)
         stages["detectors and cross-validation"] = time.perf_counter() - mark
-        mark = time.perf_counter()
-        jobs = [(job_denoise, work, plan, *run, m) for run in grid for m in DENOISE_METHODS]
-        reused += [already_done(*job) for job in jobs]
-        denoised = run_stage(pool, "denoising", jobs)
-        stages["denoising (retraining)"] = time.perf_counter() - mark
+        denoised = []
+        if not args.no_denoise:
+            mark = time.perf_counter()
+            jobs = [(job_denoise, work, plan, *run, m) for run in grid for m in DENOISE_METHODS]
+            reused += [already_done(*job) for job in jobs]
+            denoised = run_stage(pool, "denoising", jobs)
+            stages["denoising (retraining)"] = time.perf_counter() - mark
     from mislabel.scoring.lstm import load_detector
 
     detectors = {(source, variant): load_detector(detector_path(work, source, variant))
                  for source in plan["data"] for variant in VARIANTS}
-    detection = [row for run in tqdm(grid, desc="scoring", unit="run") for row in score_run(work, plan, detectors, *run)]
+    detection = [row for run in tqdm(grid + recipe_grid, desc="scoring", unit="run")
+                 for row in score_run(work, plan, detectors, *run)]
     accuracy = [dict(dataset=d, noise=n, ratio=r, seed=s, method="noisy", test_accuracy=_phase1_accuracy(work, plan, d, s, n, r))
                 for d, s, n, r in grid]
     accuracy += [dict(dataset=a[0], seed=a[1], noise=a[2], ratio=a[3], method=a[4], **outcome)
                  for (name, a), outcome in denoised]
     total = time.perf_counter() - started
-    command = "python bench/detection.py" + (" --quick" if args.quick else "") + f" --workers {args.workers}"
+    command = ("python bench/detection.py" + (" --quick" if args.quick else "") + f" --workers {args.workers}"
+               + (" --no_denoise" if args.no_denoise else ""))
     results = dict(plan=plan_name, command=command, machine=machine(), seconds=total, stages=stages,
                    jobs=len(reused), reused=sum(reused),
                    detection=detection, denoise=accuracy)

@@ -109,9 +109,31 @@ def _denoise_table(frame: pd.DataFrame, target: str, settings: list[tuple[str, s
     return lines
 
 
+def _recipe_section(frame: pd.DataFrame, plan: dict, default: str, settings: list[tuple[str, str]],
+                    hard: list[tuple[str, str]]) -> list[str]:
+    """The same tables and targets on the runs trained with find_issues' own recipes."""
+    recipes = "; ".join(f"{NICE[name]}: {d.net_type}{d.depth}, {d.epochs} epochs, batch {d.batch_size}, lr {d.lr}"
+                        for name, d in plan["recipes"].items())
+    lines = ["", "### The same grid on find_issues' recipes", "",
+             f"Phase 1 with the recipes find_issues' budget ladder picks for these sets ({recipes}; see "
+             "FIND_ISSUES_RECIPES in bench/detection.py), the same noise settings and seeds, scored by the same "
+             "detectors and control (trained on the other dataset's corpus)."]
+    for metric, header in (("auc", "AUC"), ("map", "mAP")):
+        for target in dict.fromkeys(frame.dataset):
+            lines += ["", f"#### {header} on {NICE[target]}, find_issues' recipe", ""]
+            lines += _detection_table(frame, target, metric, settings)
+    means = grid_means(frame)
+    lines += ["", "#### Every method's mean over these runs", "", "| method | mean AUC | mean mAP |", "|---|---|---|"]
+    lines += [f"| {method} | {row.auc:.4f} | {row['map']:.4f} |" for method, row in means.iterrows()]
+    lines += ["", f"#### Target check for the default `{default}` on find_issues' recipes", ""]
+    return lines + _target_checks(frame, default, settings, hard)
+
+
 def render_sections(results: dict, plan: dict, variants: dict, default: str, source_seed: int,
                     hard: list[tuple[str, str]] | None = None) -> str:
-    detection = _labelled(pd.DataFrame(results["detection"]))
+    scored = _labelled(pd.DataFrame(results["detection"]))
+    scored["rows"] = scored["rows"].fillna("grid") if "rows" in scored else "grid"
+    detection, recipe_rows = scored[scored.rows == "grid"], scored[scored.rows == "find_issues"]
     denoise = pd.DataFrame(results["denoise"])
     settings = [tuple(s) for s in plan["settings"]]
     hard = [tuple(h) for h in (hard or []) if tuple(h) in settings]
@@ -138,12 +160,14 @@ def render_sections(results: dict, plan: dict, variants: dict, default: str, sou
              f"fitted on exactly the `{default}` detector's source runs. Baselines: mislabel/scoring/baselines.py"
              + (f"; cleanlab with 4-fold cross-validated probabilities on {', '.join(NICE[c] for c in plan['cleanlab'])} only "
                 "(each run costs 4 extra trainings)" if plan["cleanlab"] else "; cleanlab left out") + ".", "",
-             "| variant | features | readout | bidirectional | seq_len | LSTM | trained on |", "|---|---|---|---|---|---|---|"]
+             "| variant | features | readout | bidirectional | seq_len | LSTM | stack | trained on |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, spec in variants.items():
         sources = spec["sources"] if spec["sources"] == "corpus" else ", ".join(_setting(r.noise, r.ratio) for r in spec["sources"])
         lines.append(f"| {name}{' (default)' if name == default else ''} | {spec['features']} | {spec['readout']} | "
                      f"{'yes' if spec['bidirectional'] else 'no'} | {spec['seq_len'] or 'as recorded'} | "
-                     f"{spec['num_layers']}x{spec['hidden_size']}, {spec['epochs']} epochs | {sources} |")
+                     f"{spec['num_layers']}x{spec['hidden_size']}, {spec['epochs']} epochs | "
+                     f"{str(spec['stack_folds']) + '-fold' if spec.get('stack_folds') else 'no'} | {sources} |")
     for metric, header in (("auc", "AUC"), ("map", "mAP")):
         for target in data:
             lines += ["", f"### {header} on {NICE[target]} (rows: method; ← the dataset a learned method was trained on)", ""]
@@ -154,6 +178,11 @@ def render_sections(results: dict, plan: dict, variants: dict, default: str, sou
     lines += [f"| {method} | {row.auc:.4f} | {row['map']:.4f} |" for method, row in means.iterrows()]
     lines += ["", f"### Target check for the default `{default}` (means over seeds)", ""]
     lines += _target_checks(detection, default, settings, hard)
+    if not recipe_rows.empty:
+        lines += _recipe_section(recipe_rows, plan, default, settings, hard)
+    if "detector" not in set(denoise.get("method", ())):
+        lines += ["", "Denoising was not run (`--no_denoise`)."]
+        return "\n".join(lines) + "\n"
     lines += ["", "### Denoising with `remove_ratio auto`: test accuracy % and the share of the noisy → oracle gap "
               "each removal closes (ratio of means)", "",
               f"flipped = the true number of wrong labels among the ranked samples; removed = the default `{default}` "

@@ -56,6 +56,10 @@ def parse_args(argv: list[str] | None = None, prog: str = "train_detector.py",
     parser.add_argument("--max_per_run", type=int, default=DEFAULT.max_per_run,
                         help="use at most this many samples of each run (seeded draw), so every run of a corpus "
                              "weighs alike; 0 = all")
+    parser.add_argument("--stack_folds", type=int, default=DEFAULT.stack_folds,
+                        help="weigh the LSTM against AUM, confidence, correctness and loss per run with a stack "
+                             "fitted on this many folds of out-of-fold LSTM scores (trains this many more LSTMs); "
+                             "0 = the LSTM's own probability (the paper's detector, the earlier default)")
     parser.add_argument("--seed", type=seed_value, default=DEFAULT.seed)
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     parser.add_argument("--control_out", help="also fit the learned control (logistic regression on the baselines' "

@@ -61,6 +61,11 @@ class DetectorRecipe:
     runs of any length. The paper's variant is ``DetectorRecipe(features=("prob",), readout="last",
     bidirectional=False, seq_len=0, hidden_size=64, num_layers=2)``.
 
+    ``stack_folds`` > 0 fits the stack that weighs the LSTM against AUM, confidence, correctness and
+    loss per run (``mislabel.scoring.stack``) on out-of-fold LSTM scores: by run when there are at
+    least that many runs, else by sample; it trains ``stack_folds`` more LSTMs. 0 gives the LSTM's
+    own probability, as the paper's detector and the earlier ``context`` default.
+
     Adam at 2e-3 with batch 256: on a corpus of 20-30 source runs (tens of thousands of sequences)
     held-out AUC stops moving after a handful of epochs; longer training fits the source datasets,
     not the noise (bench/detection.py measures transfer, which is what counts).
@@ -77,6 +82,7 @@ class DetectorRecipe:
     lr: float = 2e-3
     max_per_run: int = 0           # at most this many samples of each run (seeded draw); 0 = all
     seed: int = 0
+    stack_folds: int = 3           # cross-fitting folds of the stacked score (mislabel.scoring.stack); 0 = the LSTM alone
 
     def __post_init__(self) -> None:
         """``features`` may be given as the command line spells it, a comma list."""
@@ -98,6 +104,8 @@ class DetectorRecipe:
             raise UserError(f"--lr {self.lr} must be positive")
         if self.max_per_run < 0:
             raise UserError(f"--max_per_run {self.max_per_run} must be 0 (all samples) or a positive count")
+        if self.stack_folds < 0 or self.stack_folds == 1:
+            raise UserError(f"--stack_folds {self.stack_folds} must be 0 (the LSTM alone) or at least 2")
         if not 0 <= self.seed < SEED_LIMIT:
             raise UserError(f"--seed {self.seed} is outside 0..{SEED_LIMIT - 1}")
 
@@ -129,8 +137,20 @@ def check_detector_job(run_folders: Sequence[PathLike], recipe: DetectorRecipe, 
             raise UserError(f"{path} already exists; pass --overwrite to replace it or another file name")
 
 
+@dataclass
+class _TrainingSet:
+    """Every run's sequences and flips pooled; per run its recorded epochs, its share of the rows and,
+    for the stack, its ``stack_evidence`` on those rows."""
+
+    sequences: np.ndarray
+    targets: np.ndarray
+    lengths: list[int]
+    run_of_row: np.ndarray
+    evidence: list[tuple[np.ndarray, np.ndarray]]
+
+
 def _training_set(folders: Sequence[PathLike], features: Sequence[str], seq_len: int | None,
-                  max_per_run: int, seed: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
+                  max_per_run: int, seed: int, with_evidence: bool) -> _TrainingSet:
     """Pool sequences and flip labels from every run folder, with each run's recorded epoch count.
 
     Without ``seq_len`` all runs must share the epoch count; with it each is resampled to ``seq_len``.
@@ -139,9 +159,10 @@ def _training_set(folders: Sequence[PathLike], features: Sequence[str], seq_len:
     and class context describe the run, not the sample drawn from it).
     """
     from mislabel.scoring.metrics import has_ground_truth  # sklearn: loaded to train, not to check flags
+    from mislabel.scoring.stack import stack_evidence
 
     rng = np.random.default_rng(seed)
-    sequences, targets, lengths = [], [], []
+    sequences, targets, lengths, evidence = [], [], [], []
     for folder in folders:
         dyn = load_dynamics(folder)
         if not has_ground_truth(dyn.flipped):
@@ -156,7 +177,11 @@ def _training_set(folders: Sequence[PathLike], features: Sequence[str], seq_len:
         sequences.append(build_features(dyn, features, seq_len)[rows])
         targets.append(dyn.flipped[rows].astype(np.float32))
         lengths.append(dyn.num_epochs)
-    return np.concatenate(sequences), np.concatenate(targets), lengths
+        if with_evidence:
+            ranked, statistics = stack_evidence(dyn)
+            evidence.append((ranked[rows], statistics))
+    run_of_row = np.repeat(np.arange(len(targets)), [len(t) for t in targets])
+    return _TrainingSet(np.concatenate(sequences), np.concatenate(targets), lengths, run_of_row, evidence)
 
 
 def _require_both_classes(targets: np.ndarray) -> None:
@@ -168,6 +193,91 @@ def _require_both_classes(targets: np.ndarray) -> None:
                         f"at least {MIN_PER_CLASS} of each, because the best epoch is chosen by AUC on a "
                         f"stratified {HOLDOUT:.0%} validation split that must hold both; pool more runs or "
                         "use runs with more synthetic noise")
+
+
+def _fit(model: LSTMDetector, x, targets: np.ndarray, rows: np.ndarray, recipe: DetectorRecipe, desc: str) -> dict:
+    """Train ``model`` on ``rows`` of the pooled sequences ``x``; a stratified ``HOLDOUT`` share of them
+    picks the epoch by AUC, whose weights ``model`` ends with; returns that epoch's held-out metrics."""
+    import torch
+    import torch.nn.functional as F
+    from sklearn.model_selection import train_test_split
+
+    from mislabel.core.progress import bar
+    from mislabel.scoring.metrics import DETECTOR_THRESHOLD, detection_metrics
+    from mislabel.scoring.predict import sequence_scores
+
+    device = x.device
+    fit_rows, held_rows = train_test_split(rows, test_size=HOLDOUT, stratify=targets[rows], random_state=recipe.seed)
+    y = torch.from_numpy(targets).to(device)
+    held_x = x[torch.from_numpy(held_rows).to(device)]
+    positive_share = float(targets[fit_rows].mean())
+    pos_weight = torch.tensor((1 - positive_share) / positive_share, device=device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
+    generator = torch.Generator().manual_seed(recipe.seed)
+    best_auc, best_state, best_metrics = -1.0, None, None
+    epochs = bar(range(recipe.epochs), desc=desc, unit="epoch")
+    for _ in epochs:
+        model.train()
+        order = torch.from_numpy(fit_rows)[torch.randperm(len(fit_rows), generator=generator)]
+        for batch in order.split(recipe.batch_size):
+            batch = batch.to(device)
+            loss = F.binary_cross_entropy_with_logits(model(x[batch]), y[batch], pos_weight=pos_weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        metrics = detection_metrics(sequence_scores(model, held_x, 4 * recipe.batch_size), targets[held_rows],
+                                    threshold=DETECTOR_THRESHOLD)
+        if metrics["auc"] >= best_auc:  # ties go to the later, better-calibrated epoch
+            best_auc, best_metrics = metrics["auc"], metrics
+            best_state = copy.deepcopy(model.state_dict())
+        epochs.set_postfix(held_auc=f"{metrics['auc']:.4f}", best=f"{best_auc:.4f}")
+    model.load_state_dict(best_state)
+    model.eval()
+    return best_metrics
+
+
+def _stack_folds(data: _TrainingSet, folds: int, seed: int) -> np.ndarray:
+    """The cross-fitting fold of every pooled row: by run when there are at least ``folds`` runs (the
+    stack then learns how the LSTM does on runs it never saw), else a seeded draw of rows. Refused
+    when a fold's training part would hold too few flipped or clean samples to train on."""
+    runs = len(data.lengths)
+    if runs >= folds:
+        fold_of_row = (np.arange(runs) % folds)[data.run_of_row]
+    else:
+        fold_of_row = np.random.default_rng(seed).permutation(len(data.targets)) % folds
+    for fold in range(folds):
+        rest = data.targets[fold_of_row != fold]
+        flipped = int(rest.sum())
+        if min(flipped, len(rest) - flipped) < MIN_PER_CLASS:
+            raise UserError(f"the stack's cross-fitting leaves fold {fold + 1} of {folds} {flipped} flipped and "
+                            f"{len(rest) - flipped} clean samples to train on, fewer than {MIN_PER_CLASS} of each; "
+                            "pool more runs, or pass --stack_folds 0 to train the LSTM alone")
+    return fold_of_row
+
+
+def _cross_fitted_stack(data: _TrainingSet, fold_of_row: np.ndarray, x, config: dict, recipe: DetectorRecipe,
+                        names: list[str]) -> dict:
+    """Out-of-fold LSTM scores for every pooled row (each fold of ``_stack_folds`` scored by a fresh
+    LSTM trained on the rest), then the stack fitted on them (``mislabel.scoring.stack.fit_stack``)."""
+    import torch
+
+    from mislabel.core.device import seed_everything
+    from mislabel.scoring.lstm import build_detector
+    from mislabel.scoring.predict import sequence_scores
+    from mislabel.scoring.stack import fit_stack, stack_inputs
+
+    folds = recipe.stack_folds
+    out_of_fold = np.empty(len(data.targets))
+    for fold in range(folds):
+        held = np.flatnonzero(fold_of_row == fold)
+        rest = np.flatnonzero(fold_of_row != fold)
+        seed_everything(recipe.seed + 1 + fold)
+        model = build_detector(config).to(x.device)
+        _fit(model, x, data.targets, rest, recipe, f"stack fold {fold + 1}/{folds}")
+        out_of_fold[held] = sequence_scores(model, x[torch.from_numpy(held).to(x.device)], 4 * recipe.batch_size)
+    inputs = [stack_inputs(out_of_fold[data.run_of_row == run], *data.evidence[run]) for run in range(len(data.lengths))]
+    flipped = [data.targets[data.run_of_row == run] for run in range(len(data.lengths))]
+    return fit_stack(inputs, flipped, names)
 
 
 def train_detector(run_folders: Sequence[PathLike], recipe: DetectorRecipe | None = None, *,
@@ -189,15 +299,10 @@ def train_detector(run_folders: Sequence[PathLike], recipe: DetectorRecipe | Non
         ``MIN_PER_CLASS`` flipped or clean samples.
     """
     import torch
-    import torch.nn.functional as F
-    from sklearn.model_selection import train_test_split
 
     from mislabel.core.device import pick_device, seed_everything
-    from mislabel.core.progress import bar
     from mislabel.scoring.control import fit_control, save_control
     from mislabel.scoring.lstm import build_detector, detector_config, load_detector, save_detector
-    from mislabel.scoring.metrics import DETECTOR_THRESHOLD, detection_metrics
-    from mislabel.scoring.predict import sequence_scores
 
     recipe = recipe or DetectorRecipe()
     check_detector_job(run_folders, recipe, out=out, resume=resume, control_out=control_out, overwrite=overwrite)
@@ -207,43 +312,20 @@ def train_detector(run_folders: Sequence[PathLike], recipe: DetectorRecipe | Non
     if resume is not None:
         model, config = load_detector(resume, torch_device)
         features, seq_len = config["features"], config.get("seq_len")
-    sequences, targets, lengths = _training_set(run_folders, features, seq_len, recipe.max_per_run, recipe.seed)
-    _require_both_classes(targets)
-    seen = lengths[0] if len(set(lengths)) == 1 else sorted(set(lengths))
+    stacking = recipe.stack_folds > 0
+    data = _training_set(run_folders, features, seq_len, recipe.max_per_run, recipe.seed, stacking)
+    _require_both_classes(data.targets)
+    seen = data.lengths[0] if len(set(data.lengths)) == 1 else sorted(set(data.lengths))
     if resume is None:
         config = detector_config(features, recipe.hidden_size, recipe.num_layers, seen, readout=recipe.readout,
                                  bidirectional=recipe.bidirectional, seq_len=seq_len)
         model = build_detector(config).to(torch_device)
     config = dict(config, num_epochs_seen=seen)
-
-    fit_rows, held_rows = train_test_split(np.arange(len(targets)), test_size=HOLDOUT, stratify=targets,
-                                           random_state=recipe.seed)
-    x = torch.from_numpy(sequences).to(torch_device)
-    y = torch.from_numpy(targets).to(torch_device)
-    held_x = x[torch.from_numpy(held_rows).to(torch_device)]
-    positive_share = float(targets[fit_rows].mean())
-    pos_weight = torch.tensor((1 - positive_share) / positive_share, device=torch_device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
-    generator = torch.Generator().manual_seed(recipe.seed)
-    best_auc, best_state, best_metrics = -1.0, None, None
-    epochs = bar(range(recipe.epochs), desc="detector", unit="epoch")
-    for _ in epochs:
-        model.train()
-        order = torch.from_numpy(fit_rows)[torch.randperm(len(fit_rows), generator=generator)]
-        for batch in order.split(recipe.batch_size):
-            batch = batch.to(torch_device)
-            loss = F.binary_cross_entropy_with_logits(model(x[batch]), y[batch], pos_weight=pos_weight)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        metrics = detection_metrics(sequence_scores(model, held_x, 4 * recipe.batch_size), targets[held_rows],
-                                    threshold=DETECTOR_THRESHOLD)
-        if metrics["auc"] >= best_auc:  # ties go to the later, better-calibrated epoch
-            best_auc, best_metrics = metrics["auc"], metrics
-            best_state = copy.deepcopy(model.state_dict())
-        epochs.set_postfix(held_auc=f"{metrics['auc']:.4f}", best=f"{best_auc:.4f}")
-    model.load_state_dict(best_state)
-    model.eval()
+    fold_of_row = _stack_folds(data, recipe.stack_folds, recipe.seed) if stacking else None
+    x = torch.from_numpy(data.sequences).to(torch_device)
+    best_metrics = _fit(model, x, data.targets, np.arange(len(data.targets)), recipe, "detector")
+    if stacking:
+        config["stack"] = _cross_fitted_stack(data, fold_of_row, x, config, recipe, [str(Path(p)) for p in run_folders])
 
     config["trained_on"] = [str(Path(p)) for p in run_folders]
     if out is not None:

@@ -1,0 +1,128 @@
+"""The stacked score (mislabel/scoring/stack.py): run statistics, cross-fitting, the detector file.
+
+Synthetic dynamics written straight to run folders (no classifier training): clean samples are
+predicted as their label from early on, flipped ones as their true class until late in training.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import refused
+from mislabel.core.dynamics import METADATA_FILE, Dynamics, load_dynamics, save_dynamics
+from mislabel.core.user_input import UserError
+from mislabel.scoring.detector_training import DetectorRecipe, train_detector
+from mislabel.scoring.lstm import load_detector, save_detector
+from mislabel.scoring.metrics import detection_metrics
+from mislabel.scoring.predict import detector_scores, sequence_scores
+from mislabel.scoring.features import build_features
+from mislabel.scoring.stack import RUN_STATISTICS, STACK_SCORES, check_stack, run_statistics, stacked_scores
+from train_detector import main as train_main
+
+CLASSES = 5
+TINY = dict(hidden_size=4, epochs=2, seq_len=8)
+
+
+def synthetic_dynamics(seed: int, pair: bool, num_samples: int = 240, epochs: int = 12, noise: float = 0.3) -> Dynamics:
+    """Flipped samples' true class is the next class (``pair``) or any other class; the model predicts
+    it until it memorises the wrong label in the last quarter of training."""
+    rng = np.random.default_rng(seed)
+    true = rng.integers(0, CLASSES, num_samples)
+    flipped = rng.random(num_samples) < noise
+    shift = np.ones(num_samples, np.int64) if pair else rng.integers(1, CLASSES, num_samples)
+    assigned = np.where(flipped, (true + shift) % CLASSES, true)
+    progress = np.linspace(0.0, 1.0, epochs)[None, :]
+    onset = np.where(flipped, rng.uniform(0.7, 0.95, num_samples), rng.uniform(0.0, 0.3, num_samples))[:, None]
+    prob = 0.9 / (1 + np.exp(-12 * (progress - onset))) + rng.uniform(0, 0.05, (num_samples, epochs))
+    other = (1 - prob) * 0.9
+    pred = np.where(prob > other, assigned[:, None], true[:, None]).astype(np.int16)
+    return Dynamics(td=np.stack([prob, other], axis=2).astype(np.float16),
+                    labels=np.stack([assigned, true], axis=1), margin=(4 * (prob - other)).astype(np.float16),
+                    pred=pred, indices=np.arange(num_samples), flipped=flipped, true_labels=true)
+
+
+def write_run(folder: Path, dyn: Dynamics) -> Path:
+    folder.mkdir(parents=True)
+    save_dynamics(folder, replace(dyn, flipped=None, true_labels=None))
+    torch.save({"assigned_targets": torch.as_tensor(dyn.assigned), "label_flipped": torch.as_tensor(dyn.flipped),
+                "true_targets": torch.as_tensor(dyn.true_labels)}, folder / METADATA_FILE)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def three_runs(tmp_path_factory) -> list[Path]:
+    root = tmp_path_factory.mktemp("stack_runs")
+    return [write_run(root / f"run{seed}", synthetic_dynamics(seed, pair=seed % 2 == 0)) for seed in range(3)]
+
+
+def test_run_statistics_tell_class_structured_disagreements_from_scattered_ones() -> None:
+    structured = run_statistics(synthetic_dynamics(0, pair=True))
+    scattered = run_statistics(synthetic_dynamics(0, pair=False))
+    assert structured.shape == (len(RUN_STATISTICS),)
+    assert structured[2] == pytest.approx(1.0)
+    assert scattered[2] < 0.6
+    # the model fits its labels better late (memorised flips) than early
+    assert structured[1] > structured[0]
+    fully_fit = synthetic_dynamics(1, pair=True)
+    fully_fit = replace(fully_fit, pred=np.repeat(fully_fit.assigned[:, None], fully_fit.num_epochs, axis=1).astype(np.int16))
+    np.testing.assert_allclose(run_statistics(fully_fit), [1.0, 1.0, 1.0])
+
+
+def test_the_stack_rides_in_the_detector_file_and_leaves_the_lstm_as_it_was(three_runs, tmp_path) -> None:
+    """Cross-fitting by run (three runs, three folds) adds a checked ``stack`` to the config; the LSTM's
+    weights are those the plain recipe trains, and scoring returns the stacked score, not the LSTM's."""
+    stacked = train_detector(three_runs, DetectorRecipe(**TINY, stack_folds=3), device="cpu")
+    plain = train_detector(three_runs, DetectorRecipe(**TINY, stack_folds=0), device="cpu")
+    assert "stack" not in plain.config
+    stack = check_stack(stacked.config["stack"], "test")
+    assert stack["scores"] == list(STACK_SCORES) and stack["trained_on"] == [str(p) for p in three_runs]
+    for name, weights in plain.model.state_dict().items():
+        assert torch.equal(weights, stacked.model.state_dict()[name])
+    out = tmp_path / "stacked.pth.tar"
+    save_detector(out, stacked.model, stacked.config, stacked.metrics)
+    model, config = load_detector(out)
+    unseen = synthetic_dynamics(7, pair=True)
+    scores = detector_scores(model, config, unseen)
+    lstm = sequence_scores(model, build_features(unseen, config["features"], config["seq_len"]))
+    np.testing.assert_allclose(scores, stacked_scores(config["stack"], lstm, unseen))
+    assert not np.allclose(scores, lstm)
+    assert detection_metrics(scores, unseen.flipped)["auc"] > 0.95
+
+
+def test_one_run_is_cross_fitted_by_sample(three_runs) -> None:
+    trained = train_detector(three_runs[:1], DetectorRecipe(**TINY, stack_folds=2), device="cpu")
+    assert trained.config["stack"]["trained_on"] == [str(three_runs[0])]
+    scores = detector_scores(trained.model, trained.config, load_dynamics(three_runs[0]))
+    assert np.isfinite(scores).all() and scores.shape == (240,)
+
+
+def test_a_damaged_or_foreign_stack_is_refused_by_file_name(three_runs, tmp_path) -> None:
+    trained = train_detector(three_runs, DetectorRecipe(**TINY, stack_folds=3), device="cpu")
+    for damage in ({"coef": [float("nan")] * len(trained.config["stack"]["coef"])}, {"coef": [1.0]},
+                   {"scores": ["aum"]}, {"format": "other"}):
+        out = tmp_path / f"bad{len(list(tmp_path.iterdir()))}.pth.tar"
+        save_detector(out, trained.model, dict(trained.config, stack={**trained.config["stack"], **damage}))
+        with pytest.raises(UserError, match=str(out.name)):
+            load_detector(out)
+
+
+def test_stack_folds_are_checked_before_any_run_is_read(three_runs, tmp_path) -> None:
+    with pytest.raises(UserError, match="--stack_folds 1 must be 0"):
+        DetectorRecipe(stack_folds=1).validate()
+    out = tmp_path / "d.pth.tar"
+    refused(lambda: train_main(["--r", "0.3", "--dataset", "s", "--files_path", str(three_runs[0]), "--out", str(out),
+                                "--stack_folds", "1", "--device", "cpu"]), "--stack_folds 1", unchanged=[tmp_path])
+
+
+def test_too_few_flips_for_the_folds_name_the_way_out(tmp_path) -> None:
+    dyn = synthetic_dynamics(3, pair=True, noise=0.0)
+    flipped = np.zeros(dyn.num_samples, bool)
+    flipped[:8] = True
+    run = write_run(tmp_path / "few", replace(dyn, flipped=flipped))
+    with pytest.raises(UserError, match="pass --stack_folds 0"):
+        train_detector([run], DetectorRecipe(**TINY, stack_folds=3), device="cpu")
+    assert "stack" not in train_detector([run], DetectorRecipe(**TINY, stack_folds=0), device="cpu").config
