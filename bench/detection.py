@@ -187,13 +187,13 @@ CORPUS = {
 # paper's pools mean and max over a bidirectional LSTM's outputs and resamples runs to 32 points.
 # `rank_mix4` is an older default (four source runs, 2x64 LSTM); `rank_corpus` the same inputs on
 # the broad corpus (what the corpus alone brings); `context` adds the class-context inputs (the
-# previous default); `context_raw` adds raw probability and margin on top; `stacked` is `context`'s
-# very LSTM weighed per run against AUM, confidence, correctness and loss by a stack fitted on
-# out-of-fold LSTM scores of the same corpus (mislabel/scoring/stack.py): the default.
+# previous default); `context_raw` adds raw probability and margin on top; `gated` is `context`'s
+# very LSTM weighed against AUM by how concentrated a run's mistakes are, with a gate fitted on
+# out-of-fold LSTM scores of the same corpus (mislabel/scoring/gate.py): the default.
 _PAPER_NET = dict(readout="last", bidirectional=False, seq_len=0, hidden_size=64, num_layers=2, epochs=10, lr=1e-3,
-                  stack_folds=0)
+                  gate_folds=0)
 _POOLED = dict(readout="pool", bidirectional=True, seq_len=32, hidden_size=32, num_layers=1, epochs=8, lr=2e-3,
-               stack_folds=0)
+               gate_folds=0)
 _RANK = "correct,prob_rank,margin_rank"
 _CONTEXT = _RANK + ",confusion,class_error"
 VARIANTS = {
@@ -202,9 +202,9 @@ VARIANTS = {
     "rank_corpus": dict(_POOLED, features=_RANK, sources="corpus"),
     "context": dict(_POOLED, features=_CONTEXT, sources="corpus"),
     "context_raw": dict(_POOLED, features="prob,margin," + _CONTEXT, sources="corpus"),
-    "stacked": dict(_POOLED, features=_CONTEXT, sources="corpus", stack_folds=3),
+    "gated": dict(_POOLED, features=_CONTEXT, sources="corpus", gate_folds=3),
 }
-DEFAULT_VARIANT = "stacked"          # what train_detector.py's defaults give and mislabel/scoring/pretrained ships
+DEFAULT_VARIANT = "gated"          # what train_detector.py's defaults give and mislabel/scoring/pretrained ships
 # Denoising: the detector removes as many samples as it estimates are mislabeled (remove_ratio auto);
 # AUM and correctness remove the same number (so only the ranking differs); the oracle removes the flips.
 DENOISE_METHODS = ("detector", "aum", "correctness", "oracle")

@@ -160,14 +160,14 @@ def render_sections(results: dict, plan: dict, variants: dict, default: str, sou
              f"fitted on exactly the `{default}` detector's source runs. Baselines: mislabel/scoring/baselines.py"
              + (f"; cleanlab with 4-fold cross-validated probabilities on {', '.join(NICE[c] for c in plan['cleanlab'])} only "
                 "(each run costs 4 extra trainings)" if plan["cleanlab"] else "; cleanlab left out") + ".", "",
-             "| variant | features | readout | bidirectional | seq_len | LSTM | stack | trained on |",
+             "| variant | features | readout | bidirectional | seq_len | LSTM | gate | trained on |",
              "|---|---|---|---|---|---|---|---|"]
     for name, spec in variants.items():
         sources = spec["sources"] if spec["sources"] == "corpus" else ", ".join(_setting(r.noise, r.ratio) for r in spec["sources"])
         lines.append(f"| {name}{' (default)' if name == default else ''} | {spec['features']} | {spec['readout']} | "
                      f"{'yes' if spec['bidirectional'] else 'no'} | {spec['seq_len'] or 'as recorded'} | "
                      f"{spec['num_layers']}x{spec['hidden_size']}, {spec['epochs']} epochs | "
-                     f"{str(spec['stack_folds']) + '-fold' if spec.get('stack_folds') else 'no'} | {sources} |")
+                     f"{'LSTM vs AUM, ' + str(spec['gate_folds']) + '-fold' if spec.get('gate_folds') else 'no'} | {sources} |")
     for metric, header in (("auc", "AUC"), ("map", "mAP")):
         for target in data:
             lines += ["", f"### {header} on {NICE[target]} (rows: method; ← the dataset a learned method was trained on)", ""]

@@ -141,10 +141,10 @@ def card(name: str, plan: dict, detector: Path, variant: str) -> dict:
         "architecture": {key: blob["config"][key] for key in ("arch", "hidden_size", "num_layers", "readout",
                                                               "bidirectional", "seq_len")},
         "variant": variant,
-        "stack": ({"folds": VARIANTS[variant].get("stack_folds"), "scores": blob["config"]["stack"]["scores"],
-                   "run_statistics": blob["config"]["stack"]["statistics"],
-                   "what": "the LSTM's probability weighed per run against these scores (mislabel/scoring/stack.py)"}
-                  if "stack" in blob["config"] else None),
+        "gate": ({key: blob["config"]["gate"][key] for key in ("base", "centre", "steepness")}
+                 | {"folds": VARIANTS[variant]["gate_folds"],
+                    "what": "LSTM vs AUM by the run's concentration of mistakes (mislabel/scoring/gate.py)"}
+                 if "gate" in blob["config"] else None),
         "heldout_split": {k: round(blob["metrics"][k], 6) for k in ("auc", "map")}
         | {"what": "10% stratified split of the training sequences, used to pick the best epoch"},
         "heldout_runs": {noise: heldout_metrics(detector, PRETRAINED / f"heldout_{noise}.npz") | {

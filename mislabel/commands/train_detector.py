@@ -56,8 +56,8 @@ def parse_args(argv: list[str] | None = None, prog: str = "train_detector.py",
     parser.add_argument("--max_per_run", type=int, default=DEFAULT.max_per_run,
                         help="use at most this many samples of each run (seeded draw), so every run of a corpus "
                              "weighs alike; 0 = all")
-    parser.add_argument("--stack_folds", type=int, default=DEFAULT.stack_folds,
-                        help="weigh the LSTM against AUM, confidence, correctness and loss per run with a stack "
+    parser.add_argument("--gate_folds", type=int, default=DEFAULT.gate_folds,
+                        help="weigh the LSTM against AUM by how concentrated a run's mistakes are, with a gate "
                              "fitted on this many folds of out-of-fold LSTM scores (trains this many more LSTMs); "
                              "0 = the LSTM's own probability (the paper's detector, the earlier default)")
     parser.add_argument("--seed", type=seed_value, default=DEFAULT.seed)

@@ -61,9 +61,9 @@ class DetectorRecipe:
     runs of any length. The paper's variant is ``DetectorRecipe(features=("prob",), readout="last",
     bidirectional=False, seq_len=0, hidden_size=64, num_layers=2)``.
 
-    ``stack_folds`` > 0 fits the stack that weighs the LSTM against AUM, confidence, correctness and
-    loss per run (``mislabel.scoring.stack``) on out-of-fold LSTM scores: by run when there are at
-    least that many runs, else by sample; it trains ``stack_folds`` more LSTMs. 0 gives the LSTM's
+    ``gate_folds`` > 0 fits the gate that weighs the LSTM against AUM by how concentrated a run's
+    mistakes are (``mislabel.scoring.gate``) on out-of-fold LSTM scores: folds of runs when there are
+    at least that many runs, else of samples; it trains ``gate_folds`` more LSTMs. 0 gives the LSTM's
     own probability, as the paper's detector and the earlier ``context`` default.
 
     Adam at 2e-3 with batch 256: on a corpus of 20-30 source runs (tens of thousands of sequences)
@@ -82,7 +82,7 @@ class DetectorRecipe:
     lr: float = 2e-3
     max_per_run: int = 0           # at most this many samples of each run (seeded draw); 0 = all
     seed: int = 0
-    stack_folds: int = 3           # cross-fitting folds of the stacked score (mislabel.scoring.stack); 0 = the LSTM alone
+    gate_folds: int = 3            # cross-fitting folds of the gated score (mislabel.scoring.gate); 0 = the LSTM alone
 
     def __post_init__(self) -> None:
         """``features`` may be given as the command line spells it, a comma list."""
@@ -104,8 +104,8 @@ class DetectorRecipe:
             raise UserError(f"--lr {self.lr} must be positive")
         if self.max_per_run < 0:
             raise UserError(f"--max_per_run {self.max_per_run} must be 0 (all samples) or a positive count")
-        if self.stack_folds < 0 or self.stack_folds == 1:
-            raise UserError(f"--stack_folds {self.stack_folds} must be 0 (the LSTM alone) or at least 2")
+        if self.gate_folds < 0 or self.gate_folds == 1:
+            raise UserError(f"--gate_folds {self.gate_folds} must be 0 (the LSTM alone) or at least 2")
         if not 0 <= self.seed < SEED_LIMIT:
             raise UserError(f"--seed {self.seed} is outside 0..{SEED_LIMIT - 1}")
 
@@ -140,13 +140,13 @@ def check_detector_job(run_folders: Sequence[PathLike], recipe: DetectorRecipe, 
 @dataclass
 class _TrainingSet:
     """Every run's sequences and flips pooled; per run its recorded epochs, its share of the rows and,
-    for the stack, its ``stack_evidence`` on those rows."""
+    for the gate, its AUM scores on those rows and its ``concentration``."""
 
     sequences: np.ndarray
     targets: np.ndarray
     lengths: list[int]
     run_of_row: np.ndarray
-    evidence: list[tuple[np.ndarray, np.ndarray]]
+    evidence: list[tuple[np.ndarray, float]]
 
 
 def _training_set(folders: Sequence[PathLike], features: Sequence[str], seq_len: int | None,
@@ -159,7 +159,8 @@ def _training_set(folders: Sequence[PathLike], features: Sequence[str], seq_len:
     and class context describe the run, not the sample drawn from it).
     """
     from mislabel.scoring.metrics import has_ground_truth  # sklearn: loaded to train, not to check flags
-    from mislabel.scoring.stack import stack_evidence
+    from mislabel.scoring.baselines import aum
+    from mislabel.scoring.gate import concentration
 
     rng = np.random.default_rng(seed)
     sequences, targets, lengths, evidence = [], [], [], []
@@ -178,8 +179,7 @@ def _training_set(folders: Sequence[PathLike], features: Sequence[str], seq_len:
         targets.append(dyn.flipped[rows].astype(np.float32))
         lengths.append(dyn.num_epochs)
         if with_evidence:
-            ranked, statistics = stack_evidence(dyn)
-            evidence.append((ranked[rows], statistics))
+            evidence.append((aum(dyn)[rows], concentration(dyn)))
     run_of_row = np.repeat(np.arange(len(targets)), [len(t) for t in targets])
     return _TrainingSet(np.concatenate(sequences), np.concatenate(targets), lengths, run_of_row, evidence)
 
@@ -236,9 +236,9 @@ def _fit(model: LSTMDetector, x, targets: np.ndarray, rows: np.ndarray, recipe: 
     return best_metrics
 
 
-def _stack_folds(data: _TrainingSet, folds: int, seed: int) -> np.ndarray:
+def _gate_folds(data: _TrainingSet, folds: int, seed: int) -> np.ndarray:
     """The cross-fitting fold of every pooled row: by run when there are at least ``folds`` runs (the
-    stack then learns how the LSTM does on runs it never saw), else a seeded draw of rows. Refused
+    gate then learns how the LSTM does on runs it never saw), else a seeded draw of rows. Refused
     when a fold's training part would hold too few flipped or clean samples to train on."""
     runs = len(data.lengths)
     if runs >= folds:
@@ -249,35 +249,35 @@ def _stack_folds(data: _TrainingSet, folds: int, seed: int) -> np.ndarray:
         rest = data.targets[fold_of_row != fold]
         flipped = int(rest.sum())
         if min(flipped, len(rest) - flipped) < MIN_PER_CLASS:
-            raise UserError(f"the stack's cross-fitting leaves fold {fold + 1} of {folds} {flipped} flipped and "
+            raise UserError(f"the gate's cross-fitting leaves fold {fold + 1} of {folds} {flipped} flipped and "
                             f"{len(rest) - flipped} clean samples to train on, fewer than {MIN_PER_CLASS} of each; "
-                            "pool more runs, or pass --stack_folds 0 to train the LSTM alone")
+                            "pool more runs, or pass --gate_folds 0 to train the LSTM alone")
     return fold_of_row
 
 
-def _cross_fitted_stack(data: _TrainingSet, fold_of_row: np.ndarray, x, config: dict, recipe: DetectorRecipe,
-                        names: list[str]) -> dict:
-    """Out-of-fold LSTM scores for every pooled row (each fold of ``_stack_folds`` scored by a fresh
-    LSTM trained on the rest), then the stack fitted on them (``mislabel.scoring.stack.fit_stack``)."""
+def _cross_fitted_gate(data: _TrainingSet, fold_of_row: np.ndarray, x, config: dict, recipe: DetectorRecipe,
+                       names: list[str]) -> dict:
+    """Out-of-fold LSTM scores for every pooled row (each fold of ``_gate_folds`` scored by a fresh
+    LSTM trained on the rest), then the gate fitted on them (``mislabel.scoring.gate.fit_gate``)."""
     import torch
 
     from mislabel.core.device import seed_everything
     from mislabel.scoring.lstm import build_detector
     from mislabel.scoring.predict import sequence_scores
-    from mislabel.scoring.stack import fit_stack, stack_inputs
+    from mislabel.scoring.gate import fit_gate
 
-    folds = recipe.stack_folds
+    folds = recipe.gate_folds
     out_of_fold = np.empty(len(data.targets))
     for fold in range(folds):
         held = np.flatnonzero(fold_of_row == fold)
         rest = np.flatnonzero(fold_of_row != fold)
         seed_everything(recipe.seed + 1 + fold)
         model = build_detector(config).to(x.device)
-        _fit(model, x, data.targets, rest, recipe, f"stack fold {fold + 1}/{folds}")
+        _fit(model, x, data.targets, rest, recipe, f"gate fold {fold + 1}/{folds}")
         out_of_fold[held] = sequence_scores(model, x[torch.from_numpy(held).to(x.device)], 4 * recipe.batch_size)
-    inputs = [stack_inputs(out_of_fold[data.run_of_row == run], *data.evidence[run]) for run in range(len(data.lengths))]
-    flipped = [data.targets[data.run_of_row == run] for run in range(len(data.lengths))]
-    return fit_stack(inputs, flipped, names)
+    runs = range(len(data.lengths))
+    return fit_gate([out_of_fold[data.run_of_row == run] for run in runs], [data.evidence[run][0] for run in runs],
+                    [data.evidence[run][1] for run in runs], [data.targets[data.run_of_row == run] for run in runs], names)
 
 
 def train_detector(run_folders: Sequence[PathLike], recipe: DetectorRecipe | None = None, *,
@@ -312,8 +312,8 @@ def train_detector(run_folders: Sequence[PathLike], recipe: DetectorRecipe | Non
     if resume is not None:
         model, config = load_detector(resume, torch_device)
         features, seq_len = config["features"], config.get("seq_len")
-    stacking = recipe.stack_folds > 0
-    data = _training_set(run_folders, features, seq_len, recipe.max_per_run, recipe.seed, stacking)
+    gating = recipe.gate_folds > 0
+    data = _training_set(run_folders, features, seq_len, recipe.max_per_run, recipe.seed, gating)
     _require_both_classes(data.targets)
     seen = data.lengths[0] if len(set(data.lengths)) == 1 else sorted(set(data.lengths))
     if resume is None:
@@ -321,11 +321,12 @@ def train_detector(run_folders: Sequence[PathLike], recipe: DetectorRecipe | Non
                                  bidirectional=recipe.bidirectional, seq_len=seq_len)
         model = build_detector(config).to(torch_device)
     config = dict(config, num_epochs_seen=seen)
-    fold_of_row = _stack_folds(data, recipe.stack_folds, recipe.seed) if stacking else None
+    fold_of_row = _gate_folds(data, recipe.gate_folds, recipe.seed) if gating else None
     x = torch.from_numpy(data.sequences).to(torch_device)
     best_metrics = _fit(model, x, data.targets, np.arange(len(data.targets)), recipe, "detector")
-    if stacking:
-        config["stack"] = _cross_fitted_stack(data, fold_of_row, x, config, recipe, [str(Path(p)) for p in run_folders])
+    config.pop("gate", None)  # a resumed detector's gate was fitted for its old weights
+    if gating:
+        config["gate"] = _cross_fitted_gate(data, fold_of_row, x, config, recipe, [str(Path(p)) for p in run_folders])
 
     config["trained_on"] = [str(Path(p)) for p in run_folders]
     if out is not None:

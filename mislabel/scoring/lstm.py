@@ -14,7 +14,7 @@ from torch import nn
 
 from mislabel.core.files import atomic_torch_save, torch_load
 from mislabel.core.user_input import UserError
-from mislabel.scoring.stack import check_stack
+from mislabel.scoring.gate import check_gate
 from mislabel.scoring.features import FEATURES
 
 __all__ = ["LSTMDetector", "DEFAULT_DETECTOR", "DETECTOR_FORMAT", "READOUTS", "build_detector", "check_detector_config",
@@ -114,8 +114,8 @@ def check_detector_config(config: object, source: str) -> dict:
     if unknown:
         raise UserError(f"{source}: config names unknown features {unknown} (known: {', '.join(FEATURES)}); "
                         f"{_FOREIGN}")
-    if "stack" in config:
-        check_stack(config["stack"], source)
+    if "gate" in config:
+        check_gate(config["gate"], source)
     return config
 
 

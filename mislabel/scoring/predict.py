@@ -13,7 +13,7 @@ import torch
 
 from mislabel.scoring.features import NEEDS_MARGIN_AND_PRED, build_features
 from mislabel.scoring.lstm import LSTMDetector
-from mislabel.scoring.stack import stacked_scores
+from mislabel.scoring.gate import gated_scores
 from mislabel.scoring.metrics import DETECTOR_THRESHOLD, MethodScores, detection_metrics
 from mislabel.core.dynamics import Dynamics
 from mislabel.core.user_input import UserError
@@ -27,8 +27,7 @@ SCORING_BATCH = 4096
 def detector_scores(model: LSTMDetector, config: dict, dyn: Dynamics) -> np.ndarray:
     """Probability that each row is mislabeled, batched to bound memory; inputs are resampled to the
     detector's ``seq_len`` when it was trained that way, so runs of any length apply. A detector with
-    a stack (``mislabel.scoring.stack``) returns the stacked score of its LSTM's probability and the
-    hand-made scores."""
+    a gate (``mislabel.scoring.gate``) returns its LSTM's probability and AUM gated by the run."""
     features = config["features"]
     missing = [name for name in features if name in NEEDS_MARGIN_AND_PRED and dyn.margin is None]
     if missing:
@@ -38,7 +37,7 @@ def detector_scores(model: LSTMDetector, config: dict, dyn: Dynamics) -> np.ndar
         raise UserError(f"the detector expects {model.lstm.input_size} features per epoch but got "
                         f"{sequences.shape[2]}; use a detector trained with features {features}")
     scores = sequence_scores(model, sequences)
-    return stacked_scores(config["stack"], scores, dyn) if "stack" in config else scores
+    return gated_scores(config["gate"], scores, dyn) if "gate" in config else scores
 
 
 @torch.no_grad()

@@ -1,4 +1,4 @@
-"""The stacked score (mislabel/scoring/stack.py): run statistics, cross-fitting, the detector file.
+"""The gated score (mislabel/scoring/gate.py): concentration, cross-fitting, the detector file.
 
 Synthetic dynamics written straight to run folders (no classifier training): clean samples are
 predicted as their label from early on, flipped ones as their true class until late in training.
@@ -20,7 +20,7 @@ from mislabel.scoring.lstm import load_detector, save_detector
 from mislabel.scoring.metrics import detection_metrics
 from mislabel.scoring.predict import detector_scores, sequence_scores
 from mislabel.scoring.features import build_features
-from mislabel.scoring.stack import RUN_STATISTICS, STACK_SCORES, check_stack, run_statistics, stacked_scores
+from mislabel.scoring.gate import CENTRES, STEEPNESS, check_gate, concentration, fit_gate, gate_weight, gated_scores
 from train_detector import main as train_main
 
 CLASSES = 5
@@ -59,63 +59,86 @@ def three_runs(tmp_path_factory) -> list[Path]:
     return [write_run(root / f"run{seed}", synthetic_dynamics(seed, pair=seed % 2 == 0)) for seed in range(3)]
 
 
-def test_run_statistics_tell_class_structured_disagreements_from_scattered_ones() -> None:
-    structured = run_statistics(synthetic_dynamics(0, pair=True))
-    scattered = run_statistics(synthetic_dynamics(0, pair=False))
-    assert structured.shape == (len(RUN_STATISTICS),)
-    assert structured[2] == pytest.approx(1.0)
-    assert scattered[2] < 0.6
-    # the model fits its labels better late (memorised flips) than early
-    assert structured[1] > structured[0]
+def test_concentration_tells_class_structured_mistakes_from_scattered_ones() -> None:
+    assert concentration(synthetic_dynamics(0, pair=True)) == pytest.approx(1.0)
+    assert concentration(synthetic_dynamics(0, pair=False)) < 0.6
     fully_fit = synthetic_dynamics(1, pair=True)
     fully_fit = replace(fully_fit, pred=np.repeat(fully_fit.assigned[:, None], fully_fit.num_epochs, axis=1).astype(np.int16))
-    np.testing.assert_allclose(run_statistics(fully_fit), [1.0, 1.0, 1.0])
+    assert concentration(fully_fit) == 1.0
 
 
-def test_the_stack_rides_in_the_detector_file_and_leaves_the_lstm_as_it_was(three_runs, tmp_path) -> None:
-    """Cross-fitting by run (three runs, three folds) adds a checked ``stack`` to the config; the LSTM's
-    weights are those the plain recipe trains, and scoring returns the stacked score, not the LSTM's."""
-    stacked = train_detector(three_runs, DetectorRecipe(**TINY, stack_folds=3), device="cpu")
-    plain = train_detector(three_runs, DetectorRecipe(**TINY, stack_folds=0), device="cpu")
-    assert "stack" not in plain.config
-    stack = check_stack(stacked.config["stack"], "test")
-    assert stack["scores"] == list(STACK_SCORES) and stack["trained_on"] == [str(p) for p in three_runs]
+def test_the_fitted_gate_trusts_the_lstm_where_it_ranks_better() -> None:
+    """Runs whose mistakes are concentrated get a useful LSTM and a useless AUM, scattered runs the
+    reverse: the fitted gate sends each kind to its better input."""
+    rng = np.random.default_rng(0)
+    lstm, aum_scores, spreads, flips = [], [], [], []
+    for run in range(8):
+        truth = rng.random(300) < 0.3
+        good, bad = truth + rng.normal(0, 0.3, 300), rng.normal(0, 1, 300)
+        structured = run % 2 == 0
+        lstm.append(good if structured else bad)
+        aum_scores.append(bad if structured else good)
+        spreads.append(0.8 if structured else 0.2)
+        flips.append(truth)
+    gate = fit_gate(lstm, aum_scores, spreads, flips, names=["a"])
+    assert gate["centre"] in CENTRES and gate["steepness"] in STEEPNESS and gate["trained_on"] == ["a"]
+    assert 0.2 < gate["centre"] < 0.8
+    assert gate_weight(gate, 0.8) > 0.9 and gate_weight(gate, 0.2) < 0.1
+    assert check_gate(gate, "test") is gate
+
+
+def test_gated_scores_keep_the_lstm_count_above_one_half() -> None:
+    dyn = synthetic_dynamics(2, pair=False)
+    lstm = np.linspace(0.0, 1.0, dyn.num_samples)
+    gate = {"format": "mislabel-gate/1", "base": "aum", "centre": 0.4, "steepness": 10.0}
+    scores = gated_scores(gate, lstm, dyn)
+    assert np.count_nonzero(scores >= 0.5) == np.count_nonzero(lstm >= 0.5)
+    assert scores.min() >= 0.0 and scores.max() == 1.0 and len(np.unique(scores)) == dyn.num_samples
+
+
+def test_the_gate_rides_in_the_detector_file_and_leaves_the_lstm_as_it_was(three_runs, tmp_path) -> None:
+    """Cross-fitting by run (three runs, three folds) adds a checked ``gate`` to the config; the LSTM's
+    weights are those the plain recipe trains, and scoring returns the gated score, not the LSTM's."""
+    gated = train_detector(three_runs, DetectorRecipe(**TINY, gate_folds=3), device="cpu")
+    plain = train_detector(three_runs, DetectorRecipe(**TINY, gate_folds=0), device="cpu")
+    assert "gate" not in plain.config
+    gate = check_gate(gated.config["gate"], "test")
+    assert gate["trained_on"] == [str(p) for p in three_runs]
     for name, weights in plain.model.state_dict().items():
-        assert torch.equal(weights, stacked.model.state_dict()[name])
-    out = tmp_path / "stacked.pth.tar"
-    save_detector(out, stacked.model, stacked.config, stacked.metrics)
+        assert torch.equal(weights, gated.model.state_dict()[name])
+    out = tmp_path / "gated.pth.tar"
+    save_detector(out, gated.model, gated.config, gated.metrics)
     model, config = load_detector(out)
     unseen = synthetic_dynamics(7, pair=True)
     scores = detector_scores(model, config, unseen)
     lstm = sequence_scores(model, build_features(unseen, config["features"], config["seq_len"]))
-    np.testing.assert_allclose(scores, stacked_scores(config["stack"], lstm, unseen))
+    np.testing.assert_allclose(scores, gated_scores(config["gate"], lstm, unseen))
     assert not np.allclose(scores, lstm)
     assert detection_metrics(scores, unseen.flipped)["auc"] > 0.95
 
 
 def test_one_run_is_cross_fitted_by_sample(three_runs) -> None:
-    trained = train_detector(three_runs[:1], DetectorRecipe(**TINY, stack_folds=2), device="cpu")
-    assert trained.config["stack"]["trained_on"] == [str(three_runs[0])]
+    trained = train_detector(three_runs[:1], DetectorRecipe(**TINY, gate_folds=2), device="cpu")
+    assert trained.config["gate"]["trained_on"] == [str(three_runs[0])]
     scores = detector_scores(trained.model, trained.config, load_dynamics(three_runs[0]))
     assert np.isfinite(scores).all() and scores.shape == (240,)
 
 
-def test_a_damaged_or_foreign_stack_is_refused_by_file_name(three_runs, tmp_path) -> None:
-    trained = train_detector(three_runs, DetectorRecipe(**TINY, stack_folds=3), device="cpu")
-    for damage in ({"coef": [float("nan")] * len(trained.config["stack"]["coef"])}, {"coef": [1.0]},
-                   {"scores": ["aum"]}, {"format": "other"}):
+def test_a_damaged_or_foreign_gate_is_refused_by_file_name(three_runs, tmp_path) -> None:
+    trained = train_detector(three_runs, DetectorRecipe(**TINY, gate_folds=3), device="cpu")
+    for damage in ({"centre": float("nan")}, {"steepness": "10"}, {"base": "loss"}, {"format": "other"}):
         out = tmp_path / f"bad{len(list(tmp_path.iterdir()))}.pth.tar"
-        save_detector(out, trained.model, dict(trained.config, stack={**trained.config["stack"], **damage}))
+        save_detector(out, trained.model, dict(trained.config, gate={**trained.config["gate"], **damage}))
         with pytest.raises(UserError, match=str(out.name)):
             load_detector(out)
 
 
-def test_stack_folds_are_checked_before_any_run_is_read(three_runs, tmp_path) -> None:
-    with pytest.raises(UserError, match="--stack_folds 1 must be 0"):
-        DetectorRecipe(stack_folds=1).validate()
+def test_gate_folds_are_checked_before_any_run_is_read(three_runs, tmp_path) -> None:
+    with pytest.raises(UserError, match="--gate_folds 1 must be 0"):
+        DetectorRecipe(gate_folds=1).validate()
     out = tmp_path / "d.pth.tar"
     refused(lambda: train_main(["--r", "0.3", "--dataset", "s", "--files_path", str(three_runs[0]), "--out", str(out),
-                                "--stack_folds", "1", "--device", "cpu"]), "--stack_folds 1", unchanged=[tmp_path])
+                                "--gate_folds", "1", "--device", "cpu"]), "--gate_folds 1", unchanged=[tmp_path])
 
 
 def test_too_few_flips_for_the_folds_name_the_way_out(tmp_path) -> None:
@@ -123,6 +146,6 @@ def test_too_few_flips_for_the_folds_name_the_way_out(tmp_path) -> None:
     flipped = np.zeros(dyn.num_samples, bool)
     flipped[:8] = True
     run = write_run(tmp_path / "few", replace(dyn, flipped=flipped))
-    with pytest.raises(UserError, match="pass --stack_folds 0"):
-        train_detector([run], DetectorRecipe(**TINY, stack_folds=3), device="cpu")
-    assert "stack" not in train_detector([run], DetectorRecipe(**TINY, stack_folds=0), device="cpu").config
+    with pytest.raises(UserError, match="pass --gate_folds 0"):
+        train_detector([run], DetectorRecipe(**TINY, gate_folds=3), device="cpu")
+    assert "gate" not in train_detector([run], DetectorRecipe(**TINY, gate_folds=0), device="cpu").config

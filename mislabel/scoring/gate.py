@@ -1,0 +1,123 @@
+"""The gated default score: the LSTM where a run's mistakes follow its classes, AUM where they scatter.
+
+Why: the LSTM with class context wins by wide margins where the wrong labels share a class structure
+(pair flips, look-alike class maps: the run's own confusion shows the structure), and loses where a
+per-sample average already ranks well: uniform noise, instance-dependent noise, annotators'
+confusions of ambiguous images. There AUM (Pleiss et al., 2020) is the better evidence and the class
+context only adds false suspects (BENCHMARKS.md, bench/detection.py). The run itself says which case
+it is: its *concentration* (``concentration``), the share of the model's disagreements with the labels
+that go to the single most frequent wrong class of their label's class, near 1 when mistakes follow
+a class structure and near 1/(K-1) when they scatter. So the score is
+
+    w * percentile(LSTM probability) + (1 - w) * percentile(AUM score),  w = sigmoid(k * (concentration - c)),
+
+with the centre ``c`` and steepness ``k`` fitted on the source runs (``fit_gate``): the pair of
+``CENTRES`` x ``STEEPNESS`` with the least mean regret, AUC and mAP short of the better of the two
+inputs, over the runs. The LSTM scores it is fitted on are *out of fold* (each run scored by an LSTM
+that never saw it, ``mislabel.scoring.detector_training``), so the gate learns what the LSTM is worth
+on unseen runs. Two numbers fitted on tens of runs: little to overfit. Both directions of the
+benchmark's transfer picked a centre of 0.40-0.42.
+
+The gated values are a ranking. To keep "score >= 0.5" meaning what it did (the detector's count of
+wrong labels, ``DETECTOR_THRESHOLD``), the ranking is mapped onto (0, 1] so that exactly as many
+samples as the LSTM gives probability >= 0.5 score >= 0.5, most suspicious first.
+
+Stored inside the detector file as ``config["gate"]`` (floats, strings and lists), so it loads with
+``torch.load(..., weights_only=True)`` and every caller of the detector gets it.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from mislabel.core.dynamics import Dynamics
+from mislabel.core.user_input import UserError
+from mislabel.scoring.baselines import aum
+from mislabel.scoring.features import percentile
+from mislabel.scoring.metrics import DETECTOR_THRESHOLD
+
+__all__ = ["CENTRES", "GATE_FORMAT", "STEEPNESS", "check_gate", "concentration", "fit_gate", "gate_weight",
+           "gated_scores"]
+
+GATE_FORMAT = "mislabel-gate/1"
+CENTRES = tuple(float(c) for c in np.round(np.linspace(0.2, 0.7, 26), 2))
+# No hard switch: a run near the centre gets both kinds of evidence, not a coin toss between them.
+STEEPNESS = (5.0, 10.0, 20.0, 40.0)
+_WEIGHTS = np.linspace(0.0, 1.0, 11)  # the LSTM's weight, on which each source run's AUC and mAP are read
+# At most this many epochs are read for the concentration (evenly spaced): it is a share over
+# hundreds of thousands of predictions, stable with a few epochs.
+_CONCENTRATION_EPOCHS = 8
+
+
+def concentration(dyn: Dynamics) -> float:
+    """Of the model's predictions that differ from the label (over the run), the share that go to the
+    single most frequent wrong class of their label's class; 1.0 when the model never disagrees."""
+    epochs = np.unique(np.linspace(0, dyn.num_epochs - 1, min(_CONCENTRATION_EPOCHS, dyn.num_epochs)).round()
+                       .astype(np.int64))
+    assigned = np.repeat(dyn.assigned.astype(np.int64), len(epochs))
+    pred = dyn.pred[:, epochs].astype(np.int64).reshape(-1)
+    wrong = pred != assigned
+    if not wrong.any():
+        return 1.0
+    pairs, counts = np.unique(np.stack([assigned[wrong], pred[wrong]]), axis=1, return_counts=True)
+    top = np.zeros(int(pairs[0].max()) + 1, np.int64)
+    np.maximum.at(top, pairs[0], counts)
+    return float(top.sum() / counts.sum())
+
+
+def gate_weight(gate: dict, run_concentration: float) -> float:
+    """The LSTM's weight for a run of this concentration."""
+    return float(1.0 / (1.0 + np.exp(-gate["steepness"] * (run_concentration - gate["centre"]))))
+
+
+def _mixed(weight: float, lstm_scores: np.ndarray, aum_scores: np.ndarray) -> np.ndarray:
+    return weight * percentile(np.asarray(lstm_scores, np.float64)) + (1 - weight) * percentile(aum_scores)
+
+
+def fit_gate(lstm_scores: Sequence[np.ndarray], aum_scores: Sequence[np.ndarray], concentrations: Sequence[float],
+             flipped: Sequence[np.ndarray], names: Sequence[str] = ()) -> dict:
+    """The gate of least mean regret over the source runs, given per run its out-of-fold LSTM scores,
+    its AUM scores, its ``concentration`` and its flips. Returns the dict stored as a detector config's
+    ``"gate"``."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    curves = []
+    for lstm, aum_run, truth in zip(lstm_scores, aum_scores, flipped):
+        mixes = [_mixed(w, lstm, aum_run) for w in _WEIGHTS]
+        curves.append(np.array([[roc_auc_score(truth, m), average_precision_score(truth, m)] for m in mixes]))
+    best = None
+    for centre in CENTRES:
+        for steepness in STEEPNESS:
+            gate = {"centre": centre, "steepness": steepness}
+            regret = np.mean([(np.maximum(curve[0], curve[-1])
+                               - np.array([np.interp(gate_weight(gate, c), _WEIGHTS, curve[:, m]) for m in (0, 1)])).mean()
+                              for curve, c in zip(curves, concentrations)])
+            if best is None or regret < best[0] - 1e-12:
+                best = (regret, centre, steepness)
+    return {"format": GATE_FORMAT, "base": "aum", "centre": best[1], "steepness": best[2],
+            "mean_regret": float(best[0]), "trained_on": list(names)}
+
+
+def check_gate(gate: object, source: str) -> dict:
+    """A stored gate is used only if it is ours and its numbers are finite."""
+    if not isinstance(gate, dict) or gate.get("format") != GATE_FORMAT or gate.get("base") != "aum":
+        raise UserError(f"{source}: its gate is not a {GATE_FORMAT} dict over aum; the file is damaged, retrain it")
+    for key in ("centre", "steepness"):
+        value = gate.get(key)
+        if not isinstance(value, float) or not np.isfinite(value):
+            raise UserError(f"{source}: its gate's {key} is {value!r}, not a finite float; the file is damaged, "
+                            "retrain it")
+    return gate
+
+
+def gated_scores(gate: dict, lstm_probability: np.ndarray, dyn: Dynamics) -> np.ndarray:
+    """float64 [N] in (0, 1]: the gated ranking, the samples the LSTM gives probability >= 0.5 on top
+    (>= 0.5), in the gated order; higher = more suspicious."""
+    mixed = _mixed(gate_weight(gate, concentration(dyn)), lstm_probability, aum(dyn))
+    count = int(np.count_nonzero(lstm_probability >= DETECTOR_THRESHOLD))
+    rank = np.empty(len(mixed), np.int64)
+    rank[np.argsort(-mixed, kind="stable")] = np.arange(len(mixed))
+    above = 1.0 - 0.5 * rank / max(count, 1)
+    below = 0.5 * (len(mixed) - 1 - rank) / max(len(mixed) - count, 1)
+    return np.where(rank < count, above, below)
