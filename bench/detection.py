@@ -1,9 +1,11 @@
 """Detection benchmark on real data: noise grid x seeds, transfer, learned control, denoising; writes BENCHMARKS.md.
 
     python bench/detection.py --quick      # one seed, three noise settings, small runs
-    python bench/detection.py              # the full grid (PLANS["full"]): ~40 min on 2 idle cores
+    python bench/detection.py              # the full grid (PLANS["full"]): about 2 hours on 2 cores
+    python bench/detection.py --no_denoise # the same without the denoising retrainings: about 1 hour
 
-For each dataset (digits, fashion_mnist) phase 1 runs on every (noise, seed) of the plan. Detectors
+For each dataset (digits, fashion_mnist) phase 1 runs on every (noise, seed) of the plan, once with
+the grid's recipe and once with find_issues' own (FIND_ISSUES_RECIPES). Detectors
 (one per VARIANTS entry) and the learned control (logistic regression on the baselines' scores,
 fitted on exactly the default variant's source runs) are trained on each dataset's source runs
 (seed SOURCE_SEED: the broad CORPUS of noise types, rates, networks and run lengths), and each
