@@ -42,8 +42,10 @@ def counts(folder: Path, detector: Path | None) -> dict[str, float | None]:
     """Every estimator's count on one run, and the truth; None where an estimator has no input."""
     dyn = load_dynamics(folder)
     probs = load_pred_probs(folder, dyn.num_samples, int(dyn.assigned.max()) + 1)
-    row: dict[str, float | None] = {"truth": float(dyn.flipped.sum()),
-                                    "cl_dyn": estimate_noisy_count(dyn).estimate,
+    default = estimate_noisy_count(dyn)
+    truth = float(dyn.flipped.sum())
+    row: dict[str, float | None] = {"truth": truth, "covered": float(default.low <= truth <= default.high),
+                                    "cl_dyn": default.estimate,
                                     "cl_dyn_whole": estimate_noisy_count(dyn, window=(0.0, 1.0)).estimate,
                                     "cl_heldout": None, "cleanlab": None, "old_rule": None}
     if probs is not None:
@@ -66,8 +68,9 @@ COLUMNS = (("cl_dyn", "CL, dynamics (default window)"), ("cl_dyn_whole", "CL, dy
 def grid_table(work: Path, plan: dict) -> None:
     print(f"Machine: {machine()}. Default window {DEFAULT_WINDOW}; mean over the seeds present; error = mean "
           "estimate / true count - 1.\n")
-    print("| dataset | noise | seeds | true | " + " | ".join(title for _, title in COLUMNS) + " |")
-    print("|---|---|---|---|" + "---|" * len(COLUMNS))
+    print("| dataset | noise | seeds | true | " + " | ".join(title for _, title in COLUMNS) + " | truth in default's "
+          "90% interval |")
+    print("|---|---|---|---|" + "---|" * (len(COLUMNS) + 1))
     worst: dict[str, list[float]] = {key: [] for key, _ in COLUMNS}
     for dataset in plan["data"]:
         detector = detector_path(work, other_dataset(plan, dataset), DEFAULT_VARIANT)
@@ -76,7 +79,7 @@ def grid_table(work: Path, plan: dict) -> None:
                     if ((folder := run_config(work, plan, dataset, seed, noise, ratio).td_dir)
                         / "training_dynamics.npz").is_file()]
             if not rows:
-                print(f"| {dataset} | {noise} {ratio} | 0 | not run yet |" + " |" * len(COLUMNS))
+                print(f"| {dataset} | {noise} {ratio} | 0 | not run yet |" + " |" * (len(COLUMNS) + 1))
                 continue
             truth = np.mean([row["truth"] for row in rows])
             cells = []
@@ -88,7 +91,9 @@ def grid_table(work: Path, plan: dict) -> None:
                 error = np.mean(values) / truth - 1
                 worst[key].append(error)
                 cells.append(f"{np.mean(values):,.0f} ({error:+.0%})")
-            print(f"| {dataset} | {noise} {ratio} | {len(rows)} | {truth:,.0f} | " + " | ".join(cells) + " |")
+            covered = sum(int(row["covered"]) for row in rows)
+            print(f"| {dataset} | {noise} {ratio} | {len(rows)} | {truth:,.0f} | " + " | ".join(cells)
+                  + f" | {covered}/{len(rows)} |")
     print("\nWorst |error| over the cells it covers (cells within ±15%):")
     for key, title in COLUMNS:
         errors = np.abs(worst[key])
