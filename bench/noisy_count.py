@@ -66,6 +66,8 @@ COLUMNS = (("cl_dyn", "CL, dynamics (default window)"), ("cl_dyn_whole", "CL, dy
 
 
 def grid_table(work: Path, plan: dict) -> None:
+    from mislabel.reports.summary import read_summary
+
     print(f"Machine: {machine()}. Default window {DEFAULT_WINDOW}; mean over the seeds present; error = mean "
           "estimate / true count - 1.\n")
     print("| dataset | noise | seeds | true | " + " | ".join(title for _, title in COLUMNS) + " | truth in default's "
@@ -75,9 +77,8 @@ def grid_table(work: Path, plan: dict) -> None:
     for dataset in plan["data"]:
         detector = detector_path(work, other_dataset(plan, dataset), DEFAULT_VARIANT)
         for noise, ratio in SETTINGS:
-            rows = [counts(folder, detector) for seed in plan["seeds"]
-                    if ((folder := run_config(work, plan, dataset, seed, noise, ratio).td_dir)
-                        / "training_dynamics.npz").is_file()]
+            rows = [counts(folder, detector) for seed in plan["seeds"]  # summary.json: a finished run
+                    if read_summary(folder := run_config(work, plan, dataset, seed, noise, ratio).td_dir) is not None]
             if not rows:
                 print(f"| {dataset} | {noise} {ratio} | 0 | not run yet |" + " |" * (len(COLUMNS) + 1))
                 continue

@@ -21,7 +21,7 @@ def synthetic_run(num_samples: int = 3000, num_classes: int = 5, epochs: int = 3
                   keep: int | None = None, seed: int = 3) -> Dynamics:
     """Clean samples are learned over the first 5 epochs (some stay ambiguous between two classes);
     flipped samples lean to their true class until the network memorises their assigned label from
-    epoch 20 on, past the default window. Stored as the recorder stores it: channel 0 = assigned
+    epoch 24 on, past the default window. Stored as the recorder stores it: channel 0 = assigned
     label, then the other classes by mean probability, the first ``keep`` channels."""
     rng = np.random.default_rng(seed)
     true = rng.integers(0, num_classes, size=num_samples)
@@ -32,7 +32,7 @@ def synthetic_run(num_samples: int = 3000, num_classes: int = 5, epochs: int = 3
     logits = rng.normal(scale=0.8, size=(num_samples, epochs, num_classes))
     logits[rows, :, true] += 3.0 * np.minimum(1.0, t / 5)
     logits[rows, :, (true + 1) % num_classes] += rng.uniform(0, 1.5, size=num_samples)[:, None] * np.minimum(1.0, t / 5)
-    logits[rows[flipped], :, assigned[flipped]] += 6.0 * np.clip((t - 20) / 5, 0.0, 1.0)
+    logits[rows[flipped], :, assigned[flipped]] += 6.0 * np.clip((t - 23) / 4, 0.0, 1.0)
     probs = softmax(logits)
     mean = probs.mean(axis=1)
     mean[rows, assigned] = np.inf
@@ -55,7 +55,7 @@ def test_estimate_lands_near_the_true_count_and_inside_its_interval(run) -> None
     assert abs(count.estimate - truth) <= 0.1 * truth, (count, truth)
     assert count.low <= count.estimate <= count.high and count.high - count.low < 0.3 * truth
     assert count.describe().startswith(f"~{count.estimate:,} wrong labels (90% interval {count.low:,}-{count.high:,})")
-    assert "epochs 1-9 of 30" in count.method
+    assert "epochs 1-22 of 30" in count.method
 
 
 def test_memorised_epochs_hide_wrong_labels_so_the_window_stops_early(run) -> None:
