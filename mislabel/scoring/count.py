@@ -11,13 +11,13 @@ threshold count in proportion), and the count is the sum off the diagonal.
 Confident learning wants out-of-sample probabilities. A run's training dynamics are in-sample, but
 averaged over the epochs before the network memorises the wrong labels, they play that part
 (``DEFAULT_WINDOW``, chosen on the detectors' training runs; bench/noisy_count.py measures it).
-Neither source tells a clean sample the network confuses from a wrong label: look-alike classes
-push the count up, noise that picks ambiguous images (``confusion``) pushes it down.
-Held-out (cross-validated) probabilities are used instead when a run has them.
+Held-out (cross-validated) probabilities are used instead when a run has them. Neither source tells
+a clean sample the network confuses from a wrong label: look-alike classes push the count up, noise
+that picks ambiguous images (``confusion``) pushes it down.
 
 The interval is a bootstrap over samples: it says how much the count would move on another draw
-of as many samples, not how far the estimator is biased (BENCHMARKS.md tables that against the
-truth). Numpy only: importing this module loads neither torch nor cleanlab.
+of as many samples, not how far the estimator is biased (bench/noisy_count.py tables that against
+the truth). Numpy only: importing this module loads neither torch nor cleanlab.
 """
 from __future__ import annotations
 
