@@ -45,7 +45,10 @@ SLACK = 1e-6       # a probability equal to its class threshold reaches it despi
 
 @dataclass(frozen=True)
 class NoisyCount:
-    """An estimated number of wrong labels, its bootstrap interval at ``level``, and how it was made."""
+    """An estimated number of wrong labels, its bootstrap interval at ``level``, and how it was made.
+
+    The interval is sampling variation only: on the benchmark grid the estimator's bias is larger, so
+    the true count usually lies outside it (bench/noisy_count.py counts how often it does not)."""
 
     estimate: int
     low: int
@@ -55,7 +58,7 @@ class NoisyCount:
 
     def describe(self) -> str:
         """One line for reports."""
-        return (f"~{self.estimate:,} wrong labels ({self.level:.0%} interval {self.low:,}-{self.high:,}), "
+        return (f"~{self.estimate:,} wrong labels ({self.level:.0%} bootstrap interval {self.low:,}-{self.high:,}), "
                 f"{self.method}")
 
 
