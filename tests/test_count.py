@@ -54,7 +54,8 @@ def test_estimate_lands_near_the_true_count_and_inside_its_interval(run) -> None
     assert isinstance(count, NoisyCount)
     assert abs(count.estimate - truth) <= 0.1 * truth, (count, truth)
     assert count.low <= count.estimate <= count.high and count.high - count.low < 0.3 * truth
-    assert count.describe().startswith(f"~{count.estimate:,} wrong labels (90% bootstrap interval {count.low:,}-{count.high:,})")
+    interval = f"(90% bootstrap interval {count.low:,}-{count.high:,})"
+    assert count.describe().startswith(f"~{count.estimate:,} wrong labels {interval}")
     assert "epochs 1-22 of 30" in count.method
 
 
