@@ -101,6 +101,7 @@ def test_same_inputs_and_seed_give_the_same_count(run) -> None:
 
 @pytest.mark.parametrize("kwargs, needle", [
     (dict(window=(0.5, 0.5)), "window"), (dict(window=(-0.1, 0.5)), "window"), (dict(window=(0.0, 1.5)), "window"),
+    (dict(window=(0.0, 0.5, 1.0)), "window"), (dict(window="early"), "window"),
     (dict(level=1.0), "level"), (dict(level=0.0), "level"),
     (dict(resamples=5), "resamples"), (dict(resamples=100.5), "resamples"),
     (dict(pred_probs=np.full((10, 5), 0.2)), "pred_probs"),

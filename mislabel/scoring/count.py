@@ -64,7 +64,10 @@ class NoisyCount:
 
 def _epoch_range(num_epochs: int, window: tuple[float, float]) -> range:
     """The epochs ``window`` selects, at least one; refused when it is not 0 <= start < stop <= 1."""
-    start, stop = (float(value) for value in window)
+    try:
+        start, stop = (float(value) for value in window)
+    except (TypeError, ValueError):
+        start, stop = 1.0, 0.0  # not a pair of numbers: refused below with the same message
     if not 0.0 <= start < stop <= 1.0:
         raise UserError(f"window must be (start, stop) fractions of the epochs with 0 <= start < stop <= 1; "
                         f"got {window}")
