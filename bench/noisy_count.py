@@ -5,8 +5,8 @@
 
 Reads the phase-1 runs bench/detection.py wrote under --workdir (nothing is trained here). Per grid
 cell (dataset x noise setting, mean over the seeds present): the true number of flips; the
-confident-joint count of ``mislabel.scoring.count`` on the run's dynamics (default window and the
-whole run); on held-out probabilities where the run has them (``crossval``), with cleanlab's own
+confident-joint count of ``mislabel.scoring.count`` on the run's dynamics (default window, the
+first 30% of the epochs and the whole run); on held-out probabilities where the run has them (``crossval``), with cleanlab's own
 ``num_label_issues`` beside it; and the old rule (detector probability >= 0.5, the default detector
 trained on the other dataset) where that detector file exists. ``--windows`` sweeps the averaging
 window over the detectors' training runs (seed SOURCE_SEED) only, so the choice never sees an
@@ -47,6 +47,7 @@ def counts(folder: Path, detector: Path | None) -> dict[str, float | None]:
     truth = float(dyn.flipped.sum())
     row: dict[str, float | None] = {"truth": truth, "covered": float(default.low <= truth <= default.high),
                                     "cl_dyn": default.estimate,
+                                    "cl_dyn_early": estimate_noisy_count(dyn, window=(0.0, 0.3)).estimate,
                                     "cl_dyn_whole": estimate_noisy_count(dyn, window=(0.0, 1.0)).estimate,
                                     "cl_heldout": None, "cleanlab": None, "old_rule": None}
     if probs is not None:
@@ -61,7 +62,8 @@ def counts(folder: Path, detector: Path | None) -> dict[str, float | None]:
     return row
 
 
-COLUMNS = (("cl_dyn", "CL, dynamics (default window)"), ("cl_dyn_whole", "CL, dynamics (whole run)"),
+COLUMNS = (("cl_dyn", "CL, dynamics (default window)"), ("cl_dyn_early", "CL, dynamics (first 30%)"),
+           ("cl_dyn_whole", "CL, dynamics (whole run)"),
            ("cl_heldout", "CL, held-out probs"), ("cleanlab", "cleanlab num_label_issues"),
            ("old_rule", "old rule (detector >= 0.5)"))
 
