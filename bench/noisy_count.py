@@ -6,11 +6,13 @@
 Reads the phase-1 runs bench/detection.py wrote under --workdir (nothing is trained here). Per grid
 cell (dataset x noise setting, mean over the seeds present): the true number of flips; the
 confident-joint count of ``mislabel.scoring.count`` on the run's dynamics (default window, the
-first 30% of the epochs and the whole run); on held-out probabilities where the run has them (``crossval``), with cleanlab's own
-``num_label_issues`` beside it; and the old rule (detector probability >= 0.5, the default detector
-trained on the other dataset) where that detector file exists. ``--windows`` sweeps the averaging
-window over the detectors' training runs (seed SOURCE_SEED) only, so the choice never sees an
-evaluated run; the default is the window with the smallest worst error over the grid's recipes.
+first 30% of the epochs and the whole run); on held-out probabilities where the run has them
+(``crossval``), with cleanlab's own ``num_label_issues`` beside it; the old rule (detector
+probability >= 0.5, the default detector trained on the other dataset) where that detector file
+exists; and how many runs have the truth inside the default's interval. ``--windows`` sweeps the
+averaging window over the detectors' training runs (seed SOURCE_SEED) only, so the choice never
+sees an evaluated run; the default is the window with the smallest worst error over the grid's
+recipes.
 """
 from __future__ import annotations
 
