@@ -1,0 +1,159 @@
+"""How many labels are wrong: each estimator's count against the truth on the detection grid (issue 22 §1).
+
+    OMP_NUM_THREADS=1 python bench/noisy_count.py             # the grid table (seeds 1-3), markdown
+    OMP_NUM_THREADS=1 python bench/noisy_count.py --windows   # the window sweep that chose DEFAULT_WINDOW
+
+Reads the phase-1 runs bench/detection.py wrote under --workdir (nothing is trained here). Per grid
+cell (dataset x noise setting, mean over the seeds present): the true number of flips; the
+confident-joint count of ``mislabel.scoring.count`` on the run's dynamics (default window, the
+first 30% of the epochs and the whole run); on held-out probabilities where the run has them
+(``crossval``), with cleanlab's own ``num_label_issues`` beside it; the old rule (detector
+probability >= 0.5, the default detector trained on the other dataset) where that detector file
+exists; and how many runs have the truth inside the default's interval. ``--windows`` sweeps the
+averaging window over the detectors' training runs (seed SOURCE_SEED) only, so the choice never
+sees an evaluated run; the default is the window with the smallest worst error over the grid's
+recipes.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import numpy as np  # noqa: E402
+
+from common import machine  # noqa: E402
+from detection import (DEFAULT_VARIANT, GRID_SETTINGS, PLANS, SOURCE_SEED, detector_path,  # noqa: E402
+                       other_dataset, run_config)
+from mislabel.core.dynamics import load_dynamics  # noqa: E402
+from mislabel.scoring.count import DEFAULT_WINDOW, estimate_noisy_count  # noqa: E402
+from mislabel.training.crossval import load_pred_probs  # noqa: E402
+
+SETTINGS = tuple(dict.fromkeys(GRID_SETTINGS + (("confusion", "0.2"), ("confusion", "0.4"))))
+WINDOWS = ((0.0, 0.1), (0.0, 0.2), (0.0, 0.25), (0.0, 0.3), (0.0, 0.4), (0.0, 0.5), (0.0, 0.75), (0.0, 1.0), (0.5, 1.0))
+
+
+def counts(folder: Path, detector: Path | None) -> dict[str, float | None]:
+    """Every estimator's count on one run, and the truth; None where an estimator has no input."""
+    dyn = load_dynamics(folder)
+    probs = load_pred_probs(folder, dyn.num_samples, int(dyn.assigned.max()) + 1)
+    default = estimate_noisy_count(dyn)
+    truth = float(dyn.flipped.sum())
+    row: dict[str, float | None] = {"truth": truth, "covered": float(default.low <= truth <= default.high),
+                                    "cl_dyn": default.estimate,
+                                    "cl_dyn_early": estimate_noisy_count(dyn, window=(0.0, 0.3)).estimate,
+                                    "cl_dyn_whole": estimate_noisy_count(dyn, window=(0.0, 1.0)).estimate,
+                                    "cl_heldout": None, "cleanlab": None, "old_rule": None}
+    if probs is not None:
+        from cleanlab.count import num_label_issues
+
+        row["cl_heldout"] = estimate_noisy_count(dyn, pred_probs=probs[0]).estimate
+        row["cleanlab"] = float(num_label_issues(dyn.assigned, probs[0]))
+    if detector is not None and detector.is_file():
+        from mislabel.scoring.scores import estimated_noisy_count, load_detectors, score
+
+        row["old_rule"] = estimated_noisy_count(score(dyn, detectors=load_detectors([detector]))[0].scores)
+    return row
+
+
+COLUMNS = (("cl_dyn", "CL, dynamics (default window)"), ("cl_dyn_early", "CL, dynamics (first 30%)"),
+           ("cl_dyn_whole", "CL, dynamics (whole run)"),
+           ("cl_heldout", "CL, held-out probs"), ("cleanlab", "cleanlab num_label_issues"),
+           ("old_rule", "old rule (detector >= 0.5)"))
+
+
+def grid_table(work: Path, plan: dict) -> None:
+    from mislabel.reports.summary import read_summary
+
+    print(f"Machine: {machine()}. Default window {DEFAULT_WINDOW}; mean over the seeds present; error = mean "
+          "estimate / true count - 1.\n")
+    print("| dataset | noise | seeds | true | " + " | ".join(title for _, title in COLUMNS) + " | truth in default's "
+          "90% interval |")
+    print("|---|---|---|---|" + "---|" * (len(COLUMNS) + 1))
+    worst: dict[str, list[float]] = {key: [] for key, _ in COLUMNS}
+    for dataset in plan["data"]:
+        detector = detector_path(work, other_dataset(plan, dataset), DEFAULT_VARIANT)
+        for noise, ratio in SETTINGS:
+            rows = [counts(folder, detector) for seed in plan["seeds"]  # summary.json: a finished run
+                    if read_summary(folder := run_config(work, plan, dataset, seed, noise, ratio).td_dir) is not None]
+            if not rows:
+                print(f"| {dataset} | {noise} {ratio} | 0 | not run yet |" + " |" * (len(COLUMNS) + 1))
+                continue
+            truth = np.mean([row["truth"] for row in rows])
+            cells = []
+            for key, _ in COLUMNS:
+                values = [row[key] for row in rows]
+                if any(value is None for value in values):
+                    cells.append("n/a")
+                    continue
+                error = np.mean(values) / truth - 1
+                worst[key].append(error)
+                cells.append(f"{np.mean(values):,.0f} ({error:+.0%})")
+            covered = sum(int(row["covered"]) for row in rows)
+            print(f"| {dataset} | {noise} {ratio} | {len(rows)} | {truth:,.0f} | " + " | ".join(cells)
+                  + f" | {covered}/{len(rows)} |")
+    print("\nWorst |error| over the cells it covers (cells within ±15%):")
+    for key, title in COLUMNS:
+        errors = np.abs(worst[key])
+        if len(errors):
+            print(f"- {title}: {errors.max():.0%} ({int((errors <= 0.15).sum())}/{len(errors)} cells)")
+
+
+def grid_recipe(plan: dict, summary: dict, num_classes: int | None) -> bool:
+    """Whether a run (its summary.json) was trained with the grid's recipe of its dataset: the same
+    network, length and recording mode, and for Fashion-MNIST the same 10-class subset size."""
+    data = plan["data"].get(summary.get("dataset"))
+    if data is None or (summary.get("net_type"), summary.get("depth"), summary.get("epochs"), summary.get("td_mode")) \
+            != (data.net_type, data.depth, data.epochs, data.td_mode):
+        return False
+    size = summary.get("num_train", 0) + summary.get("num_valid", 0)
+    return data.train_subset is None or (size == data.train_subset and num_classes == 10)
+
+
+def window_sweep(work: Path, plan: dict) -> None:
+    """Each window's error on every seed-SOURCE_SEED run; worst and mean over the runs with the grid's recipe."""
+    from mislabel.reports.summary import read_summary
+
+    print(f"Machine: {machine()}. Seed {SOURCE_SEED} runs only; * = the grid's recipe.\n")
+    print("| run | recipe | true | " + " | ".join(f"{a:g}-{b:g}" for a, b in WINDOWS) + " |")
+    print("|---|---|---|" + "---|" * len(WINDOWS))
+    errors: dict[bool, list[list[float]]] = {True: [], False: []}
+    for folder in sorted((work / "runs").glob(f"*/computation4td_seed{SOURCE_SEED}")):
+        summary = read_summary(folder)
+        if summary is None or summary.get("dataset") not in plan["data"]:
+            continue
+        dyn = load_dynamics(folder)
+        grid = grid_recipe(plan, summary, dyn.num_classes)
+        truth = float(dyn.flipped.sum())
+        row = [estimate_noisy_count(dyn, window=window).estimate / truth - 1 for window in WINDOWS]
+        errors[grid].append(row)
+        print(f"| {folder.parent.name} | {'*' if grid else ''} | {truth:,.0f} | "
+              + " | ".join(f"{e:+.0%}" for e in row) + " |")
+    for grid, label in ((True, "grid recipes"), (False, "other recipes")):
+        if errors[grid]:
+            table = np.abs(np.array(errors[grid]))
+            print(f"\n{label} ({len(table)} runs): worst " + ", ".join(f"{w[0]:g}-{w[1]:g}: {e:.0%}" for w, e in
+                                                                       zip(WINDOWS, table.max(axis=0)))
+                  + "; mean " + ", ".join(f"{e:.0%}" for e in table.mean(axis=0)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", default="/tmp/mislabel_bench_detection", help="bench/detection.py's --workdir")
+    parser.add_argument("--windows", action="store_true", help="sweep the averaging window on the source runs")
+    args = parser.parse_args()
+    plan = PLANS["full"]
+    work = Path(args.workdir) / plan["name"]
+    (window_sweep if args.windows else grid_table)(work, plan)
+
+
+if __name__ == "__main__":
+    main()

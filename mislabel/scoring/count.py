@@ -1,0 +1,173 @@
+"""How many labels of a run are wrong: a calibrated count with an interval, instead of a threshold on
+one detector's scores.
+
+The count is confident learning's (Northcutt, Jiang & Chuang, JAIR 2021, "Confident Learning:
+Estimating Uncertainty in Dataset Labels"): per class j a threshold t_j, the mean probability of
+class j over the samples labelled j; a sample labelled i goes to the cell (i, j) of the confident
+joint where j is, of the classes whose probability reaches their threshold, the most probable; each
+row is rescaled to the number of samples labelled i (calibration: samples with no class above its
+threshold count in proportion), and the count is the sum off the diagonal.
+
+Confident learning wants out-of-sample probabilities. A run's training dynamics are in-sample, but
+averaged over the epochs before the network memorises the wrong labels, they play that part
+(``DEFAULT_WINDOW``, chosen on the detectors' training runs; bench/noisy_count.py measures it).
+Held-out (cross-validated) probabilities are used instead when a run has them. Neither source tells
+a clean sample the network confuses from a wrong label: look-alike classes push the count up, noise
+that picks ambiguous images (``confusion``) pushes it down.
+
+The interval is a bootstrap over samples: it says how much the count would move on another draw
+of as many samples, not how far the estimator is biased (bench/noisy_count.py tables that against
+the truth). Numpy only: importing this module loads neither torch nor cleanlab.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mislabel.core.dynamics import Dynamics
+from mislabel.core.user_input import UserError
+
+__all__ = ["DEFAULT_WINDOW", "NoisyCount", "class_probabilities", "confident_joint", "estimate_noisy_count"]
+
+# Fractions (start, stop) of the recorded epochs whose probabilities are averaged: up to the recipe's
+# second learning-rate decay (x0.1 at 50% and 75% of the epochs), after which the network fits what
+# is left, wrong labels included. Chosen by the smallest worst error over the detectors' training
+# runs (seed 100, never an evaluated run) trained with the benchmark grid's recipes
+# (bench/noisy_count.py --windows): 57%, against 59% for the whole run, 81% for the first half and
+# 97% for the first 30%. Early epochs count the clean samples of look-alike classes the network has
+# not yet separated (Fashion-MNIST: +57% at 10% noise here, +178% on the first 10% of epochs); late
+# ones hide wrong labels it has memorised (digits: down to -59% on the whole run).
+DEFAULT_WINDOW = (0.0, 0.75)
+RESAMPLES = 1000   # bootstrap draws; each is a multinomial over K x (K + 1) cells, so cheap at any N
+SLACK = 1e-6       # a probability equal to its class threshold reaches it despite float rounding
+
+
+@dataclass(frozen=True)
+class NoisyCount:
+    """An estimated number of wrong labels, its bootstrap interval at ``level``, and how it was made.
+
+    The interval is sampling variation only: on the benchmark grid the estimator's bias is larger, so
+    the true count usually lies outside it (bench/noisy_count.py counts how often it does not)."""
+
+    estimate: int
+    low: int
+    high: int
+    method: str
+    level: float = 0.9
+
+    def describe(self) -> str:
+        """One line for reports."""
+        return (f"~{self.estimate:,} wrong labels ({self.level:.0%} bootstrap interval {self.low:,}-{self.high:,}), "
+                f"{self.method}")
+
+
+def _epoch_range(num_epochs: int, window: tuple[float, float]) -> range:
+    """The epochs ``window`` selects, at least one; refused when it is not 0 <= start < stop <= 1."""
+    try:
+        start, stop = (float(value) for value in window)
+    except (TypeError, ValueError):
+        start, stop = 1.0, 0.0  # not a pair of numbers: refused below with the same message
+    if not 0.0 <= start < stop <= 1.0:
+        raise UserError(f"window must be (start, stop) fractions of the epochs with 0 <= start < stop <= 1; "
+                        f"got {window}")
+    first = min(int(start * num_epochs), num_epochs - 1)
+    return range(first, max(first + 1, int(round(stop * num_epochs))))
+
+
+def class_probabilities(dyn: Dynamics, window: tuple[float, float] = DEFAULT_WINDOW) -> np.ndarray:
+    """float32 [N, K]: each sample's probability of every class, averaged over the ``window`` epochs.
+
+    Runs stored with only the top channels (C < K) leave the classes they dropped at 0: those
+    were the least probable on average, so they reach no threshold anyway. One epoch is summed at a
+    time, so the memory is that of the result, not of ``td``.
+    """
+    count, epochs, _ = dyn.td.shape
+    num_classes = int(dyn.num_classes or int(np.max(dyn.labels)) + 1)
+    chosen = _epoch_range(epochs, window)
+    mean = np.zeros((count, dyn.td.shape[2]), dtype=np.float32)
+    for epoch in chosen:
+        mean += dyn.td[:, epoch, :]
+    probs = np.zeros((count, num_classes), dtype=np.float32)
+    np.put_along_axis(probs, np.asarray(dyn.labels), mean / len(chosen), axis=1)
+    return probs
+
+
+def _cells(probs: np.ndarray, given: np.ndarray) -> np.ndarray:
+    """int64 [K, K + 1]: samples per (given class, confident class), column K = no class confident."""
+    count, num_classes = probs.shape
+    labelled = np.bincount(given, minlength=num_classes)
+    self_sums = np.bincount(given, weights=probs[np.arange(count), given], minlength=num_classes)
+    # a class nobody is labelled with has no threshold of its own: no sample is counted as it
+    thresholds = np.where(labelled > 0, self_sums / np.maximum(labelled, 1), np.inf)
+    reached = probs >= thresholds - SLACK
+    guess = np.where(reached, probs, -1.0).argmax(axis=1)
+    guess[~reached.any(axis=1)] = num_classes
+    return np.bincount(given * (num_classes + 1) + guess,
+                       minlength=num_classes * (num_classes + 1)).reshape(num_classes, num_classes + 1)
+
+
+def _calibrated(cells: np.ndarray) -> np.ndarray:
+    """The calibrated confident joint of cell counts [..., K, K + 1]: each row rescaled to the number
+    of samples labelled with its class (when any of them is confident)."""
+    joint = cells[..., :-1].astype(np.float64)
+    confident = joint.sum(axis=-1, keepdims=True)
+    return np.divide(joint * cells.sum(axis=-1, keepdims=True), confident, out=np.zeros_like(joint),
+                     where=confident > 0)
+
+
+def _off_diagonal(joint: np.ndarray) -> np.ndarray:
+    return joint.sum(axis=(-2, -1)) - np.trace(joint, axis1=-2, axis2=-1)
+
+
+def confident_joint(probs: np.ndarray, given: np.ndarray) -> np.ndarray:
+    """float64 [K, K]: the calibrated confident joint (rows: given label, columns: confident class)
+    of probabilities [N, K] and given labels [N]; its off-diagonal sum is the estimated count."""
+    return _calibrated(_cells(probs, given))
+
+
+def _checked_probs(pred_probs: np.ndarray, given: np.ndarray) -> np.ndarray:
+    probs = np.asarray(pred_probs, dtype=np.float32)
+    if probs.ndim != 2 or probs.shape[0] != len(given) or probs.shape[1] <= int(given.max(initial=0)):
+        raise UserError(f"pred_probs must be [N, K] with one row per sample ({len(given)}) and a column for "
+                        f"every assigned label (up to {int(given.max(initial=0))}); got {list(probs.shape)}")
+    if not np.all(np.isfinite(probs)) or probs.min(initial=0) < 0 or not np.allclose(probs.sum(axis=1), 1, atol=1e-3):
+        raise UserError("pred_probs must hold one probability distribution per row (finite, >= 0, summing to 1)")
+    return probs
+
+
+def estimate_noisy_count(dyn: Dynamics, *, pred_probs: np.ndarray | None = None,
+                         window: tuple[float, float] = DEFAULT_WINDOW, level: float = 0.9,
+                         resamples: int = RESAMPLES, seed: int = 0) -> NoisyCount:
+    """How many of ``dyn``'s labels are wrong, by confident learning.
+
+    :param pred_probs: float [N, K] held-out probabilities, row i for sample i of ``dyn`` (e.g.
+        ``mislabel.training.crossval.load_pred_probs``); when given they replace the dynamics.
+    :param window: (start, stop) fractions of the epochs whose probabilities are averaged.
+    :param level: the interval's coverage, in (0, 1).
+    :param resamples: bootstrap draws for the interval (at least 10).
+    :param seed: the bootstrap's random seed; the same inputs and seed give the same result.
+    """
+    if not 0.0 < float(level) < 1.0:
+        raise UserError(f"level must lie strictly between 0 and 1; got {level}")
+    if int(resamples) != resamples or resamples < 10:
+        raise UserError(f"resamples must be a whole number >= 10; got {resamples}")
+    given = np.asarray(dyn.assigned, dtype=np.int64)
+    if pred_probs is not None:
+        probs = _checked_probs(pred_probs, given)
+        method = "confident-joint estimate on held-out probabilities"
+    else:
+        probs = class_probabilities(dyn, window)
+        chosen = _epoch_range(dyn.num_epochs, window)
+        method = (f"confident-joint estimate on training dynamics (epochs {chosen.start + 1}-{chosen.stop} "
+                  f"of {dyn.num_epochs})")
+    cells = _cells(probs, given)
+    # Resampling rows with the thresholds held fixed is a multinomial draw over the cells (the
+    # thresholds are means over whole classes, so their own variation is small next to the counts').
+    draws = np.random.default_rng(seed).multinomial(len(given), cells.ravel() / len(given), size=int(resamples))
+    spread = _off_diagonal(_calibrated(draws.reshape(-1, *cells.shape)))
+    tail = (1.0 - float(level)) / 2 * 100
+    estimate = int(round(float(_off_diagonal(_calibrated(cells)))))
+    low, high = (int(round(float(value))) for value in np.percentile(spread, [tail, 100 - tail]))
+    return NoisyCount(estimate=estimate, low=min(low, estimate), high=max(high, estimate), method=method,
+                      level=float(level))
