@@ -309,7 +309,7 @@ def score_suspects(dyn: Dynamics, listing: Listing, files: list[str], detectors:
     probs = {result.name: result.scores for result in scored[len(methods):]}
     if probs:
         suspicion = written(np.mean(list(probs.values()), axis=0))
-        flagged, rule = suspicion >= DETECTOR_THRESHOLD, f"detector probability >= {DETECTOR_THRESHOLD}"
+        flagged, rule = suspicion >= DETECTOR_THRESHOLD, f"detector score >= {DETECTOR_THRESHOLD}"
     else:
         suspicion = written(baselines["aum"])
         flagged, rule = suspicion > 0, ("negative area under the margin (score = -AUM > 0: the model preferred "

@@ -321,7 +321,7 @@ class Runner:
 
 def write_suspects_csv(path: Path, dyn: Dynamics, ranking: MethodScores) -> None:
     """suspects.csv of a denoise run (``mislabel.reports.suspects``: one schema with find_issues'),
-    most suspicious first; ``flagged`` marks the detector's probability >= ``DETECTOR_THRESHOLD``."""
+    most suspicious first; ``flagged`` marks the detector's score >= ``DETECTOR_THRESHOLD``."""
     from mislabel.reports.suspects import suspects_table
     from mislabel.scoring.metrics import DETECTOR_THRESHOLD
 

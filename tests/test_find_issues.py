@@ -135,7 +135,7 @@ def test_detector_scores_and_threshold(digits_folder, finished, tmp_path, capsys
     assert table["lstm:tiny"].equals(table["lstm:tiny#2"])
     assert table["score"].equals(table["lstm:tiny"]) and table["score"].between(0, 1).all()
     assert table["flagged"].equals((table["score"] >= 0.5).astype(int))
-    assert "detector probability >= 0.5" in capsys.readouterr().out.splitlines()[-1]
+    assert "detector score >= 0.5" in capsys.readouterr().out.splitlines()[-1]
 
 
 def test_killed_run_resumes_to_the_same_suspects(digits_folder, finished, tmp_path):

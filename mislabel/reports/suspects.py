@@ -7,8 +7,8 @@
     predicted_label  the class the model gave the highest mean probability over training: the given
                      label or the most probable other class (the model's belief before it memorised
                      a wrong label; the last epoch often just repeats the given label)
-    score            higher = more likely mislabeled (a detector's probability, else -AUM)
-    flagged          1 when the score passes the rule: a detector probability >= DETECTOR_THRESHOLD
+    score            higher = more likely mislabeled (a detector's score, else -AUM)
+    flagged          1 when the score passes the rule: a detector score >= DETECTOR_THRESHOLD
                      (without a detector, -AUM > 0)
     true_label       only where it is known (synthetic noise)
     ...              find_issues adds one column per method (``lstm:<name>``, control, baselines)

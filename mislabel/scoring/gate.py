@@ -60,9 +60,10 @@ def concentration(dyn: Dynamics) -> float:
     wrong = pred != assigned
     if not wrong.any():
         return 1.0
-    pairs, counts = np.unique(np.stack([assigned[wrong], pred[wrong]]), axis=1, return_counts=True)
-    top = np.zeros(int(pairs[0].max()) + 1, np.int64)
-    np.maximum.at(top, pairs[0], counts)
+    classes = int(max(assigned.max(), pred.max())) + 1
+    keys, counts = np.unique(assigned[wrong] * classes + pred[wrong], return_counts=True)
+    top = np.zeros(classes, np.int64)
+    np.maximum.at(top, keys // classes, counts)
     return float(top.sum() / counts.sum())
 
 

@@ -101,9 +101,9 @@ class Suspects:
 
 
 def estimated_noisy_count(scores: np.ndarray) -> int:
-    """How many labels the detector takes for wrong: those it gives probability >= DETECTOR_THRESHOLD
-    (its own decision boundary, not a prior on the noise rate); BENCHMARKS.md tables this estimate
-    against the truth."""
+    """How many labels the detector takes for wrong: those it scores >= DETECTOR_THRESHOLD (its LSTM's
+    own decision boundary, which a gated score keeps: ``mislabel.scoring.gate``; not a prior on the
+    noise rate); BENCHMARKS.md tables this estimate against the truth."""
     return int(np.count_nonzero(scores >= DETECTOR_THRESHOLD))
 
 
