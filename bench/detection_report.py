@@ -139,7 +139,7 @@ def render_sections(results: dict, plan: dict, variants: dict, default: str, sou
     hard = [tuple(h) for h in (hard or []) if tuple(h) in settings]
     title = "full grid" if results["plan"] == "full" else "quick variant"
     data = plan["data"]
-    lines = [f"## Detection on real data: transfer, learned control and denoising, {title} (issue 14)", "",
+    lines = [f"## Detection on real data: transfer, learned control and denoising, {title} (issues 14 and 24)", "",
              f"Machine: {results['machine']}.  ",
              f"Command: `{results['command']}` (OMP_NUM_THREADS=1 per worker); wall time "
              f"{results['seconds'] / 60:.1f} min (" + ", ".join(f"{k} {v / 60:.1f} min" for k, v in results["stages"].items())
@@ -154,7 +154,7 @@ def render_sections(results: dict, plan: dict, variants: dict, default: str, sou
              "dynamics recorded in the training pass; mean ± std over seeds (population std). Every detector and the "
              f"learned control is trained on source runs (seed {source_seed}) of the *other* dataset (← names it): "
              "no row of a dataset's table saw that dataset. `corpus` = every source run of bench/detection.py's "
-             "CORPUS for that dataset (all four noise types at rates 0.05-0.5, several networks, 5-60 epochs, "
+             "CORPUS for that dataset (all five noise types at rates 0.05-0.5, several networks, 5-60 epochs, "
              "weak and strong models, one run recorded in eval mode); `control` = logistic regression on the "
              "within-run percentiles of aum, confidence, variability, correctness, forgetting, loss and last_prob, "
              f"fitted on exactly the `{default}` detector's source runs. Baselines: mislabel/scoring/baselines.py"
