@@ -1,6 +1,7 @@
 """What else was tried for the default score of issue 24, in bench/detection.py's transfer setting.
 
-    python bench/gate_alternatives.py     # after bench/detection.py (reads its runs and detectors)
+    python bench/gate_alternatives.py                  # after bench/detection.py (reads its runs and detectors)
+    python bench/gate_alternatives.py --concentration  # only each grid cell's concentration (no training)
 
 For each dataset's source corpus the `context` LSTM is cross-fitted (three folds of runs, each scored
 by an LSTM trained on the other two: the out-of-fold scores the gate is fitted on), then each way of
@@ -89,10 +90,26 @@ def gated(gate: dict):
                               + (1 - gate_weight(gate, concentration(dyn))) * percentile(aum(dyn)))
 
 
+def concentration_table(plan: dict) -> None:
+    """Each grid cell's concentration (min-max over seeds), grid recipe and find_issues' recipes."""
+    print("| dataset | setting | grid recipe | find_issues' recipe |\n|---|---|---|---|")
+    for dataset in plan["data"]:
+        for noise, ratio in plan["settings"]:
+            spans = []
+            for rows in ("grid", "find_issues"):
+                values = [concentration(load_dynamics(run_config(WORK, plan, dataset, seed, noise, ratio, rows).td_dir))
+                          for seed in plan["seeds"]]
+                spans.append(f"{min(values):.2f}-{max(values):.2f}")
+            print(f"| {dataset} | {noise} {ratio} | {spans[0]} | {spans[1]} |")
+
+
 def main() -> None:
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     plan = PLANS["full"]
+    if "--concentration" in sys.argv[1:]:
+        concentration_table(plan)
+        return
     rows = []
     for source in plan["data"]:
         folders = source_folders(WORK, plan, source, "corpus")
