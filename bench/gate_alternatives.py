@@ -34,7 +34,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from common import machine  # noqa: E402
-from detection import PLANS, control_path, detector_path, other_dataset, run_config, source_folders, variant_recipe, VARIANTS  # noqa: E402
+from detection import control_path, detector_path, other_dataset, run_config, source_folders, variant_recipe  # noqa: E402
+from detection_plans import PLANS, VARIANTS  # noqa: E402
 from mislabel.core.dynamics import Dynamics, load_dynamics  # noqa: E402
 from mislabel.scoring.baselines import aum, confidence, correctness, loss  # noqa: E402
 from mislabel.scoring.control import control_scores, load_control  # noqa: E402

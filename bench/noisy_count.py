@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 import numpy as np  # noqa: E402
 
 from common import machine  # noqa: E402
-from detection import (DEFAULT_VARIANT, GRID_SETTINGS, PLANS, SOURCE_SEED, detector_path,  # noqa: E402
-                       other_dataset, run_config)
+from detection import detector_path, other_dataset, run_config  # noqa: E402
+from detection_plans import DEFAULT_VARIANT, GRID_SETTINGS, PLANS, SOURCE_SEED  # noqa: E402
 from mislabel.core.dynamics import load_dynamics  # noqa: E402
 from mislabel.scoring.count import DEFAULT_WINDOW, estimate_noisy_count  # noqa: E402
 from mislabel.training.crossval import load_pred_probs  # noqa: E402

@@ -35,8 +35,9 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from common import logged, run_stage  # noqa: E402
-from detection import (DEFAULT_VARIANT, PLANS, VARIANTS, control_path, corpus, detector_path, job_detector,  # noqa: E402
-                       job_phase1, prepare_data, run_config, variant_recipe)
+from detection import (control_path, corpus, detector_path, job_detector, job_phase1, prepare_data,  # noqa: E402
+                       run_config, variant_recipe)
+from detection_plans import DEFAULT_VARIANT, PLANS, VARIANTS  # noqa: E402
 from mislabel.scoring.control import DEFAULT_CONTROL  # noqa: E402
 from mislabel.scoring.lstm import DEFAULT_DETECTOR  # noqa: E402
 
