@@ -23,6 +23,7 @@ from mislabel.core.user_input import UserError
 from mislabel.scoring.features import assigned_prob, correct
 
 __all__ = [
+    "check_pred_probs",
     "aum",
     "confidence",
     "variability",
@@ -217,6 +218,19 @@ def confidence_tracking_early(dyn: Dynamics) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 
 
+def check_pred_probs(pred_probs: np.ndarray, assigned: np.ndarray) -> np.ndarray:
+    """Held-out class probabilities as float64 [N, K], refused (naming ``pred_probs``) unless there is one
+    row per assigned label [N], a column for every assigned label, and each row is a distribution."""
+    probs = np.asarray(pred_probs, dtype=np.float64)
+    if probs.ndim != 2 or probs.shape[0] != len(assigned) or probs.shape[1] <= int(np.max(assigned, initial=0)) \
+            or int(np.min(assigned, initial=0)) < 0:
+        raise UserError(f"pred_probs must be [N, K] with one row per sample ({len(assigned)}) and a column for "
+                        f"every assigned label (up to {int(np.max(assigned, initial=0))}); got {list(probs.shape)}")
+    if not np.all(np.isfinite(probs)) or probs.min(initial=0) < 0 or not np.allclose(probs.sum(axis=1), 1, atol=1e-3):
+        raise UserError("pred_probs must hold one probability distribution per row (finite, >= 0, summing to 1)")
+    return probs
+
+
 def cleanlab(pred_probs: np.ndarray, assigned: np.ndarray) -> np.ndarray:
     """Confident learning with the ``cleanlab`` library (Northcutt, Jiang & Chuang, JAIR 2021,
     "Confident Learning: Estimating Uncertainty in Dataset Labels").
@@ -232,14 +246,8 @@ def cleanlab(pred_probs: np.ndarray, assigned: np.ndarray) -> np.ndarray:
     """
     from cleanlab.filter import find_label_issues  # heavy import, only needed by this score
 
-    pred_probs = np.asarray(pred_probs, dtype=np.float64)
     assigned = np.asarray(assigned, dtype=np.int64)
-    if pred_probs.ndim != 2 or assigned.shape != (pred_probs.shape[0],):
-        raise UserError(
-            f"cleanlab needs pred_probs [N, K] and assigned [N]; got {pred_probs.shape} and {assigned.shape}"
-        )
-    if assigned.min(initial=0) < 0 or assigned.max(initial=0) >= pred_probs.shape[1]:
-        raise UserError(f"assigned labels must lie in [0, {pred_probs.shape[1]}) to index pred_probs")
+    pred_probs = check_pred_probs(pred_probs, assigned)
     issues = find_label_issues(assigned, pred_probs, return_indices_ranked_by="self_confidence")
     scores = -pred_probs[np.arange(len(assigned)), assigned]
     scores[issues] = np.arange(len(issues), 0, -1, dtype=np.float64)

@@ -27,6 +27,7 @@ import numpy as np
 
 from mislabel.core.dynamics import Dynamics
 from mislabel.core.user_input import UserError
+from mislabel.scoring.baselines import check_pred_probs
 
 __all__ = ["DEFAULT_WINDOW", "NoisyCount", "class_probabilities", "confident_joint", "estimate_noisy_count"]
 
@@ -126,16 +127,6 @@ def confident_joint(probs: np.ndarray, given: np.ndarray) -> np.ndarray:
     return _calibrated(_cells(probs, given))
 
 
-def _checked_probs(pred_probs: np.ndarray, given: np.ndarray) -> np.ndarray:
-    probs = np.asarray(pred_probs, dtype=np.float32)
-    if probs.ndim != 2 or probs.shape[0] != len(given) or probs.shape[1] <= int(given.max(initial=0)):
-        raise UserError(f"pred_probs must be [N, K] with one row per sample ({len(given)}) and a column for "
-                        f"every assigned label (up to {int(given.max(initial=0))}); got {list(probs.shape)}")
-    if not np.all(np.isfinite(probs)) or probs.min(initial=0) < 0 or not np.allclose(probs.sum(axis=1), 1, atol=1e-3):
-        raise UserError("pred_probs must hold one probability distribution per row (finite, >= 0, summing to 1)")
-    return probs
-
-
 def estimate_noisy_count(dyn: Dynamics, *, pred_probs: np.ndarray | None = None,
                          window: tuple[float, float] = DEFAULT_WINDOW, level: float = 0.9,
                          resamples: int = RESAMPLES, seed: int = 0) -> NoisyCount:
@@ -154,7 +145,7 @@ def estimate_noisy_count(dyn: Dynamics, *, pred_probs: np.ndarray | None = None,
         raise UserError(f"resamples must be a whole number >= 10; got {resamples}")
     given = np.asarray(dyn.assigned, dtype=np.int64)
     if pred_probs is not None:
-        probs = _checked_probs(pred_probs, given)
+        probs = check_pred_probs(pred_probs, given).astype(np.float32)
         method = "confident-joint estimate on held-out probabilities"
     else:
         probs = class_probabilities(dyn, window)

@@ -275,9 +275,9 @@ def _cross_fitted_gate(data: _TrainingSet, fold_of_row: np.ndarray, x, config: d
         model = build_detector(config).to(x.device)
         _fit(model, x, data.targets, rest, recipe, f"gate fold {fold + 1}/{folds}")
         out_of_fold[held] = sequence_scores(model, x[torch.from_numpy(held).to(x.device)], 4 * recipe.batch_size)
-    runs = range(len(data.lengths))
-    return fit_gate([out_of_fold[data.run_of_row == run] for run in runs], [data.evidence[run][0] for run in runs],
-                    [data.evidence[run][1] for run in runs], [data.targets[data.run_of_row == run] for run in runs], names)
+    bounds = np.flatnonzero(np.diff(data.run_of_row)) + 1  # run_of_row ascends: each run's rows are one block
+    aum_scores, concentrations = zip(*data.evidence)
+    return fit_gate(np.split(out_of_fold, bounds), aum_scores, concentrations, np.split(data.targets, bounds), names)
 
 
 def train_detector(run_folders: Sequence[PathLike], recipe: DetectorRecipe | None = None, *,

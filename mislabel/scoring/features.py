@@ -28,7 +28,7 @@ from mislabel.core.dynamics import Dynamics
 from mislabel.core.user_input import UserError
 
 __all__ = ["FEATURES", "NEEDS_MARGIN_AND_PRED", "assigned_prob", "build_features", "check_features", "class_context",
-           "class_transitions", "correct", "percentile", "resample"]
+           "class_transitions", "correct", "pair_counts", "percentile", "resample"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -105,11 +105,11 @@ def class_transitions(dyn: Dynamics) -> tuple[np.ndarray, np.ndarray]:
         own[epoch] = np.bincount(assigned[right], minlength=classes) / per_class
         wrong = np.flatnonzero(~right)
         if len(wrong):
-            off[wrong, epoch] = _pair_counts(assigned[wrong], pred[wrong]) / per_class[assigned[wrong]]
+            off[wrong, epoch] = pair_counts(assigned[wrong], pred[wrong]) / per_class[assigned[wrong]]
     return off, own
 
 
-def _pair_counts(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+def pair_counts(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """How often each (first, second) pair occurs among all the pairs, per pair (non-negative ids, bounded
     by validate_dynamics so the key fits int64): a bincount over the key space when it is at most four
     times the number of pairs (few classes), else one sort of the pairs."""

@@ -34,8 +34,8 @@ import numpy as np
 from mislabel.core.dynamics import Dynamics
 from mislabel.core.user_input import UserError
 from mislabel.scoring.baselines import aum
-from mislabel.scoring.features import percentile
-from mislabel.scoring.metrics import DETECTOR_THRESHOLD
+from mislabel.scoring.features import pair_counts, percentile
+from mislabel.scoring.metrics import estimated_noisy_count
 
 __all__ = ["CENTRES", "GATE_FORMAT", "STEEPNESS", "check_gate", "concentration", "fit_gate", "gate_weight",
            "gated_scores"]
@@ -60,11 +60,9 @@ def concentration(dyn: Dynamics) -> float:
     wrong = pred != assigned
     if not wrong.any():
         return 1.0
-    classes = int(max(assigned.max(), pred.max())) + 1
-    keys, counts = np.unique(assigned[wrong] * classes + pred[wrong], return_counts=True)
-    top = np.zeros(classes, np.int64)
-    np.maximum.at(top, keys // classes, counts)
-    return float(top.sum() / counts.sum())
+    top = np.zeros(int(assigned.max()) + 1, np.int64)
+    np.maximum.at(top, assigned[wrong], pair_counts(assigned[wrong], pred[wrong]))
+    return float(top.sum() / np.count_nonzero(wrong))
 
 
 def gate_weight(gate: dict, run_concentration: float) -> float:
@@ -116,7 +114,7 @@ def gated_scores(gate: dict, lstm_probability: np.ndarray, dyn: Dynamics) -> np.
     """float64 [N] in (0, 1]: the gated ranking, the samples the LSTM gives probability >= 0.5 on top
     (>= 0.5), in the gated order; higher = more suspicious."""
     mixed = _mixed(gate_weight(gate, concentration(dyn)), lstm_probability, aum(dyn))
-    count = int(np.count_nonzero(lstm_probability >= DETECTOR_THRESHOLD))
+    count = estimated_noisy_count(lstm_probability)
     rank = np.empty(len(mixed), np.int64)
     rank[np.argsort(-mixed, kind="stable")] = np.arange(len(mixed))
     above = 1.0 - 0.5 * rank / max(count, 1)

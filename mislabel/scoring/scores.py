@@ -24,7 +24,7 @@ from mislabel.core.user_input import UserError
 from mislabel.scoring.baselines import BASELINES, cleanlab
 from mislabel.scoring.control import DEFAULT_CONTROL, control_scores, load_control
 from mislabel.scoring.lstm import DEFAULT_DETECTOR, LSTMDetector, load_detector
-from mislabel.scoring.metrics import DETECTOR_THRESHOLD, MethodScores, detection_metrics
+from mislabel.scoring.metrics import DETECTOR_THRESHOLD, MethodScores, detection_metrics, estimated_noisy_count
 from mislabel.scoring.predict import detector_scores
 
 __all__ = ["DEFAULT_CONTROL", "DEFAULT_DETECTOR", "METHODS", "Detector", "MethodScores", "Suspects",
@@ -98,13 +98,6 @@ class Suspects:
     ranking: MethodScores         # the detector's scores of every row, with their metrics
     rows: np.ndarray              # row positions of the suspects, most suspicious first
     flipped_share: float | None   # share of them with a flipped label; None without ground truth or suspects
-
-
-def estimated_noisy_count(scores: np.ndarray) -> int:
-    """How many labels the detector takes for wrong: those it scores >= DETECTOR_THRESHOLD (its LSTM's
-    own decision boundary, which a gated score keeps: ``mislabel.scoring.gate``; not a prior on the
-    noise rate); BENCHMARKS.md tables this estimate against the truth."""
-    return int(np.count_nonzero(scores >= DETECTOR_THRESHOLD))
 
 
 def top_suspects(detector_file: str | Path, dyn: Dynamics, ratio: float | str,
