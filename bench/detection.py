@@ -1,8 +1,7 @@
 """Detection benchmark on real data: noise grid x seeds, transfer, learned control, denoising; writes BENCHMARKS.md.
 
     python bench/detection.py --quick      # one seed, three noise settings, small runs
-    python bench/detection.py              # the full grid (PLANS["full"]): about 2 hours on 2 cores
-    python bench/detection.py --no_denoise # the same without the denoising retrainings: about 1 hour
+    python bench/detection.py              # the full grid (PLANS["full"]): about 1 hour on 2 cores
 
 For each dataset (digits, fashion_mnist) phase 1 runs on every (noise, seed) of the plan, once with
 the grid's recipe and once with find_issues' own (FIND_ISSUES_RECIPES). Detectors
@@ -10,10 +9,9 @@ the grid's recipe and once with find_issues' own (FIND_ISSUES_RECIPES). Detector
 fitted on exactly the default variant's source runs) are trained on each dataset's source runs
 (seed SOURCE_SEED: the broad CORPUS of noise types, rates, networks and run lengths), and each
 evaluated run is scored by every baseline and by the detectors and control trained on the *other*
-dataset: the shipped default is never evaluated on a dataset it saw. Each run is then denoised:
-the default detector estimates how many labels are wrong (remove_ratio auto) and removes that many;
-AUM and correctness remove the same number; the oracle removes exactly the flips; all retrained by
-the Runner's own loop. Runs and detectors are cached under --workdir/<plan>/ (a rerun only does what
+dataset: the shipped default is never evaluated on a dataset it saw. What retraining gains from
+the rankings (each cleaning action, the baselines, the oracle) is bench/cleaning.py's, on these
+runs. Runs and detectors are cached under --workdir/<plan>/ (a rerun only does what
 is missing; --fresh starts over), results go to results.json there, and the markdown sections go
 into BENCHMARKS.md between this script's markers. Every method is scored through the library's one
 scoring path, ``mislabel.scoring.scores.score``; the tables are rendered by bench/detection_report.py
@@ -37,14 +35,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from common import logged, machine, replace_section, run_stage  # noqa: E402
 from detection_report import render_sections  # noqa: E402
 from fashion_subset import prepare_fashion_subset, subset_folder  # noqa: E402
-from detection_plans import (CLEANLAB_FOLDS, CORPUS, DEFAULT_VARIANT, DENOISE_METHODS, HARD_SETTINGS, PLANS,  # noqa: E402
-                             SOURCE_SEED, VARIANTS, DataPlan, SourceRun)
+from detection_plans import (CLEANLAB_FOLDS, CORPUS, DEFAULT_VARIANT, HARD_SETTINGS, PLANS, SOURCE_SEED,  # noqa: E402
+                             VARIANTS, DataPlan, SourceRun)
 
 # ----------------------------------------------------------------------------------------------
 # Jobs (each runs in a worker process; output goes to a log file, results to the run folders)
@@ -159,41 +156,6 @@ def other_dataset(plan: dict, dataset: str) -> str:
     return others[0] if others else dataset
 
 
-def job_denoise(work: Path, plan: dict, dataset: str, seed: int, noise: str, ratio: str, method: str) -> dict:
-    """Retrain without the samples ``method`` picks; returns the test accuracy and how many were removed.
-
-    The default detector trained on the other dataset estimates the count (remove_ratio auto, as
-    `denoise` does); AUM and correctness remove that many too; the oracle removes exactly the flips.
-    """
-    from mislabel.scoring.baselines import aum, correctness
-    from mislabel.scoring.scores import top_suspects
-    from mislabel.reports.summary import read_summary
-    from runner import Runner
-    from mislabel.core.dynamics import load_dynamics
-
-    config = run_config(work, plan, dataset, seed, noise, ratio)
-    folder = config.stage_dir("bench_denoise", method)
-    if (done := read_summary(folder)) is None:
-        with logged(work / "logs" / f"denoise_{dataset}_{noise}{ratio}_s{seed}_{method}.log"):
-            runner = Runner(config)
-            dyn = load_dynamics(config.td_dir)
-            detector = detector_path(work, other_dataset(plan, dataset), DEFAULT_VARIANT)
-            estimate = top_suspects(detector, dyn, "auto")
-            if method == "oracle":
-                removed = np.flatnonzero(dyn.flipped)
-            elif method == "detector":
-                removed = estimate.rows
-            else:
-                score = aum(dyn) if method == "aum" else correctness(dyn)
-                removed = np.argsort(-score, kind="stable")[:len(estimate.rows)]
-            kept = np.delete(dyn.indices, removed)
-            info = {"method": method, "num_removed": int(len(removed)), "num_flipped": int(dyn.flipped.sum()),
-                    "flipped_share_of_removed": float(dyn.flipped[removed].mean()) if len(removed) else None}
-            done = runner.retrain_subset(kept, folder, info)
-    return {"test_accuracy": float(done["test_accuracy"]), "num_removed": int(done["num_removed"]),
-            "num_flipped": int(done["num_flipped"])}
-
-
 # ----------------------------------------------------------------------------------------------
 # Scoring (main process): every method on every evaluated run
 # ----------------------------------------------------------------------------------------------
@@ -238,10 +200,7 @@ def already_done(fn, work: Path, plan: dict, *args) -> bool:
         return detector_path(work, *args).is_file()
     if fn is job_phase1:
         return read_summary(run_config(work, plan, *args).td_dir) is not None
-    config = run_config(work, plan, *args[:4])
-    if fn is job_crossval:
-        return (config.td_dir / PRED_PROBS_FILE).is_file()
-    return read_summary(config.stage_dir("bench_denoise", args[4])) is not None
+    return (run_config(work, plan, *args[:4]).td_dir / PRED_PROBS_FILE).is_file()  # job_crossval
 
 
 def main() -> None:
@@ -253,8 +212,6 @@ def main() -> None:
     parser.add_argument("--benchmarks", default=str(ROOT / "BENCHMARKS.md"), help="file to write the sections into")
     parser.add_argument("--no_write", action="store_true", help="print the sections instead of writing them")
     parser.add_argument("--phase1_only", action="store_true", help="run (or complete) the phase-1 runs, then stop")
-    parser.add_argument("--no_denoise", action="store_true",
-                        help="skip the denoising stage (its retrainings are most of the grid's cost); the report says so")
     parser.add_argument("--render", type=Path, metavar="RESULTS_JSON",
                         help="print the sections of an earlier run's results.json, without running anything")
     args = parser.parse_args()
@@ -288,29 +245,16 @@ def main() -> None:
         reused += [already_done(*job) for job in jobs]
         run_stage(pool, "detectors, cleanlab", jobs)
         stages["detectors and cross-validation"] = time.perf_counter() - mark
-        denoised = []
-        if not args.no_denoise:
-            mark = time.perf_counter()
-            jobs = [(job_denoise, work, plan, *run, m) for run in grid for m in DENOISE_METHODS]
-            reused += [already_done(*job) for job in jobs]
-            denoised = run_stage(pool, "denoising", jobs)
-            stages["denoising (retraining)"] = time.perf_counter() - mark
     from mislabel.scoring.lstm import load_detector
 
     detectors = {(source, variant): load_detector(detector_path(work, source, variant))
                  for source in plan["data"] for variant in VARIANTS}
     detection = [row for run in tqdm(grid + recipe_grid, desc="scoring", unit="run")
                  for row in score_run(work, plan, detectors, *run)]
-    accuracy = [dict(dataset=d, noise=n, ratio=r, seed=s, method="noisy", test_accuracy=_phase1_accuracy(work, plan, d, s, n, r))
-                for d, s, n, r in grid]
-    accuracy += [dict(dataset=a[0], seed=a[1], noise=a[2], ratio=a[3], method=a[4], **outcome)
-                 for (name, a), outcome in denoised]
     total = time.perf_counter() - started
-    command = ("python bench/detection.py" + (" --quick" if args.quick else "") + f" --workers {args.workers}"
-               + (" --no_denoise" if args.no_denoise else ""))
+    command = "python bench/detection.py" + (" --quick" if args.quick else "") + f" --workers {args.workers}"
     results = dict(plan=plan_name, command=command, machine=machine(), seconds=total, stages=stages,
-                   jobs=len(reused), reused=sum(reused),
-                   detection=detection, denoise=accuracy)
+                   jobs=len(reused), reused=sum(reused), detection=detection)
     (work / "results.json").write_text(json.dumps(results, indent=1, default=str))
     text = render_sections(results, plan, VARIANTS, DEFAULT_VARIANT, SOURCE_SEED, HARD_SETTINGS)
     if args.no_write:
@@ -318,12 +262,6 @@ def main() -> None:
     else:
         replace_section(Path(args.benchmarks), f"detection-{plan_name}", text)
         print(f"wrote the {plan_name} sections into {args.benchmarks} ({total / 60:.1f} min)")
-
-
-def _phase1_accuracy(work: Path, plan: dict, dataset: str, seed: int, noise: str, ratio: str) -> float:
-    from mislabel.reports.summary import read_summary
-
-    return float(read_summary(run_config(work, plan, dataset, seed, noise, ratio).td_dir)["test_accuracy"])
 
 
 if __name__ == "__main__":

@@ -168,6 +168,3 @@ VARIANTS = {
     "gated": dict(_POOLED, features=_CONTEXT, sources="corpus", gate_folds=3),
 }
 DEFAULT_VARIANT = "gated"          # what train_detector.py's defaults give and mislabel/scoring/pretrained ships
-# Denoising: the detector removes as many samples as it estimates are mislabeled (remove_ratio auto);
-# AUM and correctness remove the same number (so only the ranking differs); the oracle removes the flips.
-DENOISE_METHODS = ("detector", "aum", "correctness", "oracle")

@@ -6,7 +6,6 @@ bench/detection.py), so the tables can be re-rendered from a results.json withou
 """
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 __all__ = ["grid_means", "render_sections"]
@@ -86,29 +85,6 @@ def _target_checks(frame: pd.DataFrame, default: str, settings: list[tuple[str, 
     return lines
 
 
-def _denoise_table(frame: pd.DataFrame, target: str, settings: list[tuple[str, str]]) -> list[str]:
-    methods = ["noisy", "detector", "aum", "correctness", "oracle"]
-    lines = ["| setting | flipped | removed (auto estimate) | " + " | ".join(methods)
-             + " | gap closed: detector | aum | correctness |", "|---" * (len(methods) + 6) + "|"]
-    rows = frame[frame.dataset == target]
-    for noise, ratio in settings:
-        here = rows[(rows.noise == noise) & (rows.ratio == ratio)]
-        acc = {m: here[here.method == m].test_accuracy for m in methods}
-        noisy, oracle = acc["noisy"].mean(), acc["oracle"].mean()
-        gap = oracle - noisy
-        detector = here[here.method == "detector"]
-
-        def closed(method: str) -> str:
-            if not np.isfinite(gap) or gap <= 0:
-                return "n/a (oracle ≤ noisy)"
-            return f"{(acc[method].mean() - noisy) / gap:+.2f}"
-
-        cells = ([_cell(detector.num_flipped.astype(float)), _cell(detector.num_removed.astype(float))]
-                 + [_cell(acc[m] * 100) for m in methods] + [closed(m) for m in ("detector", "aum", "correctness")])
-        lines.append(f"| {_setting(noise, ratio)} | " + " | ".join(cells) + " |")
-    return lines
-
-
 def _recipe_section(frame: pd.DataFrame, plan: dict, default: str, settings: list[tuple[str, str]],
                     hard: list[tuple[str, str]]) -> list[str]:
     """The same tables and targets on the runs trained with find_issues' own recipes."""
@@ -134,12 +110,11 @@ def render_sections(results: dict, plan: dict, variants: dict, default: str, sou
     scored = _labelled(pd.DataFrame(results["detection"]))
     scored["rows"] = scored["rows"].fillna("grid") if "rows" in scored else "grid"
     detection, recipe_rows = scored[scored.rows == "grid"], scored[scored.rows == "find_issues"]
-    denoise = pd.DataFrame(results["denoise"])
     settings = [tuple(s) for s in plan["settings"]]
     hard = [tuple(h) for h in (hard or []) if tuple(h) in settings]
     title = "full grid" if results["plan"] == "full" else "quick variant"
     data = plan["data"]
-    lines = [f"## Detection on real data: transfer, learned control and denoising, {title} (issues 14 and 24)", "",
+    lines = [f"## Detection on real data: transfer and learned control, {title} (issues 14 and 24)", "",
              f"Machine: {results['machine']}.  ",
              f"Command: `{results['command']}` (OMP_NUM_THREADS=1 per worker); wall time "
              f"{results['seconds'] / 60:.1f} min (" + ", ".join(f"{k} {v / 60:.1f} min" for k, v in results["stages"].items())
@@ -180,15 +155,6 @@ def render_sections(results: dict, plan: dict, variants: dict, default: str, sou
     lines += _target_checks(detection, default, settings, hard)
     if not recipe_rows.empty:
         lines += _recipe_section(recipe_rows, plan, default, settings, hard)
-    if "detector" not in set(denoise.get("method", ())):
-        lines += ["", "Denoising was not run (`--no_denoise`)."]
-        return "\n".join(lines) + "\n"
-    lines += ["", "### Denoising with `remove_ratio auto`: test accuracy % and the share of the noisy → oracle gap "
-              "each removal closes (ratio of means)", "",
-              f"flipped = the true number of wrong labels among the ranked samples; removed = the default `{default}` "
-              "detector's estimate (samples it gives probability ≥ 0.5); detector removes its top that many; aum and "
-              "correctness remove the same number by their own ranking; oracle removes exactly the flips; noisy = "
-              "phase 1's model. Every retraining uses the phase-1 recipe and early-stops on the noisy validation split."]
-    for target in data:
-        lines += ["", f"{NICE[target]}:", ""] + _denoise_table(denoise, target, settings)
+    lines += ["", "What retraining gains from these rankings (each cleaning action, the baselines and the oracle, on "
+              "these runs): bench/cleaning.py's section."]
     return "\n".join(lines) + "\n"

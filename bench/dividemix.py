@@ -2,6 +2,7 @@
 
     python bench/dividemix.py            # digits and Fashion-MNIST, 40% symmetric noise, seeds 0 1 2
     python bench/dividemix.py --quick    # digits only, seed 0, short runs: minutes on two CPU cores
+    python bench/dividemix.py --noise_type flip --noise 0.45   # class-pair noise near its breaking point
 
 Per dataset and seed: phase 1 (generate_td) on the noisy labels gives the dynamics to rank; one
 LSTM detector, trained once on a *different* noisy digits run (seed 100, 30% uniform, as in
@@ -33,7 +34,6 @@ from mislabel.core.files import atomic_write
 # Short recipes: the point is the comparison between label sets, not the best absolute accuracy.
 FULL = dict(datasets=["digits", "fashion_mnist"], seeds=[0, 1, 2], td_epochs=30, dm_epochs=60, warm_up=10)
 QUICK = dict(datasets=["digits"], seeds=[0], td_epochs=20, dm_epochs=12, warm_up=4)
-NOISE = "0.4"
 
 
 @dataclass(frozen=True)
@@ -59,9 +59,9 @@ DATA = {"digits": DataPlan("conv4", 4),
 FASHION_SUBSET = 3_000  # images of the 60,000 (bench/fashion_subset.py); the full 10,000-image test set
 
 
-def phase1(dataset: str, datadir: str, seed: int, noise: str, epochs: int, out: Path) -> Path:
+def phase1(dataset: str, datadir: str, seed: int, noise: str, noise_type: str, epochs: int, out: Path) -> Path:
     data = DATA[dataset]
-    config = RunConfig(dataset=dataset, datadir=datadir, seed=seed, noise_ratio=noise, noise_type="uniform",
+    config = RunConfig(dataset=dataset, datadir=datadir, seed=seed, noise_ratio=noise, noise_type=noise_type,
                        device="auto", results_dir=str(out), overwrite=True, net_type=data.net_type, depth=data.depth,
                        recipe=Recipe(epochs=epochs, batch_size=data.batch_size, lr=data.lr))
     return Runner(config).train_for_td_computation()
@@ -73,6 +73,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", help="override the seeds")
     parser.add_argument("--datasets", nargs="+", help="override the datasets")
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.05, 0.1])
+    parser.add_argument("--noise", default="0.4", help="noise ratio of the runs DivideMix trains on")
+    parser.add_argument("--noise_type", default="uniform",
+                        help="phase 1's noise type (uniform, flip, semantic, idn, confusion); DivideMix gets the same")
     parser.add_argument("--fashion_subset", type=int, default=FASHION_SUBSET,
                         help="train on this many Fashion-MNIST images (a fixed subset); 0 = all 60,000 from --datadir")
     parser.add_argument("--datadir", default=str(Path(__file__).resolve().parents[1]),
@@ -87,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         prepare_fashion_subset(out / f"fashion{args.fashion_subset}", args.fashion_subset)
         datadirs["fashion_mnist"] = str(out / f"fashion{args.fashion_subset}" / "data")
 
-    detector_run = phase1("digits", args.datadir, 100, "0.3", plan["td_epochs"], out / "detector_run")
+    detector_run = phase1("digits", args.datadir, 100, "0.3", "uniform", plan["td_epochs"], out / "detector_run")
     detector = out / "digits_0.3_lstm_detector.pth.tar"
     train_detector([detector_run], out=detector, overwrite=True)
 
@@ -96,9 +99,9 @@ def main(argv: list[str] | None = None) -> None:
         data = DATA[dataset]
         epochs = {key: getattr(data, key) or plan[key] for key in ("td_epochs", "dm_epochs", "warm_up")}
         for seed in plan["seeds"]:
-            td_dir = phase1(dataset, datadirs[dataset], seed, NOISE, epochs["td_epochs"], out)
-            common = ["--dataset", dataset, "--data_path", datadirs[dataset], "--seed", str(seed), "--r", NOISE,
-                      "--noise_mode", "sym", "--net_type", data.net_type, "--depth", str(data.depth),
+            td_dir = phase1(dataset, datadirs[dataset], seed, args.noise, args.noise_type, epochs["td_epochs"], out)
+            common = ["--dataset", dataset, "--data_path", datadirs[dataset], "--seed", str(seed), "--r", args.noise,
+                      "--noise_mode", args.noise_type, "--net_type", data.net_type, "--depth", str(data.depth),
                       "--num_epochs", str(epochs["dm_epochs"]), "--warm_up", str(epochs["warm_up"]),
                       "--results_dir", str(out), "--overwrite"] + (["--lr", str(data.dm_lr)] if data.dm_lr else [])
             variants = [("none", [])] + [(f"{ratio:g}", ["--repair_ratio", f"{ratio:g}", "--td_dir", str(td_dir),
@@ -125,7 +128,8 @@ def main(argv: list[str] | None = None) -> None:
     table = "\n".join(lines)
     print(table)
     atomic_write(out / "results.json", lambda tmp: Path(tmp).write_text(json.dumps(
-        {"plan": plan, "noise": NOISE, "data": {name: asdict(DATA[name]) for name in plan["datasets"]},
+        {"plan": plan, "noise": args.noise, "noise_type": args.noise_type,
+         "data": {name: asdict(DATA[name]) for name in plan["datasets"]},
          "fashion_subset": args.fashion_subset, "results": results}, indent=2) + "\n"))
     atomic_write(out / "table.md", lambda tmp: Path(tmp).write_text(table + "\n"))
 

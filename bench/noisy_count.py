@@ -2,17 +2,19 @@
 
     OMP_NUM_THREADS=1 python bench/noisy_count.py             # the grid table (seeds 1-3), markdown
     OMP_NUM_THREADS=1 python bench/noisy_count.py --windows   # the window sweep that chose DEFAULT_WINDOW
+    OMP_NUM_THREADS=1 python bench/noisy_count.py --ratios    # SOURCE_RUN_RATIOS and how often they hold
 
 Reads the phase-1 runs bench/detection.py wrote under --workdir (nothing is trained here). Per grid
 cell (dataset x noise setting, mean over the seeds present): the true number of flips; the
 confident-joint count of ``mislabel.scoring.count`` on the run's dynamics (default window, the
 first 30% of the epochs and the whole run); on held-out probabilities where the run has them
-(``crossval``), with cleanlab's own ``num_label_issues`` beside it; the old rule (detector
+(``crossval``), with cleanlab's own ``num_label_issues`` beside it; the old rule (the LSTM's
 probability >= 0.5, the default detector trained on the other dataset) where that detector file
-exists; and how many runs have the truth inside the default's interval. ``--windows`` sweeps the
-averaging window over the detectors' training runs (seed SOURCE_SEED) only, so the choice never
+exists; and how many runs have the truth inside the default's likely range. ``--windows`` sweeps
+the averaging window over the detectors' training runs (seed SOURCE_SEED) only, so the choice never
 sees an evaluated run; the default is the window with the smallest worst error over the grid's
-recipes.
+recipes. ``--ratios`` measures the likely range the same way: the 5th and 95th percentiles of
+true / estimated count over every seed-SOURCE_SEED run, then how many evaluated runs it holds.
 """
 from __future__ import annotations
 
@@ -47,7 +49,7 @@ def counts(folder: Path, detector: Path | None) -> dict[str, float | None]:
     probs = load_pred_probs(folder, dyn.num_samples, int(dyn.assigned.max()) + 1)
     default = estimate_noisy_count(dyn)
     truth = float(dyn.flipped.sum())
-    row: dict[str, float | None] = {"truth": truth, "covered": float(default.low <= truth <= default.high),
+    row: dict[str, float | None] = {"truth": truth, "covered": float(default.likely[0] <= truth <= default.likely[1]),
                                     "cl_dyn": default.estimate,
                                     "cl_dyn_early": estimate_noisy_count(dyn, window=(0.0, 0.3)).estimate,
                                     "cl_dyn_whole": estimate_noisy_count(dyn, window=(0.0, 1.0)).estimate,
@@ -57,17 +59,28 @@ def counts(folder: Path, detector: Path | None) -> dict[str, float | None]:
 
         row["cl_heldout"] = estimate_noisy_count(dyn, pred_probs=probs[0]).estimate
         row["cleanlab"] = float(num_label_issues(dyn.assigned, probs[0]))
+    row["auto"] = row["cl_heldout"] if row["cl_heldout"] is not None else row["cl_dyn"]
     if detector is not None and detector.is_file():
-        from mislabel.scoring.scores import estimated_noisy_count, load_detectors, score
-
-        row["old_rule"] = estimated_noisy_count(score(dyn, detectors=load_detectors([detector]))[0].scores)
+        row["old_rule"] = lstm_count(dyn, detector)
     return row
 
 
-COLUMNS = (("cl_dyn", "CL, dynamics (default window)"), ("cl_dyn_early", "CL, dynamics (first 30%)"),
+def lstm_count(dyn, detector: Path) -> float:
+    """The rule ``remove_ratio auto`` used before the count: samples the LSTM (ungated) gives >= 0.5."""
+    from mislabel.scoring.features import build_features
+    from mislabel.scoring.metrics import DETECTOR_THRESHOLD
+    from mislabel.scoring.predict import sequence_scores
+    from mislabel.scoring.scores import load_detectors
+
+    loaded = load_detectors([detector])[0]
+    sequences = build_features(dyn, loaded.config["features"], int(loaded.config.get("seq_len") or 0))
+    return float(np.count_nonzero(sequence_scores(loaded.model, sequences) >= DETECTOR_THRESHOLD))
+
+
+COLUMNS = (("auto", "remove_ratio auto (held-out where present)"), ("cl_dyn", "CL, dynamics (default window)"), ("cl_dyn_early", "CL, dynamics (first 30%)"),
            ("cl_dyn_whole", "CL, dynamics (whole run)"),
            ("cl_heldout", "CL, held-out probs"), ("cleanlab", "cleanlab num_label_issues"),
-           ("old_rule", "old rule (detector >= 0.5)"))
+           ("old_rule", "old rule (LSTM >= 0.5)"))
 
 
 def grid_table(work: Path, plan: dict) -> None:
@@ -76,7 +89,7 @@ def grid_table(work: Path, plan: dict) -> None:
     print(f"Machine: {machine()}. Default window {DEFAULT_WINDOW}; mean over the seeds present; error = mean "
           "estimate / true count - 1.\n")
     print("| dataset | noise | seeds | true | " + " | ".join(title for _, title in COLUMNS) + " | truth in default's "
-          "90% interval |")
+          "likely range |")
     print("|---|---|---|---|" + "---|" * (len(COLUMNS) + 1))
     worst: dict[str, list[float]] = {key: [] for key, _ in COLUMNS}
     for dataset in plan["data"]:
@@ -145,14 +158,34 @@ def window_sweep(work: Path, plan: dict) -> None:
                   + "; mean " + ", ".join(f"{e:.0%}" for e in table.mean(axis=0)))
 
 
+def ratio_sweep(work: Path, plan: dict) -> None:
+    """The likely range from every seed-SOURCE_SEED run (true / estimated count, 5th and 95th
+    percentiles), then the share of the other runs whose truth it holds."""
+    from mislabel.reports.summary import read_summary
+
+    ratios: dict[bool, list[float]] = {True: [], False: []}
+    for folder in sorted((work / "runs").glob("*/computation4td_seed*")):
+        summary = read_summary(folder)
+        if summary is None or summary.get("dataset") not in plan["data"]:
+            continue
+        dyn = load_dynamics(folder)
+        ratios[summary.get("seed") == SOURCE_SEED].append(float(dyn.flipped.sum()) / max(1, estimate_noisy_count(dyn).estimate))
+    low, high = np.percentile(ratios[True], [5, 95])
+    held = np.mean([(low <= r <= high) for r in ratios[False]])
+    print(f"Machine: {machine()}. {len(ratios[True])} seed-{SOURCE_SEED} runs: true / estimated count 5th percentile "
+          f"{low:.2f}, 95th {high:.2f} (SOURCE_RUN_RATIOS); it holds the truth of {held:.0%} of the "
+          f"{len(ratios[False])} evaluated runs ({round(held * len(ratios[False]))}).")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", default="/tmp/mislabel_bench_detection", help="bench/detection.py's --workdir")
     parser.add_argument("--windows", action="store_true", help="sweep the averaging window on the source runs")
+    parser.add_argument("--ratios", action="store_true", help="measure the likely range on the source runs")
     args = parser.parse_args()
     plan = PLANS["full"]
     work = Path(args.workdir) / plan["name"]
-    (window_sweep if args.windows else grid_table)(work, plan)
+    (window_sweep if args.windows else ratio_sweep if args.ratios else grid_table)(work, plan)
 
 
 if __name__ == "__main__":

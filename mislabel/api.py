@@ -15,6 +15,7 @@ detector next to the hand-crafted baselines of ``mislabel.scoring.baselines``.
 from __future__ import annotations
 
 import os
+from dataclasses import asdict
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -25,6 +26,7 @@ from mislabel.core.user_input import UserError
 from mislabel.issue_finder import find_issues
 from mislabel.reports.datalab import to_datalab
 from mislabel.reports.suspects import predicted_labels
+from mislabel.scoring.count import estimate_noisy_count, flag_top
 from mislabel.scoring.detector_training import DetectorRecipe, train_detector
 from mislabel.scoring.methods import DEFAULT_RANK_METHODS, RANK_METHODS
 from mislabel.scoring.scores import DEFAULT_CONTROL, DEFAULT_DETECTOR, load_detectors, score
@@ -71,9 +73,11 @@ def rank(run: RunLike, detector: str | os.PathLike | None = None, methods: Seque
         ``mislabel.scoring.baselines.BASELINES``.
     :returns: a pandas DataFrame, one row per sample, most suspicious (by the first method) first,
         with columns index, given_label, predicted_label (highest mean probability over training;
-        ``mislabel.reports.suspects`` defines the names), true_label and flipped when known, then
-        one score column per method. When the flips are known,
-        ``table.attrs["metrics"]`` maps each method to its AUC, mAP and precision figures.
+        ``mislabel.reports.suspects`` defines the names), true_label and flipped when known, flagged
+        (the first method's top rows, as many as the run's estimated number of wrong labels,
+        ``mislabel.scoring.count``), then one score column per method. ``table.attrs`` holds
+        ``estimated_wrong_labels`` (the count and its ranges) and, when the flips are known,
+        ``metrics``: each method's AUC, mAP and precision figures.
     """
     import pandas as pd
 
@@ -96,9 +100,12 @@ def rank(run: RunLike, detector: str | os.PathLike | None = None, methods: Seque
         table["true_label"] = dyn.true_labels
     if dyn.flipped is not None:
         table["flipped"] = dyn.flipped
+    count = estimate_noisy_count(dyn)
+    table["flagged"] = flag_top(scores[methods[0]], count.estimate)
     for name, values in scores.items():
         table[name] = values
     order = np.argsort(-scores[methods[0]], kind="stable")
     table = table.iloc[order].reset_index(drop=True)
+    table.attrs["estimated_wrong_labels"] = asdict(count)
     table.attrs["metrics"] = {name: results[name].metrics for name in methods if results[name].metrics is not None}
     return table

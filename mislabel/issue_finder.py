@@ -50,7 +50,7 @@ from mislabel.reports.summary import read_summary
 from mislabel.reports.suspects import spreadsheet_safe, suspects_table, written
 from mislabel.run_config import RunConfig
 from mislabel.scoring.baselines import BASELINES
-from mislabel.scoring.metrics import DETECTOR_THRESHOLD
+from mislabel.scoring.count import estimate_noisy_count, flag_top
 from mislabel.scoring.scores import DEFAULT_CONTROL, DEFAULT_DETECTOR, Detector, load_detectors, score
 from mislabel.training.budget import (BudgetChoice, Clock, Workload, accuracy_note, minutes, plan_within_budget,
                                       scan_seconds)
@@ -255,11 +255,12 @@ class IssueFinder:
                     "time": f"{minutes(self.clock.elapsed())} (predicted {minutes(choice.estimate.total)} after the "
                             f"scan, for {budget})", **action_notes}
         record = {"summary": line, "settings": settings, "plan": asdict(plan), "flagged": flagged,
+                  "estimated_wrong_labels": table.attrs["estimated_wrong_labels"],
                   "samples": len(table), "arguments": o.arguments(), "predicted_seconds": round(choice.estimate.total, 1),
                   "seconds": round(self.clock.elapsed(), 1),
                   "phase1": os.path.relpath(config.td_dir, out)}  # relative: a copied --out folder stays itself
         # the same ranking in cleanlab Datalab's get_issues("label") schema, rows in training-list order
-        datalab = datalab_table(table["given_label"], table["predicted_label"], table["score"],
+        datalab = datalab_table(table["given_label"], table["predicted_label"], table["score"], table["flagged"] == 1,
                                 method="detector" if detectors else "aum", index=dyn.indices[order])
         datalab["path"] = np.asarray(listing.relative(files), dtype=object)[datalab.index]
         staged: dict[str, Path] = {}  # the report embeds the data map, read from its temporary file
@@ -271,7 +272,7 @@ class IssueFinder:
         def report(tmp: str) -> None:
             write_report(Path(tmp), title=f"Label issues in {listing.name}", summary=line, settings=settings,
                          table=table, root=listing.root, top=o.report_top, datamap=staged["datamap"],
-                         threshold=DETECTOR_THRESHOLD if detectors else 0.0, skipped=list(skipped))
+                         threshold=_lowest_flagged(table), skipped=list(skipped))
 
         atomic_write_all({out / "skipped.txt": lambda tmp: Path(tmp).write_text(skipped_lines, encoding="utf-8",
                                                                                 errors="surrogateescape"),
@@ -282,6 +283,13 @@ class IssueFinder:
                           **actions, out / "datamap.png": datamap, out / "report.html": report,
                           out / RECORD_FILE: lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2) + "\n")})
         return IssueResult(out=out, table=table, summary=line)
+
+
+def _lowest_flagged(table: pd.DataFrame) -> float:
+    """The score at which flagging stops (the report's histogram line): the lowest flagged score,
+    above every score when nothing is flagged."""
+    flagged = table["score"][table["flagged"] == 1]
+    return float(flagged.min()) if len(flagged) else float(table["score"].max()) + 1e-9
 
 
 def _must_train(td_dir: Path, key: dict, overwrite: bool) -> bool:
@@ -299,24 +307,23 @@ def _must_train(td_dir: Path, key: dict, overwrite: bool) -> bool:
 
 def score_suspects(dyn: Dynamics, listing: Listing, files: list[str], detectors: list[Detector]
                    ) -> tuple[pd.DataFrame, str, np.ndarray]:
-    """suspects.csv (``mislabel.reports.suspects``) for the user's files: the detectors' mean
-    probability as the score when there are detectors, else -AUM; every method as a column. Also
-    the flag rule in words and the order (table row -> dynamics row)."""
+    """suspects.csv (``mislabel.reports.suspects``) for the user's files: the detectors' mean score
+    when there are detectors, else -AUM; every method as a column. The flagged rows are the run's
+    estimated number of wrong labels (``mislabel.scoring.count``), most suspicious first. Also the
+    flag rule in words and the order (table row -> dynamics row)."""
     # the learned control is a column beside the baselines it combines
     methods = [*(["control"] if DEFAULT_CONTROL.is_file() else []), *BASELINES]
     scored = score(dyn, methods, detectors)
     baselines = {result.name: result.scores for result in scored[:len(methods)]}
     probs = {result.name: result.scores for result in scored[len(methods):]}
-    if probs:
-        suspicion = written(np.mean(list(probs.values()), axis=0))
-        flagged, rule = suspicion >= DETECTOR_THRESHOLD, f"detector score >= {DETECTOR_THRESHOLD}"
-    else:
-        suspicion = written(baselines["aum"])
-        flagged, rule = suspicion > 0, ("negative area under the margin (score = -AUM > 0: the model preferred "
-                                        "another class on average)")
+    suspicion = written(np.mean(list(probs.values()), axis=0) if probs else baselines["aum"])
+    count = estimate_noisy_count(dyn)
+    flagged = flag_top(suspicion, count.estimate)
+    rule = f"the {count.estimate:,} highest scores ({count.describe()})"
     paths = np.asarray(listing.relative(files), dtype=object)[dyn.indices]
     table, order = suspects_table(dyn, suspicion, flagged, ("path", paths), listing.class_names,
                                   {**probs, **baselines})
+    table.attrs["estimated_wrong_labels"] = asdict(count)
     return table, rule, order
 
 

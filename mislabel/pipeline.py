@@ -35,6 +35,7 @@ from mislabel.data.noise import canonical_noise_type, corrupt_labels
 from mislabel.models import build_model
 from mislabel.reports.summary import denoise_table, format_metric, read_summary, write_summary
 from mislabel.run_config import RunConfig, valid_count
+from mislabel.scoring.cleaning import DEFAULT_ACTION, CleanedLabels, check_action, clean_labels
 from mislabel.training.accel import Acceleration
 from mislabel.training.checkpoint import CHECKPOINT_FILE, Checkpoint
 from mislabel.training.crossval import crossval_probs, predict_probs
@@ -44,6 +45,7 @@ from mislabel.training.recorder import Recorder
 if TYPE_CHECKING:  # imported where used: in-memory phase 1 needs neither (torchvision, sklearn.metrics)
     from mislabel.data.file_batches import FileBatches
     from mislabel.scoring.metrics import MethodScores
+    from mislabel.scoring.scores import Suspects
 
 __all__ = ["Runner", "RunConfig", "write_suspects_csv"]
 
@@ -159,10 +161,12 @@ class Runner:
             yield
 
     def _train_and_save(self, folder: Path, train_indices: np.ndarray, recorder: Recorder | None,
-                        description: str, after_training: float = 0.0) -> dict:
-        """Fit on ``train_indices`` (noisy labels), select on validation, write models and results."""
+                        description: str, after_training: float = 0.0, labels: np.ndarray | None = None,
+                        weights: np.ndarray | None = None) -> dict:
+        """Fit on ``train_indices`` with the noisy labels (or ``labels``, one per dataset index, and loss
+        ``weights``, one per row of ``train_indices``), select on validation, write models and results."""
         model = self.build_model().to(self.device)
-        labels = torch.as_tensor(self.assigned_labels)
+        labels = torch.as_tensor(self.assigned_labels if labels is None else labels)
         # validation selects the model rank 0 saves, so under torchrun only rank 0 evaluates it (as the
         # test set below): the other ranks would decode and compute the same pass for nothing
         valid = self.valid_batches if distributed.is_main() else None
@@ -176,7 +180,7 @@ class Runner:
             recording = Recording(recorder, self.config.td_mode, eval_pass)
         result = fit(model, self.batches(train_indices, labels, train=True, shard=True), valid, self.config.recipe,
                      recording=recording, log_path=folder / "train_log.csv", description=description,
-                     checkpoint=checkpoint, accel=self.accel, after_training=after_training)
+                     checkpoint=checkpoint, accel=self.accel, after_training=after_training, sample_weights=weights)
         if not distributed.is_main():
             return {}
         checkpoint.remove()
@@ -249,28 +253,25 @@ class Runner:
         print(f"test accuracy {format_metric(summary['test_accuracy'], percent=True)}; results in {folder}")
         return folder
 
-    def subset(self, detector_file: str, remove_ratio: float | str,
-               td_dir: Path) -> tuple[np.ndarray, Dynamics, MethodScores, dict]:
-        """Rank phase 1's training samples with the detector and keep all but the top ``remove_ratio``
-        (``"auto"``: as many as the detector takes for mislabeled)."""
+    def suspects(self, detector_file: str, remove_ratio: float | str, td_dir: Path) -> tuple[Dynamics, Suspects]:
+        """Rank phase 1's training samples with the detector and take its top ``remove_ratio``
+        (``"auto"``: the run's estimated number of wrong labels, ``mislabel.scoring.count``; from the
+        run's cross-validated probabilities when ``crossval`` wrote them, else from its dynamics)."""
         if remove_ratio != "auto" and not 0.0 <= remove_ratio < 1.0:
             raise UserError(f"remove_ratio {remove_ratio} is outside [0, 1); pass e.g. 0.2 to drop the top 20%")
         from mislabel.scoring.scores import top_suspects
+        from mislabel.training.crossval import load_pred_probs
 
         dyn = load_dynamics(td_dir)
         if not np.array_equal(dyn.assigned, self.assigned_labels[dyn.indices]):
             raise UserError(f"the dynamics in {td_dir} were recorded with other labels than these arguments give; "
                             "pass the seed/noise arguments of that run or point --td_dir at the matching run")
-        removed = top_suspects(detector_file, dyn, remove_ratio, self.device)
-        keep = np.ones(dyn.num_samples, dtype=bool)
-        keep[removed.rows] = False
-        self._check_retrainable(dyn.assigned, keep, remove_ratio)
-        info = {"num_ranked": int(dyn.num_samples), "num_removed": len(removed.rows), "remove_ratio": remove_ratio,
-                "detection": removed.ranking.metrics, "detector_file": str(detector_file), "td_dir": str(td_dir),
-                "flipped_share_of_removed": removed.flipped_share}
-        return dyn.indices[keep], dyn, removed.ranking, info
+        held_out = load_pred_probs(td_dir, dyn.num_samples, int(dyn.assigned.max()) + 1) if remove_ratio == "auto" \
+            else None
+        return dyn, top_suspects(detector_file, dyn, remove_ratio, self.device,
+                                 pred_probs=None if held_out is None else held_out[0])
 
-    def _check_retrainable(self, assigned: np.ndarray, keep: np.ndarray, remove_ratio: float) -> None:
+    def _check_retrainable(self, assigned: np.ndarray, keep: np.ndarray, remove_ratio: float | str) -> None:
         """A removal that empties a class or leaves less than one batch would retrain on nearly nothing."""
         batch_size, left = self.config.recipe.batch_size, int(keep.sum())
         if left < batch_size:
@@ -281,22 +282,35 @@ class Runner:
             raise UserError(f"remove_ratio {remove_ratio} removes every training sample of class {emptied[0]} "
                             f"({len(emptied)} classes emptied); pass a smaller remove_ratio")
 
-    def denoise(self, detector_file: str, remove_ratio: float | str, td_dir: Path | None = None) -> Path:
-        """Phase 3: remove the suspects (``subset``) and retrain on what is left; report detection and
-        accuracy. The seed calls this step ``Runner.train``, kept as its alias."""
+    def denoise(self, detector_file: str, remove_ratio: float | str, td_dir: Path | None = None,
+                action: str = DEFAULT_ACTION) -> Path:
+        """Phase 3: act on the suspects (``suspects``; ``action`` of ``mislabel.scoring.cleaning``:
+        remove them, the seed's phase 3, or relabel, both, down-weight) and retrain; report detection
+        and accuracy. The seed calls this step ``Runner.train``, kept as its alias."""
+        check_action(action)
         td_dir = Path(td_dir) if td_dir else self.config.td_dir
-        folder = self.config.stage_dir("prune4retrain", f"remove{remove_ratio}")
+        stem = "remove" if action == "remove" else action  # the seed's folder name for removal
+        folder = self.config.stage_dir("prune4retrain", f"{stem}{remove_ratio}")
         self.refuse_finished(folder)
-        kept, dyn, ranking, info = self.subset(detector_file, remove_ratio, td_dir)
+        dyn, chosen = self.suspects(detector_file, remove_ratio, td_dir)
+        cleaned = clean_labels(dyn, chosen.rows, action)
+        self._check_retrainable(cleaned.labels, cleaned.keep, remove_ratio)
         with self.claimed(folder):
             if distributed.is_main():
-                write_suspects_csv(folder / "suspects.csv", dyn, ranking)
+                write_suspects_csv(folder / "suspects.csv", dyn, chosen.ranking, len(chosen.rows))
+            ranking = chosen.ranking
             auc, ap = format_metric(ranking.auc), format_metric(ranking.map)
             print(f"detection AUC {auc}  mAP {ap}" if ranking.metrics else
                   "detection AUC/mAP unavailable: no known flipped labels in this run")
+            if chosen.count is not None:
+                print(f"remove_ratio auto: {chosen.count.describe()}")
             summary = self._describe()
-            summary.update(info)
-            summary.update(self._train_and_save(folder, kept, None, "retrain"))
+            summary.update({"num_ranked": int(dyn.num_samples), "num_suspects": len(chosen.rows),
+                            "remove_ratio": remove_ratio, **cleaned.describe(), "detection": ranking.metrics,
+                            "estimated_wrong_labels": None if chosen.count is None else asdict(chosen.count),
+                            "detector_file": str(detector_file), "td_dir": str(td_dir),
+                            "flipped_share_of_removed": chosen.flipped_share})
+            summary.update(self.retrain_cleaned(folder, dyn, cleaned))
             if not distributed.is_main():
                 return folder
             summary["noisy_test_accuracy"] = (read_summary(td_dir) or {}).get("test_accuracy")
@@ -306,6 +320,16 @@ class Runner:
         return folder
 
     train = denoise  # the seed's name for phase 3 (its README: "denoise_small calls Runner.train")
+
+    def retrain_cleaned(self, folder: Path, dyn: Dynamics, cleaned: CleanedLabels) -> dict:
+        """Train into ``folder`` on the rows of ``dyn`` that ``cleaned`` keeps, with its labels and
+        weights (phase 1's recipe, early-stopped on the noisy validation split); returns the results."""
+        labels = self.assigned_labels.copy()
+        labels[dyn.indices] = cleaned.labels
+        kept = np.flatnonzero(cleaned.keep)
+        kept = kept[np.argsort(dyn.indices[kept], kind="stable")]
+        weights = None if cleaned.weights is None else cleaned.weights[kept]
+        return self._train_and_save(folder, dyn.indices[kept], None, "retrain", labels=labels, weights=weights)
 
     def retrain_subset(self, kept: np.ndarray, folder: Path, info: dict | None = None) -> dict:
         """Retrain on the training samples ``kept`` (dataset indices) into ``folder``, as ``train`` does
@@ -319,11 +343,11 @@ class Runner:
         return summary
 
 
-def write_suspects_csv(path: Path, dyn: Dynamics, ranking: MethodScores) -> None:
+def write_suspects_csv(path: Path, dyn: Dynamics, ranking: MethodScores, num_suspects: int) -> None:
     """suspects.csv of a denoise run (``mislabel.reports.suspects``: one schema with find_issues'),
-    most suspicious first; ``flagged`` marks the detector's score >= ``DETECTOR_THRESHOLD``."""
+    most suspicious first; ``flagged`` marks the ``num_suspects`` that denoise acted on."""
     from mislabel.reports.suspects import suspects_table
-    from mislabel.scoring.metrics import DETECTOR_THRESHOLD
+    from mislabel.scoring.count import flag_top
 
-    table, _ = suspects_table(dyn, ranking.scores, ranking.scores >= DETECTOR_THRESHOLD, ("index", dyn.indices))
+    table, _ = suspects_table(dyn, ranking.scores, flag_top(ranking.scores, num_suspects), ("index", dyn.indices))
     atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))

@@ -9,7 +9,8 @@ import pytest
 
 from mislabel.core.dynamics import Dynamics
 from mislabel.core.user_input import UserError
-from mislabel.scoring.count import DEFAULT_WINDOW, NoisyCount, class_probabilities, estimate_noisy_count
+from mislabel.scoring.count import (DEFAULT_WINDOW, SOURCE_RUN_RATIOS, NoisyCount, class_probabilities,
+                                    estimate_noisy_count, flag_top)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -54,8 +55,12 @@ def test_estimate_lands_near_the_true_count_and_inside_its_interval(run) -> None
     assert isinstance(count, NoisyCount)
     assert abs(count.estimate - truth) <= 0.1 * truth, (count, truth)
     assert count.low <= count.estimate <= count.high and count.high - count.low < 0.3 * truth
-    interval = f"(90% bootstrap interval {count.low:,}-{count.high:,})"
-    assert count.describe().startswith(f"~{count.estimate:,} wrong labels {interval}")
+    # the likely range is the estimate scaled by the corpus' error percentiles, so it holds the truth here too
+    assert count.likely == (round(count.estimate * SOURCE_RUN_RATIOS[0]), round(count.estimate * SOURCE_RUN_RATIOS[1]))
+    assert count.likely[0] <= truth <= count.likely[1]
+    assert count.describe().startswith(f"~{count.estimate:,} wrong labels (likely {count.likely[0]:,}-"
+                                       f"{count.likely[1]:,}, the range that held the true count")
+    assert f"90% bootstrap interval {count.low:,}-{count.high:,})" in count.describe()
     assert "epochs 1-22 of 30" in count.method
 
 
@@ -90,6 +95,7 @@ def test_held_out_probabilities_give_cleanlabs_calibrated_count(run) -> None:
     reference = num_label_issues(run.assigned, probs, estimation_method="off_diagonal_calibrated")
     assert abs(count.estimate - reference) <= max(2, 0.01 * reference)
     assert count.method == "confident-joint estimate on held-out probabilities"
+    assert count.likely is None and "likely" not in count.describe()  # the corpus measured dynamics only
 
 
 def test_same_inputs_and_seed_give_the_same_count(run) -> None:
@@ -119,3 +125,10 @@ def test_importing_the_module_loads_neither_torch_nor_cleanlab() -> None:
     code = ("import sys, mislabel.scoring.count; "
             "assert not {'torch', 'cleanlab'} & set(sys.modules), sorted(sys.modules)")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_flags_are_the_top_scores_ties_in_row_order() -> None:
+    scores = np.array([0.2, 0.9, 0.5, 0.9, 0.1])
+    assert flag_top(scores, 2).tolist() == [False, True, False, True, False]
+    assert flag_top(scores, 3).tolist() == [False, True, True, True, False]
+    assert not flag_top(scores, 0).any() and flag_top(scores, 10).all()

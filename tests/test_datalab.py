@@ -1,5 +1,5 @@
 """to_datalab gives what cleanlab's own Datalab gives for the same labels: the same columns, dtypes
-and row index; flags and label scores follow the documented rules."""
+and row index; label scores follow the documented rules, flags are rank()'s estimated count."""
 from __future__ import annotations
 
 import numpy as np
@@ -55,24 +55,29 @@ def test_the_schema_is_datalabs_and_the_rules_hold(ranked):
     assert (ours["given_label"] == theirs["given_label"]).all()          # rows in sample order, as Datalab's
     by_index = table.set_index("index").sort_index()
     assert np.allclose(ours["label_score"], 1 - by_index["detector"])
-    assert (ours["is_label_issue"] == (by_index["detector"] >= 0.5)).all()
+    # the flags are rank()'s: the detector's top rows, as many as the run's estimated count
+    count = table.attrs["estimated_wrong_labels"]["estimate"]
+    assert 0 < count == int(table["flagged"].sum()) == int(ours["is_label_issue"].sum())
+    assert (ours["is_label_issue"] == by_index["flagged"]).all()
     assert np.array_equal(ours["predicted_label"], by_index["predicted_label"])
     assert ours["is_label_issue"].iloc[-10:].mean() > ours["is_label_issue"].iloc[:-10].mean()
 
     by_aum = to_datalab(table, method="aum")
     assert_same_schema(by_aum, theirs)
     assert ((by_aum["label_score"] > 0) & (by_aum["label_score"] < 1)).all()
-    assert (by_aum["is_label_issue"] == (by_aum["label_score"] < 0.5)).all()
-    assert (by_aum["is_label_issue"] == (by_index["aum"] > 0)).all()
+    assert int(by_aum["is_label_issue"].sum()) == count        # as many, AUM's own top rows
+    assert by_aum["label_score"][by_aum["is_label_issue"]].max() <= by_aum["label_score"][~by_aum["is_label_issue"]].min()
 
 
 def test_class_names_and_dataset_indices(ranked):
     names = np.array(["cat", "dog", "fox"])
     given, predicted = names[ranked[1]], names[(ranked[1] + 1) % CLASSES]
-    ours = datalab_table(given, predicted, np.linspace(0, 1, SAMPLES), method="control")
+    flags = np.linspace(0, 1, SAMPLES) > 0.8
+    ours = datalab_table(given, predicted, np.linspace(0, 1, SAMPLES), flags, method="control")
     assert_same_schema(ours, cleanlab_issues(given))
+    assert (ours["is_label_issue"].to_numpy() == flags).all()
     shuffled = np.random.default_rng(1).permutation(SAMPLES)
-    subset = datalab_table(given, predicted, np.linspace(0, 1, SAMPLES), index=100 + shuffled)
+    subset = datalab_table(given, predicted, np.linspace(0, 1, SAMPLES), flags, index=100 + shuffled)
     assert list(subset.index) == list(range(100, 100 + SAMPLES))                    # sorted by dataset index
     assert list(subset["given_label"]) == list(given[np.argsort(shuffled)])
 

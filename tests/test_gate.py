@@ -21,6 +21,7 @@ from mislabel.scoring.metrics import detection_metrics
 from mislabel.scoring.predict import detector_scores, sequence_scores
 from mislabel.scoring.features import build_features
 from mislabel.scoring.gate import CENTRES, STEEPNESS, check_gate, concentration, fit_gate, gate_weight, gated_scores
+from mislabel.scoring.count import estimate_noisy_count
 from train_detector import main as train_main
 
 CLASSES = 5
@@ -87,12 +88,14 @@ def test_the_fitted_gate_trusts_the_lstm_where_it_ranks_better() -> None:
     assert check_gate(gate, "test") is gate
 
 
-def test_gated_scores_keep_the_lstm_count_above_one_half() -> None:
+def test_gated_scores_put_the_estimated_count_above_one_half() -> None:
     dyn = synthetic_dynamics(2, pair=False)
     lstm = np.linspace(0.0, 1.0, dyn.num_samples)
     gate = {"format": "mislabel-gate/1", "base": "aum", "centre": 0.4, "steepness": 10.0}
     scores = gated_scores(gate, lstm, dyn)
-    assert np.count_nonzero(scores >= 0.5) == np.count_nonzero(lstm >= 0.5)
+    count = estimate_noisy_count(dyn).estimate
+    assert 0 < count != np.count_nonzero(lstm >= 0.5)  # the run's count, not the LSTM's own
+    assert np.count_nonzero(scores >= 0.5) == count
     assert scores.min() >= 0.0 and scores.max() == 1.0 and len(np.unique(scores)) == dyn.num_samples
 
 

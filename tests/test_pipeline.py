@@ -127,3 +127,25 @@ def test_demo_end_to_end_at_tiny_size(tmp_path):
     folder = tmp_path / "demo" / "digits_conv44_percmislabeled0.2_flip" / "prune4retrain_seed2" / "remove0.2"
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["detection"]["auc"] > 0.5 and summary["noisy_test_accuracy"] is not None
+
+
+def test_denoise_auto_acts_on_the_estimated_count_with_the_chosen_action(tmp_path, detector_file):
+    """remove_ratio auto takes the run's estimated number of wrong labels; --action hybrid relabels the
+    suspects the network preferred another class for and removes the rest; a bad action is refused."""
+    env = {"RESULTS_DIR": str(tmp_path)}
+    noise = ["unused", "digits", "4", "0.3", "uniform"]
+    done = run_sh("generate_td", *noise, "lenet", "5", *FAST[4:], env=env)
+    assert done.returncode == 0, done.stderr
+    done = run_sh("denoise_small", *noise, str(detector_file), "auto", *FAST, "--action", "hybrid", env=env)
+    assert done.returncode == 0, done.stderr
+    folder = tmp_path / "digits_lenet5_percmislabeled0.3_uniform" / "prune4retrain_seed4" / "hybridauto"
+    summary = json.loads((folder / "summary.json").read_text())
+    count = summary["estimated_wrong_labels"]
+    assert summary["action"] == "hybrid" and summary["remove_ratio"] == "auto"
+    assert 0 < count["estimate"] == summary["num_suspects"] == summary["num_removed"] + summary["num_relabelled"]
+    assert count["likely"][0] <= count["estimate"] <= count["likely"][1]
+    assert f"remove_ratio auto: ~{count['estimate']:,} wrong labels" in done.stdout
+    with open(folder / "suspects.csv") as handle:
+        assert sum(int(row["flagged"]) for row in csv.DictReader(handle)) == summary["num_suspects"]
+    refused(run_sh("denoise_small", *noise, str(detector_file), "auto", *FAST, "--action", "burn", env=env),
+            "--action")

@@ -13,6 +13,7 @@ import functools
 from mislabel.core.run_options import DEFAULT_FOLDS, check_datadir
 from mislabel.core.user_input import OneLineParser, UserError, exit_on_user_error, require_file, require_folder
 from mislabel.run_config import RunConfig, add_budget_flag, add_run_flags, check_budget, check_ratio
+from mislabel.scoring.cleaning import ACTIONS, DEFAULT_ACTION
 
 __all__ = ["check_args", "parse_args", "main"]
 
@@ -51,8 +52,14 @@ def check_args(argv: list[str], prog: str = "runner.py", launcher: str = "python
     _add_noise(denoise, default_ratio=None)
     denoise.add_argument("--detector_file", required=True)
     denoise.add_argument("--remove_ratio", required=True,
-                         help="share of the training samples to remove, or auto: as many as the detector flags")
+                         help="share of the training samples to act on, or auto: the estimated number of wrong "
+                              "labels (confident learning on the run's dynamics, or on pred_probs_cv.npy when "
+                              "crossval ran)")
     denoise.add_argument("--td_dir", default=None, help="phase-1 folder to rank (default: the matching run)")
+    denoise.add_argument("--action", default=DEFAULT_ACTION, choices=ACTIONS,
+                         help="what retraining does with the suspects: remove them (the seed's phase 3), relabel "
+                              "them to the model's suggestion, hybrid (relabel where the model preferred the "
+                              "suggestion, remove the rest) or downweight their loss (default %(default)s)")
     crossval = commands.add_parser("crossval", help="held-out class probabilities by K-fold cross-validation "
                                    "(pred_probs_cv.npy, for cleanlab in `compare`)")
     _add_common(crossval)
@@ -138,6 +145,6 @@ def main(argv: list[str] | None = None, prog: str = "runner.py", launcher: str =
         elif command == "crossval":
             runner.crossval(extra.folds, extra.num_epochs)
         else:
-            runner.denoise(extra.detector_file, extra.remove_ratio, extra.td_dir)
+            runner.denoise(extra.detector_file, extra.remove_ratio, extra.td_dir, extra.action)
     finally:
         distributed.stop()

@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None, prog: str = "mislabel rank", launcher: s
 
     table = rank(args.run_folder, detector=args.detector, methods=args.methods, device=args.device)
     atomic_write(out, lambda tmp: table.to_csv(tmp, index=False, float_format="%.6f"))
-    print(f"ranked {len(table)} samples by {args.methods[0]}; wrote {out}")
+    print(f"ranked {len(table)} samples by {args.methods[0]}, flagged the top {int(table['flagged'].sum()):,} "
+          f"(the estimated number of wrong labels); wrote {out}")
     for method, metrics in table.attrs.get("metrics", {}).items():
         print(f"  {method}: AUC {metrics['auc']:.4f}, mAP {metrics['map']:.4f} (against the known flips)")
 

@@ -7,12 +7,13 @@ Datalab reports one row per sample, in dataset order (a ``RangeIndex``), with fo
     given_label      the assigned label (int64 for integer labels, else the class names)
     predicted_label  the class the model predicts, of the same type
 
-How our methods fill them (``LABEL_RULES``; the flags are suspects.csv's ``flagged`` rule):
+How our methods fill them (``LABEL_RULES``):
 
-    detector, control   a probability p of "mislabeled": label_score = 1 - p, flagged when
-                        p >= DETECTOR_THRESHOLD (0.5)
-    aum                 the area under the margin A (the table holds -A): label_score = sigmoid(A),
-                        flagged when A < 0 (the model preferred another class on average)
+    detector, control   a score p in [0, 1] of "mislabeled": label_score = 1 - p
+    aum                 the area under the margin A (the table holds -A): label_score = sigmoid(A)
+
+``is_label_issue`` is suspects.csv's ``flagged``: the method's top rows, as many as the run's
+estimated number of wrong labels (``mislabel.scoring.count``).
 
 ``to_datalab`` converts a ``rank()`` table (``given_label`` and ``predicted_label`` as
 ``mislabel.reports.suspects`` defines them); ``datalab_table`` builds the frame from per-sample
@@ -28,7 +29,7 @@ import numpy as np
 from scipy.special import expit
 
 from mislabel.core.user_input import UserError
-from mislabel.scoring.metrics import DETECTOR_THRESHOLD
+from mislabel.scoring.count import flag_top
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -38,16 +39,16 @@ __all__ = ["COLUMNS", "LABEL_RULES", "datalab_table", "to_datalab"]
 COLUMNS = ("is_label_issue", "label_score", "given_label", "predicted_label")
 
 
-def _from_probability(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return 1.0 - scores, scores >= DETECTOR_THRESHOLD
+def _from_probability(scores: np.ndarray) -> np.ndarray:
+    return 1.0 - scores
 
 
-def _from_minus_aum(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return expit(-scores), scores > 0
+def _from_minus_aum(scores: np.ndarray) -> np.ndarray:
+    return expit(-scores)
 
 
-# method -> (its scores, higher = more suspicious) -> (label_score, is_label_issue)
-LABEL_RULES: dict[str, Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]] = {
+# method -> (its scores, higher = more suspicious) -> label_score
+LABEL_RULES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "detector": _from_probability,
     "control": _from_probability,
     "aum": _from_minus_aum,
@@ -62,14 +63,16 @@ def _labels(values) -> pd.Series:
     return pd.Series(array.astype(np.int64) if array.dtype.kind in "iu" else list(array))
 
 
-def datalab_table(given_label, predicted_label, scores, method: str = "detector", index=None) -> pd.DataFrame:
+def datalab_table(given_label, predicted_label, scores, flagged, method: str = "detector", index=None
+                  ) -> pd.DataFrame:
     """The Datalab-schema frame of one method's scores.
 
     :param given_label: per sample, the assigned label (integers or class names).
     :param predicted_label: per sample, the model's class, of the same kind.
     :param scores: per sample, the method's score (higher = more likely mislabeled), as ``rank`` and
         ``score`` give it.
-    :param method: a key of ``LABEL_RULES``: how scores become ``label_score`` and ``is_label_issue``.
+    :param flagged: per sample, whether it is flagged (``is_label_issue``).
+    :param method: a key of ``LABEL_RULES``: how scores become ``label_score``.
     :param index: each sample's dataset index (default: 0, 1, ...); rows come out sorted by it, with
         a ``RangeIndex`` when the indices are 0..N-1, as Datalab's.
     """
@@ -80,11 +83,10 @@ def datalab_table(given_label, predicted_label, scores, method: str = "detector"
     scores = np.asarray(scores, dtype=np.float64)
     count = len(scores)
     ids = np.arange(count) if index is None else np.asarray(index, dtype=np.int64)
-    if ids.shape != (count,) or len(given_label) != count or len(predicted_label) != count:
-        raise UserError(f"datalab_table needs one given label, predicted label and index per score ({count}); got "
-                        f"{len(given_label)}, {len(predicted_label)} and {len(ids)}")
-    label_score, is_issue = LABEL_RULES[method](scores)
-    frame = pd.DataFrame({"is_label_issue": is_issue.astype(bool), "label_score": label_score,
+    if ids.shape != (count,) or len(given_label) != count or len(predicted_label) != count or len(flagged) != count:
+        raise UserError(f"datalab_table needs one given label, predicted label, flag and index per score ({count}); "
+                        f"got {len(given_label)}, {len(predicted_label)}, {len(flagged)} and {len(ids)}")
+    frame = pd.DataFrame({"is_label_issue": np.asarray(flagged, dtype=bool), "label_score": LABEL_RULES[method](scores),
                           "given_label": _labels(given_label), "predicted_label": _labels(predicted_label)})
     order = np.argsort(ids, kind="stable")
     frame = frame.iloc[order]
@@ -97,9 +99,10 @@ def to_datalab(table: pd.DataFrame, method: str | None = None) -> pd.DataFrame:
     index order.
 
     :param table: what ``mislabel.rank`` returns (columns ``index``, ``given_label``,
-        ``predicted_label`` and one per method).
+        ``predicted_label``, ``flagged`` and one per method).
     :param method: the score column to convert, a key of ``LABEL_RULES``; ``None``: ``detector`` when
-        the table has it, else ``control``, else ``aum``.
+        the table has it, else ``control``, else ``aum``. Its top rows are flagged, as many as the
+        table flags (the run's estimated number of wrong labels).
     """
     if method is None:
         method = next((name for name in LABEL_RULES if name in table.columns), None)
@@ -108,8 +111,9 @@ def to_datalab(table: pd.DataFrame, method: str | None = None) -> pd.DataFrame:
                             "rank with one of those methods")
     elif method not in table.columns:
         raise UserError(f"the table has no {method!r} column; its columns are: {', '.join(map(str, table.columns))}")
-    missing = [name for name in ("index", "given_label", "predicted_label") if name not in table.columns]
+    missing = [name for name in ("index", "given_label", "predicted_label", "flagged") if name not in table.columns]
     if missing:
         raise UserError(f"the table lacks {missing}; pass a table from mislabel.rank")
-    return datalab_table(table["given_label"].to_numpy(), table["predicted_label"].to_numpy(),
-                         table[method].to_numpy(), method, table["index"].to_numpy())
+    scores = table[method].to_numpy()
+    return datalab_table(table["given_label"].to_numpy(), table["predicted_label"].to_numpy(), scores,
+                         flag_top(scores, int(table["flagged"].sum())), method, table["index"].to_numpy())

@@ -18,6 +18,7 @@ import pandas as pd
 from mislabel.data.user_data import Listing
 from mislabel.core.dynamics import Dynamics
 from mislabel.reports.suspects import spreadsheet_safe
+from mislabel.scoring.cleaning import suggested_labels
 
 __all__ = ["CLEANED_FILE", "RELABEL_FILE", "cleaned_table", "relabel_table", "action_writes"]
 
@@ -40,10 +41,7 @@ def relabel_table(dyn: Dynamics, class_names: list[str], suspects: pd.DataFrame,
     """The flagged rows of ``suspects`` (sorted; ``order`` maps its rows to the dynamics' rows), each
     with the most probable other class over training and its mean probability."""
     names = np.asarray(class_names, dtype=object)
-    if dyn.td.shape[2] > 1:   # channel 1 holds the other class of highest mean probability
-        suggested, probability = dyn.labels[:, 1], dyn.td[:, :, 1].astype(np.float32).mean(axis=1)
-    else:
-        suggested, probability = dyn.assigned, np.full(dyn.num_samples, np.nan, dtype=np.float32)
+    suggested, probability = suggested_labels(dyn)
     flagged = suspects["flagged"].to_numpy() == 1
     rows = order[flagged]
     chosen = suspects.loc[flagged, ["rank", "path", "given_label"]].reset_index(drop=True)

@@ -25,21 +25,29 @@ def format_metric(value: float | None, percent: bool = False) -> str:
     return f"{100 * value:.2f}%" if percent else f"{value:.4f}"
 
 
+AFTER = {"remove": "removal", "relabel": "relabelling", "hybrid": "relabelling and removal",
+         "downweight": "down-weighting"}
+
+
 def denoise_table(summary: dict) -> str:
-    """Markdown table: detection quality, then test accuracy before and after removal."""
+    """Markdown table: detection quality, what was done to the suspects, then test accuracy before and after."""
     detection = summary.get("detection") or {}
+    ranked, suspects = summary["num_ranked"], summary.get("num_suspects", summary["num_removed"])
+    action = summary.get("action", "remove")
+    done = {"remove": f"removed {summary['num_removed']}", "downweight": f"down-weighted {summary.get('num_downweighted', 0)}",
+            "relabel": f"relabelled {summary.get('num_relabelled', 0)}",
+            "hybrid": f"relabelled {summary.get('num_relabelled', 0)}, removed {summary['num_removed']}"}[action]
     lines = [
         "| measure | value |",
         "|---|---|",
-        f"| samples ranked | {summary['num_ranked']} |",
-        f"| removed (most suspicious) | {summary['num_removed']} "
-        f"({100 * summary['num_removed'] / max(summary['num_ranked'], 1):.1f}%"
-        f"{', remove_ratio auto' if summary['remove_ratio'] == 'auto' else ''}) |",
+        f"| samples ranked | {ranked} |",
+        f"| suspects (most suspicious) | {suspects} ({100 * suspects / max(ranked, 1):.1f}%"
+        f"{', remove_ratio auto' if summary['remove_ratio'] == 'auto' else ''}): {done} |",
         f"| detection AUC | {format_metric(detection.get('auc'))} |",
         f"| detection mAP | {format_metric(detection.get('map'))} |",
-        f"| flipped among removed | {format_metric(summary.get('flipped_share_of_removed'), percent=True)} |",
+        f"| flipped among suspects | {format_metric(summary.get('flipped_share_of_removed'), percent=True)} |",
         f"| test accuracy, trained on noisy labels | {format_metric(summary.get('noisy_test_accuracy'), percent=True)} |",
-        f"| test accuracy, after removal | {format_metric(summary['test_accuracy'], percent=True)} |",
+        f"| test accuracy, after {AFTER[action]} | {format_metric(summary['test_accuracy'], percent=True)} |",
     ]
     if not detection:
         lines.append("| note | AUC/mAP need known flips (synthetic noise); this run has none |")

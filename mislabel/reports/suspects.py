@@ -8,8 +8,8 @@
                      label or the most probable other class (the model's belief before it memorised
                      a wrong label; the last epoch often just repeats the given label)
     score            higher = more likely mislabeled (a detector's score, else -AUM)
-    flagged          1 when the score passes the rule: a detector score >= DETECTOR_THRESHOLD
-                     (without a detector, -AUM > 0)
+    flagged          1 for the top rows, as many as the run's estimated number of wrong labels
+                     (``mislabel.scoring.count``; denoise: the rows it acted on)
     true_label       only where it is known (synthetic noise)
     ...              find_issues adds one column per method (``lstm:<name>``, control, baselines)
 

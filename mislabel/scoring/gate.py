@@ -18,9 +18,10 @@ that never saw it, ``mislabel.scoring.detector_training``), so the gate learns w
 on unseen runs. Two numbers fitted on tens of runs: little to overfit. Both directions of the
 benchmark's transfer picked a centre of 0.40-0.42.
 
-The gated values are a ranking. To keep "score >= 0.5" meaning what it did (the detector's count of
-wrong labels, ``DETECTOR_THRESHOLD``), the ranking is mapped onto (0, 1] so that exactly as many
-samples as the LSTM gives probability >= 0.5 score >= 0.5, most suspicious first.
+The gated values are a ranking. So that "score >= 0.5" marks the run's estimated number of wrong
+labels (``mislabel.scoring.count``: what denoise's ``remove_ratio auto`` removes and find_issues
+flags), the ranking is mapped onto (0, 1] with exactly that many samples at 0.5 or above, most
+suspicious first.
 
 Stored inside the detector file as ``config["gate"]`` (floats, strings and lists), so it loads with
 ``torch.load(..., weights_only=True)`` and every caller of the detector gets it.
@@ -35,7 +36,7 @@ from mislabel.core.dynamics import Dynamics
 from mislabel.core.user_input import UserError
 from mislabel.scoring.baselines import aum
 from mislabel.scoring.features import pair_counts, percentile
-from mislabel.scoring.metrics import estimated_noisy_count
+from mislabel.scoring.count import estimate_noisy_count
 
 __all__ = ["CENTRES", "GATE_FORMAT", "STEEPNESS", "check_gate", "concentration", "fit_gate", "gate_weight",
            "gated_scores"]
@@ -111,10 +112,10 @@ def check_gate(gate: object, source: str) -> dict:
 
 
 def gated_scores(gate: dict, lstm_probability: np.ndarray, dyn: Dynamics) -> np.ndarray:
-    """float64 [N] in (0, 1]: the gated ranking, the samples the LSTM gives probability >= 0.5 on top
+    """float64 [N] in (0, 1]: the gated ranking, the run's estimated number of wrong labels on top
     (>= 0.5), in the gated order; higher = more suspicious."""
     mixed = _mixed(gate_weight(gate, concentration(dyn)), lstm_probability, aum(dyn))
-    count = estimated_noisy_count(lstm_probability)
+    count = estimate_noisy_count(dyn).estimate
     rank = np.empty(len(mixed), np.int64)
     rank[np.argsort(-mixed, kind="stable")] = np.arange(len(mixed))
     above = 1.0 - 0.5 * rank / max(count, 1)

@@ -10,19 +10,12 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-__all__ = ["DETECTOR_THRESHOLD", "MethodScores", "estimated_noisy_count", "has_ground_truth", "detection_metrics",
+__all__ = ["DETECTOR_THRESHOLD", "MethodScores", "has_ground_truth", "detection_metrics",
            "precision_at_fraction"]
 
 # A detector's probability of "mislabeled" at or above which a sample is flagged. The detectors are
 # trained with the classes balanced (pos_weight), so 0.5 is their own decision boundary.
 DETECTOR_THRESHOLD = 0.5
-
-
-def estimated_noisy_count(scores: np.ndarray) -> int:
-    """How many labels a detector takes for wrong: those it scores >= DETECTOR_THRESHOLD (its LSTM's
-    own decision boundary, which a gated score keeps: ``mislabel.scoring.gate``; not a prior on the
-    noise rate); BENCHMARKS.md tables this estimate against the truth."""
-    return int(np.count_nonzero(np.asarray(scores) >= DETECTOR_THRESHOLD))
 
 
 @dataclass

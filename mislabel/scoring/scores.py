@@ -24,11 +24,12 @@ from mislabel.core.user_input import UserError
 from mislabel.scoring.baselines import BASELINES, cleanlab
 from mislabel.scoring.control import DEFAULT_CONTROL, control_scores, load_control
 from mislabel.scoring.lstm import DEFAULT_DETECTOR, LSTMDetector, load_detector
-from mislabel.scoring.metrics import DETECTOR_THRESHOLD, MethodScores, detection_metrics, estimated_noisy_count
+from mislabel.scoring.count import NoisyCount, estimate_noisy_count
+from mislabel.scoring.metrics import DETECTOR_THRESHOLD, MethodScores, detection_metrics
 from mislabel.scoring.predict import detector_scores
 
 __all__ = ["DEFAULT_CONTROL", "DEFAULT_DETECTOR", "METHODS", "Detector", "MethodScores", "Suspects",
-           "detector_column", "estimated_noisy_count", "load_detectors", "score", "top_suspects"]
+           "detector_column", "load_detectors", "score", "top_suspects"]
 
 METHODS = ("control", "cleanlab", *BASELINES)   # what ``score`` computes besides the detectors
 
@@ -98,16 +99,18 @@ class Suspects:
     ranking: MethodScores         # the detector's scores of every row, with their metrics
     rows: np.ndarray              # row positions of the suspects, most suspicious first
     flipped_share: float | None   # share of them with a flipped label; None without ground truth or suspects
+    count: NoisyCount | None      # the estimated number of wrong labels that ``"auto"`` took; None for a ratio
 
 
 def top_suspects(detector_file: str | Path, dyn: Dynamics, ratio: float | str,
-                 device: torch.device | str = "cpu") -> Suspects:
+                 device: torch.device | str = "cpu", pred_probs: np.ndarray | None = None) -> Suspects:
     """Rank ``dyn`` with the detector in ``detector_file`` and take its top ``ratio`` (rounded to whole
-    rows; ``"auto"``: as many as ``estimated_noisy_count``), so denoise and repair pick their
-    suspects, and score them, the same way."""
+    rows; ``"auto"``: the run's estimated number of wrong labels, ``mislabel.scoring.count``, from
+    held-out ``pred_probs`` [N, K] when given), so denoise and repair pick their suspects, and score
+    them, the same way."""
     ranking = score(dyn, detectors=load_detectors([detector_file], device), threshold=DETECTOR_THRESHOLD)[0]
-    count = (estimated_noisy_count(ranking.scores) if ratio == "auto"
-             else int(round(float(ratio) * dyn.num_samples)))
+    estimate = estimate_noisy_count(dyn, pred_probs=pred_probs) if ratio == "auto" else None
+    count = estimate.estimate if estimate is not None else int(round(float(ratio) * dyn.num_samples))
     rows = ranking.order[:count]
     flipped_share = float(dyn.flipped[rows].mean()) if dyn.flipped is not None and len(rows) else None
-    return Suspects(ranking=ranking, rows=rows, flipped_share=flipped_share)
+    return Suspects(ranking=ranking, rows=rows, flipped_share=flipped_share, count=estimate)

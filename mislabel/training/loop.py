@@ -150,7 +150,8 @@ class Recording:
 
 def fit(model: torch.nn.Module, train_batches, valid_batches, recipe: Recipe, recording: Recording | None = None,
         log_path=None, description: str = "train", checkpoint: Checkpoint | None = None,
-        accel: Acceleration | None = None, after_training: float = 0.0) -> FitResult:
+        accel: Acceleration | None = None, after_training: float = 0.0,
+        sample_weights: np.ndarray | None = None) -> FitResult:
     """Train ``model`` by ``recipe``; the best epoch is chosen on ``valid_batches`` (never on test).
 
     Without a validation set (``valid_batches is None``) the final model is the selected one.
@@ -163,6 +164,8 @@ def fit(model: torch.nn.Module, train_batches, valid_batches, recipe: Recipe, re
     A loss that turns non-finite stops the run with a UserError naming the epoch, before that epoch
     is checkpointed or any result is written. ``after_training``: the seconds the command runs
     after this loop (find_issues' scoring and report), for the progress lines' command-wide ETA.
+    ``sample_weights`` (float [rows of train_batches], cross-entropy only) scales each sample's loss:
+    how retraining down-weights suspects (``mislabel.scoring.cleaning``) instead of removing them.
     """
     recipe.validate()
     recorder = None if recording is None else recording.recorder
@@ -170,6 +173,12 @@ def fit(model: torch.nn.Module, train_batches, valid_batches, recipe: Recipe, re
     accel = accel or Acceleration()
     accel.prepare_model(model)
     criterion = make_loss(recipe.loss_type)
+    weights = None
+    if sample_weights is not None:
+        if recipe.loss_type != "cross_entropy":
+            raise UserError(f"down-weighting samples needs --loss_type cross_entropy, not {recipe.loss_type}; "
+                            "pass --loss_type cross_entropy or another --action")
+        weights = torch.as_tensor(sample_weights, dtype=torch.float32, device=next(model.parameters()).device)
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                                 nesterov=recipe.momentum > 0, weight_decay=recipe.weight_decay)
     milestones = sorted({max(1, int(round(f * recipe.epochs))) for f in recipe.lr_milestones})
@@ -191,7 +200,8 @@ def fit(model: torch.nn.Module, train_batches, valid_batches, recipe: Recipe, re
         for images, labels, rows in epochs.batches(train_batches, epoch):
             with accel.autocast():
                 logits = net(accel.prepare_batch(images))
-                loss = criterion(logits, labels)
+                loss = (criterion(logits, labels) if weights is None else
+                        (F.cross_entropy(logits, labels, reduction="none") * weights[rows]).mean())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -1,0 +1,86 @@
+"""What retraining does with the suspects: remove them, relabel them, both, or down-weight them.
+
+A ranking and a count say *which* labels look wrong; the action says what the next training makes of
+them. The four are the ones the seed and its peers use:
+
+* ``remove``: train without the suspects (the seed's phase 3; AUM's and cleanlab's pruning).
+* ``relabel``: train on them with the label the network believed most besides the given one over
+  training (``suggested_labels``; the seed's data debugging relabels the same way on WebVision).
+* ``hybrid``: relabel a suspect where the network preferred its suggestion to the given label on
+  average over training (a scale-free test: no threshold to tune), remove the others.
+* ``downweight``: keep every suspect with its label, its loss scaled by the mean probability the
+  network gave that label over training (low for a wrong label, so it counts little).
+
+BENCHMARKS.md (bench/cleaning.py) measures each against the noisy and the oracle retraining;
+``DEFAULT_ACTION`` is the one it supports. Numpy only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from mislabel.core.dynamics import Dynamics
+from mislabel.core.user_input import UserError
+
+__all__ = ["ACTIONS", "DEFAULT_ACTION", "CleanedLabels", "check_action", "clean_labels", "suggested_labels"]
+
+ACTIONS = ("remove", "relabel", "hybrid", "downweight")
+# The least risky on the benchmark grid (bench/cleaning.py): see BENCHMARKS.md, issue 22.
+DEFAULT_ACTION = "remove"
+
+
+@dataclass(frozen=True)
+class CleanedLabels:
+    """What the retraining sees, per row of the run's dynamics."""
+
+    action: str
+    given: np.ndarray             # int64 [N]: the labels as they came
+    keep: np.ndarray              # bool [N]: rows trained on
+    labels: np.ndarray            # int64 [N]: the label each row is trained with
+    weights: np.ndarray | None    # float32 [N]: loss weights (1 outside the suspects), None = all 1
+
+    def describe(self) -> dict[str, int | str]:
+        """Counts for summaries: how many rows were removed, relabelled and down-weighted."""
+        return {"action": self.action, "num_removed": int((~self.keep).sum()),
+                "num_relabelled": int((self.keep & (self.labels != self.given)).sum()),
+                "num_downweighted": 0 if self.weights is None else int((self.weights < 1.0).sum())}
+
+
+def suggested_labels(dyn: Dynamics) -> tuple[np.ndarray, np.ndarray]:
+    """int64 [N] the most probable class besides the given one over training (channel 1 of the
+    recorded dynamics), and float32 [N] its mean probability; runs recorded with the given label's
+    channel only suggest nothing (the given label, probability NaN)."""
+    if dyn.td.shape[2] > 1:
+        return dyn.labels[:, 1].astype(np.int64), dyn.td[:, :, 1].astype(np.float32).mean(axis=1)
+    return dyn.assigned.astype(np.int64), np.full(dyn.num_samples, np.nan, dtype=np.float32)
+
+
+def check_action(action: str) -> str:
+    if action not in ACTIONS:
+        raise UserError(f"action {action!r} is not one of {', '.join(ACTIONS)}; pass e.g. --action {DEFAULT_ACTION}")
+    return action
+
+
+def clean_labels(dyn: Dynamics, suspect_rows: np.ndarray, action: str) -> CleanedLabels:
+    """Apply ``action`` to the rows ``suspect_rows`` of ``dyn`` (positions, e.g. ``Suspects.rows``)."""
+    check_action(action)
+    rows = np.asarray(suspect_rows, dtype=np.int64)
+    given = np.asarray(dyn.assigned, dtype=np.int64)
+    keep, labels, weights = np.ones(len(given), dtype=bool), given.copy(), None
+    suggestion, suggestion_probability = suggested_labels(dyn)
+    if action in ("relabel", "hybrid") and dyn.td.shape[2] < 2:
+        raise UserError(f"action {action} needs the dynamics of other classes than the given one; regenerate the "
+                        "run with generate_td (or --td_topk 2 or more), or pass --action remove")
+    if action == "remove":
+        keep[rows] = False
+    elif action == "relabel":
+        labels[rows] = suggestion[rows]
+    elif action == "hybrid":
+        preferred = suggestion_probability[rows] > dyn.td[rows, :, 0].astype(np.float32).mean(axis=1)
+        labels[rows[preferred]] = suggestion[rows[preferred]]
+        keep[rows[~preferred]] = False
+    else:
+        weights = np.ones(len(given), dtype=np.float32)
+        weights[rows] = dyn.td[rows, :, 0].astype(np.float32).mean(axis=1)
+    return CleanedLabels(action=action, given=given, keep=keep, labels=labels, weights=weights)
