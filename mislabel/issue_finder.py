@@ -43,14 +43,14 @@ from mislabel.data.user_data import SCAN_FILE, Listing, Scan, check_images, imag
 from mislabel.issue_options import IssueOptions, issue_options
 from mislabel.pipeline import Runner
 from mislabel.reports.datalab import datalab_table
-from mislabel.reports.issues_actions import action_writes, cleaned_table, relabel_table
+from mislabel.reports.issues_actions import action_writes, advice, cleaned_table, relabel_table
 from mislabel.reports.issues_report import write_report
 from mislabel.reports.plots import plot_datamap
 from mislabel.reports.summary import read_summary
 from mislabel.reports.suspects import spreadsheet_safe, suspects_table, written
 from mislabel.run_config import RunConfig
 from mislabel.scoring.baselines import BASELINES
-from mislabel.scoring.count import estimate_noisy_count, flag_top
+from mislabel.scoring.count import NoisyCount, estimate_noisy_count, flag_top
 from mislabel.scoring.scores import DEFAULT_CONTROL, DEFAULT_DETECTOR, Detector, load_detectors, score
 from mislabel.training.budget import (BudgetChoice, Clock, Workload, accuracy_note, minutes, plan_within_budget,
                                       scan_seconds)
@@ -254,7 +254,8 @@ class IssueFinder:
                     "phase-1 run": str(config.td_dir),
                     "time": f"{minutes(self.clock.elapsed())} (predicted {minutes(choice.estimate.total)} after the "
                             f"scan, for {budget})", **action_notes}
-        record = {"summary": line, "settings": settings, "plan": asdict(plan), "flagged": flagged,
+        what_to_do = advice(NoisyCount(**table.attrs["estimated_wrong_labels"]), len(table), listing.held_out)
+        record = {"summary": line, "advice": what_to_do, "settings": settings, "plan": asdict(plan), "flagged": flagged,
                   "estimated_wrong_labels": table.attrs["estimated_wrong_labels"],
                   "samples": len(table), "arguments": o.arguments(), "predicted_seconds": round(choice.estimate.total, 1),
                   "seconds": round(self.clock.elapsed(), 1),
@@ -270,7 +271,8 @@ class IssueFinder:
             staged["datamap"] = plot_datamap(dyn, tmp)
 
         def report(tmp: str) -> None:
-            write_report(Path(tmp), title=f"Label issues in {listing.name}", summary=line, settings=settings,
+            write_report(Path(tmp), title=f"Label issues in {listing.name}", summary=line, advice=what_to_do,
+                         settings=settings,
                          table=table, root=listing.root, top=o.report_top, datamap=staged["datamap"],
                          threshold=_lowest_flagged(table), skipped=list(skipped))
 

@@ -331,17 +331,6 @@ class Runner:
         weights = None if cleaned.weights is None else cleaned.weights[kept]
         return self._train_and_save(folder, dyn.indices[kept], None, "retrain", labels=labels, weights=weights)
 
-    def retrain_subset(self, kept: np.ndarray, folder: Path, info: dict | None = None) -> dict:
-        """Retrain on the training samples ``kept`` (dataset indices) into ``folder``, as ``train`` does
-        after its detector ranking; for rankings made elsewhere (a baseline, random, the clean-label
-        oracle) so their removals are compared on the same loop. Returns the summary it writes."""
-        with self.claimed(folder):
-            summary = self._describe()
-            summary.update(info or {})
-            summary.update(self._train_and_save(folder, np.sort(np.asarray(kept)), None, "retrain"))
-            write_summary(folder, summary)
-        return summary
-
 
 def write_suspects_csv(path: Path, dyn: Dynamics, ranking: MethodScores, num_suspects: int) -> None:
     """suspects.csv of a denoise run (``mislabel.reports.suspects``: one schema with find_issues'),

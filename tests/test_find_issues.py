@@ -3,6 +3,7 @@ wrong class folder, one corrupt file, one truncated file and hostile file and cl
 from __future__ import annotations
 
 import html.parser
+import json
 import os
 import shutil
 import signal
@@ -23,6 +24,7 @@ from mislabel.scoring.baselines import BASELINES
 from mislabel.api import DEFAULT_CONTROL, DEFAULT_DETECTOR
 from mislabel.training.checkpoint import CHECKPOINT_FILE
 import mislabel.issue_finder as find_issues_module
+from mislabel.issue_finder import RECORD_FILE
 from mislabel.commands.find_issues import main
 from mislabel.training.plan import default_plan
 from mislabel.data.user_data import list_data
@@ -72,6 +74,14 @@ def test_ranks_the_moved_files_high(digits_folder, finished):
     assert list(datalab.columns) == ["index", "is_label_issue", "label_score", "given_label", "predicted_label", "path"]
     assert datalab["index"].tolist() == list(range(len(table))) and datalab["is_label_issue"].sum() == table["flagged"].sum()
     assert sorted(datalab["path"]) == sorted(table["path"])
+    # the flags are the run's estimated count, which the report and the record state with its ranges
+    record = json.loads((out / RECORD_FILE).read_text())
+    count = record["estimated_wrong_labels"]
+    assert count["estimate"] == table["flagged"].sum() == record["flagged"]
+    assert count["likely"][0] <= count["estimate"] <= count["likely"][1]
+    assert record["advice"].startswith(f"About {count['estimate']:,} of the {len(table):,} labels")
+    report = (out / "report.html").read_text()
+    assert "<h2>What to do</h2>" in report and "train on cleaned.csv" in report
 
 
 def test_corrupt_files_are_skipped_and_listed(finished):

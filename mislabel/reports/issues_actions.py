@@ -18,9 +18,10 @@ import pandas as pd
 from mislabel.data.user_data import Listing
 from mislabel.core.dynamics import Dynamics
 from mislabel.reports.suspects import spreadsheet_safe
-from mislabel.scoring.cleaning import suggested_labels
+from mislabel.scoring.cleaning import DEFAULT_ACTION, suggested_labels
+from mislabel.scoring.count import NoisyCount
 
-__all__ = ["CLEANED_FILE", "RELABEL_FILE", "cleaned_table", "relabel_table", "action_writes"]
+__all__ = ["CLEANED_FILE", "RELABEL_FILE", "advice", "cleaned_table", "relabel_table", "action_writes"]
 
 CLEANED_FILE = "cleaned.csv"
 RELABEL_FILE = "relabel.csv"
@@ -59,3 +60,20 @@ def action_writes(out: Path, cleaned: pd.DataFrame, relabel: pd.DataFrame) -> tu
                           "find_issues cleaned.csv --allow_outside",
             RELABEL_FILE: f"{len(relabel)} flagged images with the most probable other label over training "
                           "(suggested_label) and its mean probability: check them and fix the labels"}
+
+
+def advice(count: NoisyCount, num_samples: int, held_out: bool) -> str:
+    """The report's "what to do": how many labels look wrong and how sure that is, what the default
+    action (``mislabel.scoring.cleaning.DEFAULT_ACTION``) is, and what the benchmark says it is worth."""
+    share = count.estimate / max(num_samples, 1)
+    action = {"remove": f"train on {CLEANED_FILE} (the flagged images left out)",
+              "relabel": f"fix the labels {RELABEL_FILE} suggests and train on them",
+              "hybrid": f"fix the labels of {RELABEL_FILE} whose suggestion the model preferred, leave out the rest",
+              "downweight": "keep the flagged images with a smaller loss weight"}[DEFAULT_ACTION]
+    check = ("compare the held-out accuracy of a run on it with this run's before you adopt it" if held_out else
+             "keep a held-out split of images you trust to check that the cleaned data trains a better model")
+    return (f"About {count.estimate:,} of the {num_samples:,} labels ({share:.0%}) look wrong: {count.describe()}. "
+            f"Recommended: {action}, then {check}. On the benchmark grid (BENCHMARKS.md, bench/cleaning.py) "
+            "removing the estimated count recovered most of the accuracy the wrong labels cost where the network "
+            "fits them (digits); where a network is barely hurt by the noise (retraining on the true labels gains "
+            "under a point), removing these is unlikely to change your accuracy much.")

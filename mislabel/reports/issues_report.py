@@ -86,10 +86,10 @@ def _card(row: pd.Series, png: bytes | None) -> str:
             f'<div class="path">{esc(str(row["path"]))}</div></div>')
 
 
-def write_report(path: Path, *, title: str, summary: str, settings: dict[str, str], table: pd.DataFrame,
-                 root: Path, top: int, datamap: Path, threshold: float, skipped: list[str]) -> Path:
-    """Write the page: summary, settings, the ``top`` suspects as cards, data map, histogram,
-    skipped files. ``table`` is suspects.csv's frame (paths relative to ``root``)."""
+def write_report(path: Path, *, title: str, summary: str, advice: str, settings: dict[str, str],
+                 table: pd.DataFrame, root: Path, top: int, datamap: Path, threshold: float, skipped: list[str]) -> Path:
+    """Write the page: summary, what to do (``advice``), settings, the ``top`` suspects as cards, data
+    map, histogram, skipped files. ``table`` is suspects.csv's frame (paths relative to ``root``)."""
     esc = html.escape
     head = table.head(top)
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
@@ -113,6 +113,8 @@ def write_report(path: Path, *, title: str, summary: str, settings: dict[str, st
 <body>
 <h1>{esc(title)}</h1>
 <p>{esc(summary)}</p>
+<h2>What to do</h2>
+<p>{esc(advice)}</p>
 <h2>Settings</h2>
 <table class="settings">{rows}</table>
 <h2>Top {len(head)} suspects</h2>

@@ -5,7 +5,8 @@ them. The four are the ones the seed and its peers use:
 
 * ``remove``: train without the suspects (the seed's phase 3; AUM's and cleanlab's pruning).
 * ``relabel``: train on them with the label the network believed most besides the given one over
-  training (``suggested_labels``; the seed's data debugging relabels the same way on WebVision).
+  training (``suggested_labels``; the seed's data debugging relabels WebVision with the model's
+  predictions, which for a memorised wrong label is the given one, so the belief over training is used).
 * ``hybrid``: relabel a suspect where the network preferred its suggestion to the given label on
   average over training (a scale-free test: no threshold to tune), remove the others.
 * ``downweight``: keep every suspect with its label, its loss scaled by the mean probability the
