@@ -9,8 +9,9 @@ import pytest
 
 from mislabel.core.dynamics import Dynamics
 from mislabel.core.user_input import UserError
+import mislabel.scoring.count as count_module
 from mislabel.scoring.count import (DEFAULT_WINDOW, SOURCE_RUN_RATIOS, NoisyCount, class_probabilities,
-                                    estimate_noisy_count, flag_top)
+                                    confident_joint, estimate_noisy_count, flag_top)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -109,7 +110,7 @@ def test_same_inputs_and_seed_give_the_same_count(run) -> None:
     (dict(window=(0.5, 0.5)), "window"), (dict(window=(-0.1, 0.5)), "window"), (dict(window=(0.0, 1.5)), "window"),
     (dict(window=(0.0, 0.5, 1.0)), "window"), (dict(window="early"), "window"),
     (dict(level=1.0), "level"), (dict(level=0.0), "level"),
-    (dict(resamples=5), "resamples"), (dict(resamples=100.5), "resamples"),
+    (dict(resamples=5), "resamples"), (dict(resamples=100.5), "resamples"), (dict(resamples=-10), "resamples"),
     (dict(pred_probs=np.full((10, 5), 0.2)), "pred_probs"),
     (dict(pred_probs=np.full((3000, 2), 0.5)), "pred_probs"),
     (dict(pred_probs=np.full((3000, 5), 0.3)), "pred_probs"),
@@ -132,3 +133,18 @@ def test_flags_are_the_top_scores_ties_in_row_order() -> None:
     assert flag_top(scores, 2).tolist() == [False, True, False, True, False]
     assert flag_top(scores, 3).tolist() == [False, True, True, True, False]
     assert not flag_top(scores, 0).any() and flag_top(scores, 10).all()
+
+
+def test_recorded_channels_count_as_the_dense_probabilities_would(run) -> None:
+    """The count works on the recorded channels (nothing [N, K]); spread over every class it is the same."""
+    top2 = synthetic_run(keep=2)
+    dense = confident_joint(class_probabilities(top2), top2.assigned)
+    assert estimate_noisy_count(top2).estimate == round(dense.sum() - np.trace(dense))
+
+
+def test_no_resamples_gives_the_count_alone_and_chunks_draw_the_same_interval(run, monkeypatch) -> None:
+    alone = estimate_noisy_count(run, resamples=0)
+    assert alone.low == alone.estimate == alone.high == estimate_noisy_count(run).estimate
+    whole = estimate_noisy_count(run, resamples=50)
+    monkeypatch.setattr(count_module, "BOOTSTRAP_CELLS", 7 * 5 * 6)   # 7 draws of the 5 x 6 cells at a time
+    assert estimate_noisy_count(run, resamples=50) == whole

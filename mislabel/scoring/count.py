@@ -49,6 +49,7 @@ DEFAULT_WINDOW = (0.0, 0.75)
 # run): the likely range of a count from dynamics. It held the truth in 88 of the 110 evaluated runs.
 SOURCE_RUN_RATIOS = (0.36, 1.53)
 RESAMPLES = 1000   # bootstrap draws; each is a multinomial over K x (K + 1) cells, so cheap at any N
+BOOTSTRAP_CELLS = 2**24   # values drawn at once (128 MiB of int64): 1,000 draws at once up to 128 classes
 SLACK = 1e-6       # a probability equal to its class threshold reaches it despite float rounding
 
 
@@ -88,33 +89,38 @@ def _epoch_range(num_epochs: int, window: tuple[float, float]) -> range:
     return range(first, max(first + 1, int(round(stop * num_epochs))))
 
 
-def class_probabilities(dyn: Dynamics, window: tuple[float, float] = DEFAULT_WINDOW) -> np.ndarray:
-    """float32 [N, K]: each sample's probability of every class, averaged over the ``window`` epochs.
-
-    Runs stored with only the top channels (C < K) leave the classes they dropped at 0: those
-    were the least probable on average, so they reach no threshold anyway. One epoch is summed at a
-    time, so the memory is that of the result, not of ``td``.
-    """
-    count, epochs, _ = dyn.td.shape
-    num_classes = int(dyn.num_classes or int(np.max(dyn.labels)) + 1)
+def channel_probabilities(dyn: Dynamics, window: tuple[float, float] = DEFAULT_WINDOW
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    """float32 [N, C] each recorded channel's probability averaged over the ``window`` epochs, and
+    int64 [N, C] its class. Runs stored with only the top channels (C < K) lack the classes they
+    dropped: those were the least probable on average, so they reach no threshold anyway. One epoch
+    is summed at a time and nothing is [N, K], so the memory is that of the recorded channels."""
+    count, epochs, channels = dyn.td.shape
     chosen = _epoch_range(epochs, window)
-    mean = np.zeros((count, dyn.td.shape[2]), dtype=np.float32)
+    mean = np.zeros((count, channels), dtype=np.float32)
     for epoch in chosen:
         mean += dyn.td[:, epoch, :]
-    probs = np.zeros((count, num_classes), dtype=np.float32)
-    np.put_along_axis(probs, np.asarray(dyn.labels), mean / len(chosen), axis=1)
+    return mean / len(chosen), np.asarray(dyn.labels, dtype=np.int64)
+
+
+def class_probabilities(dyn: Dynamics, window: tuple[float, float] = DEFAULT_WINDOW) -> np.ndarray:
+    """float32 [N, K]: ``channel_probabilities`` spread over every class, 0 for the classes not recorded."""
+    mean, classes = channel_probabilities(dyn, window)
+    probs = np.zeros((len(mean), int(dyn.num_classes or int(np.max(classes)) + 1)), dtype=np.float32)
+    np.put_along_axis(probs, classes, mean, axis=1)
     return probs
 
 
-def _cells(probs: np.ndarray, given: np.ndarray) -> np.ndarray:
-    """int64 [K, K + 1]: samples per (given class, confident class), column K = no class confident."""
-    count, num_classes = probs.shape
+def _cells(probs: np.ndarray, classes: np.ndarray, own: np.ndarray, given: np.ndarray, num_classes: int) -> np.ndarray:
+    """int64 [K, K + 1]: samples per (given class, confident class), column K = no class confident,
+    from probabilities [N, C] of the classes [N, C] (C = K for dense probabilities) and each
+    sample's probability of its given class ``own`` [N]."""
     labelled = np.bincount(given, minlength=num_classes)
-    self_sums = np.bincount(given, weights=probs[np.arange(count), given], minlength=num_classes)
+    self_sums = np.bincount(given, weights=own, minlength=num_classes)
     # a class nobody is labelled with has no threshold of its own: no sample is counted as it
     thresholds = np.where(labelled > 0, self_sums / np.maximum(labelled, 1), np.inf)
-    reached = probs >= thresholds - SLACK
-    guess = np.where(reached, probs, -1.0).argmax(axis=1)
+    reached = probs >= thresholds[classes] - SLACK
+    guess = classes[np.arange(len(probs)), np.where(reached, probs, -1.0).argmax(axis=1)]
     guess[~reached.any(axis=1)] = num_classes
     return np.bincount(given * (num_classes + 1) + guess,
                        minlength=num_classes * (num_classes + 1)).reshape(num_classes, num_classes + 1)
@@ -136,7 +142,23 @@ def _off_diagonal(joint: np.ndarray) -> np.ndarray:
 def confident_joint(probs: np.ndarray, given: np.ndarray) -> np.ndarray:
     """float64 [K, K]: the calibrated confident joint (rows: given label, columns: confident class)
     of probabilities [N, K] and given labels [N]; its off-diagonal sum is the estimated count."""
-    return _calibrated(_cells(probs, given))
+    return _calibrated(_dense_cells(probs, given))
+
+
+def _dense_cells(probs: np.ndarray, given: np.ndarray) -> np.ndarray:
+    return _cells(probs, np.broadcast_to(np.arange(probs.shape[1]), probs.shape), probs[np.arange(len(probs)), given],
+                  given, probs.shape[1])
+
+
+def _bootstrap(cells: np.ndarray, resamples: int, seed: int) -> np.ndarray:
+    """The count of ``resamples`` multinomial redraws of the cells, drawn in chunks of at most
+    BOOTSTRAP_CELLS values so that hundreds of classes stay within memory."""
+    total = int(cells.sum())
+    rng, shares = np.random.default_rng(seed), cells.ravel() / max(total, 1)
+    chunk = max(1, BOOTSTRAP_CELLS // cells.size)
+    return np.concatenate([_off_diagonal(_calibrated(rng.multinomial(total, shares, size=min(chunk, resamples - start))
+                                                     .reshape(-1, *cells.shape)))
+                           for start in range(0, resamples, chunk)])
 
 
 def estimate_noisy_count(dyn: Dynamics, *, pred_probs: np.ndarray | None = None,
@@ -148,30 +170,33 @@ def estimate_noisy_count(dyn: Dynamics, *, pred_probs: np.ndarray | None = None,
         ``mislabel.training.crossval.load_pred_probs``); when given they replace the dynamics.
     :param window: (start, stop) fractions of the epochs whose probabilities are averaged.
     :param level: the interval's coverage, in (0, 1).
-    :param resamples: bootstrap draws for the interval (at least 10).
+    :param resamples: bootstrap draws for the interval (at least 10; 0: no bootstrap, the interval is
+        the estimate itself, as the gate's remapping needs only the count).
     :param seed: the bootstrap's random seed; the same inputs and seed give the same result.
     """
     if not 0.0 < float(level) < 1.0:
         raise UserError(f"level must lie strictly between 0 and 1; got {level}")
-    if int(resamples) != resamples or resamples < 10:
-        raise UserError(f"resamples must be a whole number >= 10; got {resamples}")
+    if int(resamples) != resamples or 0 < resamples < 10 or resamples < 0:
+        raise UserError(f"resamples must be 0 (no interval) or a whole number >= 10; got {resamples}")
     given = np.asarray(dyn.assigned, dtype=np.int64)
     if pred_probs is not None:
         probs = check_pred_probs(pred_probs, given).astype(np.float32)
+        cells = _dense_cells(probs, given)
         method = "confident-joint estimate on held-out probabilities"
     else:
-        probs = class_probabilities(dyn, window)
+        mean, classes = channel_probabilities(dyn, window)   # channel 0 is the given label's, as recorded
+        cells = _cells(mean, classes, mean[:, 0], given, int(dyn.num_classes or int(np.max(classes)) + 1))
         chosen = _epoch_range(dyn.num_epochs, window)
         method = (f"confident-joint estimate on training dynamics (epochs {chosen.start + 1}-{chosen.stop} "
                   f"of {dyn.num_epochs})")
-    cells = _cells(probs, given)
-    # Resampling rows with the thresholds held fixed is a multinomial draw over the cells (the
-    # thresholds are means over whole classes, so their own variation is small next to the counts').
-    draws = np.random.default_rng(seed).multinomial(len(given), cells.ravel() / len(given), size=int(resamples))
-    spread = _off_diagonal(_calibrated(draws.reshape(-1, *cells.shape)))
-    tail = (1.0 - float(level)) / 2 * 100
     estimate = int(round(float(_off_diagonal(_calibrated(cells)))))
-    low, high = (int(round(float(value))) for value in np.percentile(spread, [tail, 100 - tail]))
+    low = high = estimate
+    if resamples:
+        # Resampling rows with the thresholds held fixed is a multinomial draw over the cells (the
+        # thresholds are means over whole classes, so their own variation is small next to the counts').
+        tail = (1.0 - float(level)) / 2 * 100
+        low, high = (int(round(float(value))) for value in np.percentile(_bootstrap(cells, int(resamples), seed),
+                                                                       [tail, 100 - tail]))
     likely = None if pred_probs is not None else (
         int(round(estimate * SOURCE_RUN_RATIOS[0])), min(len(given), int(round(estimate * SOURCE_RUN_RATIOS[1]))))
     return NoisyCount(estimate=estimate, low=min(low, estimate), high=max(high, estimate), method=method,
