@@ -43,7 +43,8 @@ from mislabel.data.user_data import SCAN_FILE, Listing, Scan, check_images, imag
 from mislabel.issue_options import IssueOptions, issue_options
 from mislabel.pipeline import Runner
 from mislabel.reports.datalab import datalab_table
-from mislabel.reports.issues_actions import action_writes, advice, cleaned_table, relabel_table
+from mislabel.reports.issues_actions import action_writes, advice, cleaned_table, relabel_table, weights_table
+from mislabel.scoring.cleaning import clean_labels
 from mislabel.reports.issues_report import write_report
 from mislabel.reports.plots import plot_datamap
 from mislabel.reports.summary import read_summary
@@ -234,9 +235,11 @@ class IssueFinder:
                config: RunConfig, detectors: list[Detector], detector_note: str) -> IssueResult:
         """Every output, all or nothing: a failure leaves the previous set, not a mix."""
         o, plan = self.options, choice.plan
-        flagged_files = {files[i] for i in dyn.indices[order[table["flagged"].to_numpy() == 1]]}
-        actions, action_notes = action_writes(out, cleaned_table(listing, keep, flagged_files),
-                                              relabel_table(dyn, listing.class_names, table, order))
+        flagged_rows = order[table["flagged"].to_numpy() == 1]
+        weights = clean_labels(dyn, flagged_rows, "downweight").weights
+        weighted = weights_table(listing, keep, {files[dyn.indices[row]]: float(weights[row]) for row in flagged_rows})
+        actions, action_notes = action_writes(out, cleaned_table(weighted, {files[i] for i in dyn.indices[flagged_rows]}),
+                                              weighted, relabel_table(dyn, listing.class_names, table, order))
         flagged = int(table["flagged"].sum())
         fallback = "" if detectors else f" [{detector_note}]"
         line = (f"find_issues: {len(table)} samples scored, {flagged} flagged ({rule.split(' (')[0]}){fallback}; "

@@ -96,7 +96,7 @@ def test_a_log_gets_one_line_per_epoch(budget_run):
     assert "batch/s" not in done.stderr and "it/s" not in done.stderr
 
 
-def test_cleaned_and_relabel_lists(budget_run):
+def test_cleaned_weights_and_relabel_lists(budget_run):
     out, _, _ = budget_run
     suspects = pd.read_csv(out / "suspects.csv", keep_default_na=False, dtype={"given_label": str})
     cleaned = pd.read_csv(out / "cleaned.csv", keep_default_na=False, dtype={"label": str})
@@ -112,8 +112,14 @@ def test_cleaned_and_relabel_lists(budget_run):
     assert list(relabel.columns) == ["rank", "path", "given_label", "suggested_label", "probability", "score"]
     assert relabel["path"].tolist() == flagged["path"].tolist() and relabel["rank"].tolist() == flagged["rank"].tolist()
     assert (relabel["suggested_label"] != relabel["given_label"]).all() and relabel["probability"].between(0, 1).all()
+    # weights.csv keeps every image: weight 1, or below 1 for the flagged ones (their label's mean probability)
+    weighted = pd.read_csv(out / "weights.csv", keep_default_na=False, dtype={"label": str})
+    assert list(weighted.columns) == ["path", "label", "weight"] and len(weighted) == 10 * PER_CLASS
+    down = {str(Path(p).relative_to(root)) for p in weighted.loc[weighted["weight"] < 1, "path"]}
+    assert down == set(flagged["path"]) and weighted["weight"].between(0, 1).all()
+    assert weighted.drop(columns="weight")[weighted["weight"] == 1].reset_index(drop=True).equals(cleaned)
     page = (out / "report.html").read_text()
-    assert "cleaned.csv" in page and "relabel.csv" in page
+    assert "cleaned.csv" in page and "relabel.csv" in page and "weights.csv" in page
 
 
 def test_budget_must_be_a_number_of_minutes(tmp_path):

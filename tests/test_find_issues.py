@@ -81,7 +81,7 @@ def test_ranks_the_moved_files_high(digits_folder, finished):
     assert count["likely"][0] <= count["estimate"] <= count["likely"][1]
     assert record["advice"].startswith(f"About {count['estimate']:,} of the {len(table):,} labels")
     report = (out / "report.html").read_text()
-    assert "<h2>What to do</h2>" in report and "train on cleaned.csv" in report
+    assert "<h2>What to do</h2>" in report and "train on weights.csv" in report
 
 
 def test_corrupt_files_are_skipped_and_listed(finished):

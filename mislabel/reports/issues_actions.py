@@ -1,9 +1,13 @@
-"""What to do about the suspects: ``cleaned.csv`` (train without them) and ``relabel.csv`` (fix them).
+"""What to do about the suspects: ``cleaned.csv`` (train without them), ``weights.csv`` (train with
+them down-weighted) and ``relabel.csv`` (fix them); ``mislabel.scoring.cleaning`` names the actions.
 
 * ``cleaned.csv``: the input list without the flagged and the unreadable images, as a CSV list
   (``path,label`` plus ``split`` when the input had a held-out split), with absolute paths so it
   works from anywhere: ``./run.sh find_issues cleaned.csv --allow_outside`` or any CSV reader.
   Labels are the class names.
+* ``weights.csv``: the same list with every image kept and a ``weight`` column: 1, or for a flagged
+  image the mean probability the model gave its label over training (the ``downweight`` action),
+  for a training loop that scales each sample's loss.
 * ``relabel.csv``: the flagged images, most suspicious first, with the label the model believed
   most besides the given one (``suggested_label``: highest mean probability over training among
   the other classes) and that mean probability; paths as in ``suspects.csv``.
@@ -18,24 +22,32 @@ import pandas as pd
 from mislabel.data.user_data import Listing
 from mislabel.core.dynamics import Dynamics
 from mislabel.reports.suspects import spreadsheet_safe
-from mislabel.scoring.cleaning import DEFAULT_ACTION, suggested_labels
+from mislabel.scoring.cleaning import RECOMMENDED_ACTION, suggested_labels
 from mislabel.scoring.count import NoisyCount
 
-__all__ = ["CLEANED_FILE", "RELABEL_FILE", "advice", "cleaned_table", "relabel_table", "action_writes"]
+__all__ = ["CLEANED_FILE", "RELABEL_FILE", "WEIGHTS_FILE", "advice", "cleaned_table", "relabel_table",
+           "weights_table", "action_writes"]
 
 CLEANED_FILE = "cleaned.csv"
 RELABEL_FILE = "relabel.csv"
+WEIGHTS_FILE = "weights.csv"
 
 
-def cleaned_table(listing: Listing, keep: tuple[np.ndarray, np.ndarray], flagged_files: set[str]) -> pd.DataFrame:
-    """Every readable input image except the flagged ones; a split column only when the input had one."""
+def weights_table(listing: Listing, keep: tuple[np.ndarray, np.ndarray], weights: dict[str, float]) -> pd.DataFrame:
+    """Every readable input image with its loss weight (``weights`` by file, else 1); a split column
+    only when the input had one."""
     names = np.asarray(listing.class_names, dtype=object)
-    train = [(f, names[y], "train") for f, y, k in zip(listing.train_files, listing.train_labels, keep[0])
-             if k and f not in flagged_files]
+    train = [(f, names[y], weights.get(f, 1.0), "train")
+             for f, y, k in zip(listing.train_files, listing.train_labels, keep[0]) if k]
     if not listing.held_out:  # the test files are a sample of the training files: listed once
-        return pd.DataFrame([row[:2] for row in train], columns=["path", "label"])
-    test = [(f, names[y], "test") for f, y, k in zip(listing.test_files, listing.test_labels, keep[1]) if k]
-    return pd.DataFrame(train + test, columns=["path", "label", "split"])
+        return pd.DataFrame([row[:3] for row in train], columns=["path", "label", "weight"])
+    test = [(f, names[y], 1.0, "test") for f, y, k in zip(listing.test_files, listing.test_labels, keep[1]) if k]
+    return pd.DataFrame(train + test, columns=["path", "label", "weight", "split"])
+
+
+def cleaned_table(weighted: pd.DataFrame, flagged_files: set[str]) -> pd.DataFrame:
+    """``weights_table``'s list without the flagged images and without the weight column."""
+    return weighted.loc[~weighted["path"].isin(flagged_files)].drop(columns="weight").reset_index(drop=True)
 
 
 def relabel_table(dyn: Dynamics, class_names: list[str], suspects: pd.DataFrame, order: np.ndarray) -> pd.DataFrame:
@@ -50,30 +62,36 @@ def relabel_table(dyn: Dynamics, class_names: list[str], suspects: pd.DataFrame,
                          score=suspects.loc[flagged, "score"].to_numpy())
 
 
-def action_writes(out: Path, cleaned: pd.DataFrame, relabel: pd.DataFrame) -> tuple[dict, dict[str, str]]:
+def action_writes(out: Path, cleaned: pd.DataFrame, weighted: pd.DataFrame, relabel: pd.DataFrame
+                  ) -> tuple[dict, dict[str, str]]:
     """The writers of both files (for one all-or-nothing write with the other outputs) and their
     one-line descriptions for the report's settings table."""
     writes = {out / CLEANED_FILE: lambda tmp: spreadsheet_safe(cleaned).to_csv(tmp, index=False),
+              out / WEIGHTS_FILE: lambda tmp: spreadsheet_safe(weighted).to_csv(tmp, index=False, float_format="%.6f"),
               out / RELABEL_FILE: lambda tmp: spreadsheet_safe(relabel).to_csv(tmp, index=False, float_format="%.6f")}
     return writes, {CLEANED_FILE: f"{len(cleaned)} images without the flagged and unreadable ones (path,label"
                           f"{',split' if 'split' in cleaned else ''}, absolute paths): train on it, e.g. "
                           "find_issues cleaned.csv --allow_outside",
+            WEIGHTS_FILE: f"{len(weighted)} images, the flagged ones kept with a loss weight below 1 (their label's "
+                          "mean probability over training): train with each sample's loss scaled by its weight",
             RELABEL_FILE: f"{len(relabel)} flagged images with the most probable other label over training "
                           "(suggested_label) and its mean probability: check them and fix the labels"}
 
 
 def advice(count: NoisyCount, num_samples: int, held_out: bool) -> str:
-    """The report's "what to do": how many labels look wrong and how sure that is, what the default
-    action (``mislabel.scoring.cleaning.DEFAULT_ACTION``) is, and what the benchmark says it is worth."""
+    """The report's "what to do": how many labels look wrong and how sure that is, the action the
+    benchmark supports (``mislabel.scoring.cleaning.RECOMMENDED_ACTION``) and what it is worth."""
     share = count.estimate / max(num_samples, 1)
     action = {"remove": f"train on {CLEANED_FILE} (the flagged images left out)",
               "relabel": f"fix the labels {RELABEL_FILE} suggests and train on them",
               "hybrid": f"fix the labels of {RELABEL_FILE} whose suggestion the model preferred, leave out the rest",
-              "downweight": "keep the flagged images with a smaller loss weight"}[DEFAULT_ACTION]
+              "downweight": f"train on {WEIGHTS_FILE}, each image's loss scaled by its weight (the flagged ones "
+                            "count less)"}[RECOMMENDED_ACTION]
     check = ("compare the held-out accuracy of a run on it with this run's before you adopt it" if held_out else
              "keep a held-out split of images you trust to check that the cleaned data trains a better model")
     return (f"About {count.estimate:,} of the {num_samples:,} labels ({share:.0%}) look wrong: {count.describe()}. "
             f"Recommended: {action}, then {check}. On the benchmark grid (BENCHMARKS.md, bench/cleaning.py) "
-            "removing the estimated count recovered most of the accuracy the wrong labels cost where the network "
-            "fits them (digits); where a network is barely hurt by the noise (retraining on the true labels gains "
-            "under a point), removing these is unlikely to change your accuracy much.")
+            "this action recovered most of the accuracy the wrong labels cost and never lost accuracy; training "
+            f"on {CLEANED_FILE} (removal) did as well where the network memorised the wrong labels but can cost "
+            "a weak network the ambiguous images it needs. Where a network is barely hurt by the noise (retraining "
+            "on the true labels gains under a point), acting on these is unlikely to change your accuracy much.")

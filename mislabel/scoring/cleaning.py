@@ -13,7 +13,7 @@ them. The four are the ones the seed and its peers use:
   network gave that label over training (low for a wrong label, so it counts little).
 
 BENCHMARKS.md (bench/cleaning.py) measures each against the noisy and the oracle retraining;
-``DEFAULT_ACTION`` is the one it supports. Numpy only.
+``RECOMMENDED_ACTION`` is the one it supports, ``DEFAULT_ACTION`` denoise's (the seed's). Numpy only.
 """
 from __future__ import annotations
 
@@ -24,11 +24,13 @@ import numpy as np
 from mislabel.core.dynamics import Dynamics
 from mislabel.core.user_input import UserError
 
-__all__ = ["ACTIONS", "DEFAULT_ACTION", "CleanedLabels", "check_action", "clean_labels", "suggested_labels"]
+__all__ = ["ACTIONS", "DEFAULT_ACTION", "RECOMMENDED_ACTION", "CleanedLabels", "check_action", "clean_labels", "suggested_labels"]
 
 ACTIONS = ("remove", "relabel", "hybrid", "downweight")
-# The least risky on the benchmark grid (bench/cleaning.py): see BENCHMARKS.md, issue 22.
-DEFAULT_ACTION = "remove"
+DEFAULT_ACTION = "remove"   # denoise's: the seed's phase 3, which its folder names (remove{ratio}) follow
+# What find_issues' report recommends: the action with the best worst cell on the benchmark grid
+# (bench/cleaning.py; BENCHMARKS.md, "Does acting on the suspects pay off?").
+RECOMMENDED_ACTION = "downweight"
 
 
 @dataclass(frozen=True)
