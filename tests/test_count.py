@@ -146,5 +146,17 @@ def test_no_resamples_gives_the_count_alone_and_chunks_draw_the_same_interval(ru
     alone = estimate_noisy_count(run, resamples=0)
     assert alone.low == alone.estimate == alone.high == estimate_noisy_count(run).estimate
     whole = estimate_noisy_count(run, resamples=50)
-    monkeypatch.setattr(count_module, "BOOTSTRAP_CELLS", 7 * 5 * 6)   # 7 draws of the 5 x 6 cells at a time
+    monkeypatch.setattr(count_module, "BOOTSTRAP_CELLS", 7 * 5 * 3)   # 7 draws of the 5 x 3 outcomes at a time
     assert estimate_noisy_count(run, resamples=50) == whole
+
+
+def test_many_classes_never_build_classes_squared() -> None:
+    """20,000 classes: a K x K joint would be 3.2 GB; the count reads 3 outcomes per class instead."""
+    rng = np.random.default_rng(0)
+    count, classes = 3000, 20_000
+    labels = np.stack([rng.integers(0, classes, count), rng.integers(0, classes, count)], axis=1)
+    td = np.stack([rng.uniform(0.2, 0.9, (count, 6)), rng.uniform(0.0, 0.3, (count, 6))], axis=2).astype(np.float16)
+    dyn = Dynamics(td=td, labels=labels, margin=np.zeros((count, 6), np.float16), pred=np.zeros((count, 6), np.int16),
+                   indices=np.arange(count), num_classes=classes)
+    estimate = estimate_noisy_count(dyn)
+    assert 0 <= estimate.low <= estimate.estimate <= estimate.high <= count

@@ -248,7 +248,9 @@ def cleanlab(pred_probs: np.ndarray, assigned: np.ndarray) -> np.ndarray:
 
     assigned = np.asarray(assigned, dtype=np.int64)
     pred_probs = check_pred_probs(pred_probs, assigned)
-    issues = find_label_issues(assigned, pred_probs, return_indices_ranked_by="self_confidence")
+    # n_jobs=1: cleanlab's own process pool loses its worker state inside a spawned process (a bench
+    # worker, a DataLoader) and fails; one process gives the same flags
+    issues = find_label_issues(assigned, pred_probs, return_indices_ranked_by="self_confidence", n_jobs=1)
     scores = -pred_probs[np.arange(len(assigned)), assigned]
     scores[issues] = np.arange(len(issues), 0, -1, dtype=np.float64)
     return scores

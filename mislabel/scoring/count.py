@@ -48,8 +48,8 @@ DEFAULT_WINDOW = (0.0, 0.75)
 # detectors' corpora (both datasets, every recipe, 5-50% noise of every type; never an evaluated
 # run): the likely range of a count from dynamics. It held the truth in 88 of the 110 evaluated runs.
 SOURCE_RUN_RATIOS = (0.36, 1.53)
-RESAMPLES = 1000   # bootstrap draws; each is a multinomial over K x (K + 1) cells, so cheap at any N
-BOOTSTRAP_CELLS = 2**24   # values drawn at once (128 MiB of int64): 1,000 draws at once up to 128 classes
+RESAMPLES = 1000   # bootstrap draws; each is a multinomial over 3K row outcomes, so cheap at any N
+BOOTSTRAP_CELLS = 2**24   # values drawn at once (128 MiB of int64): 1,000 draws at once up to 5,592 classes
 SLACK = 1e-6       # a probability equal to its class threshold reaches it despite float rounding
 
 
@@ -111,10 +111,10 @@ def class_probabilities(dyn: Dynamics, window: tuple[float, float] = DEFAULT_WIN
     return probs
 
 
-def _cells(probs: np.ndarray, classes: np.ndarray, own: np.ndarray, given: np.ndarray, num_classes: int) -> np.ndarray:
-    """int64 [K, K + 1]: samples per (given class, confident class), column K = no class confident,
-    from probabilities [N, C] of the classes [N, C] (C = K for dense probabilities) and each
-    sample's probability of its given class ``own`` [N]."""
+def _guesses(probs: np.ndarray, classes: np.ndarray, own: np.ndarray, given: np.ndarray, num_classes: int
+             ) -> np.ndarray:
+    """int64 [N]: each sample's confident class (K = none), from probabilities [N, C] of the classes
+    [N, C] (C = K for dense probabilities) and each sample's probability of its given class ``own``."""
     labelled = np.bincount(given, minlength=num_classes)
     self_sums = np.bincount(given, weights=own, minlength=num_classes)
     # a class nobody is labelled with has no threshold of its own: no sample is counted as it
@@ -122,43 +122,53 @@ def _cells(probs: np.ndarray, classes: np.ndarray, own: np.ndarray, given: np.nd
     reached = probs >= thresholds[classes] - SLACK
     guess = classes[np.arange(len(probs)), np.where(reached, probs, -1.0).argmax(axis=1)]
     guess[~reached.any(axis=1)] = num_classes
-    return np.bincount(given * (num_classes + 1) + guess,
-                       minlength=num_classes * (num_classes + 1)).reshape(num_classes, num_classes + 1)
+    return guess
 
 
-def _calibrated(cells: np.ndarray) -> np.ndarray:
-    """The calibrated confident joint of cell counts [..., K, K + 1]: each row rescaled to the number
-    of samples labelled with its class (when any of them is confident)."""
-    joint = cells[..., :-1].astype(np.float64)
-    confident = joint.sum(axis=-1, keepdims=True)
-    return np.divide(joint * cells.sum(axis=-1, keepdims=True), confident, out=np.zeros_like(joint),
-                     where=confident > 0)
+def _row_outcomes(guess: np.ndarray, given: np.ndarray, num_classes: int) -> np.ndarray:
+    """int64 [K, 3]: per given class, its samples confident as that class, as another, as none: all
+    the count needs of the confident joint's row, so K x K is never built."""
+    outcome = np.where(guess == given, 0, np.where(guess == num_classes, 2, 1))
+    return np.bincount(given * 3 + outcome, minlength=3 * num_classes).reshape(num_classes, 3)
 
 
-def _off_diagonal(joint: np.ndarray) -> np.ndarray:
-    return joint.sum(axis=(-2, -1)) - np.trace(joint, axis1=-2, axis2=-1)
+def _count(rows: np.ndarray) -> np.ndarray:
+    """The calibrated confident joint's off-diagonal sum from row outcomes [..., K, 3]: each row
+    rescaled to the samples labelled with its class, n_i * (confident elsewhere) / (confident)."""
+    rows = rows.astype(np.float64)
+    confident = rows[..., 0] + rows[..., 1]
+    share = np.divide(rows[..., 1], confident, out=np.zeros_like(confident), where=confident > 0)
+    return (rows.sum(axis=-1) * share).sum(axis=-1)
 
 
 def confident_joint(probs: np.ndarray, given: np.ndarray) -> np.ndarray:
     """float64 [K, K]: the calibrated confident joint (rows: given label, columns: confident class)
-    of probabilities [N, K] and given labels [N]; its off-diagonal sum is the estimated count."""
-    return _calibrated(_dense_cells(probs, given))
+    of probabilities [N, K] and given labels [N]; its off-diagonal sum is the estimated count. Dense,
+    for inspection: ``estimate_noisy_count`` never builds it."""
+    num_classes = probs.shape[1]
+    guess = _dense_guesses(probs, given)
+    cells = np.bincount(given * (num_classes + 1) + guess, minlength=num_classes * (num_classes + 1))
+    cells = cells.reshape(num_classes, num_classes + 1)
+    joint = cells[:, :-1].astype(np.float64)
+    confident = joint.sum(axis=1, keepdims=True)
+    return np.divide(joint * cells.sum(axis=1, keepdims=True), confident, out=np.zeros_like(joint),
+                     where=confident > 0)
 
 
-def _dense_cells(probs: np.ndarray, given: np.ndarray) -> np.ndarray:
-    return _cells(probs, np.broadcast_to(np.arange(probs.shape[1]), probs.shape), probs[np.arange(len(probs)), given],
-                  given, probs.shape[1])
+def _dense_guesses(probs: np.ndarray, given: np.ndarray) -> np.ndarray:
+    return _guesses(probs, np.broadcast_to(np.arange(probs.shape[1]), probs.shape), probs[np.arange(len(probs)), given],
+                    given, probs.shape[1])
 
 
-def _bootstrap(cells: np.ndarray, resamples: int, seed: int) -> np.ndarray:
-    """The count of ``resamples`` multinomial redraws of the cells, drawn in chunks of at most
-    BOOTSTRAP_CELLS values so that hundreds of classes stay within memory."""
-    total = int(cells.sum())
-    rng, shares = np.random.default_rng(seed), cells.ravel() / max(total, 1)
-    chunk = max(1, BOOTSTRAP_CELLS // cells.size)
-    return np.concatenate([_off_diagonal(_calibrated(rng.multinomial(total, shares, size=min(chunk, resamples - start))
-                                                     .reshape(-1, *cells.shape)))
-                           for start in range(0, resamples, chunk)])
+def _bootstrap(rows: np.ndarray, resamples: int, seed: int) -> np.ndarray:
+    """The count of ``resamples`` redraws of the samples: a multinomial over the 3K row outcomes
+    (the confident joint's cells grouped as the count reads them, so the same distribution),
+    drawn in chunks of at most BOOTSTRAP_CELLS values so that many classes stay within memory."""
+    total = int(rows.sum())
+    rng, shares = np.random.default_rng(seed), rows.ravel() / max(total, 1)
+    chunk = max(1, BOOTSTRAP_CELLS // rows.size)
+    return np.concatenate([_count(rng.multinomial(total, shares, size=min(chunk, resamples - start))
+                                  .reshape(-1, *rows.shape)) for start in range(0, resamples, chunk)])
 
 
 def estimate_noisy_count(dyn: Dynamics, *, pred_probs: np.ndarray | None = None,
@@ -181,21 +191,23 @@ def estimate_noisy_count(dyn: Dynamics, *, pred_probs: np.ndarray | None = None,
     given = np.asarray(dyn.assigned, dtype=np.int64)
     if pred_probs is not None:
         probs = check_pred_probs(pred_probs, given).astype(np.float32)
-        cells = _dense_cells(probs, given)
+        num_classes, guess = probs.shape[1], _dense_guesses(probs, given)
         method = "confident-joint estimate on held-out probabilities"
     else:
         mean, classes = channel_probabilities(dyn, window)   # channel 0 is the given label's, as recorded
-        cells = _cells(mean, classes, mean[:, 0], given, int(dyn.num_classes or int(np.max(classes)) + 1))
+        num_classes = int(dyn.num_classes or int(np.max(classes)) + 1)
+        guess = _guesses(mean, classes, mean[:, 0], given, num_classes)
         chosen = _epoch_range(dyn.num_epochs, window)
         method = (f"confident-joint estimate on training dynamics (epochs {chosen.start + 1}-{chosen.stop} "
                   f"of {dyn.num_epochs})")
-    estimate = int(round(float(_off_diagonal(_calibrated(cells)))))
+    rows = _row_outcomes(guess, given, num_classes)
+    estimate = int(round(float(_count(rows))))
     low = high = estimate
     if resamples:
-        # Resampling rows with the thresholds held fixed is a multinomial draw over the cells (the
-        # thresholds are means over whole classes, so their own variation is small next to the counts').
+        # Resampling samples with the thresholds held fixed is a multinomial draw over the outcomes
+        # (the thresholds are means over whole classes, so their own variation is small next to the counts').
         tail = (1.0 - float(level)) / 2 * 100
-        low, high = (int(round(float(value))) for value in np.percentile(_bootstrap(cells, int(resamples), seed),
+        low, high = (int(round(float(value))) for value in np.percentile(_bootstrap(rows, int(resamples), seed),
                                                                        [tail, 100 - tail]))
     likely = None if pred_probs is not None else (
         int(round(estimate * SOURCE_RUN_RATIOS[0])), min(len(given), int(round(estimate * SOURCE_RUN_RATIOS[1]))))
