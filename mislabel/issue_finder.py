@@ -44,13 +44,13 @@ from mislabel.issue_options import IssueOptions, issue_options
 from mislabel.pipeline import Runner
 from mislabel.reports.datalab import datalab_table
 from mislabel.reports.issues_actions import action_writes, advice, cleaned_table, relabel_table, weights_table
-from mislabel.scoring.cleaning import clean_labels
 from mislabel.reports.issues_report import write_report
 from mislabel.reports.plots import plot_datamap
 from mislabel.reports.summary import read_summary
 from mislabel.reports.suspects import spreadsheet_safe, suspects_table, written
 from mislabel.run_config import RunConfig
 from mislabel.scoring.baselines import BASELINES
+from mislabel.scoring.cleaning import clean_labels
 from mislabel.scoring.count import NoisyCount, estimate_noisy_count, flag_top
 from mislabel.scoring.scores import DEFAULT_CONTROL, DEFAULT_DETECTOR, Detector, load_detectors, score
 from mislabel.training.budget import (BudgetChoice, Clock, Workload, accuracy_note, minutes, plan_within_budget,

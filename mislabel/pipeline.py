@@ -28,7 +28,7 @@ from mislabel.core.dynamics import SUMMARY_FILE
 from mislabel.core.files import atomic_torch_save, atomic_write, write_command_file
 from mislabel.core.device import pick_device, seed_everything
 from mislabel.core.run_lock import folder_lock
-from mislabel.core.run_options import Recipe
+from mislabel.core.run_options import Recipe, check_weighted_loss
 from mislabel.core.user_input import UserError
 from mislabel.data.datasets import ImageData, TensorBatches, load_dataset
 from mislabel.data.noise import canonical_noise_type, corrupt_labels
@@ -288,6 +288,8 @@ class Runner:
         remove them, the seed's phase 3, or relabel, both, down-weight) and retrain; report detection
         and accuracy. The seed calls this step ``Runner.train``, kept as its alias."""
         check_action(action)
+        if action == "downweight":
+            check_weighted_loss(self.config.recipe.loss_type)
         td_dir = Path(td_dir) if td_dir else self.config.td_dir
         stem = "remove" if action == "remove" else action  # the seed's folder name for removal
         folder = self.config.stage_dir("prune4retrain", f"{stem}{remove_ratio}")

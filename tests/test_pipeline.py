@@ -149,3 +149,7 @@ def test_denoise_auto_acts_on_the_estimated_count_with_the_chosen_action(tmp_pat
         assert sum(int(row["flagged"]) for row in csv.DictReader(handle)) == summary["num_suspects"]
     refused(run_sh("denoise_small", *noise, str(detector_file), "auto", *FAST, "--action", "burn", env=env),
             "--action")
+    weighted = folder.parent / "downweightauto"
+    refused(lambda: run_sh("denoise_small", *noise, str(detector_file), "auto", *FAST, "--action", "downweight",
+                           "--loss_type", "reed_soft", env=env),
+            "--loss_type cross_entropy", unchanged=[weighted, folder])

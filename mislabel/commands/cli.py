@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import functools
 
-from mislabel.core.run_options import DEFAULT_FOLDS, check_datadir
+from mislabel.core.run_options import DEFAULT_FOLDS, check_datadir, check_weighted_loss
 from mislabel.core.user_input import OneLineParser, UserError, exit_on_user_error, require_file, require_folder
 from mislabel.run_config import RunConfig, add_budget_flag, add_run_flags, check_budget, check_ratio
 from mislabel.scoring.cleaning import ACTIONS, DEFAULT_ACTION
@@ -73,6 +73,8 @@ def check_args(argv: list[str], prog: str = "runner.py", launcher: str = "python
     if args.command == "crossval" and args.folds < 2:
         raise UserError(f"--folds {args.folds} must be at least 2; the default is {DEFAULT_FOLDS}")
     if args.command == "denoise":
+        if args.action == "downweight":
+            check_weighted_loss(args.config.recipe.loss_type)
         if args.remove_ratio != "auto":
             args.remove_ratio = float(check_ratio(args.remove_ratio, "remove_ratio"))
         require_file(args.detector_file, "detector file", "train one with `./run.sh train_detector` or pass the "

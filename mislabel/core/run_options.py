@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from mislabel.core.user_input import UserError, require_folder
 
-__all__ = ["Recipe", "TD_MODES", "STORES", "LOSS_TYPES", "DEFAULT_FOLDS", "EMBEDDED_DATASETS", "LARGE_DATASETS",
+__all__ = ["Recipe", "TD_MODES", "STORES", "LOSS_TYPES", "check_weighted_loss", "DEFAULT_FOLDS", "EMBEDDED_DATASETS", "LARGE_DATASETS",
            "check_datadir"]
 
 EMBEDDED_DATASETS = ("digits",)  # shipped inside a package (sklearn's digits): no --datadir
@@ -20,6 +20,14 @@ LARGE_DATASETS = ("webvision50", "clothing100k")  # real-world noise: no synthet
 TD_MODES = ("train", "eval")
 STORES = ("auto", "ram", "memmap")
 LOSS_TYPES = ("cross_entropy", "reed_soft", "reed_hard")  # losses.LOSSES holds their functions
+
+
+def check_weighted_loss(loss_type: str) -> None:
+    """Per-sample loss weights (``denoise --action downweight``) scale cross-entropy only: the other
+    ``--loss_type`` losses (Reed's bootstrapping) return a batch mean, with no per-sample values to weight."""
+    if loss_type != "cross_entropy":
+        raise UserError(f"down-weighting samples needs --loss_type cross_entropy, not {loss_type}; "
+                        "pass --loss_type cross_entropy or another --action")
 DEFAULT_FOLDS = 4  # each model sees 75% of the rows: close to phase 1's model at a 4x training bill
 
 

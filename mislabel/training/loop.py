@@ -22,7 +22,7 @@ from mislabel.core import distributed
 from mislabel.training.accel import Acceleration
 from mislabel.training.checkpoint import Checkpoint, Progress
 from mislabel.core.progress import EpochProgress
-from mislabel.core.run_options import TD_MODES, Recipe
+from mislabel.core.run_options import TD_MODES, Recipe, check_weighted_loss
 from mislabel.training.recorder import Recorder
 from mislabel.core.files import atomic_write, atomic_write_csv
 from mislabel.core.user_input import UserError
@@ -175,9 +175,7 @@ def fit(model: torch.nn.Module, train_batches, valid_batches, recipe: Recipe, re
     criterion = make_loss(recipe.loss_type)
     weights = None
     if sample_weights is not None:
-        if recipe.loss_type != "cross_entropy":
-            raise UserError(f"down-weighting samples needs --loss_type cross_entropy, not {recipe.loss_type}; "
-                            "pass --loss_type cross_entropy or another --action")
+        check_weighted_loss(recipe.loss_type)
         weights = torch.as_tensor(sample_weights, dtype=torch.float32, device=next(model.parameters()).device)
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                                 nesterov=recipe.momentum > 0, weight_decay=recipe.weight_decay)
