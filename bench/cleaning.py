@@ -73,12 +73,14 @@ def job_clean(work: Path, plan: dict, dataset: str, seed: int, noise: str, ratio
     from mislabel.training.crossval import load_pred_probs
     from runner import Runner
 
+    if cached(work, plan, dataset, seed, noise, ratio, row) is not None:
+        return
     config = run_config(work, plan, dataset, seed, noise, ratio)
     dyn = load_dynamics(config.td_dir)
     held_out = load_pred_probs(config.td_dir, dyn.num_samples, int(dyn.assigned.max()) + 1)
-    folder = config.stage_dir("bench_clean", row)
-    if cached(work, plan, dataset, seed, noise, ratio, row) is not None or (row == "cleanlab" and held_out is None):
+    if row == "cleanlab" and held_out is None:
         return
+    folder = config.stage_dir("bench_clean", row)
     with logged(work / "logs" / f"clean_{dataset}_{noise}{ratio}_s{seed}_{row}.log"):
         detector = detector_path(work, other_dataset(plan, dataset), DEFAULT_VARIANT)
         suspects = top_suspects(detector, dyn, "auto", pred_probs=None if held_out is None else held_out[0])
@@ -132,7 +134,7 @@ def noisy_accuracy(work: Path, plan: dict, dataset: str, seed: int, noise: str, 
 
 def render(results: dict) -> str:
     """The markdown table: per cell, accuracy per row (mean ± std over seeds) and the gap each closes."""
-    rows = [dict(r) for r in results["rows"]]
+    rows = results["rows"]
     table_rows = ["noisy", *ROWS]
     lines = [f"Command: `{results['command']}`. Machine: {results['machine']}; {results['seconds'] / 60:.0f} min "
              f"wall for {results['jobs']} retrainings ({results['reused']} cached). Test accuracy (%), mean ± std "

@@ -67,14 +67,13 @@ def counts(folder: Path, detector: Path | None) -> dict[str, float | None]:
 
 def lstm_count(dyn, detector: Path) -> float:
     """The rule ``remove_ratio auto`` used before the count: samples the LSTM (ungated) gives >= 0.5."""
-    from mislabel.scoring.features import build_features
     from mislabel.scoring.metrics import DETECTOR_THRESHOLD
-    from mislabel.scoring.predict import sequence_scores
+    from mislabel.scoring.predict import detector_scores
     from mislabel.scoring.scores import load_detectors
 
     loaded = load_detectors([detector])[0]
-    sequences = build_features(dyn, loaded.config["features"], int(loaded.config.get("seq_len") or 0))
-    return float(np.count_nonzero(sequence_scores(loaded.model, sequences) >= DETECTOR_THRESHOLD))
+    ungated = {key: value for key, value in loaded.config.items() if key != "gate"}
+    return float(np.count_nonzero(detector_scores(loaded.model, ungated, dyn) >= DETECTOR_THRESHOLD))
 
 
 COLUMNS = (("auto", "remove_ratio auto (held-out where present)"), ("cl_dyn", "CL, dynamics (default window)"), ("cl_dyn_early", "CL, dynamics (first 30%)"),

@@ -91,7 +91,9 @@ def rank(run: RunLike, detector: str | os.PathLike | None = None, methods: Seque
             raise UserError(f"no detector given and none shipped at {DEFAULT_DETECTOR}; pass detector=<file from "
                             "train_detector.py> or leave 'detector' out of methods")
         detectors = load_detectors([DEFAULT_DETECTOR if detector is None else detector], pick_device(device))
-    results = {r.name: r for r in score(dyn, [name for name in methods if name != "detector"], detectors)}
+    count = estimate_noisy_count(dyn)
+    results = {r.name: r for r in score(dyn, [name for name in methods if name != "detector"], detectors,
+                                        count=count.estimate)}
     if detectors:
         results["detector"] = results.pop(detectors[0].name)
     scores = {name: results[name].scores for name in methods}
@@ -100,7 +102,6 @@ def rank(run: RunLike, detector: str | os.PathLike | None = None, methods: Seque
         table["true_label"] = dyn.true_labels
     if dyn.flipped is not None:
         table["flipped"] = dyn.flipped
-    count = estimate_noisy_count(dyn)
     table["flagged"] = flag_top(scores[methods[0]], count.estimate)
     for name, values in scores.items():
         table[name] = values

@@ -112,8 +112,8 @@ class IssueFinder:
         if not distributed.is_main():
             return None
         files = [f for f, k in zip(listing.train_files, keep[0]) if k]
-        table, rule, order = score_suspects(dyn, listing, files, detectors)
-        return self._write(out, listing, keep, files, skipped, dyn, table, rule, order, choice, summary, config,
+        table, count, order = score_suspects(dyn, listing, files, detectors)
+        return self._write(out, listing, keep, files, skipped, dyn, table, count, order, choice, summary, config,
                            detectors, detector_note)
 
     def _detectors(self) -> tuple[list[Detector], str]:
@@ -231,7 +231,7 @@ class IssueFinder:
 
     # --- outputs ----------------------------------------------------------------------------------
     def _write(self, out: Path, listing: Listing, keep, files: list[str], skipped: dict[str, str], dyn: Dynamics,
-               table: pd.DataFrame, rule: str, order: np.ndarray, choice: BudgetChoice, summary: dict,
+               table: pd.DataFrame, count: NoisyCount, order: np.ndarray, choice: BudgetChoice, summary: dict,
                config: RunConfig, detectors: list[Detector], detector_note: str) -> IssueResult:
         """Every output, all or nothing: a failure leaves the previous set, not a mix."""
         o, plan = self.options, choice.plan
@@ -242,7 +242,7 @@ class IssueFinder:
                                               weighted, relabel_table(dyn, listing.class_names, table, order))
         flagged = int(table["flagged"].sum())
         fallback = "" if detectors else f" [{detector_note}]"
-        line = (f"find_issues: {len(table)} samples scored, {flagged} flagged ({rule.split(' (')[0]}){fallback}; "
+        line = (f"find_issues: {len(table)} samples scored, {flagged} flagged (the {flagged:,} highest scores){fallback}; "
                 f"report: {out / 'report.html'}; took {minutes(self.clock.elapsed())}")
         accuracy = summary.get("test_accuracy")
         accuracy_label = ("held-out accuracy" if listing.held_out else
@@ -252,14 +252,15 @@ class IssueFinder:
                     "samples scored": str(len(table)), "unreadable images skipped": str(len(skipped)),
                     "recipe": f"{plan.describe()}, momentum {config.recipe.momentum}, wd {config.recipe.weight_decay}, "
                               f"flips {'on' if o.hflip else 'off'}",
-                    "seed": str(config.seed), "scored by": detector_note, "threshold": rule,
+                    "seed": str(config.seed), "scored by": detector_note,
+                    "threshold": f"the {flagged:,} highest scores ({count.describe()})",
                     accuracy_label: "n/a" if accuracy is None else f"{accuracy:.2%}",
                     "phase-1 run": str(config.td_dir),
                     "time": f"{minutes(self.clock.elapsed())} (predicted {minutes(choice.estimate.total)} after the "
                             f"scan, for {budget})", **action_notes}
-        what_to_do = advice(NoisyCount(**table.attrs["estimated_wrong_labels"]), len(table), listing.held_out)
+        what_to_do = advice(count, len(table), listing.held_out)
         record = {"summary": line, "advice": what_to_do, "settings": settings, "plan": asdict(plan), "flagged": flagged,
-                  "estimated_wrong_labels": table.attrs["estimated_wrong_labels"],
+                  "estimated_wrong_labels": asdict(count),
                   "samples": len(table), "arguments": o.arguments(), "predicted_seconds": round(choice.estimate.total, 1),
                   "seconds": round(self.clock.elapsed(), 1),
                   "phase1": os.path.relpath(config.td_dir, out)}  # relative: a copied --out folder stays itself
@@ -311,25 +312,22 @@ def _must_train(td_dir: Path, key: dict, overwrite: bool) -> bool:
 
 
 def score_suspects(dyn: Dynamics, listing: Listing, files: list[str], detectors: list[Detector]
-                   ) -> tuple[pd.DataFrame, str, np.ndarray]:
+                   ) -> tuple[pd.DataFrame, NoisyCount, np.ndarray]:
     """suspects.csv (``mislabel.reports.suspects``) for the user's files: the detectors' mean score
     when there are detectors, else -AUM; every method as a column. The flagged rows are the run's
     estimated number of wrong labels (``mislabel.scoring.count``), most suspicious first. Also the
-    flag rule in words and the order (table row -> dynamics row)."""
+    count and the order (table row -> dynamics row)."""
     # the learned control is a column beside the baselines it combines
     methods = [*(["control"] if DEFAULT_CONTROL.is_file() else []), *BASELINES]
-    scored = score(dyn, methods, detectors)
+    count = estimate_noisy_count(dyn)
+    scored = score(dyn, methods, detectors, count=count.estimate)
     baselines = {result.name: result.scores for result in scored[:len(methods)]}
     probs = {result.name: result.scores for result in scored[len(methods):]}
     suspicion = written(np.mean(list(probs.values()), axis=0) if probs else baselines["aum"])
-    count = estimate_noisy_count(dyn)
-    flagged = flag_top(suspicion, count.estimate)
-    rule = f"the {count.estimate:,} highest scores ({count.describe()})"
     paths = np.asarray(listing.relative(files), dtype=object)[dyn.indices]
-    table, order = suspects_table(dyn, suspicion, flagged, ("path", paths), listing.class_names,
-                                  {**probs, **baselines})
-    table.attrs["estimated_wrong_labels"] = asdict(count)
-    return table, rule, order
+    table, order = suspects_table(dyn, suspicion, flag_top(suspicion, count.estimate), ("path", paths),
+                                  listing.class_names, {**probs, **baselines})
+    return table, count, order
 
 
 def find_issues(data: str | os.PathLike, **settings) -> pd.DataFrame:

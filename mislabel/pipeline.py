@@ -291,8 +291,7 @@ class Runner:
         if action == "downweight":
             check_weighted_loss(self.config.recipe.loss_type)
         td_dir = Path(td_dir) if td_dir else self.config.td_dir
-        stem = "remove" if action == "remove" else action  # the seed's folder name for removal
-        folder = self.config.stage_dir("prune4retrain", f"{stem}{remove_ratio}")
+        folder = self.config.stage_dir("prune4retrain", f"{action}{remove_ratio}")  # the seed's: remove{ratio}
         self.refuse_finished(folder)
         dyn, chosen = self.suspects(detector_file, remove_ratio, td_dir)
         cleaned = clean_labels(dyn, chosen.rows, action)

@@ -71,19 +71,19 @@ def clean_labels(dyn: Dynamics, suspect_rows: np.ndarray, action: str) -> Cleane
     rows = np.asarray(suspect_rows, dtype=np.int64)
     given = np.asarray(dyn.assigned, dtype=np.int64)
     keep, labels, weights = np.ones(len(given), dtype=bool), given.copy(), None
-    suggestion, suggestion_probability = suggested_labels(dyn)
     if action in ("relabel", "hybrid") and dyn.td.shape[2] < 2:
         raise UserError(f"action {action} needs the dynamics of other classes than the given one; regenerate the "
                         "run with generate_td (or --td_topk 2 or more), or pass --action remove")
+    # the mean probability of the given label over training (channel 0), of the suspects only
+    given_probability = dyn.td[rows, :, 0].astype(np.float32).mean(axis=1)
     if action == "remove":
         keep[rows] = False
-    elif action == "relabel":
-        labels[rows] = suggestion[rows]
-    elif action == "hybrid":
-        preferred = suggestion_probability[rows] > dyn.td[rows, :, 0].astype(np.float32).mean(axis=1)
-        labels[rows[preferred]] = suggestion[rows[preferred]]
-        keep[rows[~preferred]] = False
-    else:
+    elif action == "downweight":
         weights = np.ones(len(given), dtype=np.float32)
-        weights[rows] = dyn.td[rows, :, 0].astype(np.float32).mean(axis=1)
+        weights[rows] = given_probability
+    else:
+        suggestion, suggestion_probability = suggested_labels(dyn)
+        relabelled = rows if action == "relabel" else rows[suggestion_probability[rows] > given_probability]
+        labels[relabelled] = suggestion[relabelled]
+        keep[np.setdiff1d(rows, relabelled)] = False
     return CleanedLabels(action=action, given=given, keep=keep, labels=labels, weights=weights)

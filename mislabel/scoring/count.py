@@ -103,10 +103,15 @@ def channel_probabilities(dyn: Dynamics, window: tuple[float, float] = DEFAULT_W
     return mean / len(chosen), np.asarray(dyn.labels, dtype=np.int64)
 
 
+def _class_count(dyn: Dynamics) -> int:
+    """K: the classifier's class count when recorded, else one more than the largest recorded class."""
+    return int(dyn.num_classes or int(np.max(dyn.labels)) + 1)
+
+
 def class_probabilities(dyn: Dynamics, window: tuple[float, float] = DEFAULT_WINDOW) -> np.ndarray:
     """float32 [N, K]: ``channel_probabilities`` spread over every class, 0 for the classes not recorded."""
     mean, classes = channel_probabilities(dyn, window)
-    probs = np.zeros((len(mean), int(dyn.num_classes or int(np.max(classes)) + 1)), dtype=np.float32)
+    probs = np.zeros((len(mean), _class_count(dyn)), dtype=np.float32)
     np.put_along_axis(probs, classes, mean, axis=1)
     return probs
 
@@ -195,7 +200,7 @@ def estimate_noisy_count(dyn: Dynamics, *, pred_probs: np.ndarray | None = None,
         method = "confident-joint estimate on held-out probabilities"
     else:
         mean, classes = channel_probabilities(dyn, window)   # channel 0 is the given label's, as recorded
-        num_classes = int(dyn.num_classes or int(np.max(classes)) + 1)
+        num_classes = _class_count(dyn)
         guess = _guesses(mean, classes, mean[:, 0], given, num_classes)
         chosen = _epoch_range(dyn.num_epochs, window)
         method = (f"confident-joint estimate on training dynamics (epochs {chosen.start + 1}-{chosen.stop} "

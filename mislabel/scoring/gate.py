@@ -111,11 +111,13 @@ def check_gate(gate: object, source: str) -> dict:
     return gate
 
 
-def gated_scores(gate: dict, lstm_probability: np.ndarray, dyn: Dynamics) -> np.ndarray:
-    """float64 [N] in (0, 1]: the gated ranking, the run's estimated number of wrong labels on top
-    (>= 0.5), in the gated order; higher = more suspicious."""
+def gated_scores(gate: dict, lstm_probability: np.ndarray, dyn: Dynamics, count: int | None = None) -> np.ndarray:
+    """float64 [N] in (0, 1]: the gated ranking, ``count`` samples on top (>= 0.5), in the gated order;
+    higher = more suspicious. ``count`` defaults to the run's estimated number of wrong labels; callers
+    that already hold it (the flags of ``rank``, find_issues, denoise) pass it, so it is counted once."""
     mixed = _mixed(gate_weight(gate, concentration(dyn)), lstm_probability, aum(dyn))
-    count = estimate_noisy_count(dyn, resamples=0).estimate  # the count alone: no interval to draw
+    if count is None:
+        count = estimate_noisy_count(dyn, resamples=0).estimate  # the count alone: no interval to draw
     rank = np.empty(len(mixed), np.int64)
     rank[np.argsort(-mixed, kind="stable")] = np.arange(len(mixed))
     above = 1.0 - 0.5 * rank / max(count, 1)

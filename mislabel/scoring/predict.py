@@ -24,10 +24,11 @@ SCORING_BATCH = 4096
 
 
 @torch.no_grad()
-def detector_scores(model: LSTMDetector, config: dict, dyn: Dynamics) -> np.ndarray:
+def detector_scores(model: LSTMDetector, config: dict, dyn: Dynamics, count: int | None = None) -> np.ndarray:
     """Probability that each row is mislabeled, batched to bound memory; inputs are resampled to the
     detector's ``seq_len`` when it was trained that way, so runs of any length apply. A detector with
-    a gate (``mislabel.scoring.gate``) returns its LSTM's probability and AUM gated by the run."""
+    a gate (``mislabel.scoring.gate``) returns its LSTM's probability and AUM gated by the run, with
+    ``count`` samples (default: the run's estimated number of wrong labels) at 0.5 or above."""
     features = config["features"]
     missing = [name for name in features if name in NEEDS_MARGIN_AND_PRED and dyn.margin is None]
     if missing:
@@ -37,7 +38,7 @@ def detector_scores(model: LSTMDetector, config: dict, dyn: Dynamics) -> np.ndar
         raise UserError(f"the detector expects {model.lstm.input_size} features per epoch but got "
                         f"{sequences.shape[2]}; use a detector trained with features {features}")
     scores = sequence_scores(model, sequences)
-    return gated_scores(config["gate"], scores, dyn) if "gate" in config else scores
+    return gated_scores(config["gate"], scores, dyn, count) if "gate" in config else scores
 
 
 @torch.no_grad()

@@ -68,10 +68,12 @@ def load_detectors(files: Sequence[str | os.PathLike], device: torch.device | st
 
 def score(dyn: Dynamics, methods: Sequence[str] = (), detectors: Sequence[Detector] = (),
           pred_probs: np.ndarray | None = None, threshold: float | None = None,
-          control_file: str | Path = DEFAULT_CONTROL) -> list[MethodScores]:
+          control_file: str | Path = DEFAULT_CONTROL, count: int | None = None) -> list[MethodScores]:
     """Each of ``methods`` in their order, then each detector; timed, with metrics when known
     (with ``threshold``, also those of ``scores >= threshold``, for probability outputs).
-    ``"control"`` is the learned control in ``control_file`` (the shipped one unless given)."""
+    ``"control"`` is the learned control in ``control_file`` (the shipped one unless given);
+    ``count``: the run's estimated number of wrong labels when the caller holds it (a gated
+    detector puts that many at 0.5 or above; else it counts them itself)."""
     unknown = [name for name in methods if name not in METHODS]
     if unknown:
         raise UserError(f"unknown scoring methods {unknown}; choose from: {', '.join(METHODS)}")
@@ -82,7 +84,7 @@ def score(dyn: Dynamics, methods: Sequence[str] = (), detectors: Sequence[Detect
         "cleanlab": lambda: cleanlab(pred_probs, dyn.assigned),
         **{name: (lambda fn=fn: fn(dyn)) for name, fn in BASELINES.items()}}
     jobs = [(name, computed[name], 0.0) for name in methods]
-    jobs += [(d.name, lambda d=d: detector_scores(d.model, d.config, dyn), d.load_seconds) for d in detectors]
+    jobs += [(d.name, lambda d=d: detector_scores(d.model, d.config, dyn, count), d.load_seconds) for d in detectors]
     results = []
     for name, compute, extra_seconds in jobs:
         started = time.perf_counter()
@@ -108,8 +110,9 @@ def top_suspects(detector_file: str | Path, dyn: Dynamics, ratio: float | str,
     rows; ``"auto"``: the run's estimated number of wrong labels, ``mislabel.scoring.count``, from
     held-out ``pred_probs`` [N, K] when given), so denoise and repair pick their suspects, and score
     them, the same way."""
-    ranking = score(dyn, detectors=load_detectors([detector_file], device), threshold=DETECTOR_THRESHOLD)[0]
     estimate = estimate_noisy_count(dyn, pred_probs=pred_probs) if ratio == "auto" else None
+    ranking = score(dyn, detectors=load_detectors([detector_file], device), threshold=DETECTOR_THRESHOLD,
+                    count=None if estimate is None else estimate.estimate)[0]
     count = estimate.estimate if estimate is not None else int(round(float(ratio) * dyn.num_samples))
     rows = ranking.order[:count]
     flipped_share = float(dyn.flipped[rows].mean()) if dyn.flipped is not None and len(rows) else None
