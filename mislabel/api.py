@@ -20,19 +20,22 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from mislabel.core.dynamics import Dynamics, load_dynamics, validate_dynamics
+from mislabel.core.dynamics import Dynamics, load_dynamics, subset_dynamics, validate_dynamics
 from mislabel.core.device import pick_device
 from mislabel.core.user_input import UserError
 from mislabel.issue_finder import find_issues
 from mislabel.reports.datalab import to_datalab
 from mislabel.reports.suspects import predicted_labels
 from mislabel.scoring.count import estimate_noisy_count, flag_top
+from mislabel.scoring.metrics import detection_metrics
 from mislabel.scoring.detector_training import DetectorRecipe, train_detector
 from mislabel.scoring.methods import DEFAULT_RANK_METHODS, RANK_METHODS
 from mislabel.scoring.scores import DEFAULT_CONTROL, DEFAULT_DETECTOR, load_detectors, score
+from mislabel.scoring.seeding import (SEED_KINDS, SEEDED_CANDIDATES, SeededLabels, choose_score, seed_flips,
+                                      seeded_rows)
 from mislabel.training.recorder import Recorder
 
-__all__ = ["Recorder", "rank", "score", "find_issues", "train_detector", "DetectorRecipe", "to_datalab",
+__all__ = ["Recorder", "rank", "score", "seed_flips", "find_issues", "train_detector", "DetectorRecipe", "to_datalab",
            "DEFAULT_CONTROL", "DEFAULT_DETECTOR", "DEFAULT_METHODS"]
 
 DEFAULT_METHODS = DEFAULT_RANK_METHODS
@@ -61,7 +64,7 @@ def _as_dynamics(run: RunLike) -> Dynamics:
 
 
 def rank(run: RunLike, detector: str | os.PathLike | None = None, methods: Sequence[str] = DEFAULT_METHODS,
-         device: str = "auto"):
+         device: str = "auto", seeded: SeededLabels | Sequence[int] | np.ndarray | None = None):
     """Score every sample of a run with each method; higher score = more likely mislabeled.
 
     :param run: a run folder (``generate_td`` or ``Recorder.save``), a ``Recorder``, a ``Dynamics``
@@ -78,6 +81,13 @@ def rank(run: RunLike, detector: str | os.PathLike | None = None, methods: Seque
         ``mislabel.scoring.count``), then one score column per method. ``table.attrs`` holds
         ``estimated_wrong_labels`` (the count and its ranges) and, when the flips are known,
         ``metrics``: each method's AUC, mAP and precision figures.
+    :param seeded: what ``seed_flips`` returned for the labels this run trained on (or the bare dataset
+        indices it changed, then taken as one kind of seed). The seeds then
+        choose the score (``mislabel.scoring.seeding.choose_score``: the detector unless another candidate
+        ranks the seeds clearly higher), which becomes the ``score`` column the table is sorted and flagged
+        by; the count is made on the other rows; seeded rows are marked (``seeded``), never flagged, and
+        left out of the metrics; ``table.attrs["seeded"]`` holds the choice, each candidate's seed AUC per
+        kind and the measured recall (seeds at or above the lowest flagged score), overall and per kind.
     """
     import pandas as pd
 
@@ -91,22 +101,62 @@ def rank(run: RunLike, detector: str | os.PathLike | None = None, methods: Seque
             raise UserError(f"no detector given and none shipped at {DEFAULT_DETECTOR}; pass detector=<file from "
                             "train_detector.py> or leave 'detector' out of methods")
         detectors = load_detectors([DEFAULT_DETECTOR if detector is None else detector], pick_device(device))
-    count = estimate_noisy_count(dyn)
-    results = {r.name: r for r in score(dyn, [name for name in methods if name != "detector"], detectors,
-                                        count=count.estimate)}
+    seeds, kinds = _seeds(dyn, seeded)
+    unseeded = None if seeds is None else np.setdiff1d(np.arange(dyn.num_samples), seeds)
+    count = estimate_noisy_count(dyn if seeds is None else subset_dynamics(dyn, unseeded))
+    candidates = [] if seeds is None else [name for name in SEEDED_CANDIDATES if name not in methods]
+    results = {r.name: r for r in score(dyn, [name for name in methods if name != "detector"] + candidates,
+                                        detectors, count=count.estimate)}
     if detectors:
         results["detector"] = results.pop(detectors[0].name)
     scores = {name: results[name].scores for name in methods}
+    lead = scores[methods[0]]
     table = pd.DataFrame({"index": dyn.indices, "given_label": dyn.assigned, "predicted_label": predicted_labels(dyn)})
     if dyn.true_labels is not None:
         table["true_label"] = dyn.true_labels
     if dyn.flipped is not None:
         table["flipped"] = dyn.flipped
-    table["flagged"] = flag_top(scores[methods[0]], count.estimate)
+    metrics = {name: results[name].metrics for name in methods if results[name].metrics is not None}
+    if seeds is not None:
+        choice = choose_score({name: results[name].scores for name in (*(["detector"] if detectors else []),
+                                                                       *SEEDED_CANDIDATES)},
+                              seeds, kinds, default="detector" if detectors else methods[0])
+        lead = results[choice.method].scores
+        table["seeded"] = np.isin(np.arange(dyn.num_samples), seeds)
+        flagged = np.zeros(dyn.num_samples, bool)
+        flagged[unseeded] = flag_top(lead[unseeded], count.estimate)
+        table["flagged"] = flagged
+        table["score"] = lead
+        found = lead[seeds] >= _lowest(lead, flagged)
+        table.attrs["seeded"] = {**asdict(choice), "recall": float(found.mean()), "seeds_flagged": int(found.sum()),
+                                 "recall_by_kind": {kind: float(found[kinds == code].mean())
+                                                    for code, kind in enumerate(SEED_KINDS) if (kinds == code).any()}}
+        if dyn.flipped is not None:
+            metrics = {name: detection_metrics(results[name].scores[unseeded], dyn.flipped[unseeded])
+                       for name in (*methods, choice.method)}
+    else:
+        table["flagged"] = flag_top(lead, count.estimate)
     for name, values in scores.items():
         table[name] = values
-    order = np.argsort(-scores[methods[0]], kind="stable")
+    order = np.argsort(-lead, kind="stable")
     table = table.iloc[order].reset_index(drop=True)
     table.attrs["estimated_wrong_labels"] = asdict(count)
-    table.attrs["metrics"] = {name: results[name].metrics for name in methods if results[name].metrics is not None}
+    table.attrs["metrics"] = metrics
     return table
+
+
+def _seeds(dyn: Dynamics, seeded: SeededLabels | Sequence[int] | np.ndarray | None
+           ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Row positions and kinds of the seeds: ``seed_flips``' result, or bare dataset indices (then all of one
+    kind, as the kinds are not known)."""
+    if seeded is None:
+        return None, None
+    if isinstance(seeded, SeededLabels):
+        return seeded_rows(dyn.indices, seeded.indices), np.asarray(seeded.kinds, np.int8)
+    rows = seeded_rows(dyn.indices, seeded)
+    return rows, np.zeros(len(rows), np.int8)
+
+
+def _lowest(values: np.ndarray, flagged: np.ndarray) -> float:
+    """The lowest flagged score (infinity when nothing is flagged): the line a seed must reach to count as found."""
+    return float(values[flagged].min()) if flagged.any() else float("inf")

