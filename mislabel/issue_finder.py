@@ -101,14 +101,17 @@ class IssueFinder:
         median_side = int(np.median(scan.short_side[scan.ok]))
         choice = self._plan(listing, keep, len(unique), median_side)
         config = self._phase1_config(listing, choice.plan, out)
-        self._refuse_other_phase1(out, earlier, config.td_dir)  # nothing is written before this
+        self._refuse_other_phase1(out, earlier, config.td_dir)
+        key = self._run_key(listing, keep[0], choice.plan)
+        must_train = distributed.on_main(lambda: _must_train(config.td_dir, key, config.overwrite))
+        # nothing is written before this: a refused rerun leaves budget_plan.json and scan.json as they were
         if distributed.is_main():
             print(f"recipe: {choice.plan.describe()} (for {num_train} images of median side {median_side}px; "
                   "--net_type --depth --num_epochs --batch_size --lr --image_size --storage override it)")
             print("\n".join(choice.lines))
             save_scan(out / SCAN_FILE, scan)
             choice.save(out)
-        dyn, summary = self._phase1(listing, keep, choice, config)
+        dyn, summary = self._phase1(listing, keep, choice, config, key, must_train)
         if not distributed.is_main():
             return None
         files = [f for f, k in zip(listing.train_files, keep[0]) if k]
@@ -184,12 +187,11 @@ class IssueFinder:
                 "td_topk": run.td_topk}
 
     def _phase1(self, listing: Listing, keep: tuple[np.ndarray, np.ndarray], choice: BudgetChoice,
-                config: RunConfig) -> tuple[Dynamics | None, dict]:
-        """Train and record unless a finished run of this data and settings is already there; the
-        dynamics (rank 0) and the run's summary."""
+                config: RunConfig, key: dict, must_train: bool) -> tuple[Dynamics | None, dict]:
+        """Train and record unless a finished run of this data and settings (``key``) is already there
+        (``must_train`` False); the dynamics (rank 0) and the run's summary."""
         plan, td_dir = choice.plan, config.td_dir
-        key = self._run_key(listing, keep[0], plan)
-        if not distributed.on_main(lambda: _must_train(td_dir, key, config.overwrite)):
+        if not must_train:
             if distributed.is_main():
                 print(f"phase 1 already finished in {td_dir}; scoring it again")
                 return load_dynamics(td_dir), read_summary(td_dir) or {}
