@@ -92,7 +92,6 @@ class Recorder:
         if path is not None:
             check_output_folder(path, "path", "pass the run folder to record into (a new or existing folder)")
         self.num_samples, self.num_classes, self.num_epochs = num_samples, num_classes, num_epochs
-        self.sample_ids = checked_sample_ids(sample_ids, num_samples)
         self.topk = topk if topk is not None and topk + 1 < num_classes else None
         self.channels = num_classes if self.topk is None else self.topk + 1
         self.path = None if path is None else Path(path)
@@ -107,6 +106,7 @@ class Recorder:
         if store == "auto":
             store = "memmap" if path is not None and self.stored_bytes > AUTO_MEMMAP_SHARE * _physical_memory() else "ram"
         self._check_memory(store)
+        self.sample_ids = checked_sample_ids(sample_ids, num_samples)
         self.store = store
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
         self._ram = ({name: np.zeros(shape, dtype) for name, (shape, dtype) in self._specs.items()}
@@ -124,9 +124,10 @@ class Recorder:
 
     def _check_memory(self, store: str) -> None:
         """Refuse, with the sizes, what would end in a MemoryError: one epoch's buffers (every row's
-        probabilities, margin, prediction and target, held in memory whatever the store) and a RAM store."""
+        probabilities, margin, prediction and target, held in memory whatever the store, and each row's
+        id and label) and a RAM store."""
         channels = self.channels * (10 if self.topk is not None else 2)  # float16 values (+ int64 class ids)
-        needed = (self.num_samples + 1) * (channels + 20) + (self.stored_bytes if store == "ram" else 0)
+        needed = (self.num_samples + 1) * (channels + 36) + (self.stored_bytes if store == "ram" else 0)
         available = _physical_memory()
         if needed > available:
             fix = ("record fewer samples or classes (topk=...)" if store == "memmap" else
