@@ -32,8 +32,8 @@ from mislabel.core.dynamics import SUMMARY_FILE, TD_FILE, Dynamics, write_metada
 from mislabel.core.files import atomic_write
 from mislabel.core.streaming import computed_ahead, read_chunks
 from mislabel.core.user_input import UserError, check_output_folder
-from mislabel.training.recorder_input import (RowGuard, check_batch_shapes, check_sizes, checked_sample_ids,
-                                               checked_true_labels)
+from mislabel.training.recorder_input import (RowGuard, check_batch_shapes, check_memory, check_sizes,
+                                               checked_sample_ids, checked_true_labels, physical_memory)
 
 __all__ = ["Recorder", "margins", "STORES", "STORE_DIR"]
 
@@ -57,13 +57,6 @@ def margins(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 def _margin_column(logits: torch.Tensor, column: torch.Tensor) -> torch.Tensor:
     """``margins`` as [B, 1] from targets as [B, 1], the shape gather and scatter take."""
     return logits.gather(1, column) - logits.scatter(1, column, float("-inf")).amax(dim=1, keepdim=True)
-
-
-def _physical_memory() -> int:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 8 * 2**30
 
 
 class Recorder:
@@ -104,8 +97,9 @@ class Recorder:
         if self.topk is not None:
             self._specs["classes"] = ((num_epochs, num_samples, self.channels), np.dtype(class_dtype))
         if store == "auto":
-            store = "memmap" if path is not None and self.stored_bytes > AUTO_MEMMAP_SHARE * _physical_memory() else "ram"
-        self._check_memory(store)
+            store = "memmap" if path is not None and self.stored_bytes > AUTO_MEMMAP_SHARE * physical_memory() else "ram"
+        check_memory(num_samples, num_epochs, self.channels, self.topk is not None,
+                     self.stored_bytes if store == "ram" else 0, store)
         self.sample_ids = checked_sample_ids(sample_ids, num_samples)
         self.store = store
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
@@ -121,20 +115,6 @@ class Recorder:
     @property
     def stored_bytes(self) -> int:
         return sum(int(np.prod(shape)) * dtype.itemsize for shape, dtype in self._specs.values())
-
-    def _check_memory(self, store: str) -> None:
-        """Refuse, with the sizes, what would end in a MemoryError: one epoch's buffers (every row's
-        probabilities, margin, prediction and target, held in memory whatever the store, and each row's
-        id and label) and a RAM store."""
-        channels = self.channels * (10 if self.topk is not None else 2)  # float16 values (+ int64 class ids)
-        needed = (self.num_samples + 1) * (channels + 36) + (self.stored_bytes if store == "ram" else 0)
-        available = _physical_memory()
-        if needed > available:
-            fix = ("record fewer samples or classes (topk=...)" if store == "memmap" else
-                   "pass path=<run folder> and store='memmap', or record fewer samples, epochs or classes (topk=...)")
-            raise UserError(f"recording {self.num_samples} samples x {self.num_epochs} epochs x {self.channels} classes "
-                            f"in {store} needs {needed / 2**30:.1f} GiB, more than this machine's "
-                            f"{available / 2**30:.1f} GiB of memory; {fix}")
 
     def describe(self) -> str:
         """One log line saying what is kept and where."""

@@ -5,13 +5,16 @@ or say nothing at all for a negative index, which wraps to the end).
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
 from mislabel.core.dynamics import MAX_CLASSES
 from mislabel.core.user_input import UserError
 
-__all__ = ["CHECKED_EACH_BATCH", "NonFiniteLogits", "RowGuard", "check_batch_shapes", "check_sizes", "checked_sample_ids",
+__all__ = ["CHECKED_EACH_BATCH", "NonFiniteLogits", "RowGuard", "check_batch_shapes", "check_memory", "check_sizes",
+           "physical_memory", "checked_sample_ids",
            "checked_true_labels"]
 
 # Devices on which update reads its checks' verdict at once (free on the CPU); elsewhere that read would
@@ -27,6 +30,27 @@ def check_sizes(num_samples: int, num_classes: int, num_epochs: int) -> None:
     if num_classes > MAX_CLASSES:
         raise UserError(f"num_classes is {num_classes}, but at most {MAX_CLASSES} classes can be recorded "
                         "(pred is stored as int16)")
+
+
+def physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30
+
+
+def check_memory(num_samples: int, num_epochs: int, channels: int, topk: bool, store_bytes: int, store: str) -> None:
+    """Refuse, with the sizes, what would end in a MemoryError: one epoch's buffers (every row's ``channels``
+    probabilities, margin, prediction and target, held in memory whatever the store, and each row's id and
+    label) plus ``store_bytes`` (a RAM store's)."""
+    per_row = channels * (10 if topk else 2) + 36  # float16 values (+ int64 class ids), then the rest
+    needed, available = (num_samples + 1) * per_row + store_bytes, physical_memory()
+    if needed > available:
+        fix = ("record fewer samples or classes (topk=...)" if store == "memmap" else
+               "pass path=<run folder> and store='memmap', or record fewer samples, epochs or classes (topk=...)")
+        raise UserError(f"recording {num_samples} samples x {num_epochs} epochs x {channels} classes in {store} needs "
+                        f"{needed / 2**30:.1f} GiB, more than this machine's {available / 2**30:.1f} GiB of memory; "
+                        f"{fix}")
 
 
 def checked_sample_ids(sample_ids: np.ndarray | None, num_samples: int) -> np.ndarray:
