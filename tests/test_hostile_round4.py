@@ -76,6 +76,14 @@ def test_a_refused_api_call_creates_no_output_folder(tmp_path):
             "is not an integer", unchanged=[out, data])
 
 
+def test_a_foreign_pretrained_file_found_when_the_model_is_built_leaves_no_file(tmp_path):
+    data, out = class_folders(tmp_path / "imgs"), tmp_path / "new"
+    (tmp_path / "weights.pt").write_bytes(b"not a state dict")
+    refused(lambda: find_issues_main([str(data), "--out", str(out), "--net_type", "lenet", "--device", "cpu",
+                                      "--pretrained_path", str(tmp_path / "weights.pt")]), "weights.pt",
+            unchanged=[out, data], after_progress=True)
+
+
 # --- B: both doors refuse the same values with the same words --------------------------------------
 # setting -> (a value of the wrong type for the API, what argparse cannot parse or None for a switch,
 # an out-of-range value as the API passes it, the same as typed, and a word of the refusal)
