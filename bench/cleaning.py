@@ -77,7 +77,7 @@ def job_clean(work: Path, plan: dict, dataset: str, seed: int, noise: str, ratio
         return
     config = run_config(work, plan, dataset, seed, noise, ratio)
     dyn = load_dynamics(config.td_dir)
-    held_out = load_pred_probs(config.td_dir, dyn.num_samples, int(dyn.assigned.max()) + 1)
+    held_out = load_pred_probs(config.td_dir, dyn)
     if row == "cleanlab" and held_out is None:
         return
     folder = config.stage_dir("bench_clean", row)

@@ -173,7 +173,7 @@ def score_run(work: Path, plan: dict, detectors: dict, dataset: str, seed: int, 
 
     folder = run_config(work, plan, dataset, seed, noise, ratio, rows).td_dir
     dyn = load_dynamics(folder)
-    probs = load_pred_probs(folder, dyn.num_samples, int(dyn.assigned.max()) + 1)
+    probs = load_pred_probs(folder, dyn)
     methods = [*BASELINES, "cleanlab"] if probs is not None else list(BASELINES)
     source = other_dataset(plan, dataset)  # transfer only: a run is never scored by what saw its dataset
     transferred = [Detector(variant, detector_path(work, trained_on, variant), model, config, 0.0)

@@ -46,7 +46,7 @@ WINDOWS = ((0.0, 0.1), (0.0, 0.2), (0.0, 0.25), (0.0, 0.3), (0.0, 0.4), (0.0, 0.
 def counts(folder: Path, detector: Path | None) -> dict[str, float | None]:
     """Every estimator's count on one run, and the truth; None where an estimator has no input."""
     dyn = load_dynamics(folder)
-    probs = load_pred_probs(folder, dyn.num_samples, int(dyn.assigned.max()) + 1)
+    probs = load_pred_probs(folder, dyn)
     default = estimate_noisy_count(dyn)
     truth = float(dyn.flipped.sum())
     row: dict[str, float | None] = {"truth": truth, "covered": float(default.likely[0] <= truth <= default.likely[1]),

@@ -33,7 +33,7 @@ from mislabel.reports.summary import write_summary
 from mislabel.models import build_model
 from mislabel.pipeline import Runner
 from mislabel.run_config import RunConfig
-from mislabel.core.user_input import OneLineParser, UserError, exit_on_user_error, seed_value
+from mislabel.core.user_input import OneLineParser, UserError, exit_on_user_error, integer
 from mislabel.core.files import atomic_torch_save, atomic_write, atomic_write_csv
 from mislabel.core.device import seed_everything
 
@@ -99,7 +99,7 @@ def build_parser(preset: str) -> OneLineParser:
     data.add_argument("--r", type=float, help="synthetic noise ratio in [0, 1) (ignored for real-noise datasets)")
     data.add_argument("--noise_mode",
                       help="sym (= uniform), asym (= flip: class c -> c+1), semantic, idn or confusion, as phase 1")
-    data.add_argument("--seed", type=seed_value, default=0, help="fixes noise, initialisation and batches")
+    data.add_argument("--seed", type=integer, default=0, help="fixes noise, initialisation and batches")
     data.add_argument("--image_size", type=int, help="side images of file-based datasets are resized to")
     model = parser.add_argument_group("model")
     model.add_argument("--net_type")

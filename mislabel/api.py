@@ -91,6 +91,8 @@ def rank(run: RunLike, detector: str | os.PathLike | None = None, methods: Seque
     """
     import pandas as pd
 
+    if isinstance(methods, str) or not isinstance(methods, Sequence):  # a str would be read letter by letter
+        raise UserError(f"methods={methods!r} is not a list of method names; pass e.g. methods=[{methods!r}]")
     unknown = [name for name in methods if name not in RANK_METHODS]
     if unknown or not methods:
         raise UserError(f"unknown ranking methods {unknown or '(none given)'}; choose from: {', '.join(RANK_METHODS)}")

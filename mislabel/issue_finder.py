@@ -23,11 +23,13 @@ rank 0 alone decides about, reads and writes the folders, scores and writes ever
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -101,14 +103,15 @@ class IssueFinder:
         median_side = int(np.median(scan.short_side[scan.ok]))
         choice = self._plan(listing, keep, len(unique), median_side)
         config = self._phase1_config(listing, choice.plan, out)
-        self._refuse_other_phase1(out, earlier, config.td_dir)  # nothing is written before this
+        self._refuse_other_phase1(out, earlier, config.td_dir)
+        key = self._run_key(listing, keep[0], choice.plan)
+        must_train = distributed.on_main(lambda: _must_train(config.td_dir, key, config.overwrite))
         if distributed.is_main():
             print(f"recipe: {choice.plan.describe()} (for {num_train} images of median side {median_side}px; "
                   "--net_type --depth --num_epochs --batch_size --lr --image_size --storage override it)")
             print("\n".join(choice.lines))
-            save_scan(out / SCAN_FILE, scan)
-            choice.save(out)
-        dyn, summary = self._phase1(listing, keep, choice, config)
+        save_plan = functools.partial(self._save_plan, out, scan, choice)
+        dyn, summary = self._phase1(listing, keep, choice, config, key, must_train, save_plan)
         if not distributed.is_main():
             return None
         files = [f for f, k in zip(listing.train_files, keep[0]) if k]
@@ -184,18 +187,22 @@ class IssueFinder:
                 "td_topk": run.td_topk}
 
     def _phase1(self, listing: Listing, keep: tuple[np.ndarray, np.ndarray], choice: BudgetChoice,
-                config: RunConfig) -> tuple[Dynamics | None, dict]:
-        """Train and record unless a finished run of this data and settings is already there; the
-        dynamics (rank 0) and the run's summary."""
+                config: RunConfig, key: dict, must_train: bool, save_plan: Callable[[], None]
+                ) -> tuple[Dynamics | None, dict]:
+        """Train and record unless a finished run of this data and settings (``key``) is already there
+        (``must_train`` False); the dynamics (rank 0) and the run's summary. ``save_plan`` writes the
+        first files into the output folder, once the last check that can refuse the request has passed."""
         plan, td_dir = choice.plan, config.td_dir
-        key = self._run_key(listing, keep[0], plan)
-        if not distributed.on_main(lambda: _must_train(td_dir, key, config.overwrite)):
+        if not must_train:
             if distributed.is_main():
                 print(f"phase 1 already finished in {td_dir}; scoring it again")
-                return load_dynamics(td_dir), read_summary(td_dir) or {}
+                dyn = load_dynamics(td_dir)
+                save_plan()
+                return dyn, read_summary(td_dir) or {}
             return None, {}
         runner = Runner(config, image_data(listing, *keep, plan.image_size, plan.in_memory, self.options.hflip),
-                        device=self.device)
+                        device=self.device)  # builds the model: a foreign --pretrained_path is refused here
+        save_plan()
         if distributed.is_main():
             write_record(td_dir / KEY_FILE, key, sort_keys=True)
         runner.train_for_td_computation(after_training=choice.estimate.after, keep_dynamics=True)
@@ -206,6 +213,13 @@ class IssueFinder:
         if note:
             print(note)
         return runner.recorded, summary
+
+    @staticmethod
+    def _save_plan(out: Path, scan: Scan, choice: BudgetChoice) -> None:
+        """scan.json (the scan's cache) and budget_plan.json (rank 0)."""
+        if distributed.is_main():
+            save_scan(out / SCAN_FILE, scan)
+            choice.save(out)
 
     def _earlier_results(self, out: Path) -> dict | None:
         """The record of find_issues' finished results in ``out`` (None without one, or under

@@ -9,17 +9,18 @@ the same names as the flags (``net_type=``, ``budget=``, ``no_hflip=`` ...), wit
 from __future__ import annotations
 
 import argparse
+import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from mislabel.core.user_input import OneLineParser, UserError, check_output_folder, require_file
+from mislabel.core.user_input import OneLineParser, UserError, check_output_folder, integer, number, require_file
 from mislabel.models import NETWORKS
 from mislabel.run_config import RunConfig, add_budget_flag, add_run_flags, check_budget
 from mislabel.training.budget import DEFAULT_BUDGET_MINUTES
 from mislabel.training.plan import PlanOverrides
 
-__all__ = ["IssueOptions", "issues_parser", "parse_issue_options", "issue_options"]
+__all__ = ["IssueOptions", "issues_parser", "parse_issue_options", "issue_options", "setting_value"]
 
 DESCRIPTION = "Find label issues in your own labelled images: one command, a ranked list, an HTML report."
 STORAGE = ("auto", "memory", "files")
@@ -34,10 +35,11 @@ def issues_parser(prog: str = "run.sh find_issues", launcher: str = "./") -> One
                         help="LSTM detector file(s); default mislabel/scoring/pretrained/default.pth.tar when "
                              "present, else the baselines alone")
     parser.add_argument("--allow_outside", action="store_true", help="let a CSV list images outside its folder")
-    parser.add_argument("--report_top", type=int, default=100, help="suspects shown as thumbnails in report.html")
+    parser.add_argument("--report_top", type=integer, default=100, help="suspects shown as thumbnails in report.html")
     add_budget_flag(parser, DEFAULT_BUDGET_MINUTES)
-    parser.add_argument("--storage", default="auto", choices=STORAGE,
-                        help="hold the decoded images in memory, or stream them from the files")
+    parser.add_argument("--storage", default="auto",
+                        help="hold the decoded images in memory (memory), or stream them from the files (files); "
+                             "auto: in memory when they fit")
     parser.add_argument("--no_hflip", action="store_true", help="no horizontal flips (for text, digits, ...)")
     add_run_flags(parser, chosen=True)
     return parser
@@ -76,6 +78,8 @@ class IssueOptions:
         if args.report_top < 1:
             raise UserError(f"--report_top {args.report_top} must be at least 1")
         check_budget(args.budget)
+        if args.storage not in STORAGE:
+            raise UserError(f"unknown --storage {args.storage!r}; choose one of: {', '.join(STORAGE)}")
         net = (args.net_type or "resnet").strip().lower()
         provisional = {"net_type": net, "depth": args.depth or NETWORKS.get(net, (0,))[0]}
         run = RunConfig.from_args(args, dataset="data", noise_ratio=None, num_valid=0, **provisional)
@@ -102,12 +106,48 @@ def parse_issue_options(argv: list[str], prog: str = "run.sh find_issues", launc
 
 
 def issue_options(data: str | os.PathLike, **settings) -> IssueOptions:
-    """The Python API's request: the flags' names and defaults, checked as the command line is."""
+    """The Python API's request: the flags' names and defaults, each value of the type its flag parses
+    to (``setting_value``), then checked as the command line is, by ``IssueOptions.from_args``."""
     parser = issues_parser(prog="mislabel.find_issues", launcher="")
-    args = parser.parse_args([os.fspath(data)])
-    unknown = sorted(set(settings) - set(vars(args)) - {"data"})
+    actions = {action.dest: action for action in parser._actions if action.dest != "help"}
+    unknown = sorted(set(settings) - set(actions))
     if unknown:
         raise UserError(f"unknown find_issues settings {unknown}; use the flags' names, e.g. budget=5, net_type='lenet'")
-    for name, value in settings.items():
-        setattr(args, name, value)
+    args = argparse.Namespace(**{name: action.default for name, action in actions.items()})
+    for name, value in {"data": data, **settings}.items():
+        setattr(args, name, setting_value(actions[name], value))
     return IssueOptions.from_args(args)
+
+
+def setting_value(action: argparse.Action, value: object) -> object:
+    """``value`` as the command line would have parsed it for ``action``, or a UserError naming the
+    setting. Python passes values, not text, so argparse's ``type=`` never runs on them: without this,
+    ``"5"`` minutes or ``seed=1.5`` would fail deep inside, and a path string would be read letter by
+    letter as a list. The words match the command line's ("is not an integer", "is not a number")."""
+    name = action.dest
+    if value is None and action.default is None and not action.required:  # None: not given (chosen, or off)
+        return None
+    if action.nargs == 0:  # a switch
+        kind, fix, ok = "True or False", f"{name}=True", isinstance(value, bool)
+    elif action.nargs in ("+", "*"):
+        kind, fix = "a list of paths", f"{name}=[{value!r}]" if _is_text(value) else f"{name}=['a.pth.tar']"
+        ok = isinstance(value, (list, tuple)) and len(value) > 0 and all(_is_text(item) for item in value)
+        value = [os.fspath(item) for item in value] if ok else value
+    elif action.type is integer:
+        kind, fix = "an integer", "a whole number"
+        ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        value = int(value) if ok else value
+    elif action.type is number:
+        kind, fix = "a number", "an int or a float"
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        kind, fix, ok = "a path or name", "a str or pathlib.Path", _is_text(value)
+        value = os.fspath(value) if ok else value
+    if not ok:
+        raise UserError(f"{name}={value!r} is not {kind} (got {type(value).__name__}); pass {fix}")
+    return value
+
+
+def _is_text(value: object) -> bool:
+    return isinstance(value, str) or (isinstance(value, os.PathLike) and isinstance(os.fspath(value), str))

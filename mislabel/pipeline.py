@@ -266,7 +266,7 @@ class Runner:
         if not np.array_equal(dyn.assigned, self.assigned_labels[dyn.indices]):
             raise UserError(f"the dynamics in {td_dir} were recorded with other labels than these arguments give; "
                             "pass the seed/noise arguments of that run or point --td_dir at the matching run")
-        held_out = load_pred_probs(td_dir, dyn.num_samples, int(dyn.assigned.max()) + 1) if remove_ratio == "auto" \
+        held_out = load_pred_probs(td_dir, dyn) if remove_ratio == "auto" \
             else None
         return dyn, top_suspects(detector_file, dyn, remove_ratio, self.device,
                                  pred_probs=None if held_out is None else held_out[0])

@@ -17,11 +17,16 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from mislabel.core.run_options import LARGE_DATASETS, STORES, TD_MODES, Recipe
-from mislabel.core.user_input import UserError, check_output_folder, require_file, seed_value, single_path_component
+from mislabel.core.user_input import (UserError, check_output_folder, check_seed, integer, number, require_file,
+                                      single_path_component)
 from mislabel.data.noise import canonical_noise_type
 from mislabel.models import check_network
 
-__all__ = ["RunConfig", "check_ratio", "add_run_flags", "add_budget_flag", "check_budget", "valid_count"]
+__all__ = ["RunConfig", "check_ratio", "add_run_flags", "add_budget_flag", "check_budget", "valid_count",
+           "MAX_IMAGE_SIZE", "MAX_WORKERS"]
+
+MAX_IMAGE_SIZE = 1024  # a 1024 px side is 12x the seed's 224 px photos; beyond it one batch outgrows memory
+MAX_WORKERS = 256      # decoding processes: far above any machine's useful count, below its process limit
 
 
 def check_ratio(text: str, flag: str) -> str:
@@ -79,6 +84,7 @@ class RunConfig:
         (Where a named dataset lives is checked when it is loaded: a Runner may be given its data.)"""
         if self.td_folder is None:
             single_path_component(self.dataset, "dataset name")  # it names a folder under results_dir
+        check_seed(self.seed)
         check_output_folder(self.td_folder or self.results_dir, "results folder",
                             "set RESULTS_DIR (--results_dir) to a folder")
         if self.noise_ratio is not None:
@@ -90,12 +96,14 @@ class RunConfig:
                          "never downloaded)")
         if self.num_valid is not None and self.num_valid < 0:
             raise UserError(f"--num_valid {self.num_valid} is negative; pass 0 to hold out nothing")
-        if self.image_size is not None and self.image_size < 8:
-            raise UserError(f"--image_size {self.image_size} is too small; the networks need at least 8")
+        if self.image_size is not None and not 8 <= self.image_size <= MAX_IMAGE_SIZE:
+            raise UserError(f"--image_size {self.image_size} is outside 8..{MAX_IMAGE_SIZE}; the networks need at "
+                            f"least 8 px, and a side above {MAX_IMAGE_SIZE} would not fit in memory")
         if self.td_topk is not None and self.td_topk < 1:
             raise UserError(f"--td_topk {self.td_topk} must be at least 1; omit it to keep every class")
-        if self.num_workers is not None and self.num_workers < 0:
-            raise UserError(f"--num_workers {self.num_workers} is negative; pass 0 to decode in the main process")
+        if self.num_workers is not None and not 0 <= self.num_workers <= MAX_WORKERS:
+            raise UserError(f"--num_workers {self.num_workers} is outside 0..{MAX_WORKERS}; pass 0 to decode in the "
+                            "main process, or omit it for one per spare core")
         if self.td_mode not in TD_MODES:
             raise UserError(f"unknown --td_mode {self.td_mode!r}; choose one of: {', '.join(TD_MODES)}")
         if self.td_store not in STORES:
@@ -153,32 +161,33 @@ def add_run_flags(parser: argparse.ArgumentParser, chosen: bool = False) -> None
         return None if chosen and name in CHOSEN_BY_PLAN else value
 
     data = parser.add_argument_group("data")
-    data.add_argument("--seed", type=seed_value, default=config["seed"].default,
+    data.add_argument("--seed", type=integer, default=config["seed"].default,
                       help="fixes noise, split, init, batches and samples (0..2**32-1)")
-    data.add_argument("--image_size", type=int, default=None,
+    data.add_argument("--image_size", type=integer, default=None,
                       help="side of the images trained on (default: sized from the data; 224 for the named photo "
                            "datasets, as the seed)")
-    data.add_argument("--num_workers", type=int, default=None,
+    data.add_argument("--num_workers", type=integer, default=None,
                       help="processes decoding image files (default: one per spare core, none for tiny sets)")
     model = parser.add_argument_group("model")
     model.add_argument("--net_type", default=default("net_type", config["net_type"].default))
-    model.add_argument("--depth", type=int, default=default("depth", config["depth"].default))
-    model.add_argument("--widen_factor", type=int, default=None, help="wide_resnet only")
+    model.add_argument("--depth", type=integer, default=default("depth", config["depth"].default))
+    model.add_argument("--widen_factor", type=integer, default=None, help="wide_resnet only")
     model.add_argument("--pretrained_path", default=None, help="local state_dict to start from (never downloaded)")
     train = parser.add_argument_group("recipe" + (" (default: chosen from the data and printed)" if chosen else
                                                   " (defaults: the seed's ResNet-32 recipe)"))
-    train.add_argument("--num_epochs", type=int, default=default("num_epochs", recipe.epochs))
-    train.add_argument("--batch_size", type=int, default=default("batch_size", recipe.batch_size))
-    train.add_argument("--lr", type=float, default=default("lr", recipe.lr))
-    train.add_argument("--momentum", type=float, default=recipe.momentum)
-    train.add_argument("--wd", type=float, default=recipe.weight_decay, help="weight decay")
+    train.add_argument("--num_epochs", type=integer, default=default("num_epochs", recipe.epochs))
+    train.add_argument("--batch_size", type=integer, default=default("batch_size", recipe.batch_size))
+    train.add_argument("--lr", type=number, default=default("lr", recipe.lr))
+    train.add_argument("--momentum", type=number, default=recipe.momentum)
+    train.add_argument("--wd", type=number, default=recipe.weight_decay, help="weight decay")
     train.add_argument("--loss_type", default=recipe.loss_type, help="cross_entropy, reed_soft or reed_hard")
     record = parser.add_argument_group("recording")
-    record.add_argument("--td_mode", default=config["td_mode"].default, choices=TD_MODES,
+    record.add_argument("--td_mode", default=config["td_mode"].default,
                         help="record dynamics from the training pass (train) or an extra clean pass (eval)")
-    record.add_argument("--td_store", default=config["td_store"].default, choices=STORES,
-                        help="keep dynamics in RAM or memory-mapped in the run folder (auto: memmap when large)")
-    record.add_argument("--td_topk", type=int, default=None,
+    record.add_argument("--td_store", default=config["td_store"].default,
+                        help="keep dynamics in RAM (ram) or memory-mapped in the run folder (memmap); auto: memmap "
+                             "when large")
+    record.add_argument("--td_topk", type=integer, default=None,
                         help="keep the assigned class + the K most probable others per epoch (default: all classes)")
     run = parser.add_argument_group("run")
     run.add_argument("--device", default=config["device"].default, help="auto (CUDA when present), cpu or cuda[:N]")
@@ -196,7 +205,7 @@ def add_budget_flag(parser: argparse.ArgumentParser, default_minutes: float) -> 
     """``--budget MINUTES``, one meaning in every command: end within this many minutes, the recipe
     cut to fit (generate_td: its epochs; find_issues: a rung of the ladder); 0 = no budget, the full
     recipe."""
-    parser.add_argument("--budget", type=float, default=default_minutes, metavar="MINUTES",
+    parser.add_argument("--budget", type=number, default=default_minutes, metavar="MINUTES",
                         help="end the command within this many minutes, the recipe cut to what a cost table "
                              f"predicts fits this machine (default {default_minutes:g}; 0 = no budget: the full "
                              "recipe)")

@@ -137,7 +137,7 @@ def test_run_sh_missing_dataset_folder(datadir: Path, tmp_path: Path) -> None:
     ("webvision50", "absent", (), r"datadir \S+absent does not exist"),
     ("cub_200_2011", "empty", (), r"dataset folder \S+cub_200_2011 not found"),
     ("cifar10", "datasets", ("--image_size", "64"), r"--image_size applies only to datasets read from image files"),
-    ("webvision50", "datasets", ("--image_size", "4"), r"--image_size 4 is too small"),
+    ("webvision50", "datasets", ("--image_size", "4"), r"--image_size 4 is outside 8..1024"),
 ], ids=["missing-datadir", "missing-dataset", "image-size-in-memory", "image-size-tiny"])
 def test_bad_input_is_one_line(datadir: Path, tmp_path: Path, capsys, dataset: str, datadir_name: str,
                                flags: tuple[str, ...], message: str) -> None:

@@ -42,7 +42,7 @@ def synthetic_dynamics(seed: int, pair: bool, num_samples: int = 240, epochs: in
     other = (1 - prob) * 0.9
     pred = np.where(prob > other, assigned[:, None], true[:, None]).astype(np.int16)
     return Dynamics(td=np.stack([prob, other], axis=2).astype(np.float16),
-                    labels=np.stack([assigned, true], axis=1), margin=(4 * (prob - other)).astype(np.float16),
+                    labels=np.stack([assigned, np.where(flipped, true, (true + 1) % CLASSES)], axis=1), margin=(4 * (prob - other)).astype(np.float16),
                     pred=pred, indices=np.arange(num_samples), flipped=flipped, true_labels=true)
 
 

@@ -131,7 +131,7 @@ def test_net_type_is_case_insensitive() -> None:
         ({"net_type": "vgg", "depth": 12}, "--depth 12 is not valid for vgg; valid depths: 11, 13, 16, 19"),
         ({"net_type": "resnet", "depth": 20.0}, "--depth 20.0 is not valid"),
         ({"net_type": "vgg", "depth": 11, "widen_factor": 2}, "--widen_factor applies only to wide_resnet"),
-        ({"net_type": "wide_resnet", "depth": 16, "widen_factor": 0}, "--widen_factor must be a positive"),
+        ({"net_type": "wide_resnet", "depth": 16, "widen_factor": 0}, "--widen_factor must be an integer in 1..32"),
         ({"net_type": "conv4", "depth": 4, "num_classes": 0}, "--num_classes must be a positive"),
         ({"net_type": "conv4", "depth": 4, "in_channels": 0}, "--in_channels must be a positive"),
         ({"net_type": "conv4", "depth": 4, "image_size": 0}, "--image_size must be a positive"),

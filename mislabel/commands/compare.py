@@ -191,7 +191,7 @@ def compare(folder: str | Path, detector_files: list[str | Path] = (), device: s
     folder = Path(folder)
     dyn = load_dynamics(folder)
     check_output_folder(folder, "run folder", "copy the run folder somewhere writable and compare the copy")
-    loaded = load_pred_probs(folder, dyn.num_samples, int(dyn.assigned.max()) + 1)
+    loaded = load_pred_probs(folder, dyn)
     results = score_every_method(dyn, list(detector_files), None if loaded is None else loaded[0], device)
     if loaded is None:
         cleanlab_note = (f"cleanlab: not run, as {folder / 'pred_probs_cv.npy'} is missing; make it with "

@@ -22,7 +22,7 @@ import argparse
 import sys
 from dataclasses import fields
 
-from mislabel.core.user_input import OneLineParser, UserError, exit_on_user_error, seed_value, single_path_component
+from mislabel.core.user_input import OneLineParser, UserError, exit_on_user_error, integer, single_path_component
 from mislabel.scoring.detector_training import READOUT_CHOICES, DetectorRecipe, check_detector_job, train_detector
 from mislabel.scoring.features import FEATURES
 
@@ -60,7 +60,7 @@ def parse_args(argv: list[str] | None = None, prog: str = "train_detector.py",
                         help="weigh the LSTM against AUM by how concentrated a run's mistakes are, with a gate "
                              "fitted on this many folds of out-of-fold LSTM scores (trains this many more LSTMs); "
                              "0 = the LSTM's own probability (the paper's detector, the earlier default)")
-    parser.add_argument("--seed", type=seed_value, default=DEFAULT.seed)
+    parser.add_argument("--seed", type=integer, default=DEFAULT.seed)
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     parser.add_argument("--control_out", help="also fit the learned control (logistic regression on the baselines' "
                                               "scores) on the same runs and write it to this file")

@@ -222,6 +222,12 @@ def _check_class_ids(dyn: Dynamics, source: str) -> None:
         low, high = int(values.min()), int(values.max())
         if low < 0 or high >= bound:
             raise UserError(f"{source}: {name} holds class {low if low < 0 else high}, but {where}; {REGENERATE}")
+    # each labels row names the classes of td's channels: a class twice would be scored as two classes
+    ordered = np.sort(np.asarray(dyn.labels), axis=1)
+    repeated = np.flatnonzero((ordered[:, 1:] == ordered[:, :-1]).any(axis=1))
+    if len(repeated):
+        raise UserError(f"{source}: labels row {int(repeated[0])} names a class twice ({len(repeated)} such rows), but "
+                        f"each row names every stored channel's class once; {REGENERATE}")
 
 
 def _check_indices(indices: np.ndarray, source: str) -> None:
@@ -270,6 +276,12 @@ def load_dynamics(folder: str | os.PathLike) -> Dynamics:
             if key in meta and int(rows.max()) >= len(meta[key]):
                 raise UserError(f"{path} indexes samples up to {int(rows.max())} but {folder / METADATA_FILE}'s "
                                 f"{key} holds {len(meta[key])}; the two files come from different runs, regenerate them")
+        recorded = meta["assigned_targets"][rows].numpy()
+        differ = np.flatnonzero((recorded >= 0) & (recorded != dyn.assigned))
+        if len(differ):  # the flips below would be another run's
+            raise UserError(f"{folder / METADATA_FILE} gives {len(differ)} samples other labels than {path} (the "
+                            f"first: index {int(dyn.indices[differ[0]])}); the two files come from different runs, "
+                            "regenerate them")
         if "label_flipped" in meta:
             dyn.flipped = meta["label_flipped"][rows].numpy().astype(bool)
         if "true_targets" in meta:

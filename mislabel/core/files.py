@@ -7,20 +7,20 @@ inside the few functions that use it, so importing this module never loads it.
 from __future__ import annotations
 
 import csv
+import glob
 import json
 import os
 import shlex
+import socket
 import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 
+from mislabel.core.run_lock import process_alive
 from mislabel.core.user_input import UserError, is_no_space, no_space_message
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["atomic_write", "atomic_write_all", "atomic_write_csv", "atomic_torch_save", "torch_load", "read_record",
            "write_record", "write_command_file"]
@@ -39,9 +39,17 @@ _FILE_MODE = 0o666 & ~_current_umask()
 
 
 def _temp_beside(path: Path) -> str:
-    """A fresh temporary file in ``path``'s folder (so the final rename stays on one filesystem)."""
+    """A fresh temporary file in ``path``'s folder (so the final rename stays on one filesystem),
+    named ``.<name>.<pid>@<host>.<random>.tmp``; the temporary files of ``path`` that a killed writer
+    left (its process gone) are removed first, so reruns do not pile them up."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    prefix = f".{path.name}."
+    for stale in path.parent.glob(glob.escape(prefix) + "*.tmp"):
+        pid, _, host = stale.name[len(prefix):-len(".tmp")].rpartition(".")[0].partition("@")
+        if pid.isdigit() and host and not process_alive(int(pid), host):
+            stale.unlink(missing_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f"{prefix}{os.getpid()}@{socket.gethostname()}.", suffix=".tmp",
+                               dir=path.parent)
     try:
         os.fchmod(fd, _FILE_MODE)
     finally:

@@ -17,7 +17,7 @@ from typing import Iterator
 
 from mislabel.core.user_input import UserError, is_no_space, no_space_message
 
-__all__ = ["LOCK_FILE", "folder_lock"]
+__all__ = ["LOCK_FILE", "folder_lock", "process_alive"]
 
 LOCK_FILE = ".lock"
 
@@ -31,7 +31,7 @@ def _holder(lock: Path) -> tuple[int, str] | None:
         return None
 
 
-def _alive(pid: int, host: str) -> bool:
+def process_alive(pid: int, host: str) -> bool:
     """Whether the holder may still run; a lock from another host cannot be checked, so it counts as live."""
     if host != socket.gethostname():
         return True
@@ -95,7 +95,7 @@ def folder_lock(folder: str | os.PathLike) -> Iterator[Path]:
     lock, ours = folder / LOCK_FILE, (os.getpid(), socket.gethostname())
     while not _create(lock):
         holder = _holder(lock)
-        if holder is not None and holder != ours and _alive(*holder):
+        if holder is not None and holder != ours and process_alive(*holder):
             raise UserError(f"{folder} is in use by another command (PID {holder[0]} on {holder[1]}); wait for "
                             "it to finish, or write elsewhere (another --results_dir or RESULTS_DIR)")
         _remove_stale(lock, holder)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from mislabel.core.user_input import UserError, require_folder
 
 __all__ = ["Recipe", "TD_MODES", "STORES", "LOSS_TYPES", "check_weighted_loss", "DEFAULT_FOLDS", "EMBEDDED_DATASETS", "LARGE_DATASETS",
-           "check_datadir"]
+           "check_datadir", "MAX_EPOCHS", "MAX_BATCH_SIZE"]
 
 EMBEDDED_DATASETS = ("digits",)  # shipped inside a package (sklearn's digits): no --datadir
 LARGE_DATASETS = ("webvision50", "clothing100k")  # real-world noise: no synthetic noise added
@@ -29,6 +29,8 @@ def check_weighted_loss(loss_type: str) -> None:
         raise UserError(f"down-weighting samples needs --loss_type cross_entropy, not {loss_type}; "
                         "pass --loss_type cross_entropy or another --action")
 DEFAULT_FOLDS = 4  # each model sees 75% of the rows: close to phase 1's model at a 4x training bill
+MAX_EPOCHS = 10_000     # 50x the seed's 200; the dynamics grow with the epochs (samples x epochs x classes)
+MAX_BATCH_SIZE = 65_536  # beyond any accelerator's memory for the networks here
 
 
 @dataclass
@@ -45,10 +47,11 @@ class Recipe:
     loss_type: str = "cross_entropy"
 
     def validate(self) -> None:
-        if self.epochs < 1:
-            raise UserError(f"--num_epochs {self.epochs} must be at least 1")
-        if self.batch_size < 2:
-            raise UserError(f"--batch_size {self.batch_size} must be at least 2 (BatchNorm needs two samples)")
+        if not 1 <= self.epochs <= MAX_EPOCHS:
+            raise UserError(f"--num_epochs {self.epochs} is outside 1..{MAX_EPOCHS}; pass e.g. --num_epochs 30")
+        if not 2 <= self.batch_size <= MAX_BATCH_SIZE:
+            raise UserError(f"--batch_size {self.batch_size} is outside 2..{MAX_BATCH_SIZE} (BatchNorm needs two "
+                            "samples); pass e.g. --batch_size 128")
         for flag, value in (("--lr", self.lr), ("--momentum", self.momentum), ("--wd", self.weight_decay)):
             if not math.isfinite(value):  # NaN passes every comparison below, then trains garbage
                 raise UserError(f"{flag} {value} is not a finite number; pass e.g. {flag} {getattr(Recipe, _FIELD[flag])}")

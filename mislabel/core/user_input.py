@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 __all__ = ["UserError", "exit_on_user_error", "OneLineParser", "is_no_space", "no_space_message", "require_folder",
-           "require_file", "check_output_folder", "is_not_writable", "single_path_component", "seed_value", "SEED_LIMIT"]
+           "require_file", "check_output_folder", "is_not_writable", "single_path_component", "check_seed", "SEED_LIMIT",
+           "integer", "number"]
 
 
 class UserError(ValueError):
@@ -134,12 +135,24 @@ def single_path_component(name: str, what: str) -> str:
 SEED_LIMIT = 2**32  # numpy's legacy seeding and most RNG APIs take 32-bit seeds
 
 
-def seed_value(text: str) -> int:
-    """argparse type for ``--seed``: an integer in [0, 2**32), or a one-line error."""
+def check_seed(seed: int, flag: str = "--seed") -> int:
+    """A seed in [0, 2**32), or a one-line refusal naming ``flag`` (the same words from every door)."""
+    if not 0 <= seed < SEED_LIMIT:
+        raise UserError(f"{flag} {seed} is outside 0..{SEED_LIMIT - 1}; pass e.g. {flag} 0")
+    return seed
+
+
+def integer(text: str) -> int:
+    """argparse type for a whole number; its refusal reads as the Python API's ("is not an integer")."""
     try:
-        seed = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if not 0 <= seed < SEED_LIMIT:
-        raise argparse.ArgumentTypeError(f"{text} is outside 0..{SEED_LIMIT - 1}")
-    return seed
+
+
+def number(text: str) -> float:
+    """argparse type for a real number; its refusal reads as the Python API's ("is not a number")."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None

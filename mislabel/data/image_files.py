@@ -65,6 +65,8 @@ __all__ = [
 ]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+# images of other formats (animated, vector, camera formats): left out, as by ImageFolder, but named in a warning
+UNREAD_IMAGE_EXTENSIONS = (".gif", ".heic", ".heif", ".avif", ".svg", ".jfif", ".jp2", ".ico", ".dng", ".raw")
 CALTECH_TEST_FRACTION = 0.2  # no official split; 20% per class keeps >= 16 test images per class
 CSV_TEST_FRACTION = 0.1      # a user's own list: keep most data for training, enough to evaluate
 CALTECH_CLUTTER = "257.clutter"
@@ -85,12 +87,13 @@ class FileSplits:
 # Class-folder trees (ImageFolder conventions)
 # ---------------------------------------------------------------------------------------------
 
-def _images_below(folder: Path, within: Path, skipped: list[str]) -> list[str]:
+def _images_below(folder: Path, within: Path, skipped: list[str], unread: list[str]) -> list[str]:
     """Every image file below `folder`, walked in sorted order so listings match on any filesystem.
 
     Directory links are followed, but each real directory only once, and never one that is `folder`
     or above it (a loop: ``ln -s .. loop`` would list the whole tree again, ~40 levels deep) or
-    another part of `within` (those images belong to another class). Such directories go to `skipped`.
+    another part of `within` (those images belong to another class). Such directories go to `skipped`,
+    images in a format not read (``UNREAD_IMAGE_EXTENSIONS``) to `unread`.
     """
     top, inside = Path(os.path.realpath(folder)), Path(os.path.realpath(within))
     seen: set[Path] = set()
@@ -105,8 +108,8 @@ def _images_below(folder: Path, within: Path, skipped: list[str]) -> list[str]:
             continue
         seen.add(real)
         dirnames.sort()
-        found += [os.path.join(dirpath, f) for f in sorted(filenames)
-                  if f.lower().endswith(IMAGE_EXTENSIONS)]
+        found += [os.path.join(dirpath, f) for f in sorted(filenames) if f.lower().endswith(IMAGE_EXTENSIONS)]
+        unread += [os.path.join(dirpath, f) for f in filenames if f.lower().endswith(UNREAD_IMAGE_EXTENSIONS)]
     return found
 
 
@@ -124,9 +127,15 @@ def _list_split(split_dir: Path, class_names: Sequence[str],
     if unknown:
         raise UserError(f"{split_dir} has class folders that are not training classes "
                         f"({', '.join(unknown[:3])}); rename or remove them")
+    _refuse_linked_classes(split_dir, present)
     index = {name: i for i, name in enumerate(class_names)}
     skipped: list[str] = []
-    per_class = [_images_below(split_dir / name, split_dir, skipped) for name in present]
+    unread: list[str] = []
+    per_class = [_images_below(split_dir / name, split_dir, skipped, unread) for name in present]
+    if unread:
+        print(f"warning: left out {len(unread)} images in formats not read ({', '.join(sorted(unread)[:3])}"
+              f"{' ...' if len(unread) > 3 else ''}); convert them to {', '.join(IMAGE_EXTENSIONS[:3])} to include "
+              "them", file=sys.stderr)
     if skipped:
         print(f"warning: skipped {len(skipped)} linked folders that lead back into {split_dir} (a symlink loop, or "
               f"images listed under another class): {', '.join(skipped[:3])}{' ...' if len(skipped) > 3 else ''}",
@@ -134,6 +143,17 @@ def _list_split(split_dir: Path, class_names: Sequence[str],
     labels = np.repeat(np.array([index[name] for name in present], dtype=np.int64),
                        [len(files) for files in per_class])
     return [f for files in per_class for f in files], labels
+
+
+def _refuse_linked_classes(split_dir: Path, present: Sequence[str]) -> None:
+    """A class folder that links to another folder of the split (``c -> a``) would list the same
+    images under two labels; a link to a folder elsewhere (another disk) is followed as any folder."""
+    inside = Path(os.path.realpath(split_dir))
+    for name in present:
+        real = Path(os.path.realpath(split_dir / name))
+        if real != inside / name and real.is_relative_to(inside):
+            raise UserError(f"class folder {split_dir / name} is a link to {real}, inside {split_dir}, so its images "
+                            "would be listed under two classes; remove the link, or replace it with a copy")
 
 
 def _require_every_class(split_dir: Path, labels: np.ndarray, class_names: Sequence[str]) -> None:

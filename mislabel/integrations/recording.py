@@ -30,7 +30,7 @@ import torch
 import torch.distributed as dist
 
 from mislabel.core import distributed
-from mislabel.core.user_input import UserError
+from mislabel.core.user_input import UserError, check_output_folder
 from mislabel.training.recorder import Recorder
 
 __all__ = ["DynamicsRecording"]
@@ -64,6 +64,8 @@ class DynamicsRecording:
         if true_labels is not None and np.shape(true_labels) != (num_samples,):
             raise UserError(f"true_labels has shape {tuple(np.shape(true_labels))}; pass one label per sample "
                             f"({num_samples})")
+        # the run folder is written after the whole fit: a file in its place must stop it before
+        check_output_folder(out, "out", "pass the DynamicsCallback a folder to write the run into")
         self.num_samples, self.num_classes, self.num_epochs = int(num_samples), int(num_classes), num_epochs
         self.out, self.true_labels, self.recorder_options = Path(out), true_labels, recorder_options
         self.recorder: Recorder | None = None   # made when training starts; rank 0's holds the dynamics
@@ -95,8 +97,13 @@ class DynamicsRecording:
             self._seen = torch.zeros(self.num_samples + 1, dtype=torch.bool, device=logits.device)
         if distributed.world_size() > 1:
             indices = self._first_sightings(indices)
-        self._seen[indices] = True
-        self.recorder.update(logits, targets, indices)
+        self._seen[self._seen_rows(indices)] = True
+        self.recorder.update(logits, targets, indices)  # refuses an index outside [-1, num_samples), naming it
+
+    def _seen_rows(self, indices: torch.Tensor) -> torch.Tensor:
+        """``indices`` as rows of ``_seen``: an index outside [0, num_samples) goes to the sink, so that the
+        Recorder, not a bare IndexError here, refuses it (a num_samples smaller than the dataset)."""
+        return torch.where((indices >= 0) & (indices < self.num_samples), indices, self.num_samples)
 
     def _end_epoch(self) -> None:
         recorded = 0 if self._seen is None else int(self._seen[:self.num_samples].sum())
@@ -142,6 +149,6 @@ class DynamicsRecording:
         positions = torch.arange(len(everyone), device=everyone.device)
         first = torch.full((len(distinct),), len(everyone), dtype=torch.int64, device=everyone.device)
         first.scatter_reduce_(0, inverse, positions, "amin")
-        fresh = (everyone >= 0) & (first[inverse] == positions) & ~self._seen[everyone]
-        self._seen[everyone[fresh]] = True   # the other ranks' samples too: every rank keeps the same mask
+        fresh = (everyone >= 0) & (first[inverse] == positions) & ~self._seen[self._seen_rows(everyone)]
+        self._seen[self._seen_rows(everyone[fresh])] = True   # the other ranks' samples too: every rank keeps the same mask
         return indices.masked_fill(~fresh[me * longest:me * longest + count], -1)

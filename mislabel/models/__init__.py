@@ -39,6 +39,7 @@ NETWORKS: dict[str, tuple[int, ...]] = {
     "wide_resnet": (16, 28, 40),
 }
 DEFAULT_WIDEN_FACTOR = 10  # WRN-28-10 is the network most CIFAR papers report
+MAX_WIDEN_FACTOR = 32      # the widest WRN papers train; wider outgrows memory before it helps
 
 
 def _join(numbers: tuple[int, ...]) -> str:
@@ -72,11 +73,9 @@ def check_network(net_type: str, depth: int, widen_factor: int | None = None) ->
         raise UserError(f"--depth {depth} is not valid for {name}; valid depths: {_valid_depths(name)}")
     if widen_factor is not None and name != "wide_resnet":
         raise UserError(f"--widen_factor applies only to wide_resnet; drop it for --net_type {name}")
-    if widen_factor is not None and not _is_positive_int(widen_factor):
-        raise UserError(
-            f"--widen_factor must be a positive integer (default {DEFAULT_WIDEN_FACTOR}), "
-            f"got {widen_factor!r}"
-        )
+    if widen_factor is not None and not (_is_positive_int(widen_factor) and widen_factor <= MAX_WIDEN_FACTOR):
+        raise UserError(f"--widen_factor must be an integer in 1..{MAX_WIDEN_FACTOR} (default {DEFAULT_WIDEN_FACTOR}), "
+                        f"got {widen_factor!r}")
     return name
 
 

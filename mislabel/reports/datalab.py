@@ -86,12 +86,31 @@ def datalab_table(given_label, predicted_label, scores, flagged, method: str = "
     if ids.shape != (count,) or len(given_label) != count or len(predicted_label) != count or len(flagged) != count:
         raise UserError(f"datalab_table needs one given label, predicted label, flag and index per score ({count}); "
                         f"got {len(given_label)}, {len(predicted_label)}, {len(flagged)} and {len(ids)}")
+    _check_values(scores, method, ids, {"given_label": given_label, "predicted_label": predicted_label})
     frame = pd.DataFrame({"is_label_issue": np.asarray(flagged, dtype=bool), "label_score": LABEL_RULES[method](scores),
                           "given_label": _labels(given_label), "predicted_label": _labels(predicted_label)})
     order = np.argsort(ids, kind="stable")
     frame = frame.iloc[order]
     frame.index = pd.RangeIndex(count) if np.array_equal(ids[order], np.arange(count)) else pd.Index(ids[order])
     return frame
+
+
+def _check_values(scores: np.ndarray, method: str, ids: np.ndarray, labels: dict) -> None:
+    """Refuse what would export as a wrong row: a NaN score or label, a probability outside [0, 1]
+    (it would become a label_score outside [0, 1]), an index given twice or negative."""
+    import pandas as pd
+
+    if not np.isfinite(scores).all():
+        raise UserError(f"the {method} scores hold {int((~np.isfinite(scores)).sum())} NaN or infinite values; "
+                        "pass the scores mislabel.rank gives")
+    if LABEL_RULES[method] is _from_probability and len(scores) and not (0 <= scores.min() and scores.max() <= 1):
+        raise UserError(f"the {method} scores run from {scores.min():g} to {scores.max():g}, outside [0, 1]; pass "
+                        "the probabilities mislabel.rank gives")
+    if len(ids) and (ids.min() < 0 or len(np.unique(ids)) != len(ids)):
+        raise UserError("the sample indices hold a negative or repeated value; pass each sample's dataset index once")
+    for name, values in labels.items():
+        if pd.isna(np.asarray(values, dtype=object)).any():
+            raise UserError(f"{name} holds a missing value (NaN or None); pass one label per sample")
 
 
 def to_datalab(table: pd.DataFrame, method: str | None = None) -> pd.DataFrame:
@@ -104,6 +123,10 @@ def to_datalab(table: pd.DataFrame, method: str | None = None) -> pd.DataFrame:
         the table has it, else ``control``, else ``aum``. Its top rows are flagged, as many as the
         table flags (the run's estimated number of wrong labels).
     """
+    import pandas as pd
+
+    if not isinstance(table, pd.DataFrame):
+        raise UserError(f"table is a {type(table).__name__}, expected the DataFrame mislabel.rank returns")
     if method is None:
         method = next((name for name in LABEL_RULES if name in table.columns), None)
         if method is None:

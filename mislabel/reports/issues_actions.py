@@ -71,11 +71,25 @@ def action_writes(out: Path, cleaned: pd.DataFrame, weighted: pd.DataFrame, rela
               out / RELABEL_FILE: lambda tmp: spreadsheet_safe(relabel).to_csv(tmp, index=False, float_format="%.6f")}
     return writes, {CLEANED_FILE: f"{len(cleaned)} images without the flagged and unreadable ones (path,label"
                           f"{',split' if 'split' in cleaned else ''}, absolute paths): train on it, e.g. "
-                          "find_issues cleaned.csv --allow_outside",
+                          "find_issues cleaned.csv --allow_outside" + _emptied_classes(cleaned, weighted),
             WEIGHTS_FILE: f"{len(weighted)} images, the flagged ones kept with a loss weight below 1 (their label's "
                           "mean probability over training): train with each sample's loss scaled by its weight",
             RELABEL_FILE: f"{len(relabel)} flagged images with the most probable other label over training "
                           "(suggested_label) and its mean probability: check them and fix the labels"}
+
+
+def _emptied_classes(cleaned: pd.DataFrame, weighted: pd.DataFrame) -> str:
+    """The warning for classes whose every training image is flagged: cleaned.csv lacks them, so a model
+    trained on it cannot predict them (denoise refuses such a removal; here the other files remain)."""
+    def training_classes(table: pd.DataFrame) -> set:
+        return set(table["label"] if "split" not in table else table.loc[table["split"] == "train", "label"])
+
+    emptied = sorted(map(str, training_classes(weighted) - training_classes(cleaned)))
+    if not emptied:
+        return ""
+    return (f". Warning: it holds no training image of {', '.join(emptied)} (all flagged), so a model trained on it "
+            f"cannot learn {'that class' if len(emptied) == 1 else 'those classes'}: use {WEIGHTS_FILE} or "
+            f"{RELABEL_FILE} instead")
 
 
 def advice(count: NoisyCount, num_samples: int, held_out: bool) -> str:

@@ -18,6 +18,7 @@ command checks its flags with ``check_detector_job`` in a fraction of a second.
 from __future__ import annotations
 
 import copy
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mislabel.core.dynamics import load_dynamics
-from mislabel.core.user_input import SEED_LIMIT, UserError, require_file, require_folder
+from mislabel.core.user_input import UserError, check_output_folder, check_seed, require_file, require_folder
 from mislabel.scoring.features import build_features, check_features
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ HOLDOUT = 0.1
 # The stratified split gives the held-out part about HOLDOUT * n of a class of n samples, rounded:
 # at least one (an AUC needs both classes there) from n > 0.5 / HOLDOUT on, so 6 at 10%.
 MIN_PER_CLASS = int(0.5 / HOLDOUT) + 1
+MAX_GATE_FOLDS = 20  # each fold trains one more LSTM; beyond a few folds the gate's fit no longer changes
 # mislabel.scoring.lstm.READOUTS, spelled out so a recipe is checked before torch loads
 # (tests/test_startup.py checks that the two agree)
 READOUT_CHOICES = ("last", "pool")
@@ -100,14 +102,14 @@ class DetectorRecipe:
                 raise UserError(f"--{name} {getattr(self, name)} must be at least 1")
         if self.seq_len < 0 or self.seq_len == 1:
             raise UserError(f"--seq_len {self.seq_len} must be at least 2, or 0 to keep the recorded epochs")
-        if not self.lr > 0:
-            raise UserError(f"--lr {self.lr} must be positive")
+        if not (math.isfinite(self.lr) and self.lr > 0):  # inf would train NaN weights
+            raise UserError(f"--lr {self.lr} must be a positive finite number; pass e.g. --lr {DetectorRecipe.lr}")
         if self.max_per_run < 0:
             raise UserError(f"--max_per_run {self.max_per_run} must be 0 (all samples) or a positive count")
-        if self.gate_folds < 0 or self.gate_folds == 1:
-            raise UserError(f"--gate_folds {self.gate_folds} must be 0 (the LSTM alone) or at least 2")
-        if not 0 <= self.seed < SEED_LIMIT:
-            raise UserError(f"--seed {self.seed} is outside 0..{SEED_LIMIT - 1}")
+        if not (self.gate_folds == 0 or 2 <= self.gate_folds <= MAX_GATE_FOLDS):
+            raise UserError(f"--gate_folds {self.gate_folds} must be 0 (the LSTM alone) or in 2..{MAX_GATE_FOLDS} "
+                            f"(each fold trains one more LSTM); pass e.g. --gate_folds {DetectorRecipe.gate_folds}")
+        check_seed(self.seed)
 
 
 @dataclass
@@ -132,9 +134,17 @@ def check_detector_job(run_folders: Sequence[PathLike], recipe: DetectorRecipe, 
     if resume is not None:
         require_file(resume, "detector file", "train one with train_detector.py or pass the path of an existing "
                      ".pth.tar")
-    for path in (out, control_out):
-        if path is not None and Path(path).exists() and not overwrite:
+    for flag, path in (("--out", out), ("--control_out", control_out)):
+        if path is None:
+            continue
+        if Path(path).is_dir():
+            raise UserError(f"{flag} {path} is a folder, expected a file; pass a file name such as detector.pth.tar")
+        if Path(path).exists() and not overwrite:
             raise UserError(f"{path} already exists; pass --overwrite to replace it or another file name")
+        # before training, so neither file is written when the other cannot be
+        check_output_folder(Path(path).parent, f"{flag}'s folder", f"pass {flag} a file in a folder you can write")
+    if out is not None and control_out is not None and Path(out).resolve() == Path(control_out).resolve():
+        raise UserError(f"--out and --control_out are both {out}; pass two different files")
 
 
 @dataclass

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from mislabel.core.run_options import DEFAULT_FOLDS, Recipe
-from mislabel.core.dynamics import TD_FILE, load_dynamics
+from mislabel.core.dynamics import TD_FILE, Dynamics, load_dynamics
 from mislabel.core.user_input import UserError
 from mislabel.core.files import atomic_write, read_record, write_record
 
@@ -128,11 +128,12 @@ def crossval_probs(config: RunConfig, train_rows: np.ndarray, assigned_labels: n
     return out
 
 
-def load_pred_probs(folder: str | Path, num_samples: int, num_labels: int) -> tuple[np.ndarray, dict] | None:
+def load_pred_probs(folder: str | Path, dyn: Dynamics) -> tuple[np.ndarray, dict] | None:
     """Read a run's cross-validated probabilities and their sidecar, or ``None`` when absent.
 
-    :param num_samples: rows of the run's dynamics, which the array must match one to one.
-    :param num_labels: one more than the largest assigned label: the array needs that many columns.
+    The array must match ``dyn`` (the run's dynamics) one row per sample and one column per class
+    (``dyn.num_classes``; files from before it was stored: at least one past the largest label), so
+    a file of another run is refused by name instead of blamed on a later step.
     """
     folder = Path(folder)
     path = folder / PRED_PROBS_FILE
@@ -143,9 +144,13 @@ def load_pred_probs(folder: str | Path, num_samples: int, num_labels: int) -> tu
         probs = np.load(path, allow_pickle=False)
     except Exception as err:
         raise UserError(f"cannot read {path} ({type(err).__name__}); {redo}") from err
-    if probs.ndim != 2 or probs.shape[0] != num_samples or probs.shape[1] < num_labels:
-        raise UserError(f"{path} has shape {probs.shape} but the run has {num_samples} rows and labels up to "
-                        f"{num_labels - 1}; {redo}")
+    least = int(dyn.assigned.max()) + 1
+    columns_fit = probs.ndim == 2 and (probs.shape[1] == dyn.num_classes if dyn.num_classes is not None
+                                       else probs.shape[1] >= least)
+    if not columns_fit or probs.shape[0] != dyn.num_samples:
+        classes = dyn.num_classes if dyn.num_classes is not None else f"labels up to {least - 1}"
+        raise UserError(f"{path} has shape {probs.shape} but the run has {dyn.num_samples} rows and {classes} "
+                        f"classes; {redo}")
     if not np.all(np.isfinite(probs)) or not np.allclose(probs.sum(axis=1), 1.0, atol=1e-3):
         raise UserError(f"{path} holds rows that are not probability distributions; {redo}")
     # a damaged sidecar only leaves the cost unreported; the probabilities themselves were checked above

@@ -24,6 +24,7 @@ from mislabel.training.checkpoint import Checkpoint, Progress
 from mislabel.core.progress import EpochProgress
 from mislabel.core.run_options import TD_MODES, Recipe, check_weighted_loss
 from mislabel.training.recorder import Recorder
+from mislabel.training.recorder_input import NonFiniteLogits
 from mislabel.core.files import atomic_write, atomic_write_csv
 from mislabel.core.user_input import UserError
 
@@ -148,6 +149,11 @@ class Recording:
             raise ValueError("td_mode 'eval' records from eval_batches, and only it takes them")
 
 
+def _diverged(description: str, loss: float | str, epoch: int) -> str:
+    return (f"{description}: the training loss became {loss} in epoch {epoch + 1}; lower --lr (or check the data); "
+            "the run is left unfinished, its last finite epoch checkpointed")
+
+
 def fit(model: torch.nn.Module, train_batches, valid_batches, recipe: Recipe, recording: Recording | None = None,
         log_path=None, description: str = "train", checkpoint: Checkpoint | None = None,
         accel: Acceleration | None = None, after_training: float = 0.0,
@@ -204,12 +210,14 @@ def fit(model: torch.nn.Module, train_batches, valid_batches, recipe: Recipe, re
             loss.backward()
             optimizer.step()
             if records_training_pass:
-                recorder.update(logits, labels, rows)
+                try:
+                    recorder.update(logits, labels, rows)
+                except NonFiniteLogits:  # the recorder saw it first (at once on the CPU)
+                    raise UserError(_diverged(description, "non-finite", epoch)) from None
             loss_meter.update(loss.detach(), len(labels))
             error_meter.update((logits.detach().argmax(dim=1) != labels).float().mean(), len(labels))
         if not math.isfinite(loss_meter.avg):
-            raise UserError(f"{description}: the training loss became {loss_meter.avg} in epoch {epoch + 1}; lower --lr "
-                            "(or check the data); the run is left unfinished, its last finite epoch checkpointed")
+            raise UserError(_diverged(description, loss_meter.avg, epoch))
         lr = optimizer.param_groups[0]["lr"]
         scheduler.step()
         if recorder is not None:

@@ -31,9 +31,9 @@ from mislabel.core.run_options import STORES
 from mislabel.core.dynamics import SUMMARY_FILE, TD_FILE, Dynamics, write_metadata, write_td_file
 from mislabel.core.files import atomic_write
 from mislabel.core.streaming import computed_ahead, read_chunks
-from mislabel.core.user_input import UserError
-from mislabel.training.recorder_input import (RowGuard, check_batch_shapes, check_sizes, checked_sample_ids,
-                                               checked_true_labels)
+from mislabel.core.user_input import UserError, check_output_folder
+from mislabel.training.recorder_input import (RowGuard, check_batch_shapes, check_memory, check_sizes,
+                                               checked_sample_ids, checked_true_labels, physical_memory)
 
 __all__ = ["Recorder", "margins", "STORES", "STORE_DIR"]
 
@@ -59,13 +59,6 @@ def _margin_column(logits: torch.Tensor, column: torch.Tensor) -> torch.Tensor:
     return logits.gather(1, column) - logits.scatter(1, column, float("-inf")).amax(dim=1, keepdim=True)
 
 
-def _physical_memory() -> int:
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return 8 * 2**30
-
-
 class Recorder:
     """Collects per-epoch dynamics for ``num_samples`` rows; ``save`` writes training_dynamics.npz.
 
@@ -89,8 +82,9 @@ class Recorder:
         if store == "memmap" and path is None:
             raise UserError("the memmap store needs a folder for its files; pass path=<run folder> or store='ram'")
         check_sizes(num_samples, num_classes, num_epochs)
+        if path is not None:
+            check_output_folder(path, "path", "pass the run folder to record into (a new or existing folder)")
         self.num_samples, self.num_classes, self.num_epochs = num_samples, num_classes, num_epochs
-        self.sample_ids = checked_sample_ids(sample_ids, num_samples)
         self.topk = topk if topk is not None and topk + 1 < num_classes else None
         self.channels = num_classes if self.topk is None else self.topk + 1
         self.path = None if path is None else Path(path)
@@ -103,7 +97,10 @@ class Recorder:
         if self.topk is not None:
             self._specs["classes"] = ((num_epochs, num_samples, self.channels), np.dtype(class_dtype))
         if store == "auto":
-            store = "memmap" if path is not None and self.stored_bytes > AUTO_MEMMAP_SHARE * _physical_memory() else "ram"
+            store = "memmap" if path is not None and self.stored_bytes > AUTO_MEMMAP_SHARE * physical_memory() else "ram"
+        check_memory(num_samples, num_epochs, self.channels, self.topk is not None,
+                     self.stored_bytes if store == "ram" else 0, store)
+        self.sample_ids = checked_sample_ids(sample_ids, num_samples)
         self.store = store
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
         self._ram = ({name: np.zeros(shape, dtype) for name, (shape, dtype) in self._specs.items()}
@@ -156,7 +153,8 @@ class Recorder:
     def update(self, logits: torch.Tensor, targets: torch.Tensor, indices: torch.Tensor) -> None:
         """Record one batch: ``logits`` [B, C] (any dtype/device), assigned ``targets`` [B] and row ``indices``
         [B] (``-1``: train-only padding, not recorded). Each row is recorded once per epoch; an index outside
-        [-1, num_samples), a target outside [0, num_classes) or a row recorded twice is refused, naming it."""
+        [-1, num_samples), a target outside [0, num_classes), NaN or inf logits (naming the batch) or a row
+        recorded twice is refused, naming it."""
         # a small CPU batch costs microseconds per torch call whatever its size, once per training step,
         # so: no autograd context (detached logits record no graph), margin/pred/targets kept as computed,
         # softmax by hand reusing the row maxima for pred (torch.softmax and argmax are slower here)
@@ -167,7 +165,7 @@ class Recorder:
         device = logits.device
         buffers = self._epoch_buffers(device)
         column = targets.to(device)[:, None]  # no-ops when already there
-        indices = self._guard.rows(column[:, 0], indices.to(device), self.epoch)
+        indices = self._guard.rows(column[:, 0], indices.to(device), torch.isfinite(logits).all(dim=1), self.epoch)
         top = logits.max(dim=1, keepdim=True)
         probs = (logits - top.values).exp_()
         probs /= probs.sum(dim=1, keepdim=True)
@@ -383,6 +381,7 @@ class Recorder:
         if self.rank != 0:
             return folder / TD_FILE
         self._require_epochs("save")
+        check_output_folder(folder, "folder", "save to a run folder (a new or existing folder), not a file")
         true_rows = (None if true_labels is None or not metadata
                      else checked_true_labels(true_labels, self.num_samples, self.num_classes))
         if (folder / SUMMARY_FILE).exists():

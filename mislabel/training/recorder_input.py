@@ -5,13 +5,16 @@ or say nothing at all for a negative index, which wraps to the end).
 """
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import torch
 
 from mislabel.core.dynamics import MAX_CLASSES
 from mislabel.core.user_input import UserError
 
-__all__ = ["CHECKED_EACH_BATCH", "RowGuard", "check_batch_shapes", "check_sizes", "checked_sample_ids",
+__all__ = ["CHECKED_EACH_BATCH", "NonFiniteLogits", "RowGuard", "check_batch_shapes", "check_memory", "check_sizes",
+           "physical_memory", "checked_sample_ids",
            "checked_true_labels"]
 
 # Devices on which update reads its checks' verdict at once (free on the CPU); elsewhere that read would
@@ -27,6 +30,27 @@ def check_sizes(num_samples: int, num_classes: int, num_epochs: int) -> None:
     if num_classes > MAX_CLASSES:
         raise UserError(f"num_classes is {num_classes}, but at most {MAX_CLASSES} classes can be recorded "
                         "(pred is stored as int16)")
+
+
+def physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30
+
+
+def check_memory(num_samples: int, num_epochs: int, channels: int, topk: bool, store_bytes: int, store: str) -> None:
+    """Refuse, with the sizes, what would end in a MemoryError: one epoch's buffers (every row's ``channels``
+    probabilities, margin, prediction and target, held in memory whatever the store, and each row's id and
+    label) plus ``store_bytes`` (a RAM store's)."""
+    per_row = channels * (10 if topk else 2) + 36  # float16 values (+ int64 class ids), then the rest
+    needed, available = (num_samples + 1) * per_row + store_bytes, physical_memory()
+    if needed > available:
+        fix = ("record fewer samples or classes (topk=...)" if store == "memmap" else
+               "pass path=<run folder> and store='memmap', or record fewer samples, epochs or classes (topk=...)")
+        raise UserError(f"recording {num_samples} samples x {num_epochs} epochs x {channels} classes in {store} needs "
+                        f"{needed / 2**30:.1f} GiB, more than this machine's {available / 2**30:.1f} GiB of memory; "
+                        f"{fix}")
 
 
 def checked_sample_ids(sample_ids: np.ndarray | None, num_samples: int) -> np.ndarray:
@@ -68,38 +92,50 @@ def check_batch_shapes(logits: torch.Tensor, targets: torch.Tensor, indices: tor
             raise UserError(f"{name} is {got}, expected an integer tensor [batch={len(logits)}] (one per row of logits)")
 
 
+class NonFiniteLogits(UserError):
+    """``update`` was given NaN or inf logits: the model diverged (``fit`` words it as its loss turning
+    non-finite, naming --lr)."""
+
+
 class RowGuard:
     """One epoch's record of the rows ``update`` wrote, on the logits' device: ``count`` [num_samples + 1]
     says how many times each row was recorded (the last row is the padding sink, for index -1), and
     entries that would corrupt the epoch are refused:
 
-    an index outside [-1, num_samples), a target outside [0, num_classes), or a row already recorded
+    an index outside [-1, num_samples), a target outside [0, num_classes), logits holding NaN or inf
+    (a diverged model: its dynamics would be refused by every reader later), or a row already recorded
     this epoch (earlier in the same batch included). On a ``CHECKED_EACH_BATCH`` device ``rows`` raises
     at once, before anything is written; elsewhere the refused entries go to the sink and ``close``
-    raises, naming the first.
+    raises, naming the first and its batch.
     """
 
     def __init__(self, num_samples: int, num_classes: int, device: torch.device) -> None:
         self.num_samples, self.num_classes = num_samples, num_classes
         self.count = torch.zeros(num_samples + 1, dtype=torch.int32, device=device)
-        self._refused = torch.zeros(3, dtype=torch.int64, device=device)  # how many, first index, its target
+        self.batch = 0  # update calls this epoch, for the refusal's words
+        # how many, then the first's index, target, batch and whether its logits were non-finite
+        self._refused = torch.zeros(5, dtype=torch.int64, device=device)
 
-    def rows(self, targets: torch.Tensor, indices: torch.Tensor, epoch: int) -> torch.Tensor:
-        """The buffer rows to write the batch into."""
+    def rows(self, targets: torch.Tensor, indices: torch.Tensor, finite: torch.Tensor, epoch: int) -> torch.Tensor:
+        """The buffer rows to write the batch into; ``finite`` [B]: whether each row's logits are finite."""
+        self.batch += 1
         if indices.device.type in CHECKED_EACH_BATCH:
-            return self._rows_checked_now(targets, indices, epoch)
+            return self._rows_checked_now(targets, indices, finite, epoch)
         sink = self.num_samples
         outside = (indices < -1) | (indices >= sink) | (targets < 0) | (targets >= self.num_classes)
         rows = torch.where(outside | (indices == -1), sink, indices)
         self.count.index_add_(0, rows, torch.ones_like(rows, dtype=self.count.dtype))
-        refused = outside | ((rows != sink) & (self.count[rows] > 1))
+        refused = outside | ~finite | ((rows != sink) & (self.count[rows] > 1))
         first = refused.int().argmax()
         news = (self._refused[0] == 0) & refused.any()
-        self._refused[1:] = torch.where(news, torch.stack([indices[first], targets[first]]), self._refused[1:])
+        where = torch.stack([indices[first], targets[first], torch.full_like(indices[first], self.batch),
+                             (~finite[first]).long()])
+        self._refused[1:] = torch.where(news, where, self._refused[1:])
         self._refused[0] += refused.sum()
         return torch.where(refused, sink, rows)
 
-    def _rows_checked_now(self, targets: torch.Tensor, indices: torch.Tensor, epoch: int) -> torch.Tensor:
+    def _rows_checked_now(self, targets: torch.Tensor, indices: torch.Tensor, finite: torch.Tensor,
+                          epoch: int) -> torch.Tensor:
         """``rows`` for CPU tensors, read as numpy arrays over the same memory: a few microseconds per
         batch, where each of the dozen torch calls of the device path costs several."""
         index, target, count = indices.numpy(), targets.numpy(), self.count.numpy()
@@ -107,6 +143,9 @@ class RowGuard:
         if outside.any():
             first = int(np.argmax(outside))
             raise UserError(self._refusal(int(index[first]), int(target[first]), epoch))
+        diverged = ~finite.numpy()
+        if diverged.any():
+            raise NonFiniteLogits(self._refusal(int(index[np.argmax(diverged)]), 0, epoch, self.batch, non_finite=True))
         real = index[index != -1]
         ordered = np.sort(real)
         repeated = np.concatenate([ordered[1:][ordered[1:] == ordered[:-1]], real[count[real] > 0]])
@@ -117,16 +156,21 @@ class RowGuard:
 
     def close(self, epoch: int) -> None:
         """Raise for entries an accelerator's ``rows`` refused this epoch (one device sync per epoch)."""
-        refused, index, target = self._refused.tolist()
+        refused, index, target, batch, non_finite = self._refused.tolist()
         if refused:
-            raise UserError(f"epoch {epoch}: update refused {refused} entries, the first because "
-                            + self._refusal(index, target, epoch))
+            refusal = NonFiniteLogits if non_finite else UserError
+            raise refusal(f"epoch {epoch}: update refused {refused} entries, the first because "
+                          + self._refusal(index, target, epoch, batch, bool(non_finite)))
 
     def reset(self) -> None:
         self.count.zero_()
         self._refused.zero_()
+        self.batch = 0
 
-    def _refusal(self, index: int, target: int, epoch: int) -> str:
+    def _refusal(self, index: int, target: int, epoch: int, batch: int = 0, non_finite: bool = False) -> str:
+        if non_finite:
+            return (f"the logits of batch {batch} of epoch {epoch} hold NaN or inf (at index {index}), so the model "
+                    "diverged or its input holds NaN; lower the learning rate or check the data, and record again")
         if not -1 <= index < self.num_samples:
             return f"indices holds {index}, but rows lie in [0, num_samples={self.num_samples}) (-1: padding)"
         if not 0 <= target < self.num_classes:
