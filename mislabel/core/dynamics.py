@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = ["TD_FILE", "METADATA_FILE", "SUMMARY_FILE", "MAX_CLASSES", "Dynamics", "save_dynamics", "write_td_file",
-           "load_dynamics", "load_metadata", "write_metadata", "subset_dynamics", "validate_dynamics"]
+           "load_dynamics", "load_metadata", "write_metadata", "first_epochs", "subset_dynamics", "validate_dynamics"]
 
 TD_FILE = "training_dynamics.npz"
 METADATA_FILE = "metadata.pth"
@@ -163,6 +163,12 @@ def subset_dynamics(dyn: Dynamics, rows: np.ndarray) -> Dynamics:
                     indices=dyn.indices[rows], flipped=None if dyn.flipped is None else dyn.flipped[rows],
                     true_labels=None if dyn.true_labels is None else dyn.true_labels[rows],
                     num_classes=dyn.num_classes)
+
+
+def first_epochs(dyn: Dynamics, epochs: int) -> Dynamics:
+    """The same run as if it had stopped after ``epochs`` epochs (views, no copy)."""
+    return Dynamics(td=dyn.td[:, :epochs], labels=dyn.labels, margin=dyn.margin[:, :epochs], pred=dyn.pred[:, :epochs],
+                    indices=dyn.indices, flipped=dyn.flipped, true_labels=dyn.true_labels, num_classes=dyn.num_classes)
 
 
 def validate_dynamics(dyn: Dynamics, source: str | os.PathLike) -> Dynamics:

@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from mislabel.core.dynamics import Dynamics
+from mislabel.core.dynamics import Dynamics, first_epochs
 from mislabel.core.user_input import UserError
 from mislabel.scoring.features import assigned_prob, correct
 
@@ -208,9 +208,7 @@ def confidence_tracking_early(dyn: Dynamics) -> np.ndarray:
     """``confidence_tracking`` over the early-training window only (the first ``EARLY_SHARE`` of the
     epochs, at least ``EARLY_MIN_EPOCHS``), as the method is meant to be applied."""
     epochs = min(dyn.num_epochs, max(EARLY_MIN_EPOCHS, int(round(EARLY_SHARE * dyn.num_epochs))))
-    early = Dynamics(td=dyn.td[:, :epochs], labels=dyn.labels, margin=dyn.margin[:, :epochs],
-                     pred=dyn.pred[:, :epochs], indices=dyn.indices)
-    return confidence_tracking(early)
+    return confidence_tracking(first_epochs(dyn, epochs))
 
 
 # ----------------------------------------------------------------------------------------------
