@@ -92,7 +92,7 @@ def job_clean(work: Path, plan: dict, dataset: str, seed: int, noise: str, ratio
             scores = {"aum": lambda: aum(dyn), "correctness": lambda: correctness(dyn),
                       "cleanlab": lambda: cleanlab(held_out[0], dyn.assigned)}[row]()
             rows, action = np.argsort(-scores, kind="stable")[:len(suspects.rows)], "remove"
-        cleaned = clean_labels(dyn, rows, action)
+        cleaned = clean_labels(suspects.summary, rows, action)
         runner = Runner(config)
         with runner.claimed(folder):
             summary = {"row": row, "num_suspects": int(len(rows)), "num_flipped": int(dyn.flipped.sum()),

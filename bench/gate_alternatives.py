@@ -40,7 +40,8 @@ from mislabel.core.dynamics import Dynamics, load_dynamics  # noqa: E402
 from mislabel.scoring.baselines import aum, confidence, correctness, loss  # noqa: E402
 from mislabel.scoring.control import control_scores, load_control  # noqa: E402
 from mislabel.scoring.features import correct, percentile  # noqa: E402
-from mislabel.scoring.gate import concentration, fit_gate, gate_weight  # noqa: E402
+from mislabel.scoring.gate import fit_gate, gate_weight  # noqa: E402
+from mislabel.scoring.summary import concentration  # noqa: E402
 from mislabel.scoring.lstm import load_detector  # noqa: E402
 from mislabel.scoring.predict import detector_scores  # noqa: E402
 

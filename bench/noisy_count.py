@@ -37,6 +37,7 @@ from detection import detector_path, other_dataset, run_config  # noqa: E402
 from detection_plans import DEFAULT_VARIANT, GRID_SETTINGS, PLANS, SOURCE_SEED  # noqa: E402
 from mislabel.core.dynamics import load_dynamics  # noqa: E402
 from mislabel.scoring.count import DEFAULT_WINDOW, estimate_noisy_count  # noqa: E402
+from mislabel.scoring.summary import summarize  # noqa: E402
 from mislabel.training.crossval import load_pred_probs  # noqa: E402
 
 SETTINGS = tuple(dict.fromkeys(GRID_SETTINGS + (("confusion", "0.2"), ("confusion", "0.4"))))
@@ -47,17 +48,18 @@ def counts(folder: Path, detector: Path | None) -> dict[str, float | None]:
     """Every estimator's count on one run, and the truth; None where an estimator has no input."""
     dyn = load_dynamics(folder)
     probs = load_pred_probs(folder, dyn.num_samples, int(dyn.assigned.max()) + 1)
-    default = estimate_noisy_count(dyn)
+    summary = summarize(dyn)
+    default = estimate_noisy_count(summary)
     truth = float(dyn.flipped.sum())
     row: dict[str, float | None] = {"truth": truth, "covered": float(default.likely[0] <= truth <= default.likely[1]),
                                     "cl_dyn": default.estimate,
-                                    "cl_dyn_early": estimate_noisy_count(dyn, window=(0.0, 0.3)).estimate,
-                                    "cl_dyn_whole": estimate_noisy_count(dyn, window=(0.0, 1.0)).estimate,
+                                    "cl_dyn_early": estimate_noisy_count(summarize(dyn, window=(0.0, 0.3))).estimate,
+                                    "cl_dyn_whole": estimate_noisy_count(summarize(dyn, window=(0.0, 1.0))).estimate,
                                     "cl_heldout": None, "cleanlab": None, "old_rule": None}
     if probs is not None:
         from cleanlab.count import num_label_issues
 
-        row["cl_heldout"] = estimate_noisy_count(dyn, pred_probs=probs[0]).estimate
+        row["cl_heldout"] = estimate_noisy_count(summary, pred_probs=probs[0]).estimate
         row["cleanlab"] = float(num_label_issues(dyn.assigned, probs[0]))
     row["auto"] = row["cl_heldout"] if row["cl_heldout"] is not None else row["cl_dyn"]
     if detector is not None and detector.is_file():
@@ -145,7 +147,7 @@ def window_sweep(work: Path, plan: dict) -> None:
         dyn = load_dynamics(folder)
         grid = grid_recipe(plan, summary, dyn.num_classes)
         truth = float(dyn.flipped.sum())
-        row = [estimate_noisy_count(dyn, window=window).estimate / truth - 1 for window in WINDOWS]
+        row = [estimate_noisy_count(summarize(dyn, window=window)).estimate / truth - 1 for window in WINDOWS]
         errors[grid].append(row)
         print(f"| {folder.parent.name} | {'*' if grid else ''} | {truth:,.0f} | "
               + " | ".join(f"{e:+.0%}" for e in row) + " |")
@@ -168,7 +170,7 @@ def ratio_sweep(work: Path, plan: dict) -> None:
         if summary is None or summary.get("dataset") not in plan["data"]:
             continue
         dyn = load_dynamics(folder)
-        ratios[summary.get("seed") == SOURCE_SEED].append(float(dyn.flipped.sum()) / max(1, estimate_noisy_count(dyn).estimate))
+        ratios[summary.get("seed") == SOURCE_SEED].append(float(dyn.flipped.sum()) / max(1, estimate_noisy_count(summarize(dyn)).estimate))
     low, high = np.percentile(ratios[True], [5, 95])
     held = np.mean([(low <= r <= high) for r in ratios[False]])
     print(f"Machine: {machine()}. {len(ratios[True])} seed-{SOURCE_SEED} runs: true / estimated count 5th percentile "

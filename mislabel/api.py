@@ -25,11 +25,11 @@ from mislabel.core.device import pick_device
 from mislabel.core.user_input import UserError
 from mislabel.issue_finder import find_issues
 from mislabel.reports.datalab import to_datalab
-from mislabel.reports.suspects import predicted_labels
-from mislabel.scoring.count import estimate_noisy_count, flag_top
+from mislabel.scoring.count import estimate_noisy_count, flag_first
 from mislabel.scoring.detector_training import DetectorRecipe, train_detector
 from mislabel.scoring.methods import DEFAULT_RANK_METHODS, RANK_METHODS
 from mislabel.scoring.scores import DEFAULT_CONTROL, DEFAULT_DETECTOR, load_detectors, score
+from mislabel.scoring.summary import summarize
 from mislabel.training.recorder import Recorder
 
 __all__ = ["Recorder", "rank", "score", "find_issues", "train_detector", "DetectorRecipe", "to_datalab",
@@ -91,21 +91,22 @@ def rank(run: RunLike, detector: str | os.PathLike | None = None, methods: Seque
             raise UserError(f"no detector given and none shipped at {DEFAULT_DETECTOR}; pass detector=<file from "
                             "train_detector.py> or leave 'detector' out of methods")
         detectors = load_detectors([DEFAULT_DETECTOR if detector is None else detector], pick_device(device))
-    count = estimate_noisy_count(dyn)
+    summary = summarize(dyn)
+    count = estimate_noisy_count(summary)
     results = {r.name: r for r in score(dyn, [name for name in methods if name != "detector"], detectors,
-                                        count=count.estimate)}
+                                        count=count.estimate, summary=summary)}
     if detectors:
         results["detector"] = results.pop(detectors[0].name)
     scores = {name: results[name].scores for name in methods}
-    table = pd.DataFrame({"index": dyn.indices, "given_label": dyn.assigned, "predicted_label": predicted_labels(dyn)})
+    table = pd.DataFrame({"index": dyn.indices, "given_label": dyn.assigned, "predicted_label": summary.predicted})
     if dyn.true_labels is not None:
         table["true_label"] = dyn.true_labels
     if dyn.flipped is not None:
         table["flipped"] = dyn.flipped
-    table["flagged"] = flag_top(scores[methods[0]], count.estimate)
+    order = np.argsort(-scores[methods[0]], kind="stable")
+    table["flagged"] = flag_first(order, count.estimate)
     for name, values in scores.items():
         table[name] = values
-    order = np.argsort(-scores[methods[0]], kind="stable")
     table = table.iloc[order].reset_index(drop=True)
     table.attrs["estimated_wrong_labels"] = asdict(count)
     table.attrs["metrics"] = {name: results[name].metrics for name in methods if results[name].metrics is not None}

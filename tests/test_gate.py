@@ -20,7 +20,8 @@ from mislabel.scoring.lstm import load_detector, save_detector
 from mislabel.scoring.metrics import detection_metrics
 from mislabel.scoring.predict import detector_scores, sequence_scores
 from mislabel.scoring.features import build_features
-from mislabel.scoring.gate import CENTRES, STEEPNESS, check_gate, concentration, fit_gate, gate_weight, gated_scores
+from mislabel.scoring.gate import CENTRES, STEEPNESS, check_gate, fit_gate, gate_weight, gated_scores
+from mislabel.scoring.summary import concentration, summarize
 from mislabel.scoring.count import estimate_noisy_count
 from train_detector import main as train_main
 
@@ -92,8 +93,8 @@ def test_gated_scores_put_the_estimated_count_above_one_half() -> None:
     dyn = synthetic_dynamics(2, pair=False)
     lstm = np.linspace(0.0, 1.0, dyn.num_samples)
     gate = {"format": "mislabel-gate/1", "base": "aum", "centre": 0.4, "steepness": 10.0}
-    scores = gated_scores(gate, lstm, dyn)
-    count = estimate_noisy_count(dyn).estimate
+    scores = gated_scores(gate, lstm, summarize(dyn))
+    count = estimate_noisy_count(summarize(dyn)).estimate
     assert 0 < count != np.count_nonzero(lstm >= 0.5)  # the run's count, not the LSTM's own
     assert np.count_nonzero(scores >= 0.5) == count
     assert scores.min() >= 0.0 and scores.max() == 1.0 and len(np.unique(scores)) == dyn.num_samples
@@ -115,7 +116,7 @@ def test_the_gate_rides_in_the_detector_file_and_leaves_the_lstm_as_it_was(three
     unseen = synthetic_dynamics(7, pair=True)
     scores = detector_scores(model, config, unseen)
     lstm = sequence_scores(model, build_features(unseen, config["features"], config["seq_len"]))
-    np.testing.assert_allclose(scores, gated_scores(config["gate"], lstm, unseen))
+    np.testing.assert_allclose(scores, gated_scores(config["gate"], lstm, summarize(unseen)))
     assert not np.allclose(scores, lstm)
     assert detection_metrics(scores, unseen.flipped)["auc"] > 0.95
 

@@ -29,7 +29,7 @@ import numpy as np
 from scipy.special import expit
 
 from mislabel.core.user_input import UserError
-from mislabel.scoring.count import flag_top
+from mislabel.scoring.count import flag_first
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -115,5 +115,6 @@ def to_datalab(table: pd.DataFrame, method: str | None = None) -> pd.DataFrame:
     if missing:
         raise UserError(f"the table lacks {missing}; pass a table from mislabel.rank")
     scores = table[method].to_numpy()
-    return datalab_table(table["given_label"].to_numpy(), table["predicted_label"].to_numpy(), scores,
-                         flag_top(scores, int(table["flagged"].sum())), method, table["index"].to_numpy())
+    flagged = flag_first(np.argsort(-scores, kind="stable"), int(table["flagged"].sum()))  # the table may be sorted by another method
+    return datalab_table(table["given_label"].to_numpy(), table["predicted_label"].to_numpy(), scores, flagged,
+                         method, table["index"].to_numpy())

@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 
 from mislabel.data.user_data import Listing
-from mislabel.core.dynamics import Dynamics
 from mislabel.reports.suspects import spreadsheet_safe
-from mislabel.scoring.cleaning import RECOMMENDED_ACTION, suggested_labels
+from mislabel.scoring.cleaning import RECOMMENDED_ACTION
 from mislabel.scoring.count import NoisyCount
+from mislabel.scoring.summary import SampleSummary
 
 __all__ = ["CLEANED_FILE", "RELABEL_FILE", "WEIGHTS_FILE", "advice", "cleaned_table", "relabel_table",
            "weights_table", "action_writes"]
@@ -50,15 +50,16 @@ def cleaned_table(weighted: pd.DataFrame, flagged_files: set[str]) -> pd.DataFra
     return weighted.loc[~weighted["path"].isin(flagged_files)].drop(columns="weight").reset_index(drop=True)
 
 
-def relabel_table(dyn: Dynamics, class_names: list[str], suspects: pd.DataFrame, order: np.ndarray) -> pd.DataFrame:
+def relabel_table(summary: SampleSummary, class_names: list[str], suspects: pd.DataFrame, order: np.ndarray
+                  ) -> pd.DataFrame:
     """The flagged rows of ``suspects`` (sorted; ``order`` maps its rows to the dynamics' rows), each
-    with the most probable other class over training and its mean probability."""
+    with the most probable other class over training and its mean probability (``summary``'s)."""
     names = np.asarray(class_names, dtype=object)
-    suggested, probability = suggested_labels(dyn)
     flagged = suspects["flagged"].to_numpy() == 1
     rows = order[flagged]
     chosen = suspects.loc[flagged, ["rank", "path", "given_label"]].reset_index(drop=True)
-    return chosen.assign(suggested_label=names[suggested[rows]], probability=np.round(probability[rows], 6),
+    return chosen.assign(suggested_label=names[summary.suggested[rows]],
+                         probability=np.round(summary.suggested_probability[rows], 6),
                          score=suspects.loc[flagged, "score"].to_numpy())
 
 
