@@ -8,7 +8,8 @@
     train_detector(["my_run"], out="my_detector.pth.tar")             # from runs with synthetic flips
 
 ``find_issues(folder_or_csv, out=..., budget=...)`` is the whole find_issues command on your own
-labelled images, returning its suspects table. ``Recorder`` is the very class ``generate_td`` records with, so ``my_run`` is a run folder like
+labelled images, returning its suspects table; ``compare(run_folder, detectors)`` scores a run with
+every method side by side and writes compare's tables and plots into the folder. ``Recorder`` is the very class ``generate_td`` records with, so ``my_run`` is a run folder like
 any other: ``train_detector.py``, ``compare`` and ``denoise`` accept it. ``rank`` puts the learned
 detector next to the hand-crafted baselines of ``mislabel.scoring.baselines``.
 """
@@ -17,23 +18,27 @@ from __future__ import annotations
 import os
 from dataclasses import asdict
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
 from mislabel.core.dynamics import Dynamics, load_dynamics, validate_dynamics
 from mislabel.core.device import pick_device
-from mislabel.core.user_input import UserError
+from mislabel.core.user_input import UserError, check_output_folder
 from mislabel.issue_finder import find_issues
+from mislabel.reports.comparison import Comparison, write_comparison
 from mislabel.reports.datalab import to_datalab
+from mislabel.scoring.baselines import BASELINES
 from mislabel.scoring.count import estimate_noisy_count, flag_first
 from mislabel.scoring.detector_training import DetectorRecipe, train_detector
 from mislabel.scoring.methods import DEFAULT_RANK_METHODS, RANK_METHODS
 from mislabel.scoring.scores import DEFAULT_CONTROL, DEFAULT_DETECTOR, load_detectors, score
 from mislabel.scoring.summary import summarize
+from mislabel.training.crossval import load_pred_probs
 from mislabel.training.recorder import Recorder
 
-__all__ = ["Recorder", "rank", "score", "find_issues", "train_detector", "DetectorRecipe", "to_datalab",
-           "DEFAULT_CONTROL", "DEFAULT_DETECTOR", "DEFAULT_METHODS"]
+__all__ = ["Recorder", "rank", "score", "compare", "Comparison", "find_issues", "train_detector", "DetectorRecipe",
+           "to_datalab", "DEFAULT_CONTROL", "DEFAULT_DETECTOR", "DEFAULT_METHODS"]
 
 DEFAULT_METHODS = DEFAULT_RANK_METHODS
 
@@ -111,3 +116,27 @@ def rank(run: RunLike, detector: str | os.PathLike | None = None, methods: Seque
     table.attrs["estimated_wrong_labels"] = asdict(count)
     table.attrs["metrics"] = {name: results[name].metrics for name in methods if results[name].metrics is not None}
     return table
+
+
+def compare(run: str | os.PathLike, detectors: Sequence[str | os.PathLike] = (), device: str = "auto") -> Comparison:
+    """Score a run folder with every method side by side and write the comparison into it.
+
+    :param run: a run folder (``generate_td`` or ``Recorder.save``); the outputs are written there.
+    :param detectors: detector files from ``train_detector.py``, each a row after the baselines,
+        cleanlab (when ``crossval_probs`` wrote ``pred_probs_cv.npy`` into the folder) and the shipped
+        learned control.
+    :param device: for the detectors: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda[:N]"``.
+    :returns: a ``Comparison``: each method's scores, timing and metrics (AUC, mAP, precision at k
+        where the flips are known), comparison.md's text and the files written (comparison.csv/.md,
+        scores.csv, datamap.png, roc_pr.png; ``mislabel.reports.comparison``). Everything is read and
+        checked before the first file is written, and the files replace the old ones together.
+    """
+    folder = Path(run)
+    dyn = load_dynamics(folder)
+    check_output_folder(folder, "run folder", "copy the run folder somewhere writable and compare the copy")
+    held_out = load_pred_probs(folder, dyn.num_samples, int(dyn.assigned.max()) + 1)
+    loaded = load_detectors(list(detectors), pick_device(device))
+    methods = [*BASELINES, *(["cleanlab"] if held_out is not None else []),
+               *(["control"] if DEFAULT_CONTROL.is_file() else [])]
+    results = score(dyn, methods, loaded, None if held_out is None else held_out[0])
+    return write_comparison(folder, dyn, results, None if held_out is None else held_out[1])

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-import mislabel.commands.compare
+import mislabel.reports.comparison
 import runner
 import train_detector
 from conftest import ROOT, RUN_SUBDIR, TINY, refused, run_sh, snapshot
@@ -97,6 +97,11 @@ def test_raw_pickle_detector_is_one_line_without_warnings(tiny_run, tmp_path):
     raw = tmp_path / "raw.pth.tar"
     raw.write_bytes(pickle.dumps({"format": "something else", "weights": [1, 2]}, protocol=4))
     refused(run_sh("compare", str(tiny_run), str(raw)), "not a detector")
+
+
+def test_a_folder_given_as_detector_file_is_named_a_folder(tiny_run, tmp_path):
+    refused(lambda: compare_main([str(tiny_run), str(tmp_path), "--device", "cpu"]),
+            f"detector file {tmp_path} is a folder, expected a file", unchanged=[tiny_run])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,7 +186,7 @@ def test_full_disk_during_compare_leaves_the_previous_set(tiny_run, tmp_path, mo
     shutil.copytree(tiny_run, run)
     compare_main([str(run), "--device", "cpu"])
     before = snapshot(run)
-    monkeypatch.setattr(mislabel.commands.compare, "plot_datamap", no_space)  # after the tables, before roc_pr.png
+    monkeypatch.setattr(mislabel.reports.comparison, "plot_datamap", no_space)  # after the tables, before roc_pr.png
     refused(lambda: compare_main([str(run), str(DETECTOR), "--device", "cpu"]),
             f"no space left on device while writing {run / 'datamap.png'}", "free space or set RESULTS_DIR")
     assert snapshot(run) == before  # the new comparison.md/.csv and scores.csv were not renamed in
