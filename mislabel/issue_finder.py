@@ -9,9 +9,9 @@
     plan a recipe              (``mislabel.training.plan`` and ``budget``: deterministic, printed)
     phase 1 through the Runner (checkpointed: rerunning continues; a finished run is reused)
     score every sample         (``mislabel.scoring.scores.score``: detector(s), control, baselines)
-    outputs                    suspects.csv, cleaned.csv, relabel.csv, datamap.png, report.html,
-                               find_issues.json, skipped.txt, datalab_issues.csv, budget_plan.json
-                               (``mislabel.reports``)
+    outputs                    suspects.csv, cleaned.csv, weights.csv, relabel.csv, datamap.png,
+                               report.html, find_issues.json, skipped.txt, datalab_issues.csv,
+                               budget_plan.json, scan.json (``mislabel.reports``)
 
 No noise is injected: the labels are the user's (``ImageData.real_noise``: no known flips), and the
 flips are what we are looking for. The

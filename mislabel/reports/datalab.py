@@ -9,7 +9,8 @@ Datalab reports one row per sample, in dataset order (a ``RangeIndex``), with fo
 
 How our methods fill them (``LABEL_RULES``):
 
-    detector, control   a score p in [0, 1] of "mislabeled": label_score = 1 - p
+    detector, control   a score p in [0, 1], higher = more likely mislabeled (a gated detector's is a
+                        ranking mapped onto (0, 1], not a probability): label_score = 1 - p
     aum                 the area under the margin A (the table holds -A): label_score = sigmoid(A)
 
 ``is_label_issue`` is suspects.csv's ``flagged``: the method's top rows, as many as the run's
@@ -39,7 +40,7 @@ __all__ = ["COLUMNS", "LABEL_RULES", "datalab_table", "to_datalab"]
 COLUMNS = ("is_label_issue", "label_score", "given_label", "predicted_label")
 
 
-def _from_probability(scores: np.ndarray) -> np.ndarray:
+def _from_unit_score(scores: np.ndarray) -> np.ndarray:
     return 1.0 - scores
 
 
@@ -49,8 +50,8 @@ def _from_minus_aum(scores: np.ndarray) -> np.ndarray:
 
 # method -> (its scores, higher = more suspicious) -> label_score
 LABEL_RULES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "detector": _from_probability,
-    "control": _from_probability,
+    "detector": _from_unit_score,
+    "control": _from_unit_score,
     "aum": _from_minus_aum,
 }
 

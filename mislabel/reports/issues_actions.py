@@ -21,7 +21,7 @@ import pandas as pd
 
 from mislabel.data.user_data import Listing
 from mislabel.reports.suspects import spreadsheet_safe
-from mislabel.scoring.cleaning import RECOMMENDED_ACTION
+from mislabel.scoring.cleaning import RECOMMENDED_ACTION, RECOMMENDED_BECAUSE
 from mislabel.scoring.count import NoisyCount
 from mislabel.scoring.summary import SampleSummary
 
@@ -65,7 +65,7 @@ def relabel_table(summary: SampleSummary, class_names: list[str], suspects: pd.D
 
 def action_writes(out: Path, cleaned: pd.DataFrame, weighted: pd.DataFrame, relabel: pd.DataFrame
                   ) -> tuple[dict, dict[str, str]]:
-    """The writers of both files (for one all-or-nothing write with the other outputs) and their
+    """The writers of the three files (for one all-or-nothing write with the other outputs) and their
     one-line descriptions for the report's settings table."""
     writes = {out / CLEANED_FILE: lambda tmp: spreadsheet_safe(cleaned).to_csv(tmp, index=False),
               out / WEIGHTS_FILE: lambda tmp: spreadsheet_safe(weighted).to_csv(tmp, index=False, float_format="%.6f"),
@@ -81,7 +81,8 @@ def action_writes(out: Path, cleaned: pd.DataFrame, weighted: pd.DataFrame, rela
 
 def advice(count: NoisyCount, num_samples: int, held_out: bool) -> str:
     """The report's "what to do": how many labels look wrong and how sure that is, the action the
-    benchmark supports (``mislabel.scoring.cleaning.RECOMMENDED_ACTION``) and what it is worth."""
+    benchmark supports (``mislabel.scoring.cleaning.RECOMMENDED_ACTION``) and what the benchmark
+    measured for it (``RECOMMENDED_BECAUSE``, declared beside it)."""
     share = count.estimate / max(num_samples, 1)
     action = {"remove": f"train on {CLEANED_FILE} (the flagged images left out)",
               "relabel": f"fix the labels {RELABEL_FILE} suggests and train on them",
@@ -92,7 +93,7 @@ def advice(count: NoisyCount, num_samples: int, held_out: bool) -> str:
              "keep a held-out split of images you trust to check that the cleaned data trains a better model")
     return (f"About {count.estimate:,} of the {num_samples:,} labels ({share:.0%}) look wrong: {count.describe()}. "
             f"Recommended: {action}, then {check}. On the benchmark grid (BENCHMARKS.md, bench/cleaning.py) "
-            "this action recovered most of the accuracy the wrong labels cost and never lost accuracy; training "
+            f"this action {RECOMMENDED_BECAUSE}; training "
             f"on {CLEANED_FILE} (removal) did as well where the network memorised the wrong labels but can cost "
             "a weak network the ambiguous images it needs. Where a network is barely hurt by the noise (retraining "
             "on the true labels gains under a point), acting on these is unlikely to change your accuracy much.")
