@@ -113,7 +113,8 @@ def main() -> None:
                                                 np.array([t - 0.0 for _, _, t in lenet]), rcond=None)
     rates: dict[str, list[float]] = {}
     for net, depth, _, batch, flops, seconds in rows:
-        rates.setdefault(family(net, depth), []).append(max(0.0, seconds - batch * per_image - per_step) / (batch * flops))
+        rate = max(0.0, seconds - batch * per_image - per_step) / (batch * flops)
+        rates.setdefault(family(net, depth), []).append(rate)
     table = {name: float(np.median(values)) for name, values in rates.items()}
     table["default"] = max(table.values())  # an unmeasured family: the slowest rate, so budgets hold
     costs = StepCosts(tuple(sorted(table.items())), float(per_image), float(per_step), 0.0, 0.0)

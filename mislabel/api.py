@@ -9,9 +9,10 @@
 
 ``find_issues(folder_or_csv, out=..., budget=...)`` is the whole find_issues command on your own
 labelled images, returning its suspects table; ``compare(run_folder, detectors)`` scores a run with
-every method side by side and writes compare's tables and plots into the folder. ``Recorder`` is the very class ``generate_td`` records with, so ``my_run`` is a run folder like
-any other: ``train_detector.py``, ``compare`` and ``denoise`` accept it. ``rank`` puts the learned
-detector next to the hand-crafted baselines of ``mislabel.scoring.baselines``.
+every method side by side and writes compare's tables and plots into the folder. ``Recorder`` is the
+very class ``generate_td`` records with, so ``my_run`` is a run folder like any other:
+``train_detector.py``, ``compare`` and ``denoise`` accept it. ``rank`` puts the learned detector next
+to the hand-crafted baselines of ``mislabel.scoring.baselines``.
 """
 from __future__ import annotations
 

@@ -284,7 +284,8 @@ class IssueFinder:
         what_to_do = advice(scored.count, len(table), listing.held_out)
         record = {"summary": line, "advice": what_to_do, "settings": settings, "plan": asdict(plan), "flagged": flagged,
                   "estimated_wrong_labels": asdict(scored.count),
-                  "samples": len(table), "arguments": o.arguments(), "predicted_seconds": round(choice.estimate.total, 1),
+                  "samples": len(table), "arguments": o.arguments(),
+                  "predicted_seconds": round(choice.estimate.total, 1),
                   "seconds": round(self.clock.elapsed(), 1),
                   "phase1": os.path.relpath(config.td_dir, out)}  # relative: a copied --out folder stays itself
         # the same ranking in cleanlab Datalab's get_issues("label") schema, rows in training-list order

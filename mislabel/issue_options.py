@@ -107,7 +107,8 @@ def issue_options(data: str | os.PathLike, **settings) -> IssueOptions:
     args = parser.parse_args([os.fspath(data)])
     unknown = sorted(set(settings) - set(vars(args)) - {"data"})
     if unknown:
-        raise UserError(f"unknown find_issues settings {unknown}; use the flags' names, e.g. budget=5, net_type='lenet'")
+        raise UserError(f"unknown find_issues settings {unknown}; use the flags' names, e.g. budget=5, "
+                        "net_type='lenet'")
     for name, value in settings.items():
         setattr(args, name, value)
     return IssueOptions.from_args(args)

@@ -61,7 +61,8 @@ class Runner:
         self.data: ImageData = data if data is not None else load_dataset(config.dataset, config.datadir, config.seed,
                                                                           config.image_size)
         if self.data.real_noise and config.ratio > 0:
-            raise UserError(f"{config.dataset} carries real-world noise; drop noise_ratio (no synthetic noise is added)")
+            raise UserError(f"{config.dataset} carries real-world noise; drop noise_ratio (no synthetic noise is "
+                            "added)")
         self.true_labels = self.data.train_labels.numpy()
         images = None if self.data.train_images is None else self.data.train_images.numpy()
         self.assigned_labels = corrupt_labels(self.true_labels, self.data.num_classes, config.ratio,

@@ -101,9 +101,10 @@ def test_held_out_probabilities_give_cleanlabs_calibrated_count(run) -> None:
 
 
 def test_same_inputs_and_seed_give_the_same_count(run) -> None:
-    assert estimate_noisy_count(summarize(run), seed=5) == estimate_noisy_count(summarize(run), seed=5)
-    assert estimate_noisy_count(summarize(run), seed=5).estimate == estimate_noisy_count(summarize(run), seed=6).estimate
-    narrow, wide = estimate_noisy_count(summarize(run), level=0.5), estimate_noisy_count(summarize(run), level=0.99)
+    summary = summarize(run)
+    assert estimate_noisy_count(summary, seed=5) == estimate_noisy_count(summary, seed=5)
+    assert estimate_noisy_count(summary, seed=5).estimate == estimate_noisy_count(summary, seed=6).estimate
+    narrow, wide = estimate_noisy_count(summary, level=0.5), estimate_noisy_count(summary, level=0.99)
     assert wide.low <= narrow.low <= narrow.high <= wide.high
 
 

@@ -65,7 +65,8 @@ def test_concentration_tells_class_structured_mistakes_from_scattered_ones() -> 
     assert concentration(synthetic_dynamics(0, pair=True)) == pytest.approx(1.0)
     assert concentration(synthetic_dynamics(0, pair=False)) < 0.6
     fully_fit = synthetic_dynamics(1, pair=True)
-    fully_fit = replace(fully_fit, pred=np.repeat(fully_fit.assigned[:, None], fully_fit.num_epochs, axis=1).astype(np.int16))
+    always_right = np.repeat(fully_fit.assigned[:, None], fully_fit.num_epochs, axis=1).astype(np.int16)
+    fully_fit = replace(fully_fit, pred=always_right)
     assert concentration(fully_fit) == 1.0
 
 

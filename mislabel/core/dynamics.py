@@ -261,7 +261,8 @@ def load_dynamics(folder: str | os.PathLike) -> Dynamics:
         for key in ("assigned_targets", "label_flipped", "true_targets"):
             if key in meta and int(rows.max()) >= len(meta[key]):
                 raise UserError(f"{path} indexes samples up to {int(rows.max())} but {folder / METADATA_FILE}'s "
-                                f"{key} holds {len(meta[key])}; the two files come from different runs, regenerate them")
+                                f"{key} holds {len(meta[key])}; the two files come from different runs, "
+                                "regenerate them")
         if "label_flipped" in meta:
             dyn.flipped = meta["label_flipped"][rows].numpy().astype(bool)
         if "true_targets" in meta:

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from mislabel.core.user_input import UserError, require_folder
 
-__all__ = ["Recipe", "TD_MODES", "STORES", "LOSS_TYPES", "check_weighted_loss", "DEFAULT_FOLDS", "EMBEDDED_DATASETS", "LARGE_DATASETS",
-           "check_datadir"]
+__all__ = ["Recipe", "TD_MODES", "STORES", "LOSS_TYPES", "check_weighted_loss", "DEFAULT_FOLDS", "EMBEDDED_DATASETS",
+           "LARGE_DATASETS", "check_datadir"]
 
 EMBEDDED_DATASETS = ("digits",)  # shipped inside a package (sklearn's digits): no --datadir
 LARGE_DATASETS = ("webvision50", "clothing100k")  # real-world noise: no synthetic noise added
@@ -51,7 +51,8 @@ class Recipe:
             raise UserError(f"--batch_size {self.batch_size} must be at least 2 (BatchNorm needs two samples)")
         for flag, value in (("--lr", self.lr), ("--momentum", self.momentum), ("--wd", self.weight_decay)):
             if not math.isfinite(value):  # NaN passes every comparison below, then trains garbage
-                raise UserError(f"{flag} {value} is not a finite number; pass e.g. {flag} {getattr(Recipe, _FIELD[flag])}")
+                raise UserError(f"{flag} {value} is not a finite number; pass e.g. {flag} "
+                                f"{getattr(Recipe, _FIELD[flag])}")
         if self.lr <= 0:
             raise UserError(f"--lr {self.lr} must be positive")
         if not 0 <= self.momentum < 1:

@@ -147,7 +147,8 @@ def _notes(dyn: Dynamics, results: list[MethodScores], cleanlab_note: str) -> li
     return notes
 
 
-def _outputs(folder: Path, dyn: Dynamics, results: list[MethodScores], markdown: str) -> dict[Path, Callable[[str], object]]:
+def _outputs(folder: Path, dyn: Dynamics, results: list[MethodScores], markdown: str
+             ) -> dict[Path, Callable[[str], object]]:
     """Every output file with the function that writes it to a temporary path (``atomic_write_all``)."""
     rows = [{"method": r.name, **{key: (r.metrics or {}).get(key) for key in METRICS},
              "seconds": round(r.seconds, 6), "note": r.note} for r in results]

@@ -116,6 +116,7 @@ def to_datalab(table: pd.DataFrame, method: str | None = None) -> pd.DataFrame:
     if missing:
         raise UserError(f"the table lacks {missing}; pass a table from mislabel.rank")
     scores = table[method].to_numpy()
-    flagged = flag_first(np.argsort(-scores, kind="stable"), int(table["flagged"].sum()))  # the table may be sorted by another method
+    # the table may be sorted by another method: this one's order
+    flagged = flag_first(np.argsort(-scores, kind="stable"), int(table["flagged"].sum()))
     return datalab_table(table["given_label"].to_numpy(), table["predicted_label"].to_numpy(), scores, flagged,
                          method, table["index"].to_numpy())

@@ -87,7 +87,8 @@ def _card(row: pd.Series, png: bytes | None) -> str:
 
 
 def write_report(path: Path, *, title: str, summary: str, advice: str, settings: dict[str, str],
-                 table: pd.DataFrame, root: Path, top: int, datamap: bytes, threshold: float, skipped: list[str]) -> Path:
+                 table: pd.DataFrame, root: Path, top: int, datamap: bytes, threshold: float,
+                 skipped: list[str]) -> Path:
     """Write the page: summary, what to do (``advice``), settings, the ``top`` suspects as cards, data
     map, histogram, skipped files. ``table`` is suspects.csv's frame (paths relative to ``root``)."""
     esc = html.escape

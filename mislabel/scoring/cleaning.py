@@ -24,7 +24,8 @@ import numpy as np
 from mislabel.core.user_input import UserError
 from mislabel.scoring.summary import SampleSummary
 
-__all__ = ["ACTIONS", "DEFAULT_ACTION", "RECOMMENDED_ACTION", "RECOMMENDED_BECAUSE", "CleanedLabels", "check_action", "clean_labels"]
+__all__ = ["ACTIONS", "DEFAULT_ACTION", "RECOMMENDED_ACTION", "RECOMMENDED_BECAUSE", "CleanedLabels", "check_action",
+           "clean_labels"]
 
 ACTIONS = ("remove", "relabel", "hybrid", "downweight")
 DEFAULT_ACTION = "remove"   # denoise's: the seed's phase 3, which its folder names (remove{ratio}) follow

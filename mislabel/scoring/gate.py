@@ -69,9 +69,9 @@ def fit_gate(lstm_scores: Sequence[np.ndarray], aum_scores: Sequence[np.ndarray]
     for centre in CENTRES:
         for steepness in STEEPNESS:
             gate = {"centre": centre, "steepness": steepness}
-            regret = np.mean([(np.maximum(curve[0], curve[-1])
-                               - np.array([np.interp(gate_weight(gate, c), _WEIGHTS, curve[:, m]) for m in (0, 1)])).mean()
-                              for curve, c in zip(curves, concentrations)])
+            read = [np.array([np.interp(gate_weight(gate, c), _WEIGHTS, curve[:, m]) for m in (0, 1)])
+                    for curve, c in zip(curves, concentrations)]
+            regret = np.mean([(np.maximum(curve[0], curve[-1]) - at).mean() for curve, at in zip(curves, read)])
             if best is None or regret < best[0] - 1e-12:
                 best = (regret, centre, steepness)
     return {"format": GATE_FORMAT, "base": "aum", "centre": best[1], "steepness": best[2],

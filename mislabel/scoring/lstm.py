@@ -91,7 +91,8 @@ _CONFIG_SCHEMA: dict[str, tuple[bool, Callable[[object], bool], str]] = {
     "num_layers": (True, lambda v: _whole(v) and 1 <= v <= 16, "a whole number in [1, 16]"),
     "readout": (False, lambda v: v in READOUTS, f"one of {', '.join(READOUTS)}"),
     "bidirectional": (False, lambda v: isinstance(v, bool), "true or false"),
-    "seq_len": (False, lambda v: v is None or (_whole(v) and 2 <= v <= 100_000), "a whole number in [2, 100000], or None"),
+    "seq_len": (False, lambda v: v is None or (_whole(v) and 2 <= v <= 100_000),
+                "a whole number in [2, 100000], or None"),
 }
 
 

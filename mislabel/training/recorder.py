@@ -103,7 +103,8 @@ class Recorder:
         if self.topk is not None:
             self._specs["classes"] = ((num_epochs, num_samples, self.channels), np.dtype(class_dtype))
         if store == "auto":
-            store = "memmap" if path is not None and self.stored_bytes > AUTO_MEMMAP_SHARE * _physical_memory() else "ram"
+            too_large = path is not None and self.stored_bytes > AUTO_MEMMAP_SHARE * _physical_memory()
+            store = "memmap" if too_large else "ram"
         self.store = store
         self.rank, self.world_size = distributed.rank(), distributed.world_size()
         self._ram = ({name: np.zeros(shape, dtype) for name, (shape, dtype) in self._specs.items()}
@@ -251,7 +252,8 @@ class Recorder:
         _atomic_savez(folder / "assigned.npz", {"assigned": self.assigned})
         if self._ram is not None:
             for epoch in range(self._persisted, self.epoch):
-                _atomic_savez(folder / f"epoch{epoch:05d}.npz", {name: array[epoch] for name, array in self._ram.items()})
+                arrays = {name: array[epoch] for name, array in self._ram.items()}
+                _atomic_savez(folder / f"epoch{epoch:05d}.npz", arrays)
         self._persisted = self.epoch
 
     def restore(self, epochs: int) -> None:
