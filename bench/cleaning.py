@@ -33,15 +33,16 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout first: runner.py, the seed names
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/, for the scripts it shares
+
+import numpy as np
+
+from common import logged, machine, run_stage
+from detection import detector_path, other_dataset, run_config
+from detection_plans import DEFAULT_VARIANT, GRID_SETTINGS, PLANS
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-import numpy as np  # noqa: E402
-
-from common import logged, machine, run_stage  # noqa: E402
-from detection import detector_path, other_dataset, run_config  # noqa: E402
-from detection_plans import DEFAULT_VARIANT, GRID_SETTINGS, PLANS  # noqa: E402
 
 # Fashion-MNIST retrainings cost ~100 s each on one core: the cells where removal widened the gap
 # before (BENCHMARKS.md, issue 22) and the annotator-like cell, and of the baselines AUM only (the
@@ -92,7 +93,7 @@ def job_clean(work: Path, plan: dict, dataset: str, seed: int, noise: str, ratio
             scores = {"aum": lambda: aum(dyn), "correctness": lambda: correctness(dyn),
                       "cleanlab": lambda: cleanlab(held_out[0], dyn.assigned)}[row]()
             rows, action = np.argsort(-scores, kind="stable")[:len(suspects.rows)], "remove"
-        cleaned = clean_labels(dyn, rows, action)
+        cleaned = clean_labels(suspects.summary, rows, action)
         runner = Runner(config)
         with runner.claimed(folder):
             summary = {"row": row, "num_suspects": int(len(rows)), "num_flipped": int(dyn.flipped.sum()),
@@ -138,8 +139,8 @@ def render(results: dict) -> str:
     table_rows = ["noisy", *ROWS]
     lines = [f"Command: `{results['command']}`. Machine: {results['machine']}; {results['seconds'] / 60:.0f} min "
              f"wall for {results['jobs']} retrainings ({results['reused']} cached). Test accuracy (%), mean ± std "
-             "over the seeds, then (in brackets) the share of the noisy → oracle gap the row closes (ratio of means); count = "
-             "mean estimated wrong labels / mean true flips.\n",
+             "over the seeds, then (in brackets) the share of the noisy → oracle gap the row closes (ratio of means); "
+             "count = mean estimated wrong labels / mean true flips.\n",
              "| dataset | noise | seeds | count (est. / true) | " + " | ".join(table_rows) + " |",
              "|---|---|---|---|" + "---|" * len(table_rows)]
     gaps: dict[str, list[tuple[float, bool, str]]] = {name: [] for name in ROWS[1:]}   # (gap, oracle >= 1, cell)
@@ -151,8 +152,8 @@ def render(results: dict) -> str:
         if not len(acc["noisy"]) or not len(acc["oracle"]):
             continue
         counts = [r for r in mine if r["row"] == "remove"]
-        count = (f"{np.mean([r['estimated'] for r in counts]):,.0f} / {np.mean([r['num_flipped'] for r in counts]):,.0f}"
-                 if counts else "n/a")
+        count = (f"{np.mean([r['estimated'] for r in counts]):,.0f} / "
+                 f"{np.mean([r['num_flipped'] for r in counts]):,.0f}" if counts else "n/a")
         noisy, oracle = acc["noisy"].mean(), acc["oracle"].mean()
         gain = oracle - noisy
         label = f"{dataset} {noise} {ratio}"

@@ -36,13 +36,14 @@ import torch.nn.functional as F
 import torchvision
 from torchvision import transforms
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout first: runner.py, the seed names
 
-from mislabel.data.datasets import TensorBatches, load_dataset  # noqa: E402
-from mislabel.models import build_model  # noqa: E402
-from mislabel.core.device import pick_device, seed_everything  # noqa: E402
-from common import cpu_name, write_cifar10  # noqa: E402
+from mislabel.data.datasets import TensorBatches, load_dataset
+from mislabel.models import build_model
+from mislabel.core.device import pick_device, seed_everything
+from common import cpu_name, write_cifar10
+
+ROOT = Path(__file__).resolve().parents[1]
 
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)  # torchvision recipes' usual values
 NUM_TEST = 100  # test_batch is read by our reader; nothing here times it

@@ -32,16 +32,17 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout first: runner.py, the seed names
 
-from tqdm.auto import tqdm  # noqa: E402
+from tqdm.auto import tqdm
 
-from common import logged, machine, replace_section, run_stage  # noqa: E402
-from detection_report import render_sections  # noqa: E402
-from fashion_subset import prepare_fashion_subset, subset_folder  # noqa: E402
-from detection_plans import (CLEANLAB_FOLDS, CORPUS, DEFAULT_VARIANT, HARD_SETTINGS, PLANS, SOURCE_SEED,  # noqa: E402
+from common import logged, machine, replace_section, run_stage
+from detection_report import render_sections
+from fashion_subset import prepare_fashion_subset, subset_folder
+from detection_plans import (CLEANLAB_FOLDS, CORPUS, DEFAULT_VARIANT, HARD_SETTINGS, PLANS, SOURCE_SEED,
                              VARIANTS, DataPlan, SourceRun)
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # ----------------------------------------------------------------------------------------------
 # Jobs (each runs in a worker process; output goes to a log file, results to the run folders)
@@ -90,7 +91,8 @@ def prepare_data(work: Path, plan: dict) -> None:
     prepare_fashion_subset(work, plan["data"]["fashion_mnist"].train_subset)
     for run in corpus(plan, "fashion_mnist"):
         if run.plan is not None and (run.plan.classes is not None or _own_count(plan, run.plan) is not None):
-            prepare_fashion_subset(work, run.plan.train_subset, run.plan.classes, _own_count(plan, run.plan) is not None)
+            prepare_fashion_subset(work, run.plan.train_subset, run.plan.classes,
+                                   _own_count(plan, run.plan) is not None)
 
 
 def job_phase1(work: Path, plan: dict, dataset: str, seed: int, noise: str, ratio: str, rows: str = "grid") -> str:
@@ -227,7 +229,8 @@ def main() -> None:
     started = time.perf_counter()
     prepare_data(work, plan)
     grid = [(d, s, n, r) for d in plan["data"] for n, r in plan["settings"] for s in plan["seeds"]]
-    recipe_grid = [(d, s, n, r, "find_issues") for d in plan["recipes"] for n, r in plan["settings"] for s in plan["seeds"]]
+    recipe_grid = [(d, s, n, r, "find_issues") for d in plan["recipes"] for n, r in plan["settings"]
+                   for s in plan["seeds"]]
     sources = [(d, SOURCE_SEED, run.noise, run.ratio) for d in plan["data"] for run in corpus(plan, d)]
     stages: dict[str, float] = {}
     with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn")) as pool:

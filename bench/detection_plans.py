@@ -43,7 +43,8 @@ HARD_SETTINGS = (("flip", "0.4"), ("semantic", "0.4"), ("idn", "0.4"), ("confusi
 FIND_ISSUES_RECIPES = {"digits": DataPlan("resnet", 20, 30, batch_size=64, lr=0.05),
                        "fashion_mnist": DataPlan("lenet", 5, 20, 10_000, batch_size=128, lr=0.1)}
 PLANS = {
-    "full": dict(name="full", seeds=(1, 2, 3), settings=GRID_SETTINGS, data={"digits": DIGITS, "fashion_mnist": FASHION},
+    "full": dict(name="full", seeds=(1, 2, 3), settings=GRID_SETTINGS,
+                 data={"digits": DIGITS, "fashion_mnist": FASHION},
                  recipes=FIND_ISSUES_RECIPES, detector_epochs=10, cleanlab=("digits",)),
     "quick": dict(name="quick", seeds=(1,), settings=(("uniform", "0.4"), ("flip", "0.4"), ("idn", "0.4")),
                   data={"digits": DataPlan("conv4", 4, 30),

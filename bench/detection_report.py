@@ -76,11 +76,13 @@ def _target_checks(frame: pd.DataFrame, default: str, settings: list[tuple[str, 
             if (noise, ratio) in hard:
                 for metric in ("auc", "map"):
                     if others[metric].max() >= ours[metric]:
-                        hard_misses.append(f"{NICE[target]} {noise} {ratio} {metric.upper() if metric == 'auc' else 'mAP'}: "
-                                           f"{ours[metric]:.3f} vs `{others[metric].idxmax()}` {others[metric].max():.3f}")
+                        name = metric.upper() if metric == "auc" else "mAP"
+                        hard_misses.append(f"{NICE[target]} {noise} {ratio} {name}: {ours[metric]:.3f} vs "
+                                           f"`{others[metric].idxmax()}` {others[metric].max():.3f}")
     lines.append("2. AUC within 0.005 of the best other method in every cell: "
                  + ("met." if not misses else "NOT met in " + "; ".join(misses) + "."))
-    lines.append(f"3. Beats every other method in AUC and mAP on the hard cells ({', '.join(_setting(*h) for h in hard)}): "
+    lines.append("3. Beats every other method in AUC and mAP on the hard cells "
+                 f"({', '.join(_setting(*h) for h in hard)}): "
                  + ("met." if not hard_misses else "NOT met: " + "; ".join(hard_misses) + "."))
     return lines
 
@@ -117,15 +119,17 @@ def render_sections(results: dict, plan: dict, variants: dict, default: str, sou
     lines = [f"## Detection on real data: transfer and learned control, {title} (issues 14 and 24)", "",
              f"Machine: {results['machine']}.  ",
              f"Command: `{results['command']}` (OMP_NUM_THREADS=1 per worker); wall time "
-             f"{results['seconds'] / 60:.1f} min (" + ", ".join(f"{k} {v / 60:.1f} min" for k, v in results["stages"].items())
-             + ")" + (f"; {results['reused']} of {results['jobs']} jobs were reused from an earlier run's cache, so this "
-                      "time is not the grid's cost" if results.get("reused") else "") + ".", "",
+             f"{results['seconds'] / 60:.1f} min ("
+             + ", ".join(f"{k} {v / 60:.1f} min" for k, v in results["stages"].items())
+             + ")" + (f"; {results['reused']} of {results['jobs']} jobs were reused from an earlier run's cache, so "
+                      "this time is not the grid's cost" if results.get("reused") else "") + ".", "",
              "Setup. " + "; ".join(
                  f"{NICE[name]}: {d.net_type}, {d.epochs} epochs, batch {d.batch_size}, lr {d.lr}"
                  + (f", a fixed subset of {d.train_subset:,} of the 60,000 training images (numpy default_rng(0) "
                     "permutation; 10% of it held out for early stopping), full 10,000-image test set"
                     if d.train_subset else ", 1,437 train / 360 test") for name, d in data.items())
-             + f". Noise settings {', '.join(_setting(*s) for s in settings)}; seeds {', '.join(map(str, plan['seeds']))}; "
+             + f". Noise settings {', '.join(_setting(*s) for s in settings)}; "
+             f"seeds {', '.join(map(str, plan['seeds']))}; "
              "dynamics recorded in the training pass; mean ± std over seeds (population std). Every detector and the "
              f"learned control is trained on source runs (seed {source_seed}) of the *other* dataset (← names it): "
              "no row of a dataset's table saw that dataset. `corpus` = every source run of bench/detection.py's "
@@ -133,19 +137,23 @@ def render_sections(results: dict, plan: dict, variants: dict, default: str, sou
              "weak and strong models, one run recorded in eval mode); `control` = logistic regression on the "
              "within-run percentiles of aum, confidence, variability, correctness, forgetting, loss and last_prob, "
              f"fitted on exactly the `{default}` detector's source runs. Baselines: mislabel/scoring/baselines.py"
-             + (f"; cleanlab with 4-fold cross-validated probabilities on {', '.join(NICE[c] for c in plan['cleanlab'])} only "
-                "(each run costs 4 extra trainings)" if plan["cleanlab"] else "; cleanlab left out") + ".", "",
+             + ("; cleanlab with 4-fold cross-validated probabilities on "
+                f"{', '.join(NICE[c] for c in plan['cleanlab'])} only (each run costs 4 extra trainings)"
+                if plan["cleanlab"] else "; cleanlab left out") + ".", "",
              "| variant | features | readout | bidirectional | seq_len | LSTM | gate | trained on |",
              "|---|---|---|---|---|---|---|---|"]
     for name, spec in variants.items():
-        sources = spec["sources"] if spec["sources"] == "corpus" else ", ".join(_setting(r.noise, r.ratio) for r in spec["sources"])
+        sources = (spec["sources"] if spec["sources"] == "corpus"
+                   else ", ".join(_setting(r.noise, r.ratio) for r in spec["sources"]))
         lines.append(f"| {name}{' (default)' if name == default else ''} | {spec['features']} | {spec['readout']} | "
                      f"{'yes' if spec['bidirectional'] else 'no'} | {spec['seq_len'] or 'as recorded'} | "
                      f"{spec['num_layers']}x{spec['hidden_size']}, {spec['epochs']} epochs | "
-                     f"{'LSTM vs AUM, ' + str(spec['gate_folds']) + '-fold' if spec.get('gate_folds') else 'no'} | {sources} |")
+                     f"{'LSTM vs AUM, ' + str(spec['gate_folds']) + '-fold' if spec.get('gate_folds') else 'no'} | "
+                     f"{sources} |")
     for metric, header in (("auc", "AUC"), ("map", "mAP")):
         for target in data:
-            lines += ["", f"### {header} on {NICE[target]} (rows: method; ← the dataset a learned method was trained on)", ""]
+            lines += ["", f"### {header} on {NICE[target]} (rows: method; ← the dataset a learned method was trained "
+                      "on)", ""]
             lines += _detection_table(detection, target, metric, settings)
     means = grid_means(detection)
     lines += ["", "### Every method's mean over the whole grid (both datasets, every setting and seed)", "",

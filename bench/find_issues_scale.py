@@ -29,20 +29,21 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout first: runner.py, the seed names
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from tqdm import tqdm
+
+from common import replace_section
+from mislabel.scoring.baselines import BASELINES
+from mislabel.scoring.metrics import detection_metrics
+from mislabel.training.budget import DEFAULT_BUDGET_MINUTES
+from mislabel.data.formats import FASHION_MNIST_SYSTEM_DIR, read_idx
+from mislabel.data.noise import corrupt_labels
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from PIL import Image  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from common import replace_section  # noqa: E402
-from mislabel.scoring.baselines import BASELINES  # noqa: E402
-from mislabel.scoring.metrics import detection_metrics  # noqa: E402
-from mislabel.training.budget import DEFAULT_BUDGET_MINUTES  # noqa: E402
-from mislabel.data.formats import FASHION_MNIST_SYSTEM_DIR, read_idx  # noqa: E402
-from mislabel.data.noise import corrupt_labels  # noqa: E402
 
 NOISE_RATIO = 0.2
 NOISE_SEED = 1
@@ -87,8 +88,8 @@ def run_find_issues(data: Path, out: Path, budget: float, extra: list[str]) -> d
     if measured.is_file():
         return json.loads(measured.read_text())
     out.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "mislabel.commands.find_issues", str(data), "--out", str(out), "--budget", str(budget),
-               "--no_hflip", *extra]
+    command = [sys.executable, "-m", "mislabel.commands.find_issues", str(data), "--out", str(out),
+               "--budget", str(budget), "--no_hflip", *extra]
     report = out.parent / f"{out.name}.rusage.json"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     started = time.monotonic()
@@ -124,7 +125,8 @@ def render(results: list[dict], limit: int, budget: float, command: str, only_fu
              f"{os.environ.get('OMP_NUM_THREADS', 'unset')}). Each run is a whole `find_issues` command (scan, "
              f"training, scoring, report) on a class-folder tree of {limit:,} 28 px PNG files with "
              f"{NOISE_RATIO:.0%} replaced labels; AUC/mAP against the replacements.", "",
-             "| noise | budget | recipe | wall | predicted | peak RSS | AUC | mAP | best baseline | its AUC | its mAP |",
+             "| noise | budget | recipe | wall | predicted | peak RSS | AUC | mAP | best baseline | its AUC "
+             "| its mAP |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         plan = r["plan"]

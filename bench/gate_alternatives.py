@@ -26,23 +26,25 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout first: runner.py, the seed names
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/, for the scripts it shares
+
+import numpy as np
+import pandas as pd
+
+from common import machine
+from detection import control_path, detector_path, other_dataset, run_config, source_folders, variant_recipe
+from detection_plans import PLANS, VARIANTS
+from mislabel.core.dynamics import Dynamics, load_dynamics
+from mislabel.scoring.baselines import aum, confidence, correctness, loss
+from mislabel.scoring.control import control_scores, load_control
+from mislabel.scoring.features import correct, percentile
+from mislabel.scoring.gate import fit_gate, gate_weight
+from mislabel.scoring.summary import concentration
+from mislabel.scoring.lstm import load_detector
+from mislabel.scoring.predict import detector_scores
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from common import machine  # noqa: E402
-from detection import control_path, detector_path, other_dataset, run_config, source_folders, variant_recipe  # noqa: E402
-from detection_plans import PLANS, VARIANTS  # noqa: E402
-from mislabel.core.dynamics import Dynamics, load_dynamics  # noqa: E402
-from mislabel.scoring.baselines import aum, confidence, correctness, loss  # noqa: E402
-from mislabel.scoring.control import control_scores, load_control  # noqa: E402
-from mislabel.scoring.features import correct, percentile  # noqa: E402
-from mislabel.scoring.gate import concentration, fit_gate, gate_weight  # noqa: E402
-from mislabel.scoring.lstm import load_detector  # noqa: E402
-from mislabel.scoring.predict import detector_scores  # noqa: E402
 
 FOLDS = 3
 WORK = Path("/tmp/mislabel_bench_detection/full")
@@ -72,7 +74,8 @@ def stack_inputs(lstm: np.ndarray, dyn: Dynamics, with_statistics: bool) -> np.n
     ranked = np.stack([percentile(lstm)] + [percentile(fn(dyn)) for fn in BASELINES.values()], axis=1)
     if not with_statistics:
         return ranked
-    return np.concatenate([ranked, (ranked[:, :, None] * statistics(dyn)[None, None, :]).reshape(len(ranked), -1)], axis=1)
+    crossed = (ranked[:, :, None] * statistics(dyn)[None, None, :]).reshape(len(ranked), -1)
+    return np.concatenate([ranked, crossed], axis=1)
 
 
 def fit_stack(runs: list[tuple[np.ndarray, Dynamics]], with_statistics: bool):
@@ -82,7 +85,8 @@ def fit_stack(runs: list[tuple[np.ndarray, Dynamics]], with_statistics: bool):
     x, y = np.concatenate(inputs), np.concatenate([dyn.flipped for _, dyn in runs]).astype(int)
     weight = np.concatenate([np.full(len(i), len(x) / (len(i) * len(inputs))) for i in inputs])
     mean, std = x.mean(axis=0), np.maximum(x.std(axis=0), 1e-9)
-    model = LogisticRegression(C=0.05, class_weight="balanced", max_iter=3000).fit((x - mean) / std, y, sample_weight=weight)
+    model = LogisticRegression(C=0.05, class_weight="balanced", max_iter=3000)
+    model.fit((x - mean) / std, y, sample_weight=weight)
     return lambda lstm, dyn: model.decision_function((stack_inputs(lstm, dyn, with_statistics) - mean) / std)
 
 
@@ -135,7 +139,8 @@ def main() -> None:
                          for name, value in scores.items()]
     frame = pd.DataFrame(rows)
     cells = frame.groupby(["dataset", "cell", "method"])[["auc", "map"]].mean()
-    best = frame[frame.reference].groupby(["dataset", "cell", "method"])[["auc", "map"]].mean().groupby(level=[0, 1]).max()
+    references = frame[frame.reference].groupby(["dataset", "cell", "method"])[["auc", "map"]].mean()
+    best = references.groupby(level=[0, 1]).max()
     print(f"Machine: {machine()}. Command: `python bench/gate_alternatives.py`.\n")
     print("| candidate | mean AUC | mean mAP | worst cell, AUC short of the best reference | worst cell, mAP short |")
     print("|---|---|---|---|---|")

@@ -30,20 +30,21 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout first: runner.py, the seed names
+
+import torch
+import torch.nn.functional as F
+
+from common import cpu_name
+from data_throughput import torchvision_pil, write_random_cifar10
+from mislabel.training.accel import Acceleration
+from mislabel.training.recorder import Recorder
+from mislabel.training.loop import Recipe, Recording, evaluate, fit
+from mislabel.models import build_model
+from runner import RunConfig, Runner
+from mislabel.core.device import pick_device, seed_everything
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-
-from common import cpu_name  # noqa: E402
-from data_throughput import torchvision_pil, write_random_cifar10  # noqa: E402
-from mislabel.training.accel import Acceleration  # noqa: E402
-from mislabel.training.recorder import Recorder  # noqa: E402
-from mislabel.training.loop import Recipe, Recording, evaluate, fit  # noqa: E402
-from mislabel.models import build_model  # noqa: E402
-from runner import RunConfig, Runner  # noqa: E402
-from mislabel.core.device import pick_device, seed_everything  # noqa: E402
 
 # ---------------------------------------------------------------------------------------------
 # Settings

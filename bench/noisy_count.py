@@ -26,18 +26,20 @@ import argparse
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout first: runner.py, the seed names
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/, for the scripts it shares
+
+import numpy as np
+
+from common import machine
+from detection import detector_path, other_dataset, run_config
+from detection_plans import DEFAULT_VARIANT, GRID_SETTINGS, PLANS, SOURCE_SEED
+from mislabel.core.dynamics import load_dynamics
+from mislabel.scoring.count import DEFAULT_WINDOW, estimate_noisy_count
+from mislabel.scoring.summary import summarize
+from mislabel.training.crossval import load_pred_probs
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-
-import numpy as np  # noqa: E402
-
-from common import machine  # noqa: E402
-from detection import detector_path, other_dataset, run_config  # noqa: E402
-from detection_plans import DEFAULT_VARIANT, GRID_SETTINGS, PLANS, SOURCE_SEED  # noqa: E402
-from mislabel.core.dynamics import load_dynamics  # noqa: E402
-from mislabel.scoring.count import DEFAULT_WINDOW, estimate_noisy_count  # noqa: E402
-from mislabel.training.crossval import load_pred_probs  # noqa: E402
 
 SETTINGS = tuple(dict.fromkeys(GRID_SETTINGS + (("confusion", "0.2"), ("confusion", "0.4"))))
 WINDOWS = ((0.0, 0.1), (0.0, 0.2), (0.0, 0.25), (0.0, 0.3), (0.0, 0.4), (0.0, 0.5), (0.0, 0.75), (0.0, 1.0), (0.5, 1.0))
@@ -47,17 +49,18 @@ def counts(folder: Path, detector: Path | None) -> dict[str, float | None]:
     """Every estimator's count on one run, and the truth; None where an estimator has no input."""
     dyn = load_dynamics(folder)
     probs = load_pred_probs(folder, dyn)
-    default = estimate_noisy_count(dyn)
+    summary = summarize(dyn)
+    default = estimate_noisy_count(summary)
     truth = float(dyn.flipped.sum())
     row: dict[str, float | None] = {"truth": truth, "covered": float(default.likely[0] <= truth <= default.likely[1]),
                                     "cl_dyn": default.estimate,
-                                    "cl_dyn_early": estimate_noisy_count(dyn, window=(0.0, 0.3)).estimate,
-                                    "cl_dyn_whole": estimate_noisy_count(dyn, window=(0.0, 1.0)).estimate,
+                                    "cl_dyn_early": estimate_noisy_count(summarize(dyn, window=(0.0, 0.3))).estimate,
+                                    "cl_dyn_whole": estimate_noisy_count(summarize(dyn, window=(0.0, 1.0))).estimate,
                                     "cl_heldout": None, "cleanlab": None, "old_rule": None}
     if probs is not None:
         from cleanlab.count import num_label_issues
 
-        row["cl_heldout"] = estimate_noisy_count(dyn, pred_probs=probs[0]).estimate
+        row["cl_heldout"] = estimate_noisy_count(summary, pred_probs=probs[0]).estimate
         row["cleanlab"] = float(num_label_issues(dyn.assigned, probs[0]))
     row["auto"] = row["cl_heldout"] if row["cl_heldout"] is not None else row["cl_dyn"]
     if detector is not None and detector.is_file():
@@ -76,8 +79,8 @@ def lstm_count(dyn, detector: Path) -> float:
     return float(np.count_nonzero(detector_scores(loaded.model, ungated, dyn) >= DETECTOR_THRESHOLD))
 
 
-COLUMNS = (("auto", "remove_ratio auto (held-out where present)"), ("cl_dyn", "CL, dynamics (default window)"), ("cl_dyn_early", "CL, dynamics (first 30%)"),
-           ("cl_dyn_whole", "CL, dynamics (whole run)"),
+COLUMNS = (("auto", "remove_ratio auto (held-out where present)"), ("cl_dyn", "CL, dynamics (default window)"),
+           ("cl_dyn_early", "CL, dynamics (first 30%)"), ("cl_dyn_whole", "CL, dynamics (whole run)"),
            ("cl_heldout", "CL, held-out probs"), ("cleanlab", "cleanlab num_label_issues"),
            ("old_rule", "old rule (LSTM >= 0.5)"))
 
@@ -145,7 +148,7 @@ def window_sweep(work: Path, plan: dict) -> None:
         dyn = load_dynamics(folder)
         grid = grid_recipe(plan, summary, dyn.num_classes)
         truth = float(dyn.flipped.sum())
-        row = [estimate_noisy_count(dyn, window=window).estimate / truth - 1 for window in WINDOWS]
+        row = [estimate_noisy_count(summarize(dyn, window=window)).estimate / truth - 1 for window in WINDOWS]
         errors[grid].append(row)
         print(f"| {folder.parent.name} | {'*' if grid else ''} | {truth:,.0f} | "
               + " | ".join(f"{e:+.0%}" for e in row) + " |")
@@ -168,7 +171,8 @@ def ratio_sweep(work: Path, plan: dict) -> None:
         if summary is None or summary.get("dataset") not in plan["data"]:
             continue
         dyn = load_dynamics(folder)
-        ratios[summary.get("seed") == SOURCE_SEED].append(float(dyn.flipped.sum()) / max(1, estimate_noisy_count(dyn).estimate))
+        estimate = estimate_noisy_count(summarize(dyn)).estimate
+        ratios[summary.get("seed") == SOURCE_SEED].append(float(dyn.flipped.sum()) / max(1, estimate))
     low, high = np.percentile(ratios[True], [5, 95])
     held = np.mean([(low <= r <= high) for r in ratios[False]])
     print(f"Machine: {machine()}. {len(ratios[True])} seed-{SOURCE_SEED} runs: true / estimated count 5th percentile "

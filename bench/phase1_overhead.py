@@ -23,15 +23,16 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout first: runner.py, the seed names
+
+import torch
+
+from mislabel.training.recorder import Recorder
+from mislabel.training.loop import Recipe, Recording, fit
+from runner import RunConfig, Runner
+from common import cpu_name
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import torch  # noqa: E402
-
-from mislabel.training.recorder import Recorder  # noqa: E402
-from mislabel.training.loop import Recipe, Recording, fit  # noqa: E402
-from runner import RunConfig, Runner  # noqa: E402
-from common import cpu_name  # noqa: E402
 
 VARIANTS = ("no recording", "td_mode train", "td_mode eval")
 

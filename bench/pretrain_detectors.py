@@ -29,17 +29,18 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout first: runner.py, the seed names
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from common import logged, run_stage  # noqa: E402
-from detection import (control_path, corpus, detector_path, job_detector, job_phase1, prepare_data,  # noqa: E402
+from common import logged, run_stage
+from detection import (control_path, corpus, detector_path, job_detector, job_phase1, prepare_data,
                        run_config, variant_recipe)
-from detection_plans import DEFAULT_VARIANT, PLANS, VARIANTS  # noqa: E402
-from mislabel.scoring.control import DEFAULT_CONTROL  # noqa: E402
-from mislabel.scoring.lstm import DEFAULT_DETECTOR  # noqa: E402
+from detection_plans import DEFAULT_VARIANT, PLANS, VARIANTS
+from mislabel.scoring.control import DEFAULT_CONTROL
+from mislabel.scoring.lstm import DEFAULT_DETECTOR
+
+ROOT = Path(__file__).resolve().parents[1]
 
 PRETRAINED = DEFAULT_DETECTOR.parent   # where the library reads the shipped detectors from
 DATASET = "fashion_mnist"
@@ -72,8 +73,8 @@ def store_heldout(folder: Path, out: Path) -> None:
     dyn = load_dynamics(folder)
     rng = np.random.default_rng(0)
     share = HELDOUT_SAMPLE / dyn.num_samples
-    rows = np.sort(np.concatenate([rng.permutation(np.flatnonzero(dyn.flipped == kind))[:int(round(share * np.sum(dyn.flipped == kind)))]
-                                   for kind in (True, False)]))
+    rows = np.sort(np.concatenate([rng.permutation(np.flatnonzero(dyn.flipped == kind))
+                                   [:int(round(share * np.sum(dyn.flipped == kind)))] for kind in (True, False)]))
     np.savez_compressed(out, td=dyn.td[rows, :, :1], labels=dyn.labels[rows, :1], margin=dyn.margin[rows],
                         pred=dyn.pred[rows], indices=dyn.indices[rows], flipped=dyn.flipped[rows])
 
@@ -130,7 +131,8 @@ def card(name: str, plan: dict, detector: Path, variant: str) -> dict:
                  "bench/detection.py CORPUS lists each run's recipe")
     else:
         noise = "{} {} (synthetic, seed {})".format(*SINGLE_RUN[name], TRAIN_SEED)
-        model = f"{data.net_type} (LeNet-5), SGD lr {data.lr} (Nesterov 0.9, steps at 50%/75%), batch {data.batch_size}, {data.epochs} epochs"
+        model = (f"{data.net_type} (LeNet-5), SGD lr {data.lr} (Nesterov 0.9, steps at 50%/75%), "
+                 f"batch {data.batch_size}, {data.epochs} epochs")
     return {
         "detector": f"{name}.pth.tar",
         "data": f"Fashion-MNIST, fixed subset of {data.train_subset:,} training images (bench/detection.py); "

@@ -29,12 +29,13 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout first: runner.py, the seed names
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from common import cpu_name  # noqa: E402
+import numpy as np
+import torch
+from common import cpu_name
+
+ROOT = Path(__file__).resolve().parents[1]
 
 BATCH = 1024
 

@@ -283,13 +283,15 @@ def report(specs: list[RunSpec]) -> str:
         lines.append(f"| {' | '.join(map(str, key[:3]))} {key[3]} | "
                      + " | ".join(f"{m[f'auc {name}']:.3f}" for name in SHOWN)
                      + f" | {m['auc seeded']:.3f} ({', '.join(runs['chosen'])}) | {m['default short by']:.3f} "
-                       f"| {m['seeded short by']:.3f} | {m['count']:.0f} / {m['true count']:.0f} ({m['count error']:+.0%}) "
+                       f"| {m['seeded short by']:.3f} | {m['count']:.0f} / {m['true count']:.0f} "
+                       f"({m['count error']:+.0%}) "
                        f"| {runs['covered'].sum()}/{len(runs)} | {m['seed recall']:.2f} / {m['true recall']:.2f} |")
     worst = means[["default short by", "seeded short by"]].max()
     lines += ["", f"Runs: {len(frame)}. Worst cell short of the best other score: default (unseeded) "
               f"{worst['default short by']:.3f}, seeded choice {worst['seeded short by']:.3f}; mean AUC default "
               f"{frame['auc detector'].mean():.4f}, seeded {frame['auc seeded'].mean():.4f}, best single other "
-              f"{max(frame[f'auc {n}'].mean() for n in SHOWN if n != 'detector'):.4f}. Count within 25% of the truth in "
+              f"{max(frame[f'auc {n}'].mean() for n in SHOWN if n != 'detector'):.4f}. "
+              f"Count within 25% of the truth in "
               f"{int((means['count error'].abs() <= 0.25).sum())} of {len(means)} cells; likely range held the truth "
               f"in {int(frame['covered'].sum())} of {len(frame)} runs; measured recall within 0.10 of the true "
               f"recall in {int((means['recall error'].abs() <= 0.10).sum())} of {len(means)} cells."]

@@ -21,11 +21,12 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout first: runner.py, the seed names
 
-import numpy as np  # noqa: E402
-from common import cpu_name  # noqa: E402
+import numpy as np
+from common import cpu_name
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def synthetic_run(samples: int, epochs: int, classes: int = 10, topk: int = 1, seed: int = 0):

@@ -30,12 +30,44 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 import torch
 
+from mislabel.core.device import pick_device
 from mislabel.data.decode import open_rgb
-from mislabel.training.budget import StepCosts, family, time_step, training_flops
+from mislabel.models import build_model
+from mislabel.training.budget import StepCosts, family, training_flops
 
 CONFIGS = (("lenet", 5, 32, 128), ("lenet", 5, 32, 32), ("resnet", 20, 32, 128), ("resnet", 20, 32, 32),
            ("resnet", 32, 32, 128), ("resnet", 20, 64, 128), ("resnet", 18, 32, 128), ("resnet", 18, 64, 128),
            ("resnet", 18, 128, 64), ("resnet", 18, 128, 32))
+
+
+TIMED_STEPS = 3   # after one warm-up step; the mean of these is a measured step time
+
+
+def time_step(net_type: str, depth: int, num_classes: int, in_channels: int, side: int, batch_size: int,
+              device: str, widen_factor: int | None = None) -> float:
+    """Measured seconds of one SGD step (one warm-up, then the mean of ``TIMED_STEPS``): what the
+    cost tables of ``mislabel.training.budget`` are calibrated with. Leaves torch's global RNG as it was."""
+    target = pick_device(device)
+    cpu_state = torch.get_rng_state()
+    try:
+        model = build_model(net_type, depth, num_classes, in_channels=in_channels, image_size=side,
+                            widen_factor=widen_factor).to(target)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        images = torch.randn(batch_size, in_channels, side, side, device=target)
+        labels = torch.randint(0, num_classes, (batch_size,), device=target)
+        seconds = []
+        for _ in range(1 + TIMED_STEPS):
+            started = time.perf_counter()
+            loss = torch.nn.functional.cross_entropy(model(images), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if target.type == "cuda":
+                torch.cuda.synchronize(target)
+            seconds.append(time.perf_counter() - started)
+    finally:
+        torch.set_rng_state(cpu_state)
+    return sum(seconds[1:]) / TIMED_STEPS
 
 
 DECODE_SIDES = ((28, "png"), (32, "png"), (64, "jpg"), (256, "jpg"), (375, "jpg"), (512, "jpg"))
@@ -81,7 +113,8 @@ def main() -> None:
                                                 np.array([t - 0.0 for _, _, t in lenet]), rcond=None)
     rates: dict[str, list[float]] = {}
     for net, depth, _, batch, flops, seconds in rows:
-        rates.setdefault(family(net, depth), []).append(max(0.0, seconds - batch * per_image - per_step) / (batch * flops))
+        rate = max(0.0, seconds - batch * per_image - per_step) / (batch * flops)
+        rates.setdefault(family(net, depth), []).append(rate)
     table = {name: float(np.median(values)) for name, values in rates.items()}
     table["default"] = max(table.values())  # an unmeasured family: the slowest rate, so budgets hold
     costs = StepCosts(tuple(sorted(table.items())), float(per_image), float(per_step), 0.0, 0.0)

@@ -17,16 +17,17 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout first: runner.py, the seed names
 
-from mislabel.scoring.baselines import BASELINES  # noqa: E402
-from mislabel.scoring.lstm import load_detector  # noqa: E402
-from mislabel.scoring.metrics import detection_metrics  # noqa: E402
-from mislabel.scoring.predict import get_order  # noqa: E402
-from mislabel.commands.cli import check_args  # noqa: E402
-from mislabel.core.dynamics import load_dynamics  # noqa: E402
-from common import cpu_name  # noqa: E402
+from mislabel.scoring.baselines import BASELINES
+from mislabel.scoring.lstm import load_detector
+from mislabel.scoring.metrics import detection_metrics
+from mislabel.scoring.predict import get_order
+from mislabel.commands.cli import check_args
+from mislabel.core.dynamics import load_dynamics
+from common import cpu_name
+
+ROOT = Path(__file__).resolve().parents[1]
 
 RUNS = {"detector": ("1", "0.3", "uniform"), "unseen": ("2", "0.2", "flip")}
 

@@ -246,7 +246,8 @@ def run(argv: list[str] | None = None, preset: str = "generic") -> Path:
         device, rows = runner.device, torch.as_tensor(runner.train_indices)
         images = train_images[rows].to(device)
         train_labels = torch.as_tensor(labels)[rows]
-        views = ViewBatches(images, train_labels, data.mean, data.std, config.batch_size, device, augment, seed=args.seed)
+        views = ViewBatches(images, train_labels, data.mean, data.std, config.batch_size, device, augment,
+                            seed=args.seed)
         warmup = TensorBatches(images, train_labels, data.mean, data.std, 2 * config.batch_size, device, augment,
                                shuffle=True, seed=args.seed)
         eval_train = TensorBatches(images, train_labels, data.mean, data.std, 512, device)
@@ -257,7 +258,8 @@ def run(argv: list[str] | None = None, preset: str = "generic") -> Path:
                                  image_size=int(images.shape[-1]), pretrained_path=args.pretrained_path).to(device)
                      for _ in range(2))  # built one after the other, so the two start from different weights
         log = train_dividemix(nets, views, warmup, eval_train, test, config, correct,
-                              on_epoch=lambda rows_so_far: atomic_write_csv(folder / "train_log.csv", rows_so_far, LOG_COLUMNS))
+                              on_epoch=lambda rows_so_far: atomic_write_csv(folder / "train_log.csv", rows_so_far,
+                                                                            LOG_COLUMNS))
         atomic_torch_save({f"net{k}": {key: value.detach().cpu() for key, value in net.state_dict().items()}
                            for k, net in enumerate(nets, start=1)}, folder / "model.pth")
         accuracies = [row["test_accuracy"] for row in log]

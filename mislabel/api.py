@@ -8,35 +8,42 @@
     train_detector(["my_run"], out="my_detector.pth.tar")             # from runs with synthetic flips
 
 ``find_issues(folder_or_csv, out=..., budget=...)`` is the whole find_issues command on your own
-labelled images, returning its suspects table. ``Recorder`` is the very class ``generate_td`` records with, so ``my_run`` is a run folder like
-any other: ``train_detector.py``, ``compare`` and ``denoise`` accept it. ``rank`` puts the learned
-detector next to the hand-crafted baselines of ``mislabel.scoring.baselines``.
+labelled images, returning its suspects table; ``compare(run_folder, detectors)`` scores a run with
+every method side by side and writes compare's tables and plots into the folder. ``Recorder`` is the
+very class ``generate_td`` records with, so ``my_run`` is a run folder like any other:
+``train_detector.py``, ``compare`` and ``denoise`` accept it. ``rank`` puts the learned detector next
+to the hand-crafted baselines of ``mislabel.scoring.baselines``.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import asdict
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 
 from mislabel.core.dynamics import Dynamics, load_dynamics, subset_dynamics, validate_dynamics
 from mislabel.core.device import pick_device
-from mislabel.core.user_input import UserError
+from mislabel.core.user_input import UserError, check_output_folder
 from mislabel.issue_finder import find_issues
+from mislabel.reports.comparison import Comparison, write_comparison
 from mislabel.reports.datalab import to_datalab
-from mislabel.reports.suspects import predicted_labels
-from mislabel.scoring.count import estimate_noisy_count, flag_top
-from mislabel.scoring.metrics import detection_metrics
+from mislabel.scoring.baselines import BASELINES
+from mislabel.scoring.count import estimate_noisy_count, flag_first
 from mislabel.scoring.detector_training import DetectorRecipe, train_detector
+from mislabel.scoring.memorisation import before_memorisation
 from mislabel.scoring.methods import DEFAULT_RANK_METHODS, RANK_METHODS
+from mislabel.scoring.metrics import detection_metrics
 from mislabel.scoring.scores import DEFAULT_CONTROL, DEFAULT_DETECTOR, load_detectors, score
 from mislabel.scoring.seeding import (SEED_KINDS, SEEDED_CANDIDATES, SeededLabels, choose_score, seed_flips,
                                       seeded_rows)
+from mislabel.scoring.summary import summarize
+from mislabel.training.crossval import load_pred_probs
 from mislabel.training.recorder import Recorder
 
-__all__ = ["Recorder", "rank", "score", "seed_flips", "find_issues", "train_detector", "DetectorRecipe", "to_datalab",
-           "DEFAULT_CONTROL", "DEFAULT_DETECTOR", "DEFAULT_METHODS"]
+__all__ = ["Recorder", "rank", "score", "seed_flips", "SeededLabels", "compare", "Comparison", "find_issues",
+           "train_detector", "DetectorRecipe", "to_datalab", "DEFAULT_CONTROL", "DEFAULT_DETECTOR", "DEFAULT_METHODS"]
 
 DEFAULT_METHODS = DEFAULT_RANK_METHODS
 
@@ -78,7 +85,9 @@ def rank(run: RunLike, detector: str | os.PathLike | None = None, methods: Seque
         with columns index, given_label, predicted_label (highest mean probability over training;
         ``mislabel.reports.suspects`` defines the names), true_label and flipped when known, flagged
         (the first method's top rows, as many as the run's estimated number of wrong labels,
-        ``mislabel.scoring.count``), then one score column per method. ``table.attrs`` holds
+        ``mislabel.scoring.count``), then one score column per method. Every score and the count read
+        the epochs before the run memorised its labels (``mislabel.scoring.memorisation``; all of them
+        when it did not). ``table.attrs`` holds ``scored_epochs`` (how many were read),
         ``estimated_wrong_labels`` (the count and its ranges) and, when the flips are known,
         ``metrics``: each method's AUC, mAP and precision figures.
     :param seeded: what ``seed_flips`` returned for the labels this run trained on (or the bare dataset
@@ -103,17 +112,19 @@ def rank(run: RunLike, detector: str | os.PathLike | None = None, methods: Seque
             raise UserError(f"no detector given and none shipped at {DEFAULT_DETECTOR}; pass detector=<file from "
                             "train_detector.py> or leave 'detector' out of methods")
         detectors = load_detectors([DEFAULT_DETECTOR if detector is None else detector], pick_device(device))
+    scored, _ = before_memorisation(dyn)
     seeds, kinds = _seeds(dyn, seeded)
     unseeded = None if seeds is None else np.setdiff1d(np.arange(dyn.num_samples), seeds)
-    count = estimate_noisy_count(dyn if seeds is None else subset_dynamics(dyn, unseeded))
+    summary = summarize(scored)
+    count = estimate_noisy_count(summary if seeds is None else summarize(subset_dynamics(scored, unseeded)))
     candidates = [] if seeds is None else [name for name in SEEDED_CANDIDATES if name not in methods]
-    results = {r.name: r for r in score(dyn, [name for name in methods if name != "detector"] + candidates,
-                                        detectors, count=count.estimate)}
+    results = {r.name: r for r in score(scored, [name for name in methods if name != "detector"] + candidates,
+                                        detectors, count=count.estimate, summary=summary)}
     if detectors:
         results["detector"] = results.pop(detectors[0].name)
     scores = {name: results[name].scores for name in methods}
     lead = scores[methods[0]]
-    table = pd.DataFrame({"index": dyn.indices, "given_label": dyn.assigned, "predicted_label": predicted_labels(dyn)})
+    table = pd.DataFrame({"index": dyn.indices, "given_label": dyn.assigned, "predicted_label": summary.predicted})
     if dyn.true_labels is not None:
         table["true_label"] = dyn.true_labels
     if dyn.flipped is not None:
@@ -126,7 +137,7 @@ def rank(run: RunLike, detector: str | os.PathLike | None = None, methods: Seque
         lead = results[choice.method].scores
         table["seeded"] = np.isin(np.arange(dyn.num_samples), seeds)
         flagged = np.zeros(dyn.num_samples, bool)
-        flagged[unseeded] = flag_top(lead[unseeded], count.estimate)
+        flagged[unseeded] = flag_first(np.argsort(-lead[unseeded], kind="stable"), count.estimate)
         table["flagged"] = flagged
         table["score"] = lead
         found = lead[seeds] >= _lowest(lead, flagged)
@@ -136,15 +147,40 @@ def rank(run: RunLike, detector: str | os.PathLike | None = None, methods: Seque
         if dyn.flipped is not None:
             metrics = {name: detection_metrics(results[name].scores[unseeded], dyn.flipped[unseeded])
                        for name in (*methods, choice.method)}
-    else:
-        table["flagged"] = flag_top(lead, count.estimate)
+    order = np.argsort(-lead, kind="stable")
+    if seeds is None:
+        table["flagged"] = flag_first(order, count.estimate)
     for name, values in scores.items():
         table[name] = values
-    order = np.argsort(-lead, kind="stable")
     table = table.iloc[order].reset_index(drop=True)
+    table.attrs["scored_epochs"] = scored.num_epochs
     table.attrs["estimated_wrong_labels"] = asdict(count)
     table.attrs["metrics"] = metrics
     return table
+
+
+def compare(run: str | os.PathLike, detectors: Sequence[str | os.PathLike] = (), device: str = "auto") -> Comparison:
+    """Score a run folder with every method side by side and write the comparison into it.
+
+    :param run: a run folder (``generate_td`` or ``Recorder.save``); the outputs are written there.
+    :param detectors: detector files from ``train_detector.py``, each a row after the baselines,
+        cleanlab (when ``crossval_probs`` wrote ``pred_probs_cv.npy`` into the folder) and the shipped
+        learned control.
+    :param device: for the detectors: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda[:N]"``.
+    :returns: a ``Comparison``: each method's scores, timing and metrics (AUC, mAP, precision at k
+        where the flips are known), comparison.md's text and the files written (comparison.csv/.md,
+        scores.csv, datamap.png, roc_pr.png; ``mislabel.reports.comparison``). Everything is read and
+        checked before the first file is written, and the files replace the old ones together.
+    """
+    folder = Path(run)
+    dyn = load_dynamics(folder)
+    check_output_folder(folder, "run folder", "copy the run folder somewhere writable and compare the copy")
+    held_out = load_pred_probs(folder, dyn)
+    loaded = load_detectors(list(detectors), pick_device(device))
+    methods = [*BASELINES, *(["cleanlab"] if held_out is not None else []),
+               *(["control"] if DEFAULT_CONTROL.is_file() else [])]
+    results = score(before_memorisation(dyn)[0], methods, loaded, None if held_out is None else held_out[0])
+    return write_comparison(folder, dyn, results, None if held_out is None else held_out[1])
 
 
 def _seeds(dyn: Dynamics, seeded: SeededLabels | Sequence[int] | np.ndarray | None

@@ -9,9 +9,9 @@
     plan a recipe              (``mislabel.training.plan`` and ``budget``: deterministic, printed)
     phase 1 through the Runner (checkpointed: rerunning continues; a finished run is reused)
     score every sample         (``mislabel.scoring.scores.score``: detector(s), control, baselines)
-    outputs                    suspects.csv, cleaned.csv, relabel.csv, datamap.png, report.html,
-                               find_issues.json, skipped.txt, datalab_issues.csv, budget_plan.json
-                               (``mislabel.reports``)
+    outputs                    suspects.csv, cleaned.csv, weights.csv, relabel.csv, datamap.png,
+                               report.html, find_issues.json, skipped.txt, datalab_issues.csv,
+                               budget_plan.json, scan.json (``mislabel.reports``)
 
 No noise is injected: the labels are the user's (``ImageData.real_noise``: no known flips), and the
 flips are what we are looking for. The
@@ -47,19 +47,21 @@ from mislabel.pipeline import Runner
 from mislabel.reports.datalab import datalab_table
 from mislabel.reports.issues_actions import action_writes, advice, cleaned_table, relabel_table, weights_table
 from mislabel.reports.issues_report import write_report
-from mislabel.reports.plots import plot_datamap
+from mislabel.reports.plots import datamap_png
 from mislabel.reports.summary import read_summary
-from mislabel.reports.suspects import spreadsheet_safe, suspects_table, written
+from mislabel.reports.suspects import spreadsheet_safe, suspects_table
 from mislabel.run_config import RunConfig
 from mislabel.scoring.baselines import BASELINES
 from mislabel.scoring.cleaning import clean_labels
-from mislabel.scoring.count import NoisyCount, estimate_noisy_count, flag_top
+from mislabel.scoring.count import NoisyCount, estimate_noisy_count
 from mislabel.scoring.scores import DEFAULT_CONTROL, DEFAULT_DETECTOR, Detector, load_detectors, score
+from mislabel.scoring.summary import SampleSummary, summarize
 from mislabel.training.budget import (BudgetChoice, Clock, Workload, accuracy_note, minutes, plan_within_budget,
                                       scan_seconds)
 from mislabel.training.plan import Plan, candidate_plans, default_plan
 
-__all__ = ["IssueFinder", "IssueResult", "find_issues", "score_suspects", "KEY_FILE", "RECORD_FILE"]
+__all__ = ["IssueFinder", "IssueResult", "ScoredRun", "UsableFiles", "find_issues", "score_suspects", "KEY_FILE",
+           "RECORD_FILE"]
 
 KEY_FILE = "find_issues_key.json"   # in the phase-1 folder: which data and settings produced it
 RECORD_FILE = "find_issues.json"    # in the output folder: the request, the plan, the summary
@@ -76,48 +78,72 @@ class IssueResult:
     summary: str
 
 
+@dataclass
+class UsableFiles:
+    """The request's decodable files: the keep masks of (train, test) over the listing, the kept
+    training files (phase 1's rows: dynamics index i is ``train_files[i]``) and the skipped files
+    (relative path -> why)."""
+
+    keep: tuple[np.ndarray, np.ndarray]
+    train_files: list[str]
+    skipped: dict[str, str]
+
+
+@dataclass
+class ScoredRun:
+    """The scored run: suspects.csv's table (most suspicious first), ``order`` (table row -> dynamics
+    row), the count that set the flags, the run's per-sample summary and the flagged dynamics rows,
+    most suspicious first."""
+
+    table: pd.DataFrame
+    order: np.ndarray
+    count: NoisyCount
+    summary: SampleSummary
+    flagged_rows: np.ndarray
+
+
 class IssueFinder:
-    """One find_issues request, step by step (module docstring); ``run`` does them all."""
+    """One find_issues request, step by step (module docstring); ``run`` does them all. The device
+    (joining torchrun's process group, if any) and the detectors are set up at construction: every
+    later step reads them, and a bad detector file is refused before any work."""
 
     def __init__(self, options: IssueOptions, clock: Clock | None = None) -> None:
         self.options, self.clock = options, clock or Clock()
+        self.device = distributed.start(pick_device(options.run.device))
+        self.detectors, self.detector_note = self._detectors()
 
     # --- the pipeline ---------------------------------------------------------------------------
     def run(self) -> IssueResult | None:
         """The whole request; None on the ranks other than 0 under torchrun (they only train)."""
         o = self.options
-        self.device = distributed.start(pick_device(o.run.device))  # joins torchrun's process group, if any
         listing = list_data(o.data, o.run.seed, o.allow_outside)
         listed = np.bincount(listing.train_labels, minlength=len(listing.class_names))
         if (listed == 0).any():  # a CSV's integer labels may skip an index
             empty = listing.class_names[int(np.argmax(listed == 0))]
             raise UserError(f"class {empty!r} has no training images in {listing.root}; add images or renumber "
                             "the labels without gaps")
-        detectors, detector_note = self._detectors()
         out = Path(o.out) if o.out else Path(o.run.results_dir) / "find_issues" / listing.name
         earlier = distributed.on_main(lambda: self._earlier_results(out))  # before the scan: other data
         unique = list(dict.fromkeys(listing.train_files + listing.test_files))
         scan = check_images(unique, out / SCAN_FILE)
-        keep, skipped = self._usable(listing, unique, scan, out)  # skipped: relative path -> why
-        num_train = int(keep[0].sum())
+        usable = self._usable(listing, unique, scan, out)
         median_side = int(np.median(scan.short_side[scan.ok]))
-        choice = self._plan(listing, keep, len(unique), median_side)
+        choice = self._plan(listing, usable, len(unique), median_side)
         config = self._phase1_config(listing, choice.plan, out)
-        self._refuse_other_phase1(out, earlier, config.td_dir)
-        key = self._run_key(listing, keep[0], choice.plan)
+        self._refuse_other_phase1(out, earlier, config.td_dir)  # nothing is written before this
+        key = self._run_key(listing, usable, choice.plan)
         must_train = distributed.on_main(lambda: _must_train(config.td_dir, key, config.overwrite))
         if distributed.is_main():
-            print(f"recipe: {choice.plan.describe()} (for {num_train} images of median side {median_side}px; "
-                  "--net_type --depth --num_epochs --batch_size --lr --image_size --storage override it)")
+            print(f"recipe: {choice.plan.describe()} (for {len(usable.train_files)} images of median side "
+                  f"{median_side}px; --net_type --depth --num_epochs --batch_size --lr --image_size --storage "
+                  "override it)")
             print("\n".join(choice.lines))
         save_plan = functools.partial(self._save_plan, out, scan, choice)
-        dyn, summary = self._phase1(listing, keep, choice, config, key, must_train, save_plan)
+        dyn, summary = self._phase1(listing, usable, choice, config, key, must_train, save_plan)
         if not distributed.is_main():
             return None
-        files = [f for f, k in zip(listing.train_files, keep[0]) if k]
-        table, count, order = score_suspects(dyn, listing, files, detectors)
-        return self._write(out, listing, keep, files, skipped, dyn, table, count, order, choice, summary, config,
-                           detectors, detector_note)
+        scored = score_suspects(dyn, listing, usable.train_files, self.detectors)
+        return self._write(out, listing, usable, dyn, scored, choice, summary, config)
 
     def _detectors(self) -> tuple[list[Detector], str]:
         """Load every detector before any training, so a bad file costs seconds, not hours (on every
@@ -129,10 +155,9 @@ class IssueFinder:
         return (load_detectors(paths, self.device),
                 "detector" + ("s " if len(paths) > 1 else " ") + ", ".join(map(str, paths)))
 
-    def _usable(self, listing: Listing, unique: list[str], scan: Scan, out: Path
-                ) -> tuple[tuple[np.ndarray, np.ndarray], dict[str, str]]:
-        """The decodable files of each split (keep masks) and the skipped ones (relative path -> why);
-        refuses a class left without readable training images and a test split left empty."""
+    def _usable(self, listing: Listing, unique: list[str], scan: Scan, out: Path) -> UsableFiles:
+        """The decodable files of each split and the skipped ones; refuses a class left without
+        readable training images and a test split left empty."""
         ok = dict(zip(unique, scan.ok))
         failed = sorted(scan.failures)
         skipped = dict(zip(listing.relative([unique[i] for i in failed]), (scan.failures[i] for i in failed)))
@@ -151,15 +176,14 @@ class IssueFinder:
                             "or remove the class")
         if not keep[1].any():
             raise UserError(f"no readable test images in {listing.root}; replace the unreadable files")
-        return keep, skipped
+        return UsableFiles(keep, [f for f, k in zip(listing.train_files, keep[0]) if k], skipped)
 
-    def _plan(self, listing: Listing, keep: tuple[np.ndarray, np.ndarray], num_files: int,
-              median_side: int) -> BudgetChoice:
+    def _plan(self, listing: Listing, usable: UsableFiles, num_files: int, median_side: int) -> BudgetChoice:
         """The recipe: the data's full one, or under a budget the best rung predicted to fit."""
         o = self.options
-        num_train = int(keep[0].sum())
+        num_train = len(usable.train_files)
         full = default_plan(num_train, median_side)
-        work = Workload(num_train=num_train, num_valid=0, num_test=int(keep[1].sum()),
+        work = Workload(num_train=num_train, num_valid=0, num_test=int(usable.keep[1].sum()),
                         num_classes=len(listing.class_names), in_channels=3, side=full.image_size,
                         file_side=median_side, scored=num_train)
         return plan_within_budget(candidate_plans(full, num_train, o.fixed), work, str(self.device), o.budget,
@@ -174,11 +198,11 @@ class IssueFinder:
                        image_size=plan.image_size, td_folder=str(folder),
                        recipe=replace(run.recipe, epochs=plan.epochs, batch_size=plan.batch_size, lr=plan.lr))
 
-    def _run_key(self, listing: Listing, keep: np.ndarray, plan: Plan) -> dict:
+    def _run_key(self, listing: Listing, usable: UsableFiles, plan: Plan) -> dict:
         """What must match for a phase-1 folder to be continued or reused: the data and every setting."""
-        files = [f for f, k in zip(listing.train_files, keep) if k]
-        labels = listing.train_labels[keep]
-        digest = hashlib.sha256("\n".join(f"{f}\t{y}" for f, y in zip(listing.relative(files), labels)).encode(
+        labels = listing.train_labels[usable.keep[0]]
+        pairs = zip(listing.relative(usable.train_files), labels)
+        digest = hashlib.sha256("\n".join(f"{f}\t{y}" for f, y in pairs).encode(
             "utf-8", "surrogateescape")).hexdigest()
         run = self.options.run
         return {"data": digest, "plan": asdict(plan), "seed": run.seed, "hflip": self.options.hflip,
@@ -186,9 +210,8 @@ class IssueFinder:
                 "widen_factor": run.widen_factor, "pretrained_path": run.pretrained_path, "td_mode": run.td_mode,
                 "td_topk": run.td_topk}
 
-    def _phase1(self, listing: Listing, keep: tuple[np.ndarray, np.ndarray], choice: BudgetChoice,
-                config: RunConfig, key: dict, must_train: bool, save_plan: Callable[[], None]
-                ) -> tuple[Dynamics | None, dict]:
+    def _phase1(self, listing: Listing, usable: UsableFiles, choice: BudgetChoice, config: RunConfig, key: dict,
+                must_train: bool, save_plan: Callable[[], None]) -> tuple[Dynamics | None, dict]:
         """Train and record unless a finished run of this data and settings (``key``) is already there
         (``must_train`` False); the dynamics (rank 0) and the run's summary. ``save_plan`` writes the
         first files into the output folder, once the last check that can refuse the request has passed."""
@@ -200,7 +223,7 @@ class IssueFinder:
                 save_plan()
                 return dyn, read_summary(td_dir) or {}
             return None, {}
-        runner = Runner(config, image_data(listing, *keep, plan.image_size, plan.in_memory, self.options.hflip),
+        runner = Runner(config, image_data(listing, *usable.keep, plan.image_size, plan.in_memory, self.options.hflip),
                         device=self.device)  # builds the model: a foreign --pretrained_path is refused here
         save_plan()
         if distributed.is_main():
@@ -244,55 +267,51 @@ class IssueFinder:
                             "another --out")
 
     # --- outputs ----------------------------------------------------------------------------------
-    def _write(self, out: Path, listing: Listing, keep, files: list[str], skipped: dict[str, str], dyn: Dynamics,
-               table: pd.DataFrame, count: NoisyCount, order: np.ndarray, choice: BudgetChoice, summary: dict,
-               config: RunConfig, detectors: list[Detector], detector_note: str) -> IssueResult:
+    def _write(self, out: Path, listing: Listing, usable: UsableFiles, dyn: Dynamics, scored: ScoredRun,
+               choice: BudgetChoice, summary: dict, config: RunConfig) -> IssueResult:
         """Every output, all or nothing: a failure leaves the previous set, not a mix."""
-        o, plan = self.options, choice.plan
-        flagged_rows = order[table["flagged"].to_numpy() == 1]
-        weights = clean_labels(dyn, flagged_rows, "downweight").weights
-        weighted = weights_table(listing, keep, {files[dyn.indices[row]]: float(weights[row]) for row in flagged_rows})
-        actions, action_notes = action_writes(out, cleaned_table(weighted, {files[i] for i in dyn.indices[flagged_rows]}),
-                                              weighted, relabel_table(dyn, listing.class_names, table, order))
-        flagged = int(table["flagged"].sum())
-        fallback = "" if detectors else f" [{detector_note}]"
-        line = (f"find_issues: {len(table)} samples scored, {flagged} flagged (the {flagged:,} highest scores){fallback}; "
-                f"report: {out / 'report.html'}; took {minutes(self.clock.elapsed())}")
+        o, plan, table = self.options, choice.plan, scored.table
+        flagged_files = [usable.train_files[i] for i in dyn.indices[scored.flagged_rows]]
+        weights = clean_labels(scored.summary, scored.flagged_rows, "downweight").weights[scored.flagged_rows]
+        weighted = weights_table(listing, usable.keep, dict(zip(flagged_files, weights.tolist())))
+        actions, action_notes = action_writes(out, cleaned_table(weighted, set(flagged_files)), weighted,
+                                              relabel_table(scored.summary, listing.class_names, table, scored.order))
+        flagged = len(scored.flagged_rows)
+        fallback = "" if self.detectors else f" [{self.detector_note}]"
+        line = (f"find_issues: {len(table)} samples scored, {flagged} flagged (the {flagged:,} highest scores)"
+                f"{fallback}; report: {out / 'report.html'}; took {minutes(self.clock.elapsed())}")
         accuracy = summary.get("test_accuracy")
         accuracy_label = ("held-out accuracy" if listing.held_out else
                           "accuracy on a 10% sample of the training images (in-sample: a sanity check)")
         budget = f"a {o.budget:g} min budget" if o.budget else "no budget (--budget 0: the full recipe)"
         settings = {"data": f"{listing.root} ({listing.layout})", "classes": str(len(listing.class_names)),
-                    "samples scored": str(len(table)), "unreadable images skipped": str(len(skipped)),
+                    "samples scored": str(len(table)), "unreadable images skipped": str(len(usable.skipped)),
                     "recipe": f"{plan.describe()}, momentum {config.recipe.momentum}, wd {config.recipe.weight_decay}, "
                               f"flips {'on' if o.hflip else 'off'}",
-                    "seed": str(config.seed), "scored by": detector_note,
-                    "threshold": f"the {flagged:,} highest scores ({count.describe()})",
+                    "seed": str(config.seed), "scored by": self.detector_note,
+                    "threshold": f"the {flagged:,} highest scores ({scored.count.describe()})",
                     accuracy_label: "n/a" if accuracy is None else f"{accuracy:.2%}",
                     "phase-1 run": str(config.td_dir),
                     "time": f"{minutes(self.clock.elapsed())} (predicted {minutes(choice.estimate.total)} after the "
                             f"scan, for {budget})", **action_notes}
-        what_to_do = advice(count, len(table), listing.held_out)
+        what_to_do = advice(scored.count, len(table), listing.held_out)
         record = {"summary": line, "advice": what_to_do, "settings": settings, "plan": asdict(plan), "flagged": flagged,
-                  "estimated_wrong_labels": asdict(count),
-                  "samples": len(table), "arguments": o.arguments(), "predicted_seconds": round(choice.estimate.total, 1),
+                  "estimated_wrong_labels": asdict(scored.count),
+                  "samples": len(table), "arguments": o.arguments(),
+                  "predicted_seconds": round(choice.estimate.total, 1),
                   "seconds": round(self.clock.elapsed(), 1),
                   "phase1": os.path.relpath(config.td_dir, out)}  # relative: a copied --out folder stays itself
         # the same ranking in cleanlab Datalab's get_issues("label") schema, rows in training-list order
         datalab = datalab_table(table["given_label"], table["predicted_label"], table["score"], table["flagged"] == 1,
-                                method="detector" if detectors else "aum", index=dyn.indices[order])
-        datalab["path"] = np.asarray(listing.relative(files), dtype=object)[datalab.index]
-        staged: dict[str, Path] = {}  # the report embeds the data map, read from its temporary file
-        skipped_lines = "".join(f"{p}\t{r}".replace("\n", "\\n") + "\n" for p, r in skipped.items())
-
-        def datamap(tmp: str) -> None:
-            staged["datamap"] = plot_datamap(dyn, tmp)
+                                method="detector" if self.detectors else "aum", index=dyn.indices[scored.order])
+        datalab["path"] = np.asarray(listing.relative(usable.train_files), dtype=object)[datalab.index]
+        skipped_lines = "".join(f"{p}\t{r}".replace("\n", "\\n") + "\n" for p, r in usable.skipped.items())
+        datamap = datamap_png(dyn)  # one picture: datamap.png and the report's copy
 
         def report(tmp: str) -> None:
             write_report(Path(tmp), title=f"Label issues in {listing.name}", summary=line, advice=what_to_do,
-                         settings=settings,
-                         table=table, root=listing.root, top=o.report_top, datamap=staged["datamap"],
-                         threshold=_lowest_flagged(table), skipped=list(skipped))
+                         settings=settings, table=table, root=listing.root, top=o.report_top, datamap=datamap,
+                         threshold=_lowest_flagged(table), skipped=list(usable.skipped))
 
         atomic_write_all({out / "skipped.txt": lambda tmp: Path(tmp).write_text(skipped_lines, encoding="utf-8",
                                                                                 errors="surrogateescape"),
@@ -300,7 +319,8 @@ class IssueFinder:
                                                                                            float_format="%.6f"),
                           out / DATALAB_FILE: lambda tmp: spreadsheet_safe(datalab).to_csv(tmp, index_label="index",
                                                                                             float_format="%.6f"),
-                          **actions, out / "datamap.png": datamap, out / "report.html": report,
+                          **actions, out / "datamap.png": lambda tmp: Path(tmp).write_bytes(datamap),
+                          out / "report.html": report,
                           out / RECORD_FILE: lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2) + "\n")})
         return IssueResult(out=out, table=table, summary=line)
 
@@ -325,23 +345,25 @@ def _must_train(td_dir: Path, key: dict, overwrite: bool) -> bool:
     return stored is None or read_summary(td_dir) is None
 
 
-def score_suspects(dyn: Dynamics, listing: Listing, files: list[str], detectors: list[Detector]
-                   ) -> tuple[pd.DataFrame, NoisyCount, np.ndarray]:
-    """suspects.csv (``mislabel.reports.suspects``) for the user's files: the detectors' mean score
-    when there are detectors, else -AUM; every method as a column. The flagged rows are the run's
-    estimated number of wrong labels (``mislabel.scoring.count``), most suspicious first. Also the
-    count and the order (table row -> dynamics row)."""
+def score_suspects(dyn: Dynamics, listing: Listing, files: list[str], detectors: list[Detector]) -> ScoredRun:
+    """suspects.csv (``mislabel.reports.suspects``) for the user's files (``files[i]``: dynamics index
+    i): the detectors' mean score when there are detectors, else -AUM; every method as a column. The
+    flagged rows are the run's estimated number of wrong labels (``mislabel.scoring.count``), most
+    suspicious first. The run's summary is computed once here, for the count, the gate, the actions
+    and the table."""
     # the learned control is a column beside the baselines it combines
     methods = [*(["control"] if DEFAULT_CONTROL.is_file() else []), *BASELINES]
-    count = estimate_noisy_count(dyn)
-    scored = score(dyn, methods, detectors, count=count.estimate)
+    summary = summarize(dyn)
+    count = estimate_noisy_count(summary)
+    scored = score(dyn, methods, detectors, count=count.estimate, summary=summary)
     baselines = {result.name: result.scores for result in scored[:len(methods)]}
     probs = {result.name: result.scores for result in scored[len(methods):]}
-    suspicion = written(np.mean(list(probs.values()), axis=0) if probs else baselines["aum"])
+    suspicion = np.mean(list(probs.values()), axis=0) if probs else baselines["aum"]
     paths = np.asarray(listing.relative(files), dtype=object)[dyn.indices]
-    table, order = suspects_table(dyn, suspicion, flag_top(suspicion, count.estimate), ("path", paths),
-                                  listing.class_names, {**probs, **baselines})
-    return table, count, order
+    table, order = suspects_table(dyn, summary, suspicion, count.estimate, ("path", paths), listing.class_names,
+                                  {**probs, **baselines})
+    return ScoredRun(table=table, order=order, count=count, summary=summary,
+                     flagged_rows=order[table["flagged"].to_numpy() == 1])
 
 
 def find_issues(data: str | os.PathLike, **settings) -> pd.DataFrame:

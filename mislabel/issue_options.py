@@ -112,7 +112,8 @@ def issue_options(data: str | os.PathLike, **settings) -> IssueOptions:
     actions = {action.dest: action for action in parser._actions if action.dest != "help"}
     unknown = sorted(set(settings) - set(actions))
     if unknown:
-        raise UserError(f"unknown find_issues settings {unknown}; use the flags' names, e.g. budget=5, net_type='lenet'")
+        raise UserError(f"unknown find_issues settings {unknown}; use the flags' names, e.g. budget=5, "
+                        "net_type='lenet'")
     args = argparse.Namespace(**{name: action.default for name, action in actions.items()})
     for name, value in {"data": data, **settings}.items():
         setattr(args, name, setting_value(actions[name], value))

@@ -35,7 +35,7 @@ from mislabel.data.noise import canonical_noise_type, corrupt_labels
 from mislabel.models import build_model
 from mislabel.reports.summary import denoise_table, format_metric, read_summary, write_summary
 from mislabel.run_config import RunConfig, valid_count
-from mislabel.scoring.cleaning import DEFAULT_ACTION, CleanedLabels, check_action, clean_labels
+from mislabel.scoring.cleaning import DEFAULT_ACTION, CleanedLabels, clean_labels
 from mislabel.training.accel import Acceleration
 from mislabel.training.checkpoint import CHECKPOINT_FILE, Checkpoint
 from mislabel.training.crossval import crossval_probs, predict_probs
@@ -44,7 +44,6 @@ from mislabel.training.recorder import Recorder
 
 if TYPE_CHECKING:  # imported where used: in-memory phase 1 needs neither (torchvision, sklearn.metrics)
     from mislabel.data.file_batches import FileBatches
-    from mislabel.scoring.metrics import MethodScores
     from mislabel.scoring.scores import Suspects
 
 __all__ = ["Runner", "RunConfig", "write_suspects_csv"]
@@ -62,7 +61,8 @@ class Runner:
         self.data: ImageData = data if data is not None else load_dataset(config.dataset, config.datadir, config.seed,
                                                                           config.image_size)
         if self.data.real_noise and config.ratio > 0:
-            raise UserError(f"{config.dataset} carries real-world noise; drop noise_ratio (no synthetic noise is added)")
+            raise UserError(f"{config.dataset} carries real-world noise; drop noise_ratio (no synthetic noise is "
+                            "added)")
         self.true_labels = self.data.train_labels.numpy()
         images = None if self.data.train_images is None else self.data.train_images.numpy()
         self.assigned_labels = corrupt_labels(self.true_labels, self.data.num_classes, config.ratio,
@@ -287,18 +287,17 @@ class Runner:
         """Phase 3: act on the suspects (``suspects``; ``action`` of ``mislabel.scoring.cleaning``:
         remove them, the seed's phase 3, or relabel, both, down-weight) and retrain; report detection
         and accuracy. The seed calls this step ``Runner.train``, kept as its alias."""
-        check_action(action)
         if action == "downweight":
             check_weighted_loss(self.config.recipe.loss_type)
         td_dir = Path(td_dir) if td_dir else self.config.td_dir
         folder = self.config.stage_dir("prune4retrain", f"{action}{remove_ratio}")  # the seed's: remove{ratio}
         self.refuse_finished(folder)
         dyn, chosen = self.suspects(detector_file, remove_ratio, td_dir)
-        cleaned = clean_labels(dyn, chosen.rows, action)
+        cleaned = clean_labels(chosen.summary, chosen.rows, action)  # refuses an unknown action, before any write
         self._check_retrainable(cleaned.labels, cleaned.keep, remove_ratio)
         with self.claimed(folder):
             if distributed.is_main():
-                write_suspects_csv(folder / "suspects.csv", dyn, chosen.ranking, len(chosen.rows))
+                write_suspects_csv(folder / "suspects.csv", dyn, chosen)
             ranking = chosen.ranking
             auc, ap = format_metric(ranking.auc), format_metric(ranking.map)
             print(f"detection AUC {auc}  mAP {ap}" if ranking.metrics else
@@ -333,11 +332,12 @@ class Runner:
         return self._train_and_save(folder, dyn.indices[kept], None, "retrain", labels=labels, weights=weights)
 
 
-def write_suspects_csv(path: Path, dyn: Dynamics, ranking: MethodScores, num_suspects: int) -> None:
+def write_suspects_csv(path: Path, dyn: Dynamics, suspects: Suspects) -> None:
     """suspects.csv of a denoise run (``mislabel.reports.suspects``: one schema with find_issues'),
-    most suspicious first; ``flagged`` marks the ``num_suspects`` that denoise acted on."""
+    most suspicious first; ``flagged`` marks the suspects that denoise acted on."""
     from mislabel.reports.suspects import suspects_table
-    from mislabel.scoring.count import flag_top
 
-    table, _ = suspects_table(dyn, ranking.scores, flag_top(ranking.scores, num_suspects), ("index", dyn.indices))
+    flagged = np.zeros(dyn.num_samples, dtype=bool)
+    flagged[suspects.rows] = True
+    table, _ = suspects_table(dyn, suspects.summary, suspects.ranking.scores, flagged, ("index", dyn.indices))
     atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))

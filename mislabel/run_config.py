@@ -118,7 +118,8 @@ class RunConfig:
         values = {f.name: getattr(args, f.name) for f in fields(cls) if f.name != "recipe" and hasattr(args, f.name)}
         default = Recipe()
         given = {field: getattr(args, flag, None) for flag, field in RECIPE_FLAGS.items()}
-        recipe = Recipe(**{field: getattr(default, field) if value is None else value for field, value in given.items()})
+        recipe = Recipe(**{field: getattr(default, field) if value is None else value
+                           for field, value in given.items()})
         return cls(**{**values, "recipe": recipe, **overrides})
 
     @property

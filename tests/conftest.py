@@ -22,11 +22,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout first: runner.py, the seed names
 
-from mislabel.core.user_input import UserError  # noqa: E402
-from mislabel.data.py2_pickle import dumps_py2  # noqa: E402
+from mislabel.core.user_input import UserError
+from mislabel.data.py2_pickle import dumps_py2
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # A recipe small enough for CI yet long enough that noisy labels leave a trace: a CIFAR ResNet-20
 # on 8x8 digits takes well under a second per epoch on two CPU cores.

@@ -2,9 +2,9 @@
 
 The test runs it in-process on one device, and as two gloo processes (DDP) forked (``ddp_fork``:
 the ranks inherit the loaded modules, so the run takes a second rather than two interpreter
-start-ups) from a fresh interpreter with one OpenMP thread. Each rank also saves every training batch's logits, targets and indices
-as it computed them (``batches_rank<r>.pt``), so the test can feed the very same values to a plain
-Recorder.
+start-ups) from a fresh interpreter with one OpenMP thread. Each rank also saves every training batch's
+logits, targets and indices as it computed them (``batches_rank<r>.pt``), so the test can feed the very
+same values to a plain Recorder.
 """
 from __future__ import annotations
 

@@ -25,7 +25,8 @@ from mislabel.core.dynamics import Dynamics
 from mislabel.core.user_input import UserError
 
 
-def dynamics_from_logits(logits: np.ndarray, assigned: np.ndarray, keep: int | None = None, flipped: np.ndarray | None = None) -> Dynamics:
+def dynamics_from_logits(logits: np.ndarray, assigned: np.ndarray, keep: int | None = None,
+                         flipped: np.ndarray | None = None) -> Dynamics:
     """Record logits ``[N, E, K]`` the way the training recorder does: channel 0 = assigned label,
     then the other classes by mean probability, the first ``keep`` channels stored."""
     num_samples, num_epochs, num_classes = logits.shape

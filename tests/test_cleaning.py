@@ -9,7 +9,8 @@ from mislabel.core.dynamics import Dynamics
 from mislabel.core.run_options import Recipe
 from mislabel.core.user_input import UserError
 from mislabel.data.datasets import TensorBatches
-from mislabel.scoring.cleaning import ACTIONS, clean_labels, suggested_labels
+from mislabel.scoring.cleaning import ACTIONS, clean_labels
+from mislabel.scoring.summary import summarize
 from mislabel.training.loop import fit
 
 EPOCHS = 4
@@ -28,7 +29,7 @@ def recorded(given_probability: list[float], other_probability: list[float], oth
 
 # sample 0 clean; 1 and 2 suspects the network preferred class 2 / 1 for; 3 a suspect it still
 # gave its label more probability than any other class
-RUN = recorded([0.9, 0.2, 0.1, 0.5], [0.05, 0.7, 0.8, 0.3], [1, 2, 1, 2])
+RUN = summarize(recorded([0.9, 0.2, 0.1, 0.5], [0.05, 0.7, 0.8, 0.3], [1, 2, 1, 2]))
 SUSPECTS = np.array([1, 2, 3])
 
 
@@ -47,11 +48,13 @@ def test_each_action_touches_the_suspects_only() -> None:
 
 
 def test_suggestions_need_a_second_channel() -> None:
-    suggestion, probability = suggested_labels(RUN)
-    assert suggestion.tolist() == [1, 2, 1, 2] and np.allclose(probability, [0.05, 0.7, 0.8, 0.3], atol=1e-3)
-    given_only = Dynamics(td=RUN.td[:, :, :1], labels=RUN.labels[:, :1], margin=RUN.margin, pred=RUN.pred,
-                          indices=RUN.indices, num_classes=3)
-    assert np.isnan(suggested_labels(given_only)[1]).all()
+    assert RUN.suggested.tolist() == [1, 2, 1, 2] and np.allclose(RUN.suggested_probability, [0.05, 0.7, 0.8, 0.3],
+                                                                   atol=1e-3)
+    assert RUN.predicted.tolist() == [0, 2, 1, 0]   # the given label where it kept more probability
+    two = recorded([0.9, 0.2, 0.1, 0.5], [0.05, 0.7, 0.8, 0.3], [1, 2, 1, 2])
+    given_only = summarize(Dynamics(td=two.td[:, :, :1], labels=two.labels[:, :1], margin=two.margin, pred=two.pred,
+                                    indices=two.indices, num_classes=3))
+    assert np.isnan(given_only.suggested_probability).all() and (given_only.predicted == 0).all()
     for action in ("relabel", "hybrid"):
         with pytest.raises(UserError, match="--action remove"):
             clean_labels(given_only, SUSPECTS, action)

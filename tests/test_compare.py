@@ -17,7 +17,8 @@ from conftest import run_python, run_sh
 from mislabel.scoring.baselines import BASELINES
 from mislabel.scoring.control import DEFAULT_CONTROL
 from mislabel.scoring.lstm import LSTMDetector, detector_config, save_detector
-from mislabel.commands.compare import compare
+import mislabel
+from mislabel.commands.compare import main as compare_main
 from mislabel.training.crossval import fold_assignment
 from mislabel.core.user_input import UserError
 from mislabel.core.dynamics import load_dynamics, save_dynamics
@@ -65,7 +66,7 @@ def assert_png(path: Path) -> None:
 
 
 def test_compare_lists_every_method_and_matches_sklearn(run_copy, detector, capsys) -> None:
-    compare(run_copy, [detector], device="cpu")
+    compare_main([str(run_copy), str(detector), "--device", "cpu"])
     printed = capsys.readouterr().out
     table = pd.read_csv(run_copy / "comparison.csv")
     methods = [*BASELINES, *CONTROL, "lstm:tiny_0.2_lstm_detector"]
@@ -131,7 +132,7 @@ def test_compare_without_known_flips(run_copy, capsys) -> None:
     metadata = torch.load(run_copy / "metadata.pth", weights_only=True)
     del metadata["label_flipped"], metadata["true_targets"]
     torch.save(metadata, run_copy / "metadata.pth")
-    compare(run_copy, device="cpu")
+    compare_main([str(run_copy), "--device", "cpu"])
     printed = capsys.readouterr().out
     assert "need known flips" in printed
     table = pd.read_csv(run_copy / "comparison.csv")
@@ -146,7 +147,7 @@ def test_compare_notes_top_k_dynamics(run_copy, capsys) -> None:
     dyn = load_dynamics(run_copy)
     dyn.td, dyn.labels = dyn.td[:, :, :3], dyn.labels[:, :3]
     save_dynamics(run_copy, dyn)
-    compare(run_copy, device="cpu")
+    compare_main([str(run_copy), "--device", "cpu"])
     assert "td stores 3 of 10 classes" in capsys.readouterr().out
     notes = pd.read_csv(run_copy / "comparison.csv").set_index("method")["note"]
     assert "2 strongest competitors" in notes["confidence_tracking"]
@@ -156,11 +157,21 @@ def test_bad_input_writes_nothing(run_copy, tmp_path) -> None:
     junk = tmp_path / "junk.pth.tar"
     junk.write_bytes(b"not a detector")
     with pytest.raises(UserError, match="not a detector"):
-        compare(run_copy, [junk], device="cpu")
+        mislabel.compare(run_copy, [junk], device="cpu")
+    with pytest.raises(UserError, match="is a folder, expected a file"):
+        mislabel.compare(run_copy, [tmp_path], device="cpu")
     np.save(run_copy / "pred_probs_cv.npy", np.ones((3, 10), dtype=np.float32))
     with pytest.raises(UserError, match="shape"):
-        compare(run_copy, device="cpu")
+        mislabel.compare(run_copy, device="cpu")
     assert not any((run_copy / name).exists() for name in OUTPUTS)
+
+
+def test_the_library_call_returns_what_it_wrote(run_copy, capsys) -> None:
+    comparison = mislabel.compare(run_copy, device="cpu")
+    assert capsys.readouterr().out == ""   # printing is the command's
+    assert [r.name for r in comparison.results] == [*BASELINES, *CONTROL]
+    assert (run_copy / "comparison.md").read_text() == comparison.markdown
+    assert sorted(p.name for p in comparison.written) == sorted(OUTPUTS)
 
 
 def test_folds_are_stratified_and_seeded() -> None:

@@ -7,7 +7,8 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from mislabel.scoring.baselines import confidence_tracking, confidence_tracking_early
-from mislabel.scoring.control import CONTROL_SCORES, control_inputs, control_scores, fit_control, load_control, save_control
+from mislabel.scoring.control import (CONTROL_SCORES, control_inputs, control_scores, fit_control, load_control,
+                                      save_control)
 from mislabel.scoring.features import build_features, class_transitions
 from mislabel.core.dynamics import Dynamics
 from mislabel.core.user_input import UserError

@@ -66,7 +66,8 @@ def test_the_schema_is_datalabs_and_the_rules_hold(ranked):
     assert_same_schema(by_aum, theirs)
     assert ((by_aum["label_score"] > 0) & (by_aum["label_score"] < 1)).all()
     assert int(by_aum["is_label_issue"].sum()) == count        # as many, AUM's own top rows
-    assert by_aum["label_score"][by_aum["is_label_issue"]].max() <= by_aum["label_score"][~by_aum["is_label_issue"]].min()
+    issues = by_aum["is_label_issue"]
+    assert by_aum["label_score"][issues].max() <= by_aum["label_score"][~issues].min()
 
 
 def test_class_names_and_dataset_indices(ranked):

@@ -16,7 +16,8 @@ from conftest import refused, run_sh, write_class_folders, write_cub
 from mislabel.commands import repair as repair_cli
 from data_debug_dm import train as train_cli
 from data_debug_dm.dividemix import clean_probability
-from mislabel.scoring.repair import repair_paths
+from mislabel.core.user_input import UserError
+from mislabel.scoring.repair import read_repair, repair_paths
 from mislabel.scoring.lstm import LSTMDetector, detector_config, load_detector, save_detector
 from mislabel.scoring.predict import get_order
 from runner import Runner, RunConfig
@@ -190,3 +191,12 @@ def test_run_sh_forwards_the_dividemix_commands():
         assert done.returncode == 0 and f"data_debug_dm/{script}" in done.stdout
         assert "--r 0.2 --repair_ratio 0.05" in done.stdout
     assert run_sh("repair", "only_a_folder", env={"TESTRUN": "1"}).returncode == 2
+
+
+def test_a_damaged_repair_sidecar_is_one_line_naming_it(tmp_path):
+    """The meta file beside a repair list is read as every record is (``read_record``)."""
+    labels, meta = tmp_path / "repair0.1.json", tmp_path / "repair0.1.meta.json"
+    labels.write_text("[0, 1, 2]\n")
+    meta.write_text("{not json")
+    with pytest.raises(UserError, match=f"{meta} is damaged"):
+        read_repair(labels, num_train=3, num_classes=3)

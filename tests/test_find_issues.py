@@ -72,7 +72,8 @@ def test_ranks_the_moved_files_high(digits_folder, finished):
     assert "recipe: lenet5, 20 epochs, batch 32" in done.stdout
     datalab = pd.read_csv(out / "datalab_issues.csv", keep_default_na=False, dtype={"given_label": str})
     assert list(datalab.columns) == ["index", "is_label_issue", "label_score", "given_label", "predicted_label", "path"]
-    assert datalab["index"].tolist() == list(range(len(table))) and datalab["is_label_issue"].sum() == table["flagged"].sum()
+    assert datalab["index"].tolist() == list(range(len(table)))
+    assert datalab["is_label_issue"].sum() == table["flagged"].sum()
     assert sorted(datalab["path"]) == sorted(table["path"])
     # the flags are the run's estimated count, which the report and the record state with its ranges
     record = json.loads((out / RECORD_FILE).read_text())

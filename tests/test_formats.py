@@ -68,7 +68,8 @@ def test_reading_cifar_pickles_loads_no_image_file_library(tmp_path: Path) -> No
             f"load_dataset('cifar10', {str(tmp_path)!r}, 0); "
             "print(sorted(m for m in ('pandas', 'PIL', 'torchvision', 'sklearn') if m in sys.modules))")
     root = Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=120, check=False)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=120,
+                          check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
 

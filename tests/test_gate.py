@@ -20,7 +20,8 @@ from mislabel.scoring.lstm import load_detector, save_detector
 from mislabel.scoring.metrics import detection_metrics
 from mislabel.scoring.predict import detector_scores, sequence_scores
 from mislabel.scoring.features import build_features
-from mislabel.scoring.gate import CENTRES, STEEPNESS, check_gate, concentration, fit_gate, gate_weight, gated_scores
+from mislabel.scoring.gate import CENTRES, STEEPNESS, check_gate, fit_gate, gate_weight, gated_scores
+from mislabel.scoring.summary import concentration, summarize
 from mislabel.scoring.count import estimate_noisy_count
 from train_detector import main as train_main
 
@@ -42,7 +43,8 @@ def synthetic_dynamics(seed: int, pair: bool, num_samples: int = 240, epochs: in
     other = (1 - prob) * 0.9
     pred = np.where(prob > other, assigned[:, None], true[:, None]).astype(np.int16)
     return Dynamics(td=np.stack([prob, other], axis=2).astype(np.float16),
-                    labels=np.stack([assigned, np.where(flipped, true, (true + 1) % CLASSES)], axis=1), margin=(4 * (prob - other)).astype(np.float16),
+                    labels=np.stack([assigned, np.where(flipped, true, (true + 1) % CLASSES)], axis=1),
+                    margin=(4 * (prob - other)).astype(np.float16),
                     pred=pred, indices=np.arange(num_samples), flipped=flipped, true_labels=true)
 
 
@@ -64,7 +66,8 @@ def test_concentration_tells_class_structured_mistakes_from_scattered_ones() -> 
     assert concentration(synthetic_dynamics(0, pair=True)) == pytest.approx(1.0)
     assert concentration(synthetic_dynamics(0, pair=False)) < 0.6
     fully_fit = synthetic_dynamics(1, pair=True)
-    fully_fit = replace(fully_fit, pred=np.repeat(fully_fit.assigned[:, None], fully_fit.num_epochs, axis=1).astype(np.int16))
+    always_right = np.repeat(fully_fit.assigned[:, None], fully_fit.num_epochs, axis=1).astype(np.int16)
+    fully_fit = replace(fully_fit, pred=always_right)
     assert concentration(fully_fit) == 1.0
 
 
@@ -92,8 +95,8 @@ def test_gated_scores_put_the_estimated_count_above_one_half() -> None:
     dyn = synthetic_dynamics(2, pair=False)
     lstm = np.linspace(0.0, 1.0, dyn.num_samples)
     gate = {"format": "mislabel-gate/1", "base": "aum", "centre": 0.4, "steepness": 10.0}
-    scores = gated_scores(gate, lstm, dyn)
-    count = estimate_noisy_count(dyn).estimate
+    scores = gated_scores(gate, lstm, summarize(dyn))
+    count = estimate_noisy_count(summarize(dyn)).estimate
     assert 0 < count != np.count_nonzero(lstm >= 0.5)  # the run's count, not the LSTM's own
     assert np.count_nonzero(scores >= 0.5) == count
     assert scores.min() >= 0.0 and scores.max() == 1.0 and len(np.unique(scores)) == dyn.num_samples
@@ -115,7 +118,7 @@ def test_the_gate_rides_in_the_detector_file_and_leaves_the_lstm_as_it_was(three
     unseen = synthetic_dynamics(7, pair=True)
     scores = detector_scores(model, config, unseen)
     lstm = sequence_scores(model, build_features(unseen, config["features"], config["seq_len"]))
-    np.testing.assert_allclose(scores, gated_scores(config["gate"], lstm, unseen))
+    np.testing.assert_allclose(scores, gated_scores(config["gate"], lstm, summarize(unseen)))
     assert not np.allclose(scores, lstm)
     assert detection_metrics(scores, unseen.flipped)["auc"] > 0.95
 

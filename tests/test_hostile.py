@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-import mislabel.commands.compare
+import mislabel.reports.comparison
 import runner
 import train_detector
 from conftest import ROOT, RUN_SUBDIR, TINY, refused, run_sh, snapshot
@@ -99,6 +99,11 @@ def test_raw_pickle_detector_is_one_line_without_warnings(tiny_run, tmp_path):
     refused(run_sh("compare", str(tiny_run), str(raw)), "not a detector")
 
 
+def test_a_folder_given_as_detector_file_is_named_a_folder(tiny_run, tmp_path):
+    refused(lambda: compare_main([str(tiny_run), str(tmp_path), "--device", "cpu"]),
+            f"detector file {tmp_path} is a folder, expected a file", unchanged=[tiny_run])
+
+
 # ---------------------------------------------------------------------------------------------
 # 3: damaged dynamics, refused where they are read
 # ---------------------------------------------------------------------------------------------
@@ -136,7 +141,8 @@ def test_damaged_dynamics_are_refused_by_every_reader(tiny_run, tmp_path, how, c
                                   "--remove_ratio", "0.2", "--results_dir", results]),
         "repair": (repair_cli.main, [str(run), str(DETECTOR), "0.1", "--device", "cpu"]),
         "train_dividemix": (dividemix_cli.main, ["--dataset", "digits", "--seed", "5", "--r", "0.3", "--noise_mode",
-                                                 "sym", "--net_type", "lenet", "--depth", "5", "--num_epochs", "2", "--warm_up", "1",
+                                                 "sym", "--net_type", "lenet", "--depth", "5", "--num_epochs", "2",
+                                                 "--warm_up", "1",
                                                  "--repair_ratio", "0.1", "--td_dir", str(run), "--detector_file",
                                                  str(DETECTOR), "--device", "cpu", "--results_dir", results]),
         "train_detector": (train_detector.main, ["--r", "0.3", "--dataset", "digits", "--files_path", str(run),
@@ -181,7 +187,7 @@ def test_full_disk_during_compare_leaves_the_previous_set(tiny_run, tmp_path, mo
     shutil.copytree(tiny_run, run)
     compare_main([str(run), "--device", "cpu"])
     before = snapshot(run)
-    monkeypatch.setattr(mislabel.commands.compare, "plot_datamap", no_space)  # after the tables, before roc_pr.png
+    monkeypatch.setattr(mislabel.reports.comparison, "plot_datamap", no_space)  # after the tables, before roc_pr.png
     refused(lambda: compare_main([str(run), str(DETECTOR), "--device", "cpu"]),
             f"no space left on device while writing {run / 'datamap.png'}", "free space or set RESULTS_DIR")
     assert snapshot(run) == before  # the new comparison.md/.csv and scores.csv were not renamed in

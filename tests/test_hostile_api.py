@@ -58,13 +58,16 @@ DETECTOR_DAMAGES = {
     "hidden_size huge": (lambda b: dict(b, config=dict(b["config"], hidden_size=10**9)), "'hidden_size' is 1000000000"),
     "seq_len -5": (lambda b: dict(b, config=dict(b["config"], seq_len=-5)), "'seq_len' is -5"),
     "readout unknown": (lambda b: dict(b, config=dict(b["config"], readout="mean")), "'readout' is 'mean'"),
-    "unknown feature": (lambda b: dict(b, config=dict(b["config"], features=["prob", "loss"])), "unknown features ['loss']"),
+    "unknown feature": (lambda b: dict(b, config=dict(b["config"], features=["prob", "loss"])),
+                        "unknown features ['loss']"),
     "config a list": (lambda b: dict(b, config=[1, 2]), "config is a list, expected a dict"),
     "state_dict a list": (lambda b: dict(b, state_dict=[1, 2]), "state_dict is not a dict of tensors"),
     "state_dict missing": (lambda b: without(b, "state_dict"), "state_dict is not a dict of tensors"),
-    "weights of another size": (lambda b: dict(b, config=dict(b["config"], hidden_size=16)), "do not match the architecture"),
+    "weights of another size": (lambda b: dict(b, config=dict(b["config"], hidden_size=16)),
+                                "do not match the architecture"),
     "a weight missing": (lambda b: dict(b, state_dict=without(b["state_dict"], "head.bias")), "'head.bias'"),
-    "NaN weights": (lambda b: dict(b, state_dict={k: torch.full_like(v, float("nan")) for k, v in b["state_dict"].items()}),
+    "NaN weights": (lambda b: dict(b, state_dict={k: torch.full_like(v, float("nan"))
+                                                  for k, v in b["state_dict"].items()}),
                     "NaN"),
 }
 

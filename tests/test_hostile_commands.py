@@ -100,7 +100,8 @@ def test_formula_cells_are_quoted_and_read_back(tmp_path):
 
 def test_out_inside_the_data_is_refused_at_once(tmp_path):
     data = _class_folder(tmp_path / "data")
-    refused(lambda: find_issues_main([str(data), "--out", str(data / "_out")]), "inside the data folder", unchanged=[data])
+    refused(lambda: find_issues_main([str(data), "--out", str(data / "_out")]), "inside the data folder",
+            unchanged=[data])
 
 
 def test_a_full_disk_at_the_first_write_names_the_file(tmp_path, monkeypatch):

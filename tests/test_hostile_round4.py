@@ -133,8 +133,8 @@ def test_both_doors_refuse_a_wrong_type_and_an_out_of_range_value(name, tmp_path
     data, out = class_folders(tmp_path / "imgs"), tmp_path / "out"
     (tmp_path / "FILE").write_text("a file\n")
     monkeypatch.chdir(tmp_path)  # relative names (FILE, missing.pt) resolve here
-    line = refused(lambda: mislabel.find_issues(data, **{"out": out, name: wrong_type}), f"{name}={wrong_type!r} is not",
-                   unchanged=[tmp_path])
+    line = refused(lambda: mislabel.find_issues(data, **{"out": out, name: wrong_type}),
+                   f"{name}={wrong_type!r} is not", unchanged=[tmp_path])
     kind = line.split(" is not ")[1].split(" (")[0]
     if unparsable is not None:
         refused(lambda: find_issues_main([str(data), "--out", str(out), f"--{name}", unparsable]), f"--{name}",

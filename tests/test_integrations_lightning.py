@@ -21,7 +21,7 @@ from conftest import ROOT
 from lightning_fit import CLASSES, EPOCHS, SAMPLES
 
 from mislabel import rank
-from mislabel.commands.compare import compare
+from mislabel.commands.compare import main as compare_main
 from mislabel.core.dynamics import Dynamics, load_dynamics, load_metadata
 from mislabel.core.files import torch_load
 from mislabel.core.user_input import UserError
@@ -66,7 +66,7 @@ def test_one_process_records_what_the_recorder_records_and_rank_and_compare_read
 
     table = rank(tmp_path, methods=("aum", "confidence"))
     assert sorted(table["index"]) == list(range(SAMPLES)) and set(table.attrs["metrics"]) == {"aum", "confidence"}
-    compare(tmp_path, device="cpu")
+    compare_main([str(tmp_path), "--device", "cpu"])
     methods = pd.read_csv(tmp_path / "comparison.csv")["method"].tolist()
     assert "aum" in methods and "| aum |" in capsys.readouterr().out
 

@@ -7,7 +7,8 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mislabel"
-ABOVE_THE_LIBRARY = ("mislabel.commands", "mislabel.__main__", "mislabel.pipeline", "mislabel.issue_finder", "mislabel.api")
+ABOVE_THE_LIBRARY = ("mislabel.commands", "mislabel.__main__", "mislabel.pipeline", "mislabel.issue_finder",
+                     "mislabel.api")
 SEED_NAMES = ("runner", "train_detector", "util", "losses", "models", "detector_model", "data_debug_dm")
 
 

@@ -93,7 +93,8 @@ def test_denoise_large_without_ground_truth_says_so(tmp_path, detector_file):
                   "--td_dir", str(td_dir), env=env)
     assert done.returncode == 0, done.stderr
     assert "unavailable" in done.stdout
-    summary = json.loads((tmp_path / "digits_lenet5" / "prune4retrain_seed3" / "remove0.1" / "summary.json").read_text())
+    folder = tmp_path / "digits_lenet5" / "prune4retrain_seed3" / "remove0.1"
+    summary = json.loads((folder / "summary.json").read_text())
     assert summary["detection"] is None and summary["num_removed"] == round(0.1 * summary["num_ranked"])
 
 

@@ -64,7 +64,8 @@ CASES = {
                                 "--remove_ratio", "0.2"), "detector file"),
     "run.sh denoise_small bad remove_ratio": ([str(ROOT / "run.sh"), "denoise_small", "unused", "digits", "1", "0.2",
                                                "uniform", "{file}", "1.5"], "remove_ratio 1.5 is outside"),
-    "find_issues on a missing path": (python("-m", "mislabel.commands.find_issues", "{tmp}/absent"), "absent does not exist"),
+    "find_issues on a missing path": (python("-m", "mislabel.commands.find_issues", "{tmp}/absent"),
+                                      "absent does not exist"),
     "run.sh find_issues bad budget": ([str(ROOT / "run.sh"), "find_issues", "{tmp}", "--budget", "-1"], "--budget"),
     "train_detector bad epochs": (python("train_detector.py", "--r", "0.2", "--dataset", "digits", "--files_path",
                                          "{tmp}", "--epochs", "0"), "--epochs 0 must be at least 1"),
@@ -86,7 +87,8 @@ def test_bad_arguments_are_refused_before_torch_loads(name: str, tmp_path: Path,
 
 
 def test_the_argument_modules_import_no_heavy_library() -> None:
-    code = ("import sys, util, mislabel, models, mislabel.commands.cli, mislabel.issue_options, mislabel.core.run_options; "
+    code = ("import sys, util, mislabel, models, mislabel.commands.cli, mislabel.issue_options, "
+            "mislabel.core.run_options; "
             f"print(sorted(m for m in {sorted(HEAVY)!r} if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -26,7 +26,8 @@ def main(argv: list[str] | None = None, prog: str = "mislabel rank", launcher: s
     parser.add_argument("--methods", nargs="+", default=list(DEFAULT_RANK_METHODS), choices=RANK_METHODS,
                         metavar="METHOD", help=f"scores to compute, the first one ranks (choose from: "
                                                f"{', '.join(RANK_METHODS)}; default: {' '.join(DEFAULT_RANK_METHODS)})")
-    parser.add_argument("--detector", default=None, help="detector file for the detector method (default: the shipped one)")
+    parser.add_argument("--detector", default=None,
+                        help="detector file for the detector method (default: the shipped one)")
     parser.add_argument("--out", default=None, help=f"the CSV to write (default <run_folder>/{DEFAULT_OUT})")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")

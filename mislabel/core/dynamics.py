@@ -281,7 +281,8 @@ def load_dynamics(folder: str | os.PathLike) -> Dynamics:
         for key in ("assigned_targets", "label_flipped", "true_targets"):
             if key in meta and int(rows.max()) >= len(meta[key]):
                 raise UserError(f"{path} indexes samples up to {int(rows.max())} but {folder / METADATA_FILE}'s "
-                                f"{key} holds {len(meta[key])}; the two files come from different runs, regenerate them")
+                                f"{key} holds {len(meta[key])}; the two files come from different runs, "
+                                "regenerate them")
         recorded = meta["assigned_targets"][rows].numpy()
         differ = np.flatnonzero((recorded >= 0) & (recorded != dyn.assigned))
         if len(differ):  # the flips below would be another run's

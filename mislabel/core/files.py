@@ -121,8 +121,9 @@ def torch_load(path: str | os.PathLike) -> object:
 
 
 def read_record(path: str | os.PathLike, fix: str | None = None) -> dict | None:
-    """A JSON object this package wrote; None when absent. Every record and cache is read through
-    here, so a damaged one is met alike everywhere: a record that guards results (a run's summary,
+    """A JSON object this package wrote; None when absent. Every JSON record and cache is read through
+    here (repair's label list, a JSON list, by ``read_repair`` with its own checks), so a damaged one
+    is met alike everywhere: a record that guards results (a run's summary,
     the key of a phase-1 folder; ``fix`` given) is refused in one line naming the file and ``fix``;
     a cache (``fix`` None: a scan, a budget choice) is only a lost shortcut, so it reads as absent."""
     path = Path(path)

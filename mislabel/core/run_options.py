@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from mislabel.core.user_input import UserError, require_folder
 
-__all__ = ["Recipe", "TD_MODES", "STORES", "LOSS_TYPES", "check_weighted_loss", "DEFAULT_FOLDS", "EMBEDDED_DATASETS", "LARGE_DATASETS",
-           "check_datadir", "MAX_EPOCHS", "MAX_BATCH_SIZE"]
+__all__ = ["Recipe", "TD_MODES", "STORES", "LOSS_TYPES", "check_weighted_loss", "DEFAULT_FOLDS", "EMBEDDED_DATASETS",
+           "LARGE_DATASETS", "check_datadir", "MAX_EPOCHS", "MAX_BATCH_SIZE"]
 
 EMBEDDED_DATASETS = ("digits",)  # shipped inside a package (sklearn's digits): no --datadir
 LARGE_DATASETS = ("webvision50", "clothing100k")  # real-world noise: no synthetic noise added
@@ -54,7 +54,8 @@ class Recipe:
                             "samples); pass e.g. --batch_size 128")
         for flag, value in (("--lr", self.lr), ("--momentum", self.momentum), ("--wd", self.weight_decay)):
             if not math.isfinite(value):  # NaN passes every comparison below, then trains garbage
-                raise UserError(f"{flag} {value} is not a finite number; pass e.g. {flag} {getattr(Recipe, _FIELD[flag])}")
+                raise UserError(f"{flag} {value} is not a finite number; pass e.g. {flag} "
+                                f"{getattr(Recipe, _FIELD[flag])}")
         if self.lr <= 0:
             raise UserError(f"--lr {self.lr} must be positive")
         if not 0 <= self.momentum < 1:

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 __all__ = ["UserError", "exit_on_user_error", "OneLineParser", "is_no_space", "no_space_message", "require_folder",
-           "require_file", "check_output_folder", "is_not_writable", "single_path_component", "check_seed", "SEED_LIMIT",
-           "integer", "number"]
+           "require_file", "check_output_folder", "is_not_writable", "single_path_component", "check_seed",
+           "SEED_LIMIT", "integer", "number"]
 
 
 class UserError(ValueError):

@@ -37,10 +37,15 @@ def cover_and_crop(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     aspect ratio kept, then its central ``size`` window.
 
     Why this policy and not a plain resize to ``size``: stretching changes an object's shape, which
-    a classifier then learns, and it is not how the same files are seen when streamed
-    (``FileBatches`` evaluates on a short-side resize and a centre crop), so a dataset held in
-    memory and streamed would differ. For a square ``size`` this is torchvision's
-    ``Resize(side)`` + ``CenterCrop(side)``; an image already of ``size`` is returned unchanged.
+    a classifier then learns. For a square ``size`` this is torchvision's ``Resize(side)`` +
+    ``CenterCrop(side)``; an image already of ``size`` is returned unchanged.
+
+    Streamed files (``--storage files``, ``mislabel.data.file_batches``) are framed differently, on
+    purpose: each framing pairs with its training augmentation. Held in memory, training pads and
+    crops the whole decoded image (the CIFAR recipe), so it keeps the whole short side; streamed,
+    training takes the seed's ``RandomResizedCrop`` windows (the ImageNet recipe) and evaluation the
+    matching ``Resize(side * 256 / 224)`` + ``CenterCrop(side)``. One policy for both would change
+    every run's images, and with them the benchmark's numbers.
     """
     height, width = size
     if image.width * height >= image.height * width:  # relatively wider: the height sets the scale

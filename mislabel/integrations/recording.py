@@ -150,5 +150,6 @@ class DynamicsRecording:
         first = torch.full((len(distinct),), len(everyone), dtype=torch.int64, device=everyone.device)
         first.scatter_reduce_(0, inverse, positions, "amin")
         fresh = (everyone >= 0) & (first[inverse] == positions) & ~self._seen[self._seen_rows(everyone)]
-        self._seen[self._seen_rows(everyone[fresh])] = True   # the other ranks' samples too: every rank keeps the same mask
+        # the other ranks' samples too: every rank keeps the same mask
+        self._seen[self._seen_rows(everyone[fresh])] = True
         return indices.masked_fill(~fresh[me * longest:me * longest + count], -1)

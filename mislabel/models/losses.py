@@ -26,7 +26,8 @@ def reed_hard(logits: torch.Tensor, targets: torch.Tensor, beta: float = 0.8) ->
     """Hard bootstrapping: target = beta * one_hot(label) + (1 - beta) * one_hot(argmax)."""
     log_probs = F.log_softmax(logits, dim=1)
     believed = logits.argmax(dim=1)
-    return -(beta * log_probs.gather(1, targets[:, None]) + (1.0 - beta) * log_probs.gather(1, believed[:, None])).mean()
+    given, predicted = log_probs.gather(1, targets[:, None]), log_probs.gather(1, believed[:, None])
+    return -(beta * given + (1.0 - beta) * predicted).mean()
 
 
 LOSSES = {"cross_entropy": F.cross_entropy, "reed_soft": reed_soft, "reed_hard": reed_hard}

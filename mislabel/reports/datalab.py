@@ -9,7 +9,8 @@ Datalab reports one row per sample, in dataset order (a ``RangeIndex``), with fo
 
 How our methods fill them (``LABEL_RULES``):
 
-    detector, control   a score p in [0, 1] of "mislabeled": label_score = 1 - p
+    detector, control   a score p in [0, 1], higher = more likely mislabeled (a gated detector's is a
+                        ranking mapped onto (0, 1], not a probability): label_score = 1 - p
     aum                 the area under the margin A (the table holds -A): label_score = sigmoid(A)
 
 ``is_label_issue`` is suspects.csv's ``flagged``: the method's top rows, as many as the run's
@@ -29,7 +30,7 @@ import numpy as np
 from scipy.special import expit
 
 from mislabel.core.user_input import UserError
-from mislabel.scoring.count import flag_top
+from mislabel.scoring.count import flag_first
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -39,7 +40,7 @@ __all__ = ["COLUMNS", "LABEL_RULES", "datalab_table", "to_datalab"]
 COLUMNS = ("is_label_issue", "label_score", "given_label", "predicted_label")
 
 
-def _from_probability(scores: np.ndarray) -> np.ndarray:
+def _from_unit_score(scores: np.ndarray) -> np.ndarray:
     return 1.0 - scores
 
 
@@ -49,8 +50,8 @@ def _from_minus_aum(scores: np.ndarray) -> np.ndarray:
 
 # method -> (its scores, higher = more suspicious) -> label_score
 LABEL_RULES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "detector": _from_probability,
-    "control": _from_probability,
+    "detector": _from_unit_score,
+    "control": _from_unit_score,
     "aum": _from_minus_aum,
 }
 
@@ -103,9 +104,9 @@ def _check_values(scores: np.ndarray, method: str, ids: np.ndarray, labels: dict
     if not np.isfinite(scores).all():
         raise UserError(f"the {method} scores hold {int((~np.isfinite(scores)).sum())} NaN or infinite values; "
                         "pass the scores mislabel.rank gives")
-    if LABEL_RULES[method] is _from_probability and len(scores) and not (0 <= scores.min() and scores.max() <= 1):
+    if LABEL_RULES[method] is _from_unit_score and len(scores) and not (0 <= scores.min() and scores.max() <= 1):
         raise UserError(f"the {method} scores run from {scores.min():g} to {scores.max():g}, outside [0, 1]; pass "
-                        "the probabilities mislabel.rank gives")
+                        "the scores mislabel.rank gives")
     if len(ids) and (ids.min() < 0 or len(np.unique(ids)) != len(ids)):
         raise UserError("the sample indices hold a negative or repeated value; pass each sample's dataset index once")
     for name, values in labels.items():
@@ -138,5 +139,7 @@ def to_datalab(table: pd.DataFrame, method: str | None = None) -> pd.DataFrame:
     if missing:
         raise UserError(f"the table lacks {missing}; pass a table from mislabel.rank")
     scores = table[method].to_numpy()
-    return datalab_table(table["given_label"].to_numpy(), table["predicted_label"].to_numpy(), scores,
-                         flag_top(scores, int(table["flagged"].sum())), method, table["index"].to_numpy())
+    # the table may be sorted by another method: this one's order
+    flagged = flag_first(np.argsort(-scores, kind="stable"), int(table["flagged"].sum()))
+    return datalab_table(table["given_label"].to_numpy(), table["predicted_label"].to_numpy(), scores, flagged,
+                         method, table["index"].to_numpy())

@@ -20,10 +20,10 @@ import numpy as np
 import pandas as pd
 
 from mislabel.data.user_data import Listing
-from mislabel.core.dynamics import Dynamics
 from mislabel.reports.suspects import spreadsheet_safe
-from mislabel.scoring.cleaning import RECOMMENDED_ACTION, suggested_labels
+from mislabel.scoring.cleaning import RECOMMENDED_ACTION, RECOMMENDED_BECAUSE
 from mislabel.scoring.count import NoisyCount
+from mislabel.scoring.summary import SampleSummary
 
 __all__ = ["CLEANED_FILE", "RELABEL_FILE", "WEIGHTS_FILE", "advice", "cleaned_table", "relabel_table",
            "weights_table", "action_writes"]
@@ -50,21 +50,22 @@ def cleaned_table(weighted: pd.DataFrame, flagged_files: set[str]) -> pd.DataFra
     return weighted.loc[~weighted["path"].isin(flagged_files)].drop(columns="weight").reset_index(drop=True)
 
 
-def relabel_table(dyn: Dynamics, class_names: list[str], suspects: pd.DataFrame, order: np.ndarray) -> pd.DataFrame:
+def relabel_table(summary: SampleSummary, class_names: list[str], suspects: pd.DataFrame, order: np.ndarray
+                  ) -> pd.DataFrame:
     """The flagged rows of ``suspects`` (sorted; ``order`` maps its rows to the dynamics' rows), each
-    with the most probable other class over training and its mean probability."""
+    with the most probable other class over training and its mean probability (``summary``'s)."""
     names = np.asarray(class_names, dtype=object)
-    suggested, probability = suggested_labels(dyn)
     flagged = suspects["flagged"].to_numpy() == 1
     rows = order[flagged]
     chosen = suspects.loc[flagged, ["rank", "path", "given_label"]].reset_index(drop=True)
-    return chosen.assign(suggested_label=names[suggested[rows]], probability=np.round(probability[rows], 6),
+    return chosen.assign(suggested_label=names[summary.suggested[rows]],
+                         probability=np.round(summary.suggested_probability[rows], 6),
                          score=suspects.loc[flagged, "score"].to_numpy())
 
 
 def action_writes(out: Path, cleaned: pd.DataFrame, weighted: pd.DataFrame, relabel: pd.DataFrame
                   ) -> tuple[dict, dict[str, str]]:
-    """The writers of both files (for one all-or-nothing write with the other outputs) and their
+    """The writers of the three files (for one all-or-nothing write with the other outputs) and their
     one-line descriptions for the report's settings table."""
     writes = {out / CLEANED_FILE: lambda tmp: spreadsheet_safe(cleaned).to_csv(tmp, index=False),
               out / WEIGHTS_FILE: lambda tmp: spreadsheet_safe(weighted).to_csv(tmp, index=False, float_format="%.6f"),
@@ -94,7 +95,8 @@ def _emptied_classes(cleaned: pd.DataFrame, weighted: pd.DataFrame) -> str:
 
 def advice(count: NoisyCount, num_samples: int, held_out: bool) -> str:
     """The report's "what to do": how many labels look wrong and how sure that is, the action the
-    benchmark supports (``mislabel.scoring.cleaning.RECOMMENDED_ACTION``) and what it is worth."""
+    benchmark supports (``mislabel.scoring.cleaning.RECOMMENDED_ACTION``) and what the benchmark
+    measured for it (``RECOMMENDED_BECAUSE``, declared beside it)."""
     share = count.estimate / max(num_samples, 1)
     action = {"remove": f"train on {CLEANED_FILE} (the flagged images left out)",
               "relabel": f"fix the labels {RELABEL_FILE} suggests and train on them",
@@ -105,7 +107,7 @@ def advice(count: NoisyCount, num_samples: int, held_out: bool) -> str:
              "keep a held-out split of images you trust to check that the cleaned data trains a better model")
     return (f"About {count.estimate:,} of the {num_samples:,} labels ({share:.0%}) look wrong: {count.describe()}. "
             f"Recommended: {action}, then {check}. On the benchmark grid (BENCHMARKS.md, bench/cleaning.py) "
-            "this action recovered most of the accuracy the wrong labels cost and never lost accuracy; training "
+            f"this action {RECOMMENDED_BECAUSE}; training "
             f"on {CLEANED_FILE} (removal) did as well where the network memorised the wrong labels but can cost "
             "a weak network the ambiguous images it needs. Where a network is barely hurt by the noise (retraining "
             "on the true labels gains under a point), acting on these is unlikely to change your accuracy much.")

@@ -87,7 +87,8 @@ def _card(row: pd.Series, png: bytes | None) -> str:
 
 
 def write_report(path: Path, *, title: str, summary: str, advice: str, settings: dict[str, str],
-                 table: pd.DataFrame, root: Path, top: int, datamap: Path, threshold: float, skipped: list[str]) -> Path:
+                 table: pd.DataFrame, root: Path, top: int, datamap: bytes, threshold: float,
+                 skipped: list[str]) -> Path:
     """Write the page: summary, what to do (``advice``), settings, the ``top`` suspects as cards, data
     map, histogram, skipped files. ``table`` is suspects.csv's frame (paths relative to ``root``)."""
     esc = html.escape
@@ -124,7 +125,7 @@ suspects.csv holds every sample with every score.</p>
 <h2>Data map</h2>
 <p>Each sample's mean probability of its given label (confidence) against how much it varied over
 training (variability); wrong labels gather low, at low confidence.</p>
-<img alt="data map" src="{_data_uri(datamap.read_bytes())}">
+<img alt="data map" src="{_data_uri(datamap)}">
 <h2>Score histogram</h2>
 <img alt="score histogram" src="{_data_uri(_histogram(scores, threshold, int(table['flagged'].sum())))}">
 <h2>Skipped (unreadable) images</h2>

@@ -6,6 +6,7 @@ global state), so plotting works headless and from several threads. Every PNG is
 """
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -20,16 +21,22 @@ from mislabel.core.dynamics import Dynamics
 from mislabel.core.user_input import UserError
 from mislabel.core.files import atomic_write
 
-__all__ = ["plot_roc_pr", "plot_datamap"]
+__all__ = ["plot_roc_pr", "plot_datamap", "datamap_png"]
 
 _DPI = 120  # readable in a notebook and a PR description, small enough to commit
 
 
-def _save_png(fig: Figure, path: str | os.PathLike) -> Path:
-    """Render ``fig`` on an Agg canvas and write it atomically as PNG."""
+def _png(fig: Figure) -> bytes:
+    """``fig`` rendered on an Agg canvas as PNG bytes."""
     FigureCanvasAgg(fig)  # attach the Agg canvas: rendering never touches pyplot or a display
-    # The temporary file ends in ".tmp", so the format must be given explicitly.
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=_DPI, bbox_inches="tight"))
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=_DPI, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def _write_png(png: bytes, path: str | os.PathLike) -> Path:
+    """Write PNG bytes atomically to ``path``."""
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(png))
     return Path(path)
 
 
@@ -77,7 +84,7 @@ def plot_roc_pr(scores: dict[str, np.ndarray], flipped: np.ndarray, path: str | 
         ax.grid(alpha=0.3)
         # Below the panel: with many methods an inside legend hides the curves it describes.
         ax.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.13), ncols=2, frameon=False)
-    return _save_png(fig, path)
+    return _write_png(_png(fig), path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -86,8 +93,13 @@ def plot_roc_pr(scores: dict[str, np.ndarray], flipped: np.ndarray, path: str | 
 
 
 def plot_datamap(dyn: Dynamics, path: str | os.PathLike, max_points: int = 20000) -> Path:
-    """The data map of Swayamdipta et al. (EMNLP 2020): variability (x) against confidence (y),
-    coloured by correctness, with known flips drawn as red-outlined crosses.
+    """``datamap_png`` written atomically to ``path``."""
+    return _write_png(datamap_png(dyn, max_points), path)
+
+
+def datamap_png(dyn: Dynamics, max_points: int = 20000) -> bytes:
+    """The data map of Swayamdipta et al. (EMNLP 2020) as PNG bytes: variability (x) against
+    confidence (y), coloured by correctness, with known flips drawn as red-outlined crosses.
 
     Axes show the paper's coordinates (mean assigned probability, not the negated baseline
     score). Above ``max_points`` samples a fixed-seed random subset is drawn, so re-plotting the
@@ -131,4 +143,4 @@ def plot_datamap(dyn: Dynamics, path: str | os.PathLike, max_points: int = 20000
         ylim=(-0.02, 1.02),
     )
     ax.grid(alpha=0.3)
-    return _save_png(fig, path)
+    return _png(fig)

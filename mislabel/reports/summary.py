@@ -34,7 +34,8 @@ def denoise_table(summary: dict) -> str:
     detection = summary.get("detection") or {}
     ranked, suspects = summary["num_ranked"], summary.get("num_suspects", summary["num_removed"])
     action = summary.get("action", "remove")
-    done = {"remove": f"removed {summary['num_removed']}", "downweight": f"down-weighted {summary.get('num_downweighted', 0)}",
+    done = {"remove": f"removed {summary['num_removed']}",
+            "downweight": f"down-weighted {summary.get('num_downweighted', 0)}",
             "relabel": f"relabelled {summary.get('num_relabelled', 0)}",
             "hybrid": f"relabelled {summary.get('num_relabelled', 0)}, removed {summary['num_removed']}"}[action]
     lines = [
@@ -46,7 +47,8 @@ def denoise_table(summary: dict) -> str:
         f"| detection AUC | {format_metric(detection.get('auc'))} |",
         f"| detection mAP | {format_metric(detection.get('map'))} |",
         f"| flipped among suspects | {format_metric(summary.get('flipped_share_of_removed'), percent=True)} |",
-        f"| test accuracy, trained on noisy labels | {format_metric(summary.get('noisy_test_accuracy'), percent=True)} |",
+        "| test accuracy, trained on noisy labels | "
+        f"{format_metric(summary.get('noisy_test_accuracy'), percent=True)} |",
         f"| test accuracy, after {AFTER[action]} | {format_metric(summary['test_accuracy'], percent=True)} |",
     ]
     if not detection:

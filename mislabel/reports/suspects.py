@@ -5,8 +5,9 @@
     given_label      the label the sample carries in the training data (the user's label; with
                      synthetic noise, the noisy one)
     predicted_label  the class the model gave the highest mean probability over training: the given
-                     label or the most probable other class (the model's belief before it memorised
-                     a wrong label; the last epoch often just repeats the given label)
+                     label or the most probable other class (``SampleSummary.predicted``; the model's
+                     belief before it memorised a wrong label; the last epoch often just repeats the
+                     given label)
     score            higher = more likely mislabeled (a detector's score, else -AUM)
     flagged          1 for the top rows, as many as the run's estimated number of wrong labels
                      (``mislabel.scoring.count``; denoise: the rows it acted on)
@@ -24,17 +25,10 @@ import pandas as pd
 
 from mislabel.core.dynamics import Dynamics
 from mislabel.data.image_files import quote_cell
+from mislabel.scoring.count import flag_first
+from mislabel.scoring.summary import SampleSummary
 
-__all__ = ["predicted_labels", "suspects_table", "written", "spreadsheet_safe"]
-
-
-def predicted_labels(dyn: Dynamics) -> np.ndarray:
-    """Per row, the class of highest mean probability over training among the recorded channels
-    (channel 0 is the given label, channel 1 the other class of highest mean probability)."""
-    if dyn.td.shape[2] < 2:
-        return dyn.assigned.copy()
-    mean = dyn.td[:, :, :2].astype(np.float32).mean(axis=1)
-    return np.where(mean[:, 0] >= mean[:, 1], dyn.labels[:, 0], dyn.labels[:, 1])
+__all__ = ["suspects_table", "written", "spreadsheet_safe"]
 
 
 def written(values: np.ndarray) -> np.ndarray:
@@ -43,11 +37,14 @@ def written(values: np.ndarray) -> np.ndarray:
     return np.round(np.asarray(values, dtype=np.float64), 6) + 0.0
 
 
-def suspects_table(dyn: Dynamics, score: np.ndarray, flagged: np.ndarray, sample: tuple[str, Sequence],
-                   class_names: Sequence[str] | None = None,
+def suspects_table(dyn: Dynamics, summary: SampleSummary, score: np.ndarray, flagged: np.ndarray | int,
+                   sample: tuple[str, Sequence], class_names: Sequence[str] | None = None,
                    methods: Mapping[str, np.ndarray] | None = None) -> tuple[pd.DataFrame, np.ndarray]:
     """suspects.csv's rows, most suspicious first, and the order (table row -> dynamics row).
 
+    :param summary: the run's per-sample summary (``mislabel.scoring.summary``): the predicted labels.
+    :param flagged: bool per row of ``dyn`` (denoise: the rows it acted on), or a count: the table's
+        first rows, in the order of the printed scores.
     :param sample: the id column, ``("index", ids)`` or ``("path", paths)``, aligned to ``dyn``'s rows.
     :param class_names: labels are written as these names (find_issues), else as class ids.
     :param methods: extra score columns, aligned to ``dyn``'s rows.
@@ -56,12 +53,13 @@ def suspects_table(dyn: Dynamics, score: np.ndarray, flagged: np.ndarray, sample
         return ids if class_names is None else np.asarray(class_names, dtype=object)[ids]
 
     columns = {sample[0]: np.asarray(sample[1], dtype=object if sample[0] == "path" else None),
-               "given_label": label(dyn.assigned), "predicted_label": label(predicted_labels(dyn)),
-               "score": written(score), "flagged": np.asarray(flagged).astype(np.int8)}
+               "given_label": label(dyn.assigned), "predicted_label": label(summary.predicted),
+               "score": written(score)}
+    order = np.argsort(-columns["score"], kind="stable")
+    columns["flagged"] = (flag_first(order, flagged) if np.ndim(flagged) == 0 else np.asarray(flagged)).astype(np.int8)
     if dyn.true_labels is not None:
         columns["true_label"] = label(dyn.true_labels)
     columns.update({name: written(values) for name, values in (methods or {}).items()})
-    order = np.argsort(-columns["score"], kind="stable")
     table = pd.DataFrame(columns).iloc[order].reset_index(drop=True)
     table.insert(0, "rank", np.arange(1, len(table) + 1))
     return table, order

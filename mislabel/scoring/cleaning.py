@@ -5,7 +5,7 @@ them. The four are the ones the seed and its peers use:
 
 * ``remove``: train without the suspects (the seed's phase 3; AUM's and cleanlab's pruning).
 * ``relabel``: train on them with the label the network believed most besides the given one over
-  training (``suggested_labels``; the seed's data debugging relabels WebVision with the model's
+  training (``SampleSummary.suggested``; the seed's data debugging relabels WebVision with the model's
   predictions, which for a memorised wrong label is the given one, so the belief over training is used).
 * ``hybrid``: relabel a suspect where the network preferred its suggestion to the given label on
   average over training (a scale-free test: no threshold to tune), remove the others.
@@ -21,16 +21,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mislabel.core.dynamics import Dynamics
 from mislabel.core.user_input import UserError
+from mislabel.scoring.summary import SampleSummary
 
-__all__ = ["ACTIONS", "DEFAULT_ACTION", "RECOMMENDED_ACTION", "CleanedLabels", "check_action", "clean_labels", "suggested_labels"]
+__all__ = ["ACTIONS", "DEFAULT_ACTION", "RECOMMENDED_ACTION", "RECOMMENDED_BECAUSE", "CleanedLabels", "check_action",
+           "clean_labels"]
 
 ACTIONS = ("remove", "relabel", "hybrid", "downweight")
 DEFAULT_ACTION = "remove"   # denoise's: the seed's phase 3, which its folder names (remove{ratio}) follow
 # What find_issues' report recommends: the action with the best worst cell on the benchmark grid
-# (bench/cleaning.py; BENCHMARKS.md, "Does acting on the suspects pay off?").
+# (bench/cleaning.py; BENCHMARKS.md, "Does acting on the suspects pay off?"), and what that table
+# measured for it, as the report states it: a new measurement that changes one changes both.
 RECOMMENDED_ACTION = "downweight"
+RECOMMENDED_BECAUSE = "recovered most of the accuracy the wrong labels cost and never lost accuracy"
 
 
 @dataclass(frozen=True)
@@ -50,40 +53,32 @@ class CleanedLabels:
                 "num_downweighted": 0 if self.weights is None else int((self.weights < 1.0).sum())}
 
 
-def suggested_labels(dyn: Dynamics) -> tuple[np.ndarray, np.ndarray]:
-    """int64 [N] the most probable class besides the given one over training (channel 1 of the
-    recorded dynamics), and float32 [N] its mean probability; runs recorded with the given label's
-    channel only suggest nothing (the given label, probability NaN)."""
-    if dyn.td.shape[2] > 1:
-        return dyn.labels[:, 1].astype(np.int64), dyn.td[:, :, 1].astype(np.float32).mean(axis=1)
-    return dyn.assigned.astype(np.int64), np.full(dyn.num_samples, np.nan, dtype=np.float32)
-
-
 def check_action(action: str) -> str:
+    """``action`` if it is one of ``ACTIONS``, else refused naming the flag."""
     if action not in ACTIONS:
         raise UserError(f"action {action!r} is not one of {', '.join(ACTIONS)}; pass e.g. --action {DEFAULT_ACTION}")
     return action
 
 
-def clean_labels(dyn: Dynamics, suspect_rows: np.ndarray, action: str) -> CleanedLabels:
-    """Apply ``action`` to the rows ``suspect_rows`` of ``dyn`` (positions, e.g. ``Suspects.rows``)."""
+def clean_labels(summary: SampleSummary, suspect_rows: np.ndarray, action: str) -> CleanedLabels:
+    """Apply ``action`` to the rows ``suspect_rows`` of a run (positions, e.g. ``Suspects.rows``), from
+    its per-sample ``summary`` (``mislabel.scoring.summary``): the given label's and the suggested
+    class's mean probabilities over training."""
     check_action(action)
     rows = np.asarray(suspect_rows, dtype=np.int64)
-    given = np.asarray(dyn.assigned, dtype=np.int64)
+    given = summary.given
     keep, labels, weights = np.ones(len(given), dtype=bool), given.copy(), None
-    if action in ("relabel", "hybrid") and dyn.td.shape[2] < 2:
+    if action in ("relabel", "hybrid") and summary.num_channels < 2:
         raise UserError(f"action {action} needs the dynamics of other classes than the given one; regenerate the "
                         "run with generate_td (or --td_topk 2 or more), or pass --action remove")
-    # the mean probability of the given label over training (channel 0), of the suspects only
-    given_probability = dyn.td[rows, :, 0].astype(np.float32).mean(axis=1)
     if action == "remove":
         keep[rows] = False
     elif action == "downweight":
         weights = np.ones(len(given), dtype=np.float32)
-        weights[rows] = given_probability
+        weights[rows] = summary.given_probability[rows]
     else:
-        suggestion, suggestion_probability = suggested_labels(dyn)
-        relabelled = rows if action == "relabel" else rows[suggestion_probability[rows] > given_probability]
-        labels[relabelled] = suggestion[relabelled]
+        preferred = summary.suggested_probability[rows] > summary.given_probability[rows]
+        relabelled = rows if action == "relabel" else rows[preferred]
+        labels[relabelled] = summary.suggested[relabelled]
         keep[np.setdiff1d(rows, relabelled)] = False
     return CleanedLabels(action=action, given=given, keep=keep, labels=labels, weights=weights)

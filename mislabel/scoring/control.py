@@ -23,8 +23,8 @@ from mislabel.core.dynamics import Dynamics
 from mislabel.core.user_input import UserError
 from mislabel.core.files import atomic_torch_save
 
-__all__ = ["CONTROL_FORMAT", "DEFAULT_CONTROL", "CONTROL_SCORES", "control_inputs", "fit_control", "load_control", "save_control",
-           "control_scores"]
+__all__ = ["CONTROL_FORMAT", "DEFAULT_CONTROL", "CONTROL_SCORES", "control_inputs", "fit_control", "load_control",
+           "save_control", "control_scores"]
 
 CONTROL_FORMAT = "mislabel-control/1"
 # Shipped beside the default detector, fitted on the same source runs.

@@ -10,7 +10,8 @@ threshold count in proportion), and the count is the sum off the diagonal.
 
 Confident learning wants out-of-sample probabilities. A run's training dynamics are in-sample, but
 averaged over the epochs before the network memorises the wrong labels, they play that part
-(``DEFAULT_WINDOW``, chosen on the detectors' training runs; bench/noisy_count.py measures it).
+(``DEFAULT_WINDOW``, chosen on the detectors' training runs, declared with the window means in
+``mislabel.scoring.summary``; bench/noisy_count.py measures it).
 Held-out (cross-validated) probabilities are used instead when a run has them. Neither source tells
 a clean sample the network confuses from a wrong label: look-alike classes push the count up, noise
 that picks ambiguous images (``confusion``) pushes it down.
@@ -28,22 +29,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mislabel.core.dynamics import Dynamics
 from mislabel.core.user_input import UserError
 from mislabel.scoring.baselines import check_pred_probs
+from mislabel.scoring.summary import DEFAULT_WINDOW, SampleSummary
 
-__all__ = ["DEFAULT_WINDOW", "SOURCE_RUN_RATIOS", "NoisyCount", "class_probabilities", "confident_joint",
-           "estimate_noisy_count", "flag_top"]
+__all__ = ["DEFAULT_WINDOW", "SOURCE_RUN_RATIOS", "NoisyCount", "estimate_noisy_count", "flag_first"]
 
-# Fractions (start, stop) of the recorded epochs whose probabilities are averaged: up to the recipe's
-# second learning-rate decay (x0.1 at 50% and 75% of the epochs), after which the network fits what
-# is left, wrong labels included. Chosen by the smallest worst error over the detectors' training
-# runs (seed 100, never an evaluated run) trained with the benchmark grid's recipes
-# (bench/noisy_count.py --windows): 57%, against 59% for the whole run, 81% for the first half and
-# 97% for the first 30%. Early epochs count the clean samples of look-alike classes the network has
-# not yet separated (Fashion-MNIST: +57% at 10% noise here, +178% on the first 10% of epochs); late
-# ones hide wrong labels it has memorised (digits: down to -59% on the whole run).
-DEFAULT_WINDOW = (0.0, 0.75)
 # 5th and 95th percentiles of (true count / estimate) over the 66 runs of seed 100 in the
 # detectors' corpora (both datasets, every recipe, 5-50% noise of every type; never an evaluated
 # run): the likely range of a count from dynamics. It held the truth in 88 of the 110 evaluated runs.
@@ -76,43 +67,11 @@ class NoisyCount:
                 f"{self.low:,}-{self.high:,}), {self.method}")
 
 
-def _epoch_range(num_epochs: int, window: tuple[float, float]) -> range:
-    """The epochs ``window`` selects, at least one; refused when it is not 0 <= start < stop <= 1."""
-    try:
-        start, stop = (float(value) for value in window)
-    except (TypeError, ValueError):
-        start, stop = 1.0, 0.0  # not a pair of numbers: refused below with the same message
-    if not 0.0 <= start < stop <= 1.0:
-        raise UserError(f"window must be (start, stop) fractions of the epochs with 0 <= start < stop <= 1; "
-                        f"got {window}")
-    first = min(int(start * num_epochs), num_epochs - 1)
-    return range(first, max(first + 1, int(round(stop * num_epochs))))
-
-
-def channel_probabilities(dyn: Dynamics, window: tuple[float, float] = DEFAULT_WINDOW
-                          ) -> tuple[np.ndarray, np.ndarray]:
-    """float32 [N, C] each recorded channel's probability averaged over the ``window`` epochs, and
-    int64 [N, C] its class. Runs stored with only the top channels (C < K) lack the classes they
-    dropped: those were the least probable on average, so they reach no threshold anyway. One epoch
-    is summed at a time and nothing is [N, K], so the memory is that of the recorded channels."""
-    count, epochs, channels = dyn.td.shape
-    chosen = _epoch_range(epochs, window)
-    mean = np.zeros((count, channels), dtype=np.float32)
-    for epoch in chosen:
-        mean += dyn.td[:, epoch, :]
-    return mean / len(chosen), np.asarray(dyn.labels, dtype=np.int64)
-
-
-def _class_count(dyn: Dynamics) -> int:
-    """K: the classifier's class count when recorded, else one more than the largest recorded class."""
-    return int(dyn.num_classes or int(np.max(dyn.labels)) + 1)
-
-
-def class_probabilities(dyn: Dynamics, window: tuple[float, float] = DEFAULT_WINDOW) -> np.ndarray:
-    """float32 [N, K]: ``channel_probabilities`` spread over every class, 0 for the classes not recorded."""
-    mean, classes = channel_probabilities(dyn, window)
-    probs = np.zeros((len(mean), _class_count(dyn)), dtype=np.float32)
-    np.put_along_axis(probs, classes, mean, axis=1)
+def class_probabilities(summary: SampleSummary) -> np.ndarray:
+    """float32 [N, K]: the summary's window means spread over every class, 0 for the classes not
+    recorded; dense, for inspection beside ``confident_joint`` (the count never builds it)."""
+    probs = np.zeros((len(summary.given), summary.num_classes), dtype=np.float32)
+    np.put_along_axis(probs, summary.classes, summary.window_mean, axis=1)
     return probs
 
 
@@ -176,14 +135,13 @@ def _bootstrap(rows: np.ndarray, resamples: int, seed: int) -> np.ndarray:
                                   .reshape(-1, *rows.shape)) for start in range(0, resamples, chunk)])
 
 
-def estimate_noisy_count(dyn: Dynamics, *, pred_probs: np.ndarray | None = None,
-                         window: tuple[float, float] = DEFAULT_WINDOW, level: float = 0.9,
+def estimate_noisy_count(summary: SampleSummary, *, pred_probs: np.ndarray | None = None, level: float = 0.9,
                          resamples: int = RESAMPLES, seed: int = 0) -> NoisyCount:
-    """How many of ``dyn``'s labels are wrong, by confident learning.
+    """How many of a run's labels are wrong, by confident learning on the window means of its
+    ``summary`` (``mislabel.scoring.summary.summarize(dyn, window)`` chooses the epochs averaged).
 
-    :param pred_probs: float [N, K] held-out probabilities, row i for sample i of ``dyn`` (e.g.
+    :param pred_probs: float [N, K] held-out probabilities, row i for sample i of the run (e.g.
         ``mislabel.training.crossval.load_pred_probs``); when given they replace the dynamics.
-    :param window: (start, stop) fractions of the epochs whose probabilities are averaged.
     :param level: the interval's coverage, in (0, 1).
     :param resamples: bootstrap draws for the interval (at least 10; 0: no bootstrap, the interval is
         the estimate itself, as the gate's remapping needs only the count).
@@ -193,18 +151,17 @@ def estimate_noisy_count(dyn: Dynamics, *, pred_probs: np.ndarray | None = None,
         raise UserError(f"level must lie strictly between 0 and 1; got {level}")
     if int(resamples) != resamples or 0 < resamples < 10 or resamples < 0:
         raise UserError(f"resamples must be 0 (no interval) or a whole number >= 10; got {resamples}")
-    given = np.asarray(dyn.assigned, dtype=np.int64)
+    given = summary.given
     if pred_probs is not None:
         probs = check_pred_probs(pred_probs, given).astype(np.float32)
         num_classes, guess = probs.shape[1], _dense_guesses(probs, given)
         method = "confident-joint estimate on held-out probabilities"
     else:
-        mean, classes = channel_probabilities(dyn, window)   # channel 0 is the given label's, as recorded
-        num_classes = _class_count(dyn)
-        guess = _guesses(mean, classes, mean[:, 0], given, num_classes)
-        chosen = _epoch_range(dyn.num_epochs, window)
+        mean, num_classes = summary.window_mean, summary.num_classes  # channel 0 is the given label's
+        guess = _guesses(mean, summary.classes, mean[:, 0], given, num_classes)
+        chosen = summary.window
         method = (f"confident-joint estimate on training dynamics (epochs {chosen.start + 1}-{chosen.stop} "
-                  f"of {dyn.num_epochs})")
+                  f"of {summary.num_epochs})")
     rows = _row_outcomes(guess, given, num_classes)
     estimate = int(round(float(_count(rows))))
     low = high = estimate
@@ -220,10 +177,10 @@ def estimate_noisy_count(dyn: Dynamics, *, pred_probs: np.ndarray | None = None,
                       level=float(level), likely=likely)
 
 
-def flag_top(scores: np.ndarray, count: int) -> np.ndarray:
-    """bool [N]: the ``count`` highest ``scores``, ties in row order as every ranking sorts them; how
-    the estimated count becomes flags (find_issues, denoise's suspects.csv, ``rank``, Datalab)."""
-    scores = np.asarray(scores)
-    flagged = np.zeros(len(scores), dtype=bool)
-    flagged[np.argsort(-scores, kind="stable")[:max(0, int(count))]] = True
+def flag_first(order: np.ndarray, count: int) -> np.ndarray:
+    """bool [N]: the first ``count`` rows of a ranking's ``order`` (most suspicious first, ties in row
+    order as every ranking sorts them): how the estimated count becomes flags (find_issues, denoise's
+    suspects.csv, ``rank``, Datalab), from the order the ranking already sorted."""
+    flagged = np.zeros(len(order), dtype=bool)
+    flagged[np.asarray(order)[:max(0, int(count))]] = True
     return flagged

@@ -170,7 +170,7 @@ def _training_set(folders: Sequence[PathLike], features: Sequence[str], seq_len:
     """
     from mislabel.scoring.metrics import has_ground_truth  # sklearn: loaded to train, not to check flags
     from mislabel.scoring.baselines import aum
-    from mislabel.scoring.gate import concentration
+    from mislabel.scoring.summary import concentration
 
     rng = np.random.default_rng(seed)
     sequences, targets, lengths, evidence = [], [], [], []

@@ -5,7 +5,8 @@ Why: the LSTM with class context wins by wide margins where the wrong labels sha
 per-sample average already ranks well: uniform noise, instance-dependent noise, annotators'
 confusions of ambiguous images. There AUM (Pleiss et al., 2020) is the better evidence and the class
 context only adds false suspects (BENCHMARKS.md, bench/detection.py). The run itself says which case
-it is: its *concentration* (``concentration``), the share of the model's disagreements with the labels
+it is: its *concentration* (``mislabel.scoring.summary.concentration``), the share of the model's
+disagreements with the labels
 that go to the single most frequent wrong class of their label's class, near 1 when mistakes follow
 a class structure and near 1/(K-1) when they scatter. So the score is
 
@@ -32,40 +33,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mislabel.core.dynamics import Dynamics
 from mislabel.core.user_input import UserError
-from mislabel.scoring.baselines import aum
-from mislabel.scoring.features import pair_counts, percentile
 from mislabel.scoring.count import estimate_noisy_count
+from mislabel.scoring.features import percentile
+from mislabel.scoring.summary import SampleSummary
 
-__all__ = ["CENTRES", "GATE_FORMAT", "STEEPNESS", "check_gate", "concentration", "fit_gate", "gate_weight",
-           "gated_scores"]
+__all__ = ["CENTRES", "GATE_FORMAT", "STEEPNESS", "check_gate", "fit_gate", "gate_weight", "gated_scores"]
 
 GATE_FORMAT = "mislabel-gate/1"
 CENTRES = tuple(float(c) for c in np.round(np.linspace(0.2, 0.7, 26), 2))
 # No hard switch: a run near the centre gets both kinds of evidence, not a coin toss between them.
 STEEPNESS = (5.0, 10.0, 20.0, 40.0)
 _WEIGHTS = np.linspace(0.0, 1.0, 11)  # the LSTM's weight, on which each source run's AUC and mAP are read
-# At most this many epochs are read for the concentration (evenly spaced): it is a share over
-# hundreds of thousands of predictions, stable with a few epochs.
-_CONCENTRATION_EPOCHS = 8
-
-
-def concentration(dyn: Dynamics) -> float:
-    """Of the model's predictions that differ from the label (over the run), the share that go to the
-    single most frequent wrong class of their label's class; 1.0 when the model never disagrees."""
-    epochs = np.unique(np.linspace(0, dyn.num_epochs - 1, min(_CONCENTRATION_EPOCHS, dyn.num_epochs)).round()
-                       .astype(np.int64))
-    assigned = np.repeat(dyn.assigned.astype(np.int64), len(epochs))
-    pred = dyn.pred[:, epochs].astype(np.int64).reshape(-1)
-    wrong = pred != assigned
-    if not wrong.any():
-        return 1.0
-    top = np.zeros(int(assigned.max()) + 1, np.int64)
-    np.maximum.at(top, assigned[wrong], pair_counts(assigned[wrong], pred[wrong]))
-    return float(top.sum() / np.count_nonzero(wrong))
-
-
 def gate_weight(gate: dict, run_concentration: float) -> float:
     """The LSTM's weight for a run of this concentration."""
     return float(1.0 / (1.0 + np.exp(-gate["steepness"] * (run_concentration - gate["centre"]))))
@@ -90,9 +69,9 @@ def fit_gate(lstm_scores: Sequence[np.ndarray], aum_scores: Sequence[np.ndarray]
     for centre in CENTRES:
         for steepness in STEEPNESS:
             gate = {"centre": centre, "steepness": steepness}
-            regret = np.mean([(np.maximum(curve[0], curve[-1])
-                               - np.array([np.interp(gate_weight(gate, c), _WEIGHTS, curve[:, m]) for m in (0, 1)])).mean()
-                              for curve, c in zip(curves, concentrations)])
+            read = [np.array([np.interp(gate_weight(gate, c), _WEIGHTS, curve[:, m]) for m in (0, 1)])
+                    for curve, c in zip(curves, concentrations)]
+            regret = np.mean([(np.maximum(curve[0], curve[-1]) - at).mean() for curve, at in zip(curves, read)])
             if best is None or regret < best[0] - 1e-12:
                 best = (regret, centre, steepness)
     return {"format": GATE_FORMAT, "base": "aum", "centre": best[1], "steepness": best[2],
@@ -111,13 +90,15 @@ def check_gate(gate: object, source: str) -> dict:
     return gate
 
 
-def gated_scores(gate: dict, lstm_probability: np.ndarray, dyn: Dynamics, count: int | None = None) -> np.ndarray:
+def gated_scores(gate: dict, lstm_probability: np.ndarray, summary: SampleSummary, count: int | None = None
+                 ) -> np.ndarray:
     """float64 [N] in (0, 1]: the gated ranking, ``count`` samples on top (>= 0.5), in the gated order;
-    higher = more suspicious. ``count`` defaults to the run's estimated number of wrong labels; callers
-    that already hold it (the flags of ``rank``, find_issues, denoise) pass it, so it is counted once."""
-    mixed = _mixed(gate_weight(gate, concentration(dyn)), lstm_probability, aum(dyn))
+    higher = more suspicious. The run's AUM and concentration come from its ``summary``; ``count``
+    defaults to the run's estimated number of wrong labels; callers that already hold it (the flags of
+    ``rank``, find_issues, denoise) pass it, so it is counted once."""
+    mixed = _mixed(gate_weight(gate, summary.concentration), lstm_probability, summary.aum)
     if count is None:
-        count = estimate_noisy_count(dyn, resamples=0).estimate  # the count alone: no interval to draw
+        count = estimate_noisy_count(summary, resamples=0).estimate  # the count alone: no interval to draw
     rank = np.empty(len(mixed), np.int64)
     rank[np.argsort(-mixed, kind="stable")] = np.arange(len(mixed))
     above = 1.0 - 0.5 * rank / max(count, 1)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from mislabel.core.files import atomic_torch_save, torch_load
-from mislabel.core.user_input import UserError
+from mislabel.core.user_input import UserError, require_file
 from mislabel.scoring.gate import check_gate
 from mislabel.scoring.features import FEATURES
 
@@ -91,7 +91,8 @@ _CONFIG_SCHEMA: dict[str, tuple[bool, Callable[[object], bool], str]] = {
     "num_layers": (True, lambda v: _whole(v) and 1 <= v <= 16, "a whole number in [1, 16]"),
     "readout": (False, lambda v: v in READOUTS, f"one of {', '.join(READOUTS)}"),
     "bidirectional": (False, lambda v: isinstance(v, bool), "true or false"),
-    "seq_len": (False, lambda v: v is None or (_whole(v) and 2 <= v <= 100_000), "a whole number in [2, 100000], or None"),
+    "seq_len": (False, lambda v: v is None or (_whole(v) and 2 <= v <= 100_000),
+                "a whole number in [2, 100000], or None"),
 }
 
 
@@ -124,10 +125,8 @@ def load_detector(path: str | Path, device: torch.device | str = "cpu") -> tuple
     any work: the format, the config (``check_detector_config``) and every weight's name and shape
     against the architecture the config describes (checked on the meta device, so a damaged size
     allocates nothing), and finite weights."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"detector file {path} does not exist; train one with train_detector or pass the path of "
-                        "an existing .pth.tar")
+    path = require_file(path, "detector file", "train one with train_detector or pass the path of an existing "
+                        ".pth.tar")  # a folder is named as one, not as missing
     try:
         blob = torch_load(path)
     except Exception as err:

@@ -55,7 +55,8 @@ def precision_at_fraction(scores: np.ndarray, flipped: np.ndarray, fraction: flo
     return float(np.mean(flipped[top]))
 
 
-def detection_metrics(scores: np.ndarray, flipped: np.ndarray | None, threshold: float | None = None) -> dict[str, float] | None:
+def detection_metrics(scores: np.ndarray, flipped: np.ndarray | None, threshold: float | None = None
+                      ) -> dict[str, float] | None:
     """AUC, mAP (average precision), precision/recall at k = #flipped, precision at the top 5%/10%.
 
     With ``threshold`` (for probability outputs) also precision, recall, F1 and accuracy of

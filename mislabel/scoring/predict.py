@@ -15,6 +15,7 @@ from mislabel.scoring.features import NEEDS_MARGIN_AND_PRED, build_features
 from mislabel.scoring.lstm import LSTMDetector
 from mislabel.scoring.gate import gated_scores
 from mislabel.scoring.metrics import DETECTOR_THRESHOLD, MethodScores, detection_metrics
+from mislabel.scoring.summary import SampleSummary, summarize
 from mislabel.core.dynamics import Dynamics
 from mislabel.core.user_input import UserError
 
@@ -24,11 +25,14 @@ SCORING_BATCH = 4096
 
 
 @torch.no_grad()
-def detector_scores(model: LSTMDetector, config: dict, dyn: Dynamics, count: int | None = None) -> np.ndarray:
-    """Probability that each row is mislabeled, batched to bound memory; inputs are resampled to the
-    detector's ``seq_len`` when it was trained that way, so runs of any length apply. A detector with
-    a gate (``mislabel.scoring.gate``) returns its LSTM's probability and AUM gated by the run, with
-    ``count`` samples (default: the run's estimated number of wrong labels) at 0.5 or above."""
+def detector_scores(model: LSTMDetector, config: dict, dyn: Dynamics, count: int | None = None,
+                    summary: SampleSummary | None = None) -> np.ndarray:
+    """Each row's score, higher = more likely mislabeled, batched to bound memory; inputs are resampled
+    to the detector's ``seq_len`` when it was trained that way, so runs of any length apply. Without a
+    gate, the LSTM's probability that the row is mislabeled. With one (``mislabel.scoring.gate``), the
+    LSTM's probability and AUM gated by the run: a ranking mapped onto (0, 1], ``count`` samples
+    (default: the run's estimated number of wrong labels) at 0.5 or above. ``summary``: the run's
+    ``summarize(dyn)`` when the caller holds it, else computed here for the gate."""
     features = config["features"]
     missing = [name for name in features if name in NEEDS_MARGIN_AND_PRED and dyn.margin is None]
     if missing:
@@ -38,7 +42,9 @@ def detector_scores(model: LSTMDetector, config: dict, dyn: Dynamics, count: int
         raise UserError(f"the detector expects {model.lstm.input_size} features per epoch but got "
                         f"{sequences.shape[2]}; use a detector trained with features {features}")
     scores = sequence_scores(model, sequences)
-    return gated_scores(config["gate"], scores, dyn, count) if "gate" in config else scores
+    if "gate" not in config:
+        return scores
+    return gated_scores(config["gate"], scores, summarize(dyn) if summary is None else summary, count)
 
 
 @torch.no_grad()

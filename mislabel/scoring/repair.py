@@ -39,7 +39,7 @@ import torch
 
 from mislabel.scoring.scores import top_suspects
 from mislabel.core.user_input import UserError
-from mislabel.core.files import atomic_write
+from mislabel.core.files import atomic_write, read_record
 from mislabel.core.dynamics import load_dynamics, load_metadata
 
 __all__ = ["REPAIR_FORMAT", "Repair", "parse_ratio", "repair_paths", "build_repair", "write_repair",
@@ -124,8 +124,8 @@ def read_repair(path: str | Path, num_train: int, num_classes: int) -> Repair:
     if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
         raise UserError(f"repair file {path} has labels outside 0..{num_classes - 1}; use one built for this dataset")
     meta_path = path.with_name(path.name[:-len(".json")] + ".meta.json") if path.name.endswith(".json") else None
-    meta = json.loads(meta_path.read_text()) if meta_path is not None and meta_path.is_file() else {}
-    return Repair(labels=labels, meta=meta)
+    meta = (read_record(meta_path, "rebuild the repair with repair --overwrite") if meta_path is not None else None)
+    return Repair(labels=labels, meta=meta or {})
 
 
 def ensure_repair(run_folder: str | Path, detector_file: str | Path, ratio: float, device: torch.device,
@@ -133,7 +133,7 @@ def ensure_repair(run_folder: str | Path, detector_file: str | Path, ratio: floa
     """The trainers' ``--repair_ratio``: reuse the run's repair file from the same detector, else build it."""
     labels_path, meta_path = repair_paths(run_folder, ratio)
     if labels_path.exists() and not overwrite:
-        previous = json.loads(meta_path.read_text()).get("detector_file") if meta_path.is_file() else None
+        previous = (read_record(meta_path, "pass --overwrite to rebuild the repair") or {}).get("detector_file")
         if previous != str(Path(detector_file).resolve()):
             raise UserError(f"{labels_path} exists but was built with detector {previous}; pass --overwrite to "
                             "rebuild it with this detector, or --repair_file to use it as it is")

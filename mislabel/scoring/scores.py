@@ -27,6 +27,7 @@ from mislabel.scoring.lstm import DEFAULT_DETECTOR, LSTMDetector, load_detector
 from mislabel.scoring.count import NoisyCount, estimate_noisy_count
 from mislabel.scoring.metrics import DETECTOR_THRESHOLD, MethodScores, detection_metrics
 from mislabel.scoring.predict import detector_scores
+from mislabel.scoring.summary import SampleSummary, summarize
 
 __all__ = ["DEFAULT_CONTROL", "DEFAULT_DETECTOR", "METHODS", "Detector", "MethodScores", "Suspects",
            "detector_column", "load_detectors", "score", "top_suspects"]
@@ -68,12 +69,15 @@ def load_detectors(files: Sequence[str | os.PathLike], device: torch.device | st
 
 def score(dyn: Dynamics, methods: Sequence[str] = (), detectors: Sequence[Detector] = (),
           pred_probs: np.ndarray | None = None, threshold: float | None = None,
-          control_file: str | Path = DEFAULT_CONTROL, count: int | None = None) -> list[MethodScores]:
+          control_file: str | Path = DEFAULT_CONTROL, count: int | None = None,
+          summary: SampleSummary | None = None) -> list[MethodScores]:
     """Each of ``methods`` in their order, then each detector; timed, with metrics when known
     (with ``threshold``, also those of ``scores >= threshold``, for probability outputs).
     ``"control"`` is the learned control in ``control_file`` (the shipped one unless given);
     ``count``: the run's estimated number of wrong labels when the caller holds it (a gated
-    detector puts that many at 0.5 or above; else it counts them itself)."""
+    detector puts that many at 0.5 or above; else it is counted once, for every detector);
+    ``summary``: the run's ``summarize(dyn)`` when the caller holds it (``"aum"`` and the gate read it);
+    else the first gated detector computes it, inside its time, and the others reuse it."""
     unknown = [name for name in methods if name not in METHODS]
     if unknown:
         raise UserError(f"unknown scoring methods {unknown}; choose from: {', '.join(METHODS)}")
@@ -83,8 +87,22 @@ def score(dyn: Dynamics, methods: Sequence[str] = (), detectors: Sequence[Detect
         "control": lambda: control_scores(load_control(control_file), dyn),
         "cleanlab": lambda: cleanlab(pred_probs, dyn.assigned),
         **{name: (lambda fn=fn: fn(dyn)) for name, fn in BASELINES.items()}}
+    if summary is not None:
+        computed["aum"] = lambda: summary.aum
+
+    def gated(detector: Detector) -> np.ndarray:
+        """A detector's scores; a gated one shares the run's summary and count with the others."""
+        nonlocal summary, count
+        if "gate" not in detector.config:
+            return detector_scores(detector.model, detector.config, dyn)
+        if summary is None:
+            summary = summarize(dyn)
+        if count is None:
+            count = estimate_noisy_count(summary, resamples=0).estimate  # the count alone: no interval to draw
+        return detector_scores(detector.model, detector.config, dyn, count, summary)
+
     jobs = [(name, computed[name], 0.0) for name in methods]
-    jobs += [(d.name, lambda d=d: detector_scores(d.model, d.config, dyn, count), d.load_seconds) for d in detectors]
+    jobs += [(d.name, lambda d=d: gated(d), d.load_seconds) for d in detectors]
     results = []
     for name, compute, extra_seconds in jobs:
         started = time.perf_counter()
@@ -99,6 +117,7 @@ class Suspects:
     """The detector's top share of a run: the rows denoise removes and repair relabels."""
 
     ranking: MethodScores         # the detector's scores of every row, with their metrics
+    summary: SampleSummary        # the run's per-sample summary (the cleaning actions read it)
     rows: np.ndarray              # row positions of the suspects, most suspicious first
     flipped_share: float | None   # share of them with a flipped label; None without ground truth or suspects
     count: NoisyCount | None      # the estimated number of wrong labels that ``"auto"`` took; None for a ratio
@@ -110,10 +129,11 @@ def top_suspects(detector_file: str | Path, dyn: Dynamics, ratio: float | str,
     rows; ``"auto"``: the run's estimated number of wrong labels, ``mislabel.scoring.count``, from
     held-out ``pred_probs`` [N, K] when given), so denoise and repair pick their suspects, and score
     them, the same way."""
-    estimate = estimate_noisy_count(dyn, pred_probs=pred_probs) if ratio == "auto" else None
+    summary = summarize(dyn)
+    estimate = estimate_noisy_count(summary, pred_probs=pred_probs) if ratio == "auto" else None
     ranking = score(dyn, detectors=load_detectors([detector_file], device), threshold=DETECTOR_THRESHOLD,
-                    count=None if estimate is None else estimate.estimate)[0]
+                    count=None if estimate is None else estimate.estimate, summary=summary)[0]
     count = estimate.estimate if estimate is not None else int(round(float(ratio) * dyn.num_samples))
     rows = ranking.order[:count]
     flipped_share = float(dyn.flipped[rows].mean()) if dyn.flipped is not None and len(rows) else None
-    return Suspects(ranking=ranking, rows=rows, flipped_share=flipped_share, count=estimate)
+    return Suspects(ranking=ranking, summary=summary, rows=rows, flipped_share=flipped_share, count=estimate)

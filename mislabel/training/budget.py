@@ -28,12 +28,11 @@ from mislabel.core.files import write_record
 
 __all__ = ["DEFAULT_BUDGET_MINUTES", "SAFETY", "PLAN_FILE", "EPOCHS_FILE", "Clock", "Estimate", "StepCosts",
            "CPU_COSTS", "CUDA_COSTS", "Workload", "family", "training_flops", "decode_seconds", "scan_seconds",
-           "predict", "time_step", "fitting_epochs", "choose", "minutes", "epochs_within_budget", "BudgetChoice",
+           "predict", "device_costs", "fitting_epochs", "choose", "minutes", "epochs_within_budget", "BudgetChoice",
            "plan_within_budget", "accuracy_note", "device_kind"]
 
 DEFAULT_BUDGET_MINUTES = 20.0  # find_issues' default: a coffee break, and Fashion-MNIST's 60,000 images fit
 SAFETY = 0.85                  # share of the budget a plan may fill
-TIMED_STEPS = 3                # after one warm-up step; the mean of these is a measured step time
 SCORE_SECONDS_PER_SAMPLE = 3e-4  # baselines + detector + data map per scored image (2-core CPU)
 REPORT_SECONDS = 8.0           # loading the detector, thumbnails, histogram, CSVs, the page: about constant
 PLAN_FILE = "budget_plan.json"  # find_issues' record of its plan, in the output folder
@@ -210,38 +209,6 @@ def predict(net_type: str, depth: int, batch_size: int, epochs: int, in_memory: 
     return Estimate(load, per_epoch, epochs, after)
 
 
-def time_step(net_type: str, depth: int, num_classes: int, in_channels: int, side: int, batch_size: int,
-              device: str, widen_factor: int | None = None) -> float:
-    """Measured seconds of one SGD step (one warm-up, then the mean of ``TIMED_STEPS``): what
-    ``bench/step_costs.py`` calibrates the cost tables with. Leaves torch's global RNG as it was."""
-    import torch
-
-    from mislabel.core.device import pick_device
-    from mislabel.models import build_model
-
-    target = pick_device(device)
-    cpu_state = torch.get_rng_state()
-    try:
-        model = build_model(net_type, depth, num_classes, in_channels=in_channels, image_size=side,
-                            widen_factor=widen_factor).to(target)
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        images = torch.randn(batch_size, in_channels, side, side, device=target)
-        labels = torch.randint(0, num_classes, (batch_size,), device=target)
-        seconds = []
-        for _ in range(1 + TIMED_STEPS):
-            started = time.perf_counter()
-            loss = torch.nn.functional.cross_entropy(model(images), labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if target.type == "cuda":
-                torch.cuda.synchronize(target)
-            seconds.append(time.perf_counter() - started)
-    finally:
-        torch.set_rng_state(cpu_state)
-    return sum(seconds[1:]) / TIMED_STEPS
-
-
 def fitting_epochs(seconds: float, estimate: Estimate, most: int) -> int:
     """The most epochs (up to ``most``) whose predicted time fits ``SAFETY`` of ``seconds``; 0 if none."""
     room = SAFETY * seconds - estimate.load - estimate.after
@@ -283,8 +250,10 @@ def epochs_within_budget(net_type: str, depth: int, batch_size: int, most: int, 
         note += "; warning: even one epoch exceeds the budget; raise --budget or pick a smaller network"
     epochs = max(epochs, 1)
     if distributed.is_main():
-        write_record(folder / EPOCHS_FILE, {"key": {"budget": budget_minutes, "epochs": most,
-                                                    "world": distributed.world_size()}, "epochs": epochs})
+        # "inputs": what the choice was computed from, for the reader; nothing reads them back, as a
+        # resumed run recomputes the same (deterministic) choice
+        write_record(folder / EPOCHS_FILE, {"inputs": {"budget": budget_minutes, "epochs": most,
+                                                       "world": distributed.world_size()}, "epochs": epochs})
     return epochs, note
 
 
@@ -331,8 +300,8 @@ def plan_within_budget(candidates: list, work: Workload, device: str, budget_min
                          f"the {minutes(max(left, 0))} left of the budget; raise --budget or pass --num_epochs")
     lines.append(f"predicted: {minutes(scan_seconds + estimate.total)} in all (scan {minutes(scan_seconds)}, "
                  f"{estimate.describe()})")
-    record = {"key": {"work": asdict(work), "budget": budget_minutes, "device": device_kind(device),
-                      "processes": distributed.world_size()},
+    record = {"inputs": {"work": asdict(work), "budget": budget_minutes, "device": device_kind(device),
+                         "processes": distributed.world_size()},   # for the reader, as EPOCHS_FILE's
               "plan": asdict(plan), "estimate": asdict(estimate)}
     return BudgetChoice(plan, estimate, lines, record)
 

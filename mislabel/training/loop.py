@@ -191,7 +191,8 @@ def fit(model: torch.nn.Module, train_batches, valid_batches, recipe: Recipe, re
     best_error, best_epoch, best_state = float("inf"), recipe.epochs - 1, None
     resumed = checkpoint.load(model, optimizer, scheduler, recorder) if checkpoint is not None else None
     if resumed is not None:
-        log, best_error, best_epoch, best_state = resumed.log, resumed.best_error, resumed.best_epoch, resumed.best_state
+        log, best_error = resumed.log, resumed.best_error
+        best_epoch, best_state = resumed.best_epoch, resumed.best_state
     start = 0 if resumed is None else resumed.epochs_done
     runnable = accel.runnable(model)  # compiled or not; shares model's parameters
     net, main = distributed.wrap(runnable), distributed.is_main()

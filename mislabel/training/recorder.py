@@ -97,7 +97,8 @@ class Recorder:
         if self.topk is not None:
             self._specs["classes"] = ((num_epochs, num_samples, self.channels), np.dtype(class_dtype))
         if store == "auto":
-            store = "memmap" if path is not None and self.stored_bytes > AUTO_MEMMAP_SHARE * physical_memory() else "ram"
+            too_large = path is not None and self.stored_bytes > AUTO_MEMMAP_SHARE * physical_memory()
+            store = "memmap" if too_large else "ram"
         check_memory(num_samples, num_epochs, self.channels, self.topk is not None,
                      self.stored_bytes if store == "ram" else 0, store)
         self.sample_ids = checked_sample_ids(sample_ids, num_samples)
@@ -249,7 +250,8 @@ class Recorder:
         _atomic_savez(folder / "assigned.npz", {"assigned": self.assigned})
         if self._ram is not None:
             for epoch in range(self._persisted, self.epoch):
-                _atomic_savez(folder / f"epoch{epoch:05d}.npz", {name: array[epoch] for name, array in self._ram.items()})
+                arrays = {name: array[epoch] for name, array in self._ram.items()}
+                _atomic_savez(folder / f"epoch{epoch:05d}.npz", arrays)
         self._persisted = self.epoch
 
     def restore(self, epochs: int) -> None:

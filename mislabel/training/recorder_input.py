@@ -72,7 +72,8 @@ def checked_true_labels(true_labels: np.ndarray | torch.Tensor, num_samples: int
     """``save``'s true_labels as int64 [num_samples], class ids in range."""
     rows = np.asarray(true_labels.cpu() if isinstance(true_labels, torch.Tensor) else true_labels)
     if rows.shape != (num_samples,) or not np.issubdtype(rows.dtype, np.integer):
-        raise UserError(f"true_labels is {rows.dtype} {list(rows.shape)}; pass one integer label per row ({num_samples})")
+        raise UserError(f"true_labels is {rows.dtype} {list(rows.shape)}; pass one integer label per row "
+                        f"({num_samples})")
     if rows.min() < 0 or rows.max() >= num_classes:
         bad = int(rows.min()) if rows.min() < 0 else int(rows.max())
         raise UserError(f"true_labels holds {bad}, but classes lie in [0, num_classes={num_classes})")
@@ -89,7 +90,8 @@ def check_batch_shapes(logits: torch.Tensor, targets: torch.Tensor, indices: tor
         if not isinstance(value, torch.Tensor) or value.is_floating_point() or value.is_complex() \
                 or value.dtype == torch.bool or value.shape != (len(logits),):
             got = f"{value.dtype} {list(value.shape)}" if isinstance(value, torch.Tensor) else type(value).__name__
-            raise UserError(f"{name} is {got}, expected an integer tensor [batch={len(logits)}] (one per row of logits)")
+            raise UserError(f"{name} is {got}, expected an integer tensor [batch={len(logits)}] (one per row of "
+                            "logits)")
 
 
 class NonFiniteLogits(UserError):
