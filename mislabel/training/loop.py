@@ -29,6 +29,7 @@ from mislabel.core.user_input import UserError
 
 __all__ = ["Recipe", "Recording", "Evaluation", "FitResult", "AverageMeter", "fit", "evaluate", "TD_MODES"]
 
+ONE_CYCLE_WARMUP = 0.25  # share of a one-cycle schedule's steps spent warming up (a fine-tune of a few epochs)
 LOG_COLUMNS = ["epoch", "train_error", "train_loss", "valid_error", "valid_top5_error", "valid_loss", "lr", "seconds"]
 
 
@@ -179,8 +180,13 @@ def fit(model: torch.nn.Module, train_batches, valid_batches, recipe: Recipe, re
         weights = torch.as_tensor(sample_weights, dtype=torch.float32, device=next(model.parameters()).device)
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                                 nesterov=recipe.momentum > 0, weight_decay=recipe.weight_decay)
-    milestones = sorted({max(1, int(round(f * recipe.epochs))) for f in recipe.lr_milestones})
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=recipe.lr_gamma)
+    per_step = recipe.schedule == "onecycle"
+    if per_step:  # warm up over the first ONE_CYCLE_WARMUP of the steps, then anneal to ~0
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr, pct_start=ONE_CYCLE_WARMUP,
+                                                        total_steps=recipe.epochs * max(1, len(train_batches)))
+    else:
+        milestones = sorted({max(1, int(round(f * recipe.epochs))) for f in recipe.lr_milestones})
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=recipe.lr_gamma)
     log: list[dict] = []
     best_error, best_epoch, best_state = float("inf"), recipe.epochs - 1, None
     resumed = checkpoint.load(model, optimizer, scheduler, recorder) if checkpoint is not None else None
@@ -203,6 +209,8 @@ def fit(model: torch.nn.Module, train_batches, valid_batches, recipe: Recipe, re
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if per_step:
+                scheduler.step()
             if records_training_pass:
                 recorder.update(logits, labels, rows)
             loss_meter.update(loss.detach(), len(labels))
@@ -211,7 +219,8 @@ def fit(model: torch.nn.Module, train_batches, valid_batches, recipe: Recipe, re
             raise UserError(f"{description}: the training loss became {loss_meter.avg} in epoch {epoch + 1}; lower --lr "
                             "(or check the data); the run is left unfinished, its last finite epoch checkpointed")
         lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
+        if not per_step:
+            scheduler.step()
         if recorder is not None:
             if not records_training_pass:
                 evaluate(runnable, recording.eval_batches, recorder, accel)
