@@ -76,7 +76,7 @@ class IssueOptions:
         if args.report_top < 1:
             raise UserError(f"--report_top {args.report_top} must be at least 1")
         check_budget(args.budget)
-        net = (args.net_type or "resnet").strip().lower()
+        net = (args.net_type or ("resnet" if args.backbone is None else "linear")).strip().lower()
         provisional = {"net_type": net, "depth": args.depth or NETWORKS.get(net, (0,))[0]}
         run = RunConfig.from_args(args, dataset="data", noise_ratio=None, num_valid=0, **provisional)
         fixed = PlanOverrides(net_type=args.net_type, depth=args.depth, epochs=args.num_epochs,
