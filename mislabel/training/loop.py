@@ -1,6 +1,7 @@
 """The training loop shared by phase 1 (recording dynamics) and retraining on a cleaned subset.
 
-One visible loop: SGD with Nesterov momentum, step decay, per-epoch validation for early
+One visible loop: SGD with Nesterov momentum, step decay (a one-cycle schedule stepped every batch
+for a backbone's fine-tune, ``Recipe.schedule``), per-epoch validation for early
 stopping, and an optional dynamics recorder fed either from the training forward pass itself
 (``td_mode="train"``: no extra compute, as AUM does) or from a no-grad pass over the un-augmented
 training set after each epoch (``td_mode="eval"``, as the paper's code does).
