@@ -43,6 +43,7 @@ from mislabel.core.files import atomic_write_all, read_record, write_record
 from mislabel.core.user_input import UserError
 from mislabel.data.user_data import SCAN_FILE, Listing, Scan, check_images, image_data, list_data, save_scan
 from mislabel.issue_options import IssueOptions, issue_options
+from mislabel.models.backbones import load_backbone
 from mislabel.pipeline import Runner
 from mislabel.reports.datalab import datalab_table
 from mislabel.reports.issues_actions import action_writes, advice, cleaned_table, relabel_table, weights_table
@@ -58,7 +59,8 @@ from mislabel.scoring.scores import DEFAULT_CONTROL, DEFAULT_DETECTOR, Detector,
 from mislabel.scoring.summary import SampleSummary, summarize
 from mislabel.training.budget import (BudgetChoice, Clock, Workload, accuracy_note, minutes, plan_within_budget,
                                       scan_seconds)
-from mislabel.training.plan import Plan, candidate_plans, default_plan
+from mislabel.training.plan import Plan, backbone_plan, candidate_plans, default_plan
+from mislabel.training.probe import backbone_side
 
 __all__ = ["IssueFinder", "IssueResult", "ScoredRun", "UsableFiles", "find_issues", "score_suspects", "KEY_FILE",
            "RECORD_FILE"]
@@ -111,6 +113,8 @@ class IssueFinder:
         self.options, self.clock = options, clock or Clock()
         self.device = distributed.start(pick_device(options.run.device))
         self.detectors, self.detector_note = self._detectors()
+        if options.run.backbone is not None:  # missing or mismatched weights: refused before anything is written
+            load_backbone(options.run.backbone, options.run.backbone_weights)
 
     # --- the pipeline ---------------------------------------------------------------------------
     def run(self) -> IssueResult | None:
@@ -183,17 +187,22 @@ class IssueFinder:
         o = self.options
         num_train = len(usable.train_files)
         full = default_plan(num_train, median_side)
+        if o.run.backbone is not None:  # the user's choice: the ladder of from-scratch recipes is not used
+            side = backbone_side(o.run.backbone, full.image_size, o.fixed.image_size)
+            full = backbone_plan(num_train, side, o.run.backbone, o.run.mode, o.fixed)
         work = Workload(num_train=num_train, num_valid=0, num_test=int(usable.keep[1].sum()),
                         num_classes=len(listing.class_names), in_channels=3, side=full.image_size,
                         file_side=median_side, scored=num_train)
-        return plan_within_budget(candidate_plans(full, num_train, o.fixed), work, str(self.device), o.budget,
+        candidates = [full] if full.backbone else candidate_plans(full, num_train, o.fixed)
+        return plan_within_budget(candidates, work, str(self.device), o.budget,
                                   scan_seconds(num_files, median_side, str(self.device)), o.run.widen_factor)
 
     def _phase1_config(self, listing: Listing, plan: Plan, out: Path) -> RunConfig:
         """The Runner's configuration for this data and plan; phase 1 runs in
         ``<out>/phase1/<network><depth>_seed<seed>``."""
         run = self.options.run
-        folder = out / "phase1" / f"{plan.net_type}{plan.depth}_seed{run.seed}"
+        network = replace(run, net_type=plan.net_type, depth=plan.depth).network_name
+        folder = out / "phase1" / f"{network}_seed{run.seed}"
         return replace(run, dataset=listing.name, net_type=plan.net_type, depth=plan.depth,
                        image_size=plan.image_size, td_folder=str(folder),
                        recipe=replace(run.recipe, epochs=plan.epochs, batch_size=plan.batch_size, lr=plan.lr))
@@ -205,7 +214,10 @@ class IssueFinder:
         digest = hashlib.sha256("\n".join(f"{f}\t{y}" for f, y in pairs).encode(
             "utf-8", "surrogateescape")).hexdigest()
         run = self.options.run
-        return {"data": digest, "plan": asdict(plan), "seed": run.seed, "hflip": self.options.hflip,
+        # a from-scratch plan's key as before backbones existed (its backbone fields are None)
+        recipe = {name: value for name, value in asdict(plan).items() if value is not None}
+        weights = {} if run.backbone_weights is None else {"backbone_weights": os.path.abspath(run.backbone_weights)}
+        return {"data": digest, "plan": recipe, **weights, "seed": run.seed, "hflip": self.options.hflip,
                 "momentum": run.recipe.momentum, "wd": run.recipe.weight_decay, "loss_type": run.recipe.loss_type,
                 "widen_factor": run.widen_factor, "pretrained_path": run.pretrained_path, "td_mode": run.td_mode,
                 "td_topk": run.td_topk}

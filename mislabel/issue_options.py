@@ -80,7 +80,7 @@ class IssueOptions:
         check_budget(args.budget)
         if args.storage not in STORAGE:
             raise UserError(f"unknown --storage {args.storage!r}; choose one of: {', '.join(STORAGE)}")
-        net = (args.net_type or "resnet").strip().lower()
+        net = (args.net_type or ("resnet" if args.backbone is None else "linear")).strip().lower()
         provisional = {"net_type": net, "depth": args.depth or NETWORKS.get(net, (0,))[0]}
         run = RunConfig.from_args(args, dataset="data", noise_ratio=None, num_valid=0, **provisional)
         fixed = PlanOverrides(net_type=args.net_type, depth=args.depth, epochs=args.num_epochs,

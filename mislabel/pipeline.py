@@ -59,7 +59,7 @@ class Runner:
         self.device = device if device is not None else distributed.start(pick_device(config.device))
         self.accel = Acceleration.resolve(self.device, config.amp, config.compile)
         self.data: ImageData = data if data is not None else load_dataset(config.dataset, config.datadir, config.seed,
-                                                                          config.image_size)
+                                                                          config.dataset_image_size)
         if self.data.real_noise and config.ratio > 0:
             raise UserError(f"{config.dataset} carries real-world noise; drop noise_ratio (no synthetic noise is "
                             "added)")
@@ -69,6 +69,7 @@ class Runner:
                                               canonical_noise_type(config.noise_type), config.seed, config.dataset,
                                               images=images)
         self.recorded: Dynamics | None = None  # phase 1's dynamics, kept in memory on request
+        self.backbone_side = self._through_backbone()
         self.train_indices, self.valid_indices = self._split()
         self.build_model()  # fail fast on a bad --net_type/--depth, before anything is written
 
@@ -83,8 +84,29 @@ class Runner:
         order = rng.permutation(count)
         return np.sort(order[num_valid:]), np.sort(order[:num_valid])
 
+    def _through_backbone(self) -> int | None:
+        """With --backbone: in probe mode replace the images by their features (extracted once, cached
+        beside the run folder), in finetune mode scale them for ``BackboneClassifier``; the side the
+        backbone sees (None without one). After the noise, which may read the pixels."""
+        c = self.config
+        if c.backbone is None:
+            return None
+        from mislabel.training.probe import backbone_side, finetune_data, probe_data
+
+        side = backbone_side(c.backbone, self.data.image_size, c.image_size)
+        if c.mode == "finetune":
+            self.data = finetune_data(self.data, side)
+        else:
+            self.data = probe_data(self.data, c.backbone, side, c.backbone_weights, c.td_dir.parent, self.device)
+        return side
+
     def build_model(self) -> torch.nn.Module:
         seed_everything(self.config.seed)
+        if self.config.mode == "finetune":
+            from mislabel.models.backbones import BackboneClassifier
+
+            return BackboneClassifier(self.config.backbone, self.data.num_classes, self.backbone_side,
+                                      self.config.backbone_weights)
         return build_model(self.config.net_type, self.config.depth, self.data.num_classes,
                            in_channels=self.data.in_channels, image_size=self.data.image_size,
                            widen_factor=self.config.widen_factor, pretrained_path=self.config.pretrained_path)
@@ -219,7 +241,9 @@ class Runner:
         return {"dataset": c.dataset, "seed": c.seed, "noise_ratio": c.ratio, "noise_type": c.noise_type,
                 "net_type": c.net_type, "depth": c.depth, "image_size": self.data.image_size,
                 "epochs": c.recipe.epochs, "td_mode": c.td_mode,
-                "num_train": int(len(self.train_indices)), "num_valid": int(len(self.valid_indices))}
+                "num_train": int(len(self.train_indices)), "num_valid": int(len(self.valid_indices)),
+                **({} if c.backbone is None else {"backbone": c.backbone, "mode": c.mode, "side": self.backbone_side,
+                                                  "backbone_weights": c.backbone_weights})}
 
     def train_for_td_computation(self, after_training: float = 0.0, keep_dynamics: bool = False) -> Path:
         """Phase 1: train on the noisy labels, recording every training sample's dynamics.

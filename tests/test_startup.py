@@ -104,6 +104,7 @@ def test_torch_free_copies_agree_with_the_modules_that_use_them() -> None:
     from mislabel.models import NETWORKS
     from mislabel.models.conv4 import CONV4_DEPTHS
     from mislabel.models.densenet import DENSENET_DEPTHS
+    from mislabel.models.heads import HEAD_DEPTHS
     from mislabel.models.lenet import LENET_DEPTHS
     from mislabel.models.PreResNet import PRERESNET_DEPTHS
     from mislabel.models.resnet import CIFAR_DEPTHS, IMAGENET_DEPTHS
@@ -112,6 +113,6 @@ def test_torch_free_copies_agree_with_the_modules_that_use_them() -> None:
 
     assert train_detector.READOUT_CHOICES == READOUTS
     assert LOSS_TYPES == tuple(LOSSES)
-    assert NETWORKS == {"conv4": CONV4_DEPTHS, "densenet": DENSENET_DEPTHS, "lenet": LENET_DEPTHS,
+    assert NETWORKS == {"conv4": CONV4_DEPTHS, "densenet": DENSENET_DEPTHS, "lenet": LENET_DEPTHS, **HEAD_DEPTHS,
                         "lenet_mnist": LENET_DEPTHS, "preresnet": PRERESNET_DEPTHS,
                         "resnet": CIFAR_DEPTHS + IMAGENET_DEPTHS, "vgg": VGG_DEPTHS, "wide_resnet": WRN_DEPTHS}

@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None, prog: str = "runner.py", launcher: str =
     clock = Clock()
     device = distributed.start(pick_device(config.device))  # joins torchrun's process group, if any
     try:
-        data = load_dataset(config.dataset, config.datadir, config.seed, config.image_size)
+        data = load_dataset(config.dataset, config.datadir, config.seed, config.dataset_image_size)
         budget = getattr(extra, "budget", 0)
         if budget:
             config = _within_budget(config, budget, data, device)

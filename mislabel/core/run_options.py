@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from mislabel.core.user_input import UserError, require_folder
 
-__all__ = ["Recipe", "TD_MODES", "STORES", "LOSS_TYPES", "check_weighted_loss", "DEFAULT_FOLDS", "EMBEDDED_DATASETS",
-           "LARGE_DATASETS", "check_datadir", "MAX_EPOCHS", "MAX_BATCH_SIZE"]
+__all__ = ["Recipe", "SCHEDULES", "TD_MODES", "STORES", "LOSS_TYPES", "check_weighted_loss", "DEFAULT_FOLDS",
+           "EMBEDDED_DATASETS", "LARGE_DATASETS", "check_datadir", "MAX_EPOCHS", "MAX_BATCH_SIZE"]
 
 EMBEDDED_DATASETS = ("digits",)  # shipped inside a package (sklearn's digits): no --datadir
 LARGE_DATASETS = ("webvision50", "clothing100k")  # real-world noise: no synthetic noise added
@@ -33,6 +33,10 @@ MAX_EPOCHS = 10_000     # 50x the seed's 200; the dynamics grow with the epochs 
 MAX_BATCH_SIZE = 65_536  # beyond any accelerator's memory for the networks here
 
 
+# step: the seed's step decay; onecycle: a short fine-tune's warm-up and cosine annealing (--mode finetune)
+SCHEDULES = ("step", "onecycle")
+
+
 @dataclass
 class Recipe:
     """The seed's phase-1 recipe (ResNet-32 on CIFAR); every value is a command-line flag."""
@@ -45,6 +49,7 @@ class Recipe:
     lr_milestones: tuple[float, ...] = (0.5, 0.75)   # fractions of the epochs where lr drops
     lr_gamma: float = 0.1
     loss_type: str = "cross_entropy"
+    schedule: str = "step"         # step: x lr_gamma at lr_milestones; onecycle: warm up then anneal, per step
 
     def validate(self) -> None:
         if not 1 <= self.epochs <= MAX_EPOCHS:
@@ -62,6 +67,8 @@ class Recipe:
             raise UserError(f"--momentum {self.momentum} is outside [0, 1); pass e.g. 0.9")
         if self.weight_decay < 0:
             raise UserError(f"--wd {self.weight_decay} is negative; pass e.g. 1e-4, or 0 for none")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; one of {SCHEDULES}")
         if self.loss_type not in LOSS_TYPES:
             raise UserError(f"unknown --loss_type {self.loss_type!r}; choose one of: {', '.join(LOSS_TYPES)}")
 

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-__all__ = ["NETWORKS", "DEFAULT_WIDEN_FACTOR", "build_model", "check_network", "load_weights_file"]
+__all__ = ["NETWORKS", "DEFAULT_WIDEN_FACTOR", "BACKBONES", "BACKBONE_MODES", "build_model", "check_network",
+           "check_backbone", "load_weights_file"]
 
 # The valid depths of each family, written out so that importing this package (and checking
 # --net_type/--depth) loads no torch; each family's module configures these depths
@@ -32,7 +33,9 @@ NETWORKS: dict[str, tuple[int, ...]] = {
     "conv4": (4,),
     "densenet": (40, 100),
     "lenet": (5,),
+    "linear": (1,),
     "lenet_mnist": (5,),
+    "mlp": (2,),
     "preresnet": (18, 34),
     "resnet": _CIFAR_RESNET_DEPTHS + _IMAGENET_RESNET_DEPTHS,
     "vgg": (11, 13, 16, 19),
@@ -40,6 +43,12 @@ NETWORKS: dict[str, tuple[int, ...]] = {
 }
 DEFAULT_WIDEN_FACTOR = 10  # WRN-28-10 is the network most CIFAR papers report
 MAX_WIDEN_FACTOR = 32      # the widest WRN papers train; wider outgrows memory before it helps
+# Pretrained backbones (``mislabel.models.backbones``): torchvision's seven and EfficientNet-Lite0
+# from its wheel; written out here so checking --backbone loads no torch.
+BACKBONES = ("resnet18", "resnet34", "resnet50", "efficientnet_b0", "mobilenet_v3_large", "convnext_tiny", "vit_b_16",
+             "efficientnet_lite0")
+# probe: a head on the frozen backbone's features, extracted once; finetune: the whole network trained
+BACKBONE_MODES = ("probe", "finetune")
 
 
 def _join(numbers: tuple[int, ...]) -> str:
@@ -77,6 +86,14 @@ def check_network(net_type: str, depth: int, widen_factor: int | None = None) ->
         raise UserError(f"--widen_factor must be an integer in 1..{MAX_WIDEN_FACTOR} (default {DEFAULT_WIDEN_FACTOR}), "
                         f"got {widen_factor!r}")
     return name
+
+
+def check_backbone(name: str) -> str:
+    """Refuse an unknown backbone name without torch; returns it in lower case."""
+    canonical = name.strip().lower()
+    if canonical not in BACKBONES:
+        raise UserError(f"unknown --backbone {name!r}; choose one of: {', '.join(BACKBONES)}")
+    return canonical
 
 
 def build_model(
@@ -122,6 +139,7 @@ def _construct(
     """Call the one constructor that ``name`` selects, with the arguments that family uses."""
     from mislabel.models.conv4 import Conv4
     from mislabel.models.densenet import DenseNet
+    from mislabel.models.heads import FeatureHead
     from mislabel.models.lenet import LeNet
     from mislabel.models.PreResNet import PreActResNet
     from mislabel.models.resnet import build_resnet
@@ -141,6 +159,8 @@ def _construct(
             return VGG(depth, num_classes, in_channels, image_size)
         case "conv4":
             return Conv4(num_classes, in_channels, image_size)
+        case "linear" | "mlp":
+            return FeatureHead(depth, num_classes, in_channels, image_size)
         case "lenet" | "lenet_mnist":
             return LeNet(num_classes, in_channels, image_size, pad_first=name == "lenet_mnist")
     raise AssertionError(f"NETWORKS lists {name!r} but _construct does not build it")

@@ -30,14 +30,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from mislabel.core import distributed
 from mislabel.core.files import atomic_write
 from mislabel.core.progress import bar
 from mislabel.core.user_input import UserError
 from mislabel.data.decode import decode_images
-from mislabel.models.backbones import (Backbone, Preprocessing, check_backbone, load_backbone, preprocessing_of,
+from mislabel.models import check_backbone
+from mislabel.models.backbones import (Backbone, BackboneInput, Preprocessing, load_backbone, preprocessing_of,
                                        weights_file)
 
 __all__ = ["FEATURE_BATCH", "feature_side", "extract_features", "image_features", "file_features", "cache_file"]
@@ -57,20 +57,6 @@ def feature_side(name: str, preprocessing: Preprocessing, side: int | None) -> i
         raise UserError(f"--backbone {name} takes only {preprocessing.native_side} px images; drop --image_size "
                         f"or pass {preprocessing.native_side}")
     return side
-
-
-def _prepare(batch: torch.Tensor, side: int, preprocessing: Preprocessing, device: torch.device) -> torch.Tensor:
-    """A batch as the backbone expects it: float in [0, 1], three channels, ``side`` px, normalised."""
-    images = batch.to(device)
-    images = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
-    if images.shape[1] == 1:
-        images = images.expand(-1, 3, -1, -1)
-    if tuple(images.shape[-2:]) != (side, side):
-        shrinking = min(images.shape[-2:]) > side
-        images = F.interpolate(images, size=(side, side), mode="bilinear", align_corners=False, antialias=shrinking)
-    mean = torch.tensor(preprocessing.mean, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(preprocessing.std, device=device).view(1, 3, 1, 1)
-    return (images - mean) / std
 
 
 def _check_images(images: torch.Tensor) -> None:
@@ -99,7 +85,9 @@ def extract_features(images: torch.Tensor | Callable[[int, int], torch.Tensor], 
     total = len(images) if count is None else count
     rows = images.__getitem__ if isinstance(images, torch.Tensor) else None
     fetch = (lambda start, stop: rows(slice(start, stop))) if rows is not None else images
-    extractor = backbone.extractor.to(device).eval()
+    prepare = BackboneInput(backbone.preprocessing, side).to(device)
+    # channels_last: 20-40% faster on CPU for these convolutional networks, and the same layout every run
+    extractor = backbone.extractor.to(device, memory_format=torch.channels_last).eval()
     out = torch.empty((total, backbone.feature_dim), dtype=torch.float16)
     start, stop = _batch_rows(total, batch_size)
     chunk = max(batch_size, DECODE_CHUNK // batch_size * batch_size)
@@ -107,8 +95,8 @@ def extract_features(images: torch.Tensor | Callable[[int, int], torch.Tensor], 
     for chunk_start in range(start, stop, chunk):
         pixels = fetch(chunk_start, min(chunk_start + chunk, stop))
         for offset in range(0, len(pixels), batch_size):
-            batch = _prepare(pixels[offset:offset + batch_size], side, backbone.preprocessing, device)
-            features = extractor(batch).float()
+            batch = prepare(pixels[offset:offset + batch_size].to(device))
+            features = extractor(batch.contiguous(memory_format=torch.channels_last)).float()
             out[chunk_start + offset:chunk_start + offset + len(batch)] = features.half().cpu()
             progress.update(len(batch))
     progress.close()

@@ -1,6 +1,7 @@
 """The training loop shared by phase 1 (recording dynamics) and retraining on a cleaned subset.
 
-One visible loop: SGD with Nesterov momentum, step decay, per-epoch validation for early
+One visible loop: SGD with Nesterov momentum, step decay (a one-cycle schedule stepped every batch
+for a backbone's fine-tune, ``Recipe.schedule``), per-epoch validation for early
 stopping, and an optional dynamics recorder fed either from the training forward pass itself
 (``td_mode="train"``: no extra compute, as AUM does) or from a no-grad pass over the un-augmented
 training set after each epoch (``td_mode="eval"``, as the paper's code does).
@@ -30,6 +31,7 @@ from mislabel.core.user_input import UserError
 
 __all__ = ["Recipe", "Recording", "Evaluation", "FitResult", "AverageMeter", "fit", "evaluate", "TD_MODES"]
 
+ONE_CYCLE_WARMUP = 0.25  # share of a one-cycle schedule's steps spent warming up (a fine-tune of a few epochs)
 LOG_COLUMNS = ["epoch", "train_error", "train_loss", "valid_error", "valid_top5_error", "valid_loss", "lr", "seconds"]
 
 
@@ -185,8 +187,13 @@ def fit(model: torch.nn.Module, train_batches, valid_batches, recipe: Recipe, re
         weights = torch.as_tensor(sample_weights, dtype=torch.float32, device=next(model.parameters()).device)
     optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum,
                                 nesterov=recipe.momentum > 0, weight_decay=recipe.weight_decay)
-    milestones = sorted({max(1, int(round(f * recipe.epochs))) for f in recipe.lr_milestones})
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=recipe.lr_gamma)
+    per_step = recipe.schedule == "onecycle"
+    if per_step:  # warm up over the first ONE_CYCLE_WARMUP of the steps, then anneal to ~0
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=recipe.lr, pct_start=ONE_CYCLE_WARMUP,
+                                                        total_steps=recipe.epochs * max(1, len(train_batches)))
+    else:
+        milestones = sorted({max(1, int(round(f * recipe.epochs))) for f in recipe.lr_milestones})
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=recipe.lr_gamma)
     log: list[dict] = []
     best_error, best_epoch, best_state = float("inf"), recipe.epochs - 1, None
     resumed = checkpoint.load(model, optimizer, scheduler, recorder) if checkpoint is not None else None
@@ -210,6 +217,8 @@ def fit(model: torch.nn.Module, train_batches, valid_batches, recipe: Recipe, re
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if per_step:
+                scheduler.step()
             if records_training_pass:
                 try:
                     recorder.update(logits, labels, rows)
@@ -220,7 +229,8 @@ def fit(model: torch.nn.Module, train_batches, valid_batches, recipe: Recipe, re
         if not math.isfinite(loss_meter.avg):
             raise UserError(_diverged(description, loss_meter.avg, epoch))
         lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
+        if not per_step:
+            scheduler.step()
         if recorder is not None:
             if not records_training_pass:
                 evaluate(runnable, recording.eval_batches, recorder, accel)

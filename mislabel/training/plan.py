@@ -26,9 +26,11 @@ from mislabel.data.sizing import training_side
 from mislabel.models import NETWORKS
 
 __all__ = ["Plan", "PlanOverrides", "Rung", "LADDER", "MEMORY_BUDGET", "default_plan", "apply_overrides",
-           "candidate_plans"]
+           "candidate_plans", "backbone_plan", "PROBE_EPOCHS", "FINETUNE_EPOCHS"]
 
 MEMORY_BUDGET = 2 * 2**30           # decoded uint8 pixels up to this size are held in memory
+PROBE_EPOCHS = 30                   # a linear head's epoch over cached features costs well under a second
+FINETUNE_EPOCHS = 3                 # from ImageNet weights a few epochs fit; dynamics are recorded each one
 
 
 @dataclass
@@ -42,10 +44,17 @@ class Plan:
     lr: float
     image_size: int
     in_memory: bool
+    backbone: str | None = None   # a pretrained backbone (then net_type is its head), None: from scratch
+    mode: str | None = None       # with a backbone: probe or finetune
 
     def describe(self) -> str:
+        if self.mode == "probe":
+            return (f"{self.backbone} features at {self.image_size}px (extracted once), a {self.net_type}{self.depth} "
+                    f"head for {self.epochs} epochs, batch {self.batch_size}, lr {self.lr:g}")
         where = "in memory" if self.in_memory else "streamed from files"
-        return (f"{self.net_type}{self.depth}, {self.epochs} epochs, batch {self.batch_size}, lr {self.lr:g}, "
+        tuned = self.mode == "finetune"
+        network = f"{self.backbone} fine-tuned (one-cycle)" if tuned else f"{self.net_type}{self.depth}"
+        return (f"{network}, {self.epochs} epochs, batch {self.batch_size}, lr {self.lr:g}, "
                 f"{self.image_size}px images {where}")
 
 
@@ -74,6 +83,23 @@ def default_plan(num_images: int, median_side: int) -> Plan:
     epochs = 30 if num_images < 10_000 else 20 if num_images < 100_000 else 12
     batch = 32 if num_images < 1_000 else 64 if num_images < 5_000 else 128
     return Plan(net, depth, epochs, batch, 0.1 * batch / 128, side, in_memory(num_images, side))
+
+
+def backbone_plan(num_images: int, side: int, backbone: str, mode: str, fixed: PlanOverrides) -> Plan:
+    """The recipe with a pretrained backbone (``--backbone``; never picked by the budget on its own).
+    probe: a linear head on the features, ``PROBE_EPOCHS`` epochs (each a fraction of a second),
+    the features decoded from the files a chunk at a time; finetune: the whole network for
+    ``FINETUNE_EPOCHS`` epochs at a tenth of the from-scratch learning rate (one-cycle). The batch
+    sizes as ``default_plan``'s; flags override as for every plan."""
+    batch = 32 if num_images < 1_000 else 64 if num_images < 5_000 else 128
+    if mode == "probe":
+        plan = Plan("linear", 1, PROBE_EPOCHS, batch, 0.1 * batch / 128, side, False, backbone, mode)
+    else:
+        plan = Plan("linear", 1, FINETUNE_EPOCHS, batch, 0.01 * batch / 128, side, in_memory(num_images, side),
+                    backbone, mode)
+    plan = apply_overrides(plan, fixed)
+    plan.image_size = side  # --image_size is already in ``side`` (the backbone's, checked against it)
+    return plan
 
 
 def in_memory(num_images: int, side: int) -> bool:
