@@ -32,13 +32,12 @@ from mislabel.reports.datalab import to_datalab
 from mislabel.scoring.baselines import BASELINES
 from mislabel.scoring.count import estimate_noisy_count, flag_first
 from mislabel.scoring.detector_training import DetectorRecipe, train_detector
-from mislabel.scoring.memorisation import before_memorisation
 from mislabel.scoring.methods import DEFAULT_RANK_METHODS, RANK_METHODS
 from mislabel.scoring.metrics import detection_metrics
 from mislabel.scoring.scores import DEFAULT_CONTROL, DEFAULT_DETECTOR, load_detectors, score
 from mislabel.scoring.seeding import (SEED_KINDS, SEEDED_CANDIDATES, SeededLabels, choose_score, seed_flips,
                                       seeded_rows)
-from mislabel.scoring.summary import summarize
+from mislabel.scoring.summary import scoring_view, summarize
 from mislabel.training.crossval import load_pred_probs
 from mislabel.training.recorder import Recorder
 
@@ -112,10 +111,9 @@ def rank(run: RunLike, detector: str | os.PathLike | None = None, methods: Seque
             raise UserError(f"no detector given and none shipped at {DEFAULT_DETECTOR}; pass detector=<file from "
                             "train_detector.py> or leave 'detector' out of methods")
         detectors = load_detectors([DEFAULT_DETECTOR if detector is None else detector], pick_device(device))
-    scored, _ = before_memorisation(dyn)
+    scored, summary = scoring_view(dyn)
     seeds, kinds = _seeds(dyn, seeded)
     unseeded = None if seeds is None else np.setdiff1d(np.arange(dyn.num_samples), seeds)
-    summary = summarize(scored)
     count = estimate_noisy_count(summary if seeds is None else summarize(subset_dynamics(scored, unseeded)))
     candidates = [] if seeds is None else [name for name in SEEDED_CANDIDATES if name not in methods]
     results = {r.name: r for r in score(scored, [name for name in methods if name != "detector"] + candidates,
@@ -179,7 +177,8 @@ def compare(run: str | os.PathLike, detectors: Sequence[str | os.PathLike] = (),
     loaded = load_detectors(list(detectors), pick_device(device))
     methods = [*BASELINES, *(["cleanlab"] if held_out is not None else []),
                *(["control"] if DEFAULT_CONTROL.is_file() else [])]
-    results = score(before_memorisation(dyn)[0], methods, loaded, None if held_out is None else held_out[0])
+    scored, summary = scoring_view(dyn)
+    results = score(scored, methods, loaded, None if held_out is None else held_out[0], summary=summary)
     return write_comparison(folder, dyn, results, None if held_out is None else held_out[1])
 
 

@@ -56,7 +56,7 @@ from mislabel.scoring.baselines import BASELINES
 from mislabel.scoring.cleaning import clean_labels
 from mislabel.scoring.count import NoisyCount, estimate_noisy_count
 from mislabel.scoring.scores import DEFAULT_CONTROL, DEFAULT_DETECTOR, Detector, load_detectors, score
-from mislabel.scoring.summary import SampleSummary, summarize
+from mislabel.scoring.summary import SampleSummary, scoring_view
 from mislabel.training.budget import (BudgetChoice, Clock, Workload, accuracy_note, minutes, plan_within_budget,
                                       scan_seconds)
 from mislabel.training.plan import Plan, backbone_plan, candidate_plans, default_plan
@@ -365,9 +365,9 @@ def score_suspects(dyn: Dynamics, listing: Listing, files: list[str], detectors:
     and the table."""
     # the learned control is a column beside the baselines it combines
     methods = [*(["control"] if DEFAULT_CONTROL.is_file() else []), *BASELINES]
-    summary = summarize(dyn)
+    epochs, summary = scoring_view(dyn)
     count = estimate_noisy_count(summary)
-    scored = score(dyn, methods, detectors, count=count.estimate, summary=summary)
+    scored = score(epochs, methods, detectors, count=count.estimate, summary=summary)
     baselines = {result.name: result.scores for result in scored[:len(methods)]}
     probs = {result.name: result.scores for result in scored[len(methods):]}
     suspicion = np.mean(list(probs.values()), axis=0) if probs else baselines["aum"]

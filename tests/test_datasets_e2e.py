@@ -68,6 +68,8 @@ CASES = [
     Case("cifar10", "resnet", 20),
     Case("cifar100", "wide_resnet", 16, ("--widen_factor", "1")),
     Case("mnist", "lenet_mnist", 5),
+    Case("mnist", "linear", 1),
+    Case("fashion_mnist", "mlp", 2),
     Case("fashion_mnist", "lenet", 5),
     Case("tiny_imagenet", "preresnet", 18),
     Case("cub_200_2011", "resnet", 18, FILE_FLAGS),

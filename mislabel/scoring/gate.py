@@ -96,7 +96,10 @@ def gated_scores(gate: dict, lstm_probability: np.ndarray, summary: SampleSummar
     higher = more suspicious. The run's AUM and concentration come from its ``summary``; ``count``
     defaults to the run's estimated number of wrong labels; callers that already hold it (the flags of
     ``rank``, find_issues, denoise) pass it, so it is counted once."""
-    mixed = _mixed(gate_weight(gate, summary.concentration), lstm_probability, summary.aum)
+    # A run that memorised is scored on its epochs before the onset, a shape of dynamics the LSTM's corpus
+    # (from-scratch runs) never showed it: there AUM alone (bench/regimes.py, linear heads trained long).
+    weight = 0.0 if summary.onset is not None else gate_weight(gate, summary.concentration)
+    mixed = _mixed(weight, lstm_probability, summary.aum)
     if count is None:
         count = estimate_noisy_count(summary, resamples=0).estimate  # the count alone: no interval to draw
     rank = np.empty(len(mixed), np.int64)

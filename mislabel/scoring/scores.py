@@ -27,7 +27,7 @@ from mislabel.scoring.lstm import DEFAULT_DETECTOR, LSTMDetector, load_detector
 from mislabel.scoring.count import NoisyCount, estimate_noisy_count
 from mislabel.scoring.metrics import DETECTOR_THRESHOLD, MethodScores, detection_metrics
 from mislabel.scoring.predict import detector_scores
-from mislabel.scoring.summary import SampleSummary, summarize
+from mislabel.scoring.summary import SampleSummary, scoring_view, summarize
 
 __all__ = ["DEFAULT_CONTROL", "DEFAULT_DETECTOR", "METHODS", "Detector", "MethodScores", "Suspects",
            "detector_column", "load_detectors", "score", "top_suspects"]
@@ -129,9 +129,9 @@ def top_suspects(detector_file: str | Path, dyn: Dynamics, ratio: float | str,
     rows; ``"auto"``: the run's estimated number of wrong labels, ``mislabel.scoring.count``, from
     held-out ``pred_probs`` [N, K] when given), so denoise and repair pick their suspects, and score
     them, the same way."""
-    summary = summarize(dyn)
+    scored, summary = scoring_view(dyn)
     estimate = estimate_noisy_count(summary, pred_probs=pred_probs) if ratio == "auto" else None
-    ranking = score(dyn, detectors=load_detectors([detector_file], device), threshold=DETECTOR_THRESHOLD,
+    ranking = score(scored, detectors=load_detectors([detector_file], device), threshold=DETECTOR_THRESHOLD,
                     count=None if estimate is None else estimate.estimate, summary=summary)[0]
     count = estimate.estimate if estimate is not None else int(round(float(ratio) * dyn.num_samples))
     rows = ranking.order[:count]

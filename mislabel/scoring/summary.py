@@ -27,8 +27,9 @@ from mislabel.core.dynamics import Dynamics
 from mislabel.core.user_input import UserError
 from mislabel.scoring.baselines import aum
 from mislabel.scoring.features import pair_counts
+from mislabel.scoring.memorisation import before_memorisation
 
-__all__ = ["DEFAULT_WINDOW", "SampleSummary", "concentration", "summarize"]
+__all__ = ["DEFAULT_WINDOW", "SampleSummary", "concentration", "scoring_view", "summarize"]
 
 # Fractions (start, stop) of the recorded epochs whose probabilities the count averages: up to the
 # recipe's second learning-rate decay (x0.1 at 50% and 75% of the epochs), after which the network fits
@@ -64,6 +65,7 @@ class SampleSummary:
     window_mean: np.ndarray            # float32 [N, C]: each channel's mean probability over the window
     aum: np.ndarray                    # float64 [N]: minus the area under the margin (the aum score)
     concentration: float               # ``concentration``: whether the run's mistakes follow its classes
+    onset: int | None = None           # the epoch the run began to memorise, when ``scoring_view`` found one
 
     @property
     def num_channels(self) -> int:
@@ -111,9 +113,10 @@ def concentration(dyn: Dynamics) -> float:
     return float(top.sum() / np.count_nonzero(wrong))
 
 
-def summarize(dyn: Dynamics, window: tuple[float, float] = DEFAULT_WINDOW) -> SampleSummary:
+def summarize(dyn: Dynamics, window: tuple[float, float] = DEFAULT_WINDOW, onset: int | None = None
+              ) -> SampleSummary:
     """The per-sample summary of ``dyn``; ``window``: the (start, stop) fractions of the epochs the
-    count averages."""
+    count averages; ``onset``: the memorisation onset ``dyn`` was cut at (``scoring_view``), if any."""
     chosen = _epoch_range(dyn.num_epochs, window)
     given = np.asarray(dyn.assigned, dtype=np.int64)
     classes = np.asarray(dyn.labels, dtype=np.int64)
@@ -128,4 +131,13 @@ def summarize(dyn: Dynamics, window: tuple[float, float] = DEFAULT_WINDOW) -> Sa
     return SampleSummary(given=given, classes=classes, num_classes=int(dyn.num_classes or int(np.max(classes)) + 1),
                          given_probability=given_probability, predicted=predicted, suggested=suggested,
                          suggested_probability=suggested_probability, num_epochs=dyn.num_epochs, window=chosen,
-                         window_mean=_window_mean(dyn, chosen), aum=aum(dyn), concentration=concentration(dyn))
+                         window_mean=_window_mean(dyn, chosen), aum=aum(dyn), concentration=concentration(dyn),
+                         onset=onset)
+
+
+def scoring_view(dyn: Dynamics) -> tuple[Dynamics, SampleSummary]:
+    """What every score, the gate and the count of a run read: its epochs before it memorised its labels
+    (all of them when it did not; ``mislabel.scoring.memorisation``) and their summary. rank, compare,
+    find_issues, denoise and repair all start here, so a run is scored on the same epochs everywhere."""
+    scored, onset = before_memorisation(dyn)
+    return scored, summarize(scored, onset=onset)
