@@ -35,8 +35,8 @@ from mislabel.scoring.detector_training import DetectorRecipe, train_detector
 from mislabel.scoring.methods import DEFAULT_RANK_METHODS, RANK_METHODS
 from mislabel.scoring.metrics import detection_metrics
 from mislabel.scoring.scores import DEFAULT_CONTROL, DEFAULT_DETECTOR, load_detectors, score
-from mislabel.scoring.seeding import (SEED_KINDS, SEEDED_CANDIDATES, SeededLabels, choose_score, seed_flips,
-                                      seeded_rows)
+from mislabel.scoring.seeding import (SEEDED_CANDIDATES, SeededLabels, choose_score, flag_line, seed_flips,
+                                      seeded_check, seeded_rows)
 from mislabel.scoring.summary import scoring_view, summarize
 from mislabel.training.crossval import load_pred_probs
 from mislabel.training.recorder import Recorder
@@ -95,7 +95,8 @@ def rank(run: RunLike, detector: str | os.PathLike | None = None, methods: Seque
         ranks the seeds clearly higher), which becomes the ``score`` column the table is sorted and flagged
         by; the count is made on the other rows; seeded rows are marked (``seeded``), never flagged, and
         left out of the metrics; ``table.attrs["seeded"]`` holds the choice, each candidate's seed AUC per
-        kind and the measured recall (seeds at or above the lowest flagged score), overall and per kind.
+        kind and the measured recall (seeds at or above the lowest flagged score), overall and per kind
+        (``mislabel.scoring.seeding.SeededCheck.record``).
     """
     import pandas as pd
 
@@ -114,7 +115,8 @@ def rank(run: RunLike, detector: str | os.PathLike | None = None, methods: Seque
     scored, summary = scoring_view(dyn)
     seeds, kinds = _seeds(dyn, seeded)
     unseeded = None if seeds is None else np.setdiff1d(np.arange(dyn.num_samples), seeds)
-    count = estimate_noisy_count(summary if seeds is None else summarize(subset_dynamics(scored, unseeded)))
+    count = estimate_noisy_count(summary if seeds is None else
+                                 summarize(subset_dynamics(scored, unseeded), onset=summary.onset))
     candidates = [] if seeds is None else [name for name in SEEDED_CANDIDATES if name not in methods]
     results = {r.name: r for r in score(scored, [name for name in methods if name != "detector"] + candidates,
                                         detectors, count=count.estimate, summary=summary)}
@@ -138,10 +140,8 @@ def rank(run: RunLike, detector: str | os.PathLike | None = None, methods: Seque
         flagged[unseeded] = flag_first(np.argsort(-lead[unseeded], kind="stable"), count.estimate)
         table["flagged"] = flagged
         table["score"] = lead
-        found = lead[seeds] >= _lowest(lead, flagged)
-        table.attrs["seeded"] = {**asdict(choice), "recall": float(found.mean()), "seeds_flagged": int(found.sum()),
-                                 "recall_by_kind": {kind: float(found[kinds == code].mean())
-                                                    for code, kind in enumerate(SEED_KINDS) if (kinds == code).any()}}
+        table.attrs["seeded"] = seeded_check(choice, lead, seeds, kinds, flag_line(lead, unseeded, count.estimate)
+                                             ).record()
         if dyn.flipped is not None:
             metrics = {name: detection_metrics(results[name].scores[unseeded], dyn.flipped[unseeded])
                        for name in (*methods, choice.method)}
@@ -192,8 +192,3 @@ def _seeds(dyn: Dynamics, seeded: SeededLabels | Sequence[int] | np.ndarray | No
         return seeded_rows(dyn.indices, seeded.indices), np.asarray(seeded.kinds, np.int8)
     rows = seeded_rows(dyn.indices, seeded)
     return rows, np.zeros(len(rows), np.int8)
-
-
-def _lowest(values: np.ndarray, flagged: np.ndarray) -> float:
-    """The lowest flagged score (infinity when nothing is flagged): the line a seed must reach to count as found."""
-    return float(values[flagged].min()) if flagged.any() else float("inf")

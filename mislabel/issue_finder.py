@@ -35,14 +35,18 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from mislabel.core import distributed
 from mislabel.core.device import pick_device
 from mislabel.core.dynamics import Dynamics, load_dynamics
 from mislabel.core.files import atomic_write_all, read_record, write_record
 from mislabel.core.user_input import UserError
+from mislabel.data.datasets import ImageData
+from mislabel.data.noise import pooled_pixels
 from mislabel.data.user_data import SCAN_FILE, Listing, Scan, check_images, image_data, list_data, save_scan
 from mislabel.issue_options import IssueOptions, issue_options
+from mislabel.issue_scoring import ScoredRun, Seeds, score_suspects
 from mislabel.models.backbones import load_backbone
 from mislabel.pipeline import Runner
 from mislabel.reports.datalab import datalab_table
@@ -50,19 +54,17 @@ from mislabel.reports.issues_actions import action_writes, advice, cleaned_table
 from mislabel.reports.issues_report import write_report
 from mislabel.reports.plots import datamap_png
 from mislabel.reports.summary import read_summary
-from mislabel.reports.suspects import spreadsheet_safe, suspects_table
+from mislabel.reports.suspects import spreadsheet_safe
 from mislabel.run_config import RunConfig
-from mislabel.scoring.baselines import BASELINES
 from mislabel.scoring.cleaning import clean_labels
-from mislabel.scoring.count import NoisyCount, estimate_noisy_count
-from mislabel.scoring.scores import DEFAULT_CONTROL, DEFAULT_DETECTOR, Detector, load_detectors, score
-from mislabel.scoring.summary import SampleSummary, scoring_view
+from mislabel.scoring.scores import DEFAULT_DETECTOR, Detector, load_detectors
+from mislabel.scoring.seeding import (load_seeds, save_seeds, seed_flips)
 from mislabel.training.budget import (BudgetChoice, Clock, Workload, accuracy_note, minutes, plan_within_budget,
                                       scan_seconds)
 from mislabel.training.plan import Plan, backbone_plan, candidate_plans, default_plan
 from mislabel.training.probe import backbone_side
 
-__all__ = ["IssueFinder", "IssueResult", "ScoredRun", "UsableFiles", "find_issues", "score_suspects", "KEY_FILE",
+__all__ = ["IssueFinder", "IssueResult", "UsableFiles", "find_issues", "KEY_FILE",
            "RECORD_FILE"]
 
 KEY_FILE = "find_issues_key.json"   # in the phase-1 folder: which data and settings produced it
@@ -89,19 +91,6 @@ class UsableFiles:
     keep: tuple[np.ndarray, np.ndarray]
     train_files: list[str]
     skipped: dict[str, str]
-
-
-@dataclass
-class ScoredRun:
-    """The scored run: suspects.csv's table (most suspicious first), ``order`` (table row -> dynamics
-    row), the count that set the flags, the run's per-sample summary and the flagged dynamics rows,
-    most suspicious first."""
-
-    table: pd.DataFrame
-    order: np.ndarray
-    count: NoisyCount
-    summary: SampleSummary
-    flagged_rows: np.ndarray
 
 
 class IssueFinder:
@@ -143,10 +132,10 @@ class IssueFinder:
                   "override it)")
             print("\n".join(choice.lines))
         save_plan = functools.partial(self._save_plan, out, scan, choice)
-        dyn, summary = self._phase1(listing, usable, choice, config, key, must_train, save_plan)
+        dyn, summary, seeds = self._phase1(listing, usable, choice, config, key, must_train, save_plan)
         if not distributed.is_main():
             return None
-        scored = score_suspects(dyn, listing, usable.train_files, self.detectors)
+        scored = score_suspects(dyn, listing, usable.train_files, self.detectors, seeds)
         return self._write(out, listing, usable, dyn, scored, choice, summary, config)
 
     def _detectors(self) -> tuple[list[Detector], str]:
@@ -217,37 +206,59 @@ class IssueFinder:
         # a from-scratch plan's key as before backbones existed (its backbone fields are None)
         recipe = {name: value for name, value in asdict(plan).items() if value is not None}
         weights = {} if run.backbone_weights is None else {"backbone_weights": os.path.abspath(run.backbone_weights)}
-        return {"data": digest, "plan": recipe, **weights, "seed": run.seed, "hflip": self.options.hflip,
+        seeding = {"seed_rate": self.options.seed_rate} if self.options.seed_rate else {}  # unseeded: keys as before
+        return {"data": digest, "plan": recipe, **weights, **seeding, "seed": run.seed, "hflip": self.options.hflip,
                 "momentum": run.recipe.momentum, "wd": run.recipe.weight_decay, "loss_type": run.recipe.loss_type,
                 "widen_factor": run.widen_factor, "pretrained_path": run.pretrained_path, "td_mode": run.td_mode,
                 "td_topk": run.td_topk}
 
     def _phase1(self, listing: Listing, usable: UsableFiles, choice: BudgetChoice, config: RunConfig, key: dict,
-                must_train: bool, save_plan: Callable[[], None]) -> tuple[Dynamics | None, dict]:
+                must_train: bool, save_plan: Callable[[], None]) -> tuple[Dynamics | None, dict, Seeds | None]:
         """Train and record unless a finished run of this data and settings (``key``) is already there
-        (``must_train`` False); the dynamics (rank 0) and the run's summary. ``save_plan`` writes the
-        first files into the output folder, once the last check that can refuse the request has passed."""
+        (``must_train`` False); the dynamics (rank 0), the run's summary and its seeds with the labels they
+        replaced (None when unseeded). ``save_plan`` writes the first files into the output folder, once
+        the last check that can refuse the request has passed."""
         plan, td_dir = choice.plan, config.td_dir
         if not must_train:
             if distributed.is_main():
                 print(f"phase 1 already finished in {td_dir}; scoring it again")
                 dyn = load_dynamics(td_dir)
+                trained = np.zeros(len(usable.train_files), np.int64)
+                trained[dyn.indices] = dyn.assigned
+                seeds = load_seeds(td_dir, trained)
                 save_plan()
-                return dyn, read_summary(td_dir) or {}
-            return None, {}
-        runner = Runner(config, image_data(listing, *usable.keep, plan.image_size, plan.in_memory, self.options.hflip),
-                        device=self.device)  # builds the model: a foreign --pretrained_path is refused here
+                return dyn, read_summary(td_dir) or {}, seeds
+            return None, {}, None
+        data = image_data(listing, *usable.keep, plan.image_size, plan.in_memory, self.options.hflip)
+        seeds = self._seed(data, len(listing.class_names))
+        runner = Runner(config, data, device=self.device)  # builds the model: a foreign --pretrained_path is refused
         save_plan()
         if distributed.is_main():
             write_record(td_dir / KEY_FILE, key, sort_keys=True)
+            if seeds is not None:
+                save_seeds(td_dir, *seeds)
         runner.train_for_td_computation(after_training=choice.estimate.after, keep_dynamics=True)
         if not distributed.is_main():
-            return None, {}
+            return None, {}, None
         summary = read_summary(td_dir) or {}
         note = accuracy_note(choice.estimate.training, summary.get("train_seconds", 0.0))
         if note:
             print(note)
-        return runner.recorded, summary
+        return runner.recorded, summary, seeds
+
+    def _seed(self, data: ImageData, num_classes: int) -> Seeds | None:
+        """Change ``--seed_rate`` of the training labels on purpose (``mislabel.scoring.seeding``), in
+        ``data`` itself: phase 1 trains on them, every output shows the user's. The images' look-alike
+        classes are found on their pixels sum-pooled to 16 px when they are in memory; streamed, every
+        seed is of the random kind. The same on every process (a seeded draw)."""
+        if not self.options.seed_rate:
+            return None
+        original = data.train_labels.numpy().copy()
+        pixels = None if data.train_images is None else pooled_pixels(data.train_images.numpy())
+        seeds = seed_flips(original, self.options.seed_rate, self.options.run.seed, features=pixels,
+                           num_classes=num_classes)
+        data.train_labels = torch.from_numpy(seeds.labels)
+        return seeds, original[seeds.indices]
 
     @staticmethod
     def _save_plan(out: Path, scan: Scan, choice: BudgetChoice) -> None:
@@ -290,8 +301,9 @@ class IssueFinder:
                                               relabel_table(scored.summary, listing.class_names, table, scored.order))
         flagged = len(scored.flagged_rows)
         fallback = "" if self.detectors else f" [{self.detector_note}]"
+        measured = "" if scored.seeded is None else f"; {scored.seeded.describe()}"
         line = (f"find_issues: {len(table)} samples scored, {flagged} flagged (the {flagged:,} highest scores)"
-                f"{fallback}; report: {out / 'report.html'}; took {minutes(self.clock.elapsed())}")
+                f"{fallback}{measured}; report: {out / 'report.html'}; took {minutes(self.clock.elapsed())}")
         accuracy = summary.get("test_accuracy")
         accuracy_label = ("held-out accuracy" if listing.held_out else
                           "accuracy on a 10% sample of the training images (in-sample: a sanity check)")
@@ -301,14 +313,19 @@ class IssueFinder:
                     "recipe": f"{plan.describe()}, momentum {config.recipe.momentum}, wd {config.recipe.weight_decay}, "
                               f"flips {'on' if o.hflip else 'off'}",
                     "seed": str(config.seed), "scored by": self.detector_note,
+                    "seeded flips": ("off (--seed_rate 0)" if scored.seeded is None else
+                                     f"{o.seed_rate:.0%} of the labels trained on were changed on purpose (every "
+                                     f"output shows yours); score used: {scored.seeded.choice.method} "
+                                     f"({scored.seeded.choice.reason})"),
                     "threshold": f"the {flagged:,} highest scores ({scored.count.describe()})",
                     accuracy_label: "n/a" if accuracy is None else f"{accuracy:.2%}",
                     "phase-1 run": str(config.td_dir),
                     "time": f"{minutes(self.clock.elapsed())} (predicted {minutes(choice.estimate.total)} after the "
                             f"scan, for {budget})", **action_notes}
-        what_to_do = advice(scored.count, len(table), listing.held_out)
+        what_to_do = advice(scored.count, len(table), listing.held_out, scored.seeded)
         record = {"summary": line, "advice": what_to_do, "settings": settings, "plan": asdict(plan), "flagged": flagged,
                   "estimated_wrong_labels": asdict(scored.count),
+                  "seeded_check": None if scored.seeded is None else scored.seeded.record(),
                   "samples": len(table), "arguments": o.arguments(),
                   "predicted_seconds": round(choice.estimate.total, 1),
                   "seconds": round(self.clock.elapsed(), 1),
@@ -355,27 +372,6 @@ def _must_train(td_dir: Path, key: dict, overwrite: bool) -> bool:
         raise UserError(f"{td_dir} holds a phase-1 run of other {' and '.join(changed)}; rerun that command, "
                         "pass --overwrite to train again, or --out elsewhere")
     return stored is None or read_summary(td_dir) is None
-
-
-def score_suspects(dyn: Dynamics, listing: Listing, files: list[str], detectors: list[Detector]) -> ScoredRun:
-    """suspects.csv (``mislabel.reports.suspects``) for the user's files (``files[i]``: dynamics index
-    i): the detectors' mean score when there are detectors, else -AUM; every method as a column. The
-    flagged rows are the run's estimated number of wrong labels (``mislabel.scoring.count``), most
-    suspicious first. The run's summary is computed once here, for the count, the gate, the actions
-    and the table."""
-    # the learned control is a column beside the baselines it combines
-    methods = [*(["control"] if DEFAULT_CONTROL.is_file() else []), *BASELINES]
-    epochs, summary = scoring_view(dyn)
-    count = estimate_noisy_count(summary)
-    scored = score(epochs, methods, detectors, count=count.estimate, summary=summary)
-    baselines = {result.name: result.scores for result in scored[:len(methods)]}
-    probs = {result.name: result.scores for result in scored[len(methods):]}
-    suspicion = np.mean(list(probs.values()), axis=0) if probs else baselines["aum"]
-    paths = np.asarray(listing.relative(files), dtype=object)[dyn.indices]
-    table, order = suspects_table(dyn, summary, suspicion, count.estimate, ("path", paths), listing.class_names,
-                                  {**probs, **baselines})
-    return ScoredRun(table=table, order=order, count=count, summary=summary,
-                     flagged_rows=order[table["flagged"].to_numpy() == 1])
 
 
 def find_issues(data: str | os.PathLike, **settings) -> pd.DataFrame:

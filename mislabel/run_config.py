@@ -220,7 +220,7 @@ def add_run_flags(parser: argparse.ArgumentParser, chosen: bool = False) -> None
     model.add_argument("--backbone", default=None, metavar="NAME",
                        help=f"start from a pretrained network: {', '.join(BACKBONES)}; --net_type linear (or mlp) "
                             "is then the head")
-    model.add_argument("--mode", default=None, choices=BACKBONE_MODES,
+    model.add_argument("--mode", default=None,
                        help="with --backbone: probe (default: features extracted once, a head trained on them) or "
                             "finetune (the whole network)")
     model.add_argument("--backbone_weights", default=None, metavar="FILE",

@@ -117,6 +117,10 @@ SETTINGS = {
     "compile": ("yes", None, None, None, ""),
     "results_dir": (5, None, "FILE", "FILE", "is a file, expected a folder"),
     "overwrite": ("yes", None, None, None, ""),
+    "seed_rate": ("0.1", "x", 0.5, "0.5", "seed rate must be a number in [0, 0.2]"),
+    "backbone": (5, None, "alexnet", "alexnet", "unknown --backbone 'alexnet'"),
+    "mode": (5, None, "train", "train", "--mode applies only with --backbone"),
+    "backbone_weights": (5, None, "missing.pt", "missing.pt", "--backbone_weights applies only with --backbone"),
 }
 
 

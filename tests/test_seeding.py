@@ -116,11 +116,13 @@ def test_rank_with_seeds_marks_them_never_flags_them_and_measures_recall(digits,
     assert not table.loc[table["seeded"], "flagged"].any()
     assert table["score"].is_monotonic_decreasing
     info = table.attrs["seeded"]
-    assert info["method"] in table.attrs["metrics"] and 0.5 < info["recall"] <= 1.0
-    assert set(info["recall_by_kind"]) == set(SEED_KINDS)
+    assert info["chosen_score"] in table.attrs["metrics"] and 0.5 < info["recall"] <= 1.0
+    assert set(info["seeds"]) == set(SEED_KINDS) and sum(info["seeds"].values()) == len(seeds.indices)
+    lowest = table.loc[table["flagged"], "score"].min()
+    assert sum(info["found"].values()) == (table.loc[table["seeded"], "score"] >= lowest).sum()
     unseeded = ~table["seeded"]
     assert table.loc[unseeded, "flagged"].sum() == table.attrs["estimated_wrong_labels"]["estimate"]
     # bare indices work too (one kind); an index of another run is refused
-    assert rank(tmp_path / "run", seeded=seeds.indices).attrs["seeded"]["num_seeds"]["random"] == len(seeds.indices)
+    assert rank(tmp_path / "run", seeded=seeds.indices).attrs["seeded"]["seeds"]["random"] == len(seeds.indices)
     with pytest.raises(UserError, match="not a sample of this run"):
         rank(tmp_path / "run", seeded=[len(true) + 5])

@@ -47,7 +47,7 @@ import numpy as np
 from mislabel.core.user_input import UserError
 
 __all__ = ["CLASS_STRUCTURED_TYPES", "NOISE_TYPES", "SEMANTIC_MAPS", "annotator_probabilities",
-           "canonical_noise_type", "corrupt_labels", "semantic_map"]
+           "canonical_noise_type", "corrupt_labels", "pooled_pixels", "semantic_map"]
 
 NOISE_TYPES = {"uniform": "uniform", "sym": "uniform", "flip": "flip", "asym": "flip",
                "semantic": "semantic", "idn": "idn", "confusion": "confusion"}
@@ -145,7 +145,7 @@ def _idn_labels(true_labels: np.ndarray, num_classes: int, noise_ratio: float, i
     return assigned
 
 
-def _pooled_features(images: np.ndarray) -> np.ndarray:
+def pooled_pixels(images: np.ndarray) -> np.ndarray:
     """``[N, D]`` float64 features: the images sum-pooled to at most ``CONFUSION_SIDE`` a side."""
     pixels = np.asarray(images)
     if pixels.ndim >= 3:
@@ -174,7 +174,7 @@ def annotator_probabilities(images: np.ndarray, true_labels: np.ndarray, num_cla
     probabilities = np.zeros((len(true_labels), num_classes))
     folds = rng.permutation(len(true_labels)) % CONFUSION_FOLDS
     with threadpool_limits(limits=1):
-        features = _pooled_features(images)
+        features = pooled_pixels(images)
         features -= features.mean(axis=0)
         variances, axes = np.linalg.eigh(features.T @ features / len(features))
         variances, axes = variances[::-1][:CONFUSION_COMPONENTS], axes[:, ::-1][:, :CONFUSION_COMPONENTS]

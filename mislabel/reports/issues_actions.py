@@ -23,6 +23,7 @@ from mislabel.data.user_data import Listing
 from mislabel.reports.suspects import spreadsheet_safe
 from mislabel.scoring.cleaning import RECOMMENDED_ACTION, RECOMMENDED_BECAUSE
 from mislabel.scoring.count import NoisyCount
+from mislabel.scoring.seeding import SeededCheck
 from mislabel.scoring.summary import SampleSummary
 
 __all__ = ["CLEANED_FILE", "RELABEL_FILE", "WEIGHTS_FILE", "advice", "cleaned_table", "relabel_table",
@@ -93,10 +94,11 @@ def _emptied_classes(cleaned: pd.DataFrame, weighted: pd.DataFrame) -> str:
             f"{RELABEL_FILE} instead")
 
 
-def advice(count: NoisyCount, num_samples: int, held_out: bool) -> str:
-    """The report's "what to do": how many labels look wrong and how sure that is, the action the
-    benchmark supports (``mislabel.scoring.cleaning.RECOMMENDED_ACTION``) and what the benchmark
-    measured for it (``RECOMMENDED_BECAUSE``, declared beside it)."""
+def advice(count: NoisyCount, num_samples: int, held_out: bool, seeded: SeededCheck | None = None) -> str:
+    """The report's "what to do": how many labels look wrong and how sure that is (with the recall the
+    run's seeded flips measured, when it has them), the action the benchmark supports
+    (``mislabel.scoring.cleaning.RECOMMENDED_ACTION``) and what the benchmark measured for it
+    (``RECOMMENDED_BECAUSE``, declared beside it)."""
     share = count.estimate / max(num_samples, 1)
     action = {"remove": f"train on {CLEANED_FILE} (the flagged images left out)",
               "relabel": f"fix the labels {RELABEL_FILE} suggests and train on them",
@@ -105,8 +107,9 @@ def advice(count: NoisyCount, num_samples: int, held_out: bool) -> str:
                             "count less)"}[RECOMMENDED_ACTION]
     check = ("compare the held-out accuracy of a run on it with this run's before you adopt it" if held_out else
              "keep a held-out split of images you trust to check that the cleaned data trains a better model")
-    return (f"About {count.estimate:,} of the {num_samples:,} labels ({share:.0%}) look wrong: {count.describe()}. "
-            f"Recommended: {action}, then {check}. On the benchmark grid (BENCHMARKS.md, bench/cleaning.py) "
+    measured = f" Measured on this run: {seeded.describe()}." if seeded is not None else ""
+    return (f"About {count.estimate:,} of the {num_samples:,} labels ({share:.0%}) look wrong: {count.describe()}."
+            f"{measured} Recommended: {action}, then {check}. On the benchmark grid (BENCHMARKS.md, bench/cleaning.py) "
             f"this action {RECOMMENDED_BECAUSE}; training "
             f"on {CLEANED_FILE} (removal) did as well where the network memorised the wrong labels but can cost "
             "a weak network the ambiguous images it needs. Where a network is barely hurt by the noise (retraining "

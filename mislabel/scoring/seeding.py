@@ -22,15 +22,22 @@ Numpy only; bench/regimes.py measures all of it across training regimes.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
+from mislabel.core.dynamics import Dynamics
+from mislabel.core.files import atomic_write
 from mislabel.core.user_input import UserError
+from mislabel.scoring.summary import SampleSummary
 
-__all__ = ["DEFAULT_SEED_RATE", "MAX_SEED_RATE", "MIN_SEEDS", "SEED_KINDS", "SEEDED_CANDIDATES", "SeededChoice",
-           "SeededLabels", "choose_score", "proxy_features", "seed_flips", "seeded_rows"]
+__all__ = ["CHOICE_MARGIN", "DEFAULT_SEED_RATE", "MAX_SEED_RATE", "MIN_SEEDS", "SEED_KINDS", "SEEDED_CANDIDATES",
+           "SEEDS_FILE", "SeededCheck", "SeededChoice", "SeededLabels", "check_seed_rate", "choose_score",
+           "flag_line", "load_seeds", "original_label_view", "place_seeded", "proxy_features", "save_seeds",
+           "seed_flips", "seeded_check", "seeded_rows"]
 
 # 3% of the labels: enough seeds of each kind to rank the candidate scores on a 1,500-image set, few
 # enough that training on them does not visibly change the model (bench/regimes.py).
@@ -43,6 +50,11 @@ PROXY_FIT_ROWS = 5_000  # rows the principal components are fitted on, at most: 
 AMBIGUITY_SHARPNESS = 8.0  # weight exp(8 * log ambiguity): an image halfway between two classes is ~250x
 #                            likelier to be drawn than one at a third of the way
 SEEDED_CANDIDATES = ("aum", "loss", "confidence", "correctness")   # besides the detector: the grid's winners
+# How much better (AUC on the worse kind of seed) another score must rank the seeds to replace the
+# default. Measured on bench/regimes.py's 97 runs: with margins of 0-0.03 the seeds' picks cost mean AUC
+# (0.9603-0.9623 against the default's 0.9625) and never lowered the worst cell; at 0.05 they change
+# nothing there. The seeds then only overrule a default that fails them by a wide margin.
+CHOICE_MARGIN = 0.05
 
 
 class SeededLabels(NamedTuple):
@@ -84,7 +96,8 @@ def _lookalike(features: np.ndarray, labels: np.ndarray, num_classes: int) -> tu
     return target, np.sqrt(own) / np.sqrt(distances[rows, target]).clip(1e-12)
 
 
-def _check_rate(rate: object) -> float:
+def check_seed_rate(rate: object) -> float:
+    """The seed rate as a float, or a UserError naming the allowed range (the API and --seed_rate alike)."""
     try:
         value = float(rate)
     except (TypeError, ValueError):
@@ -111,7 +124,7 @@ def seed_flips(labels: np.ndarray, rate: float = DEFAULT_SEED_RATE, seed: int = 
     if labels.ndim != 1 or (labels.size and not np.issubdtype(labels.dtype, np.integer)) \
             or (labels.size and labels.min() < 0):
         raise UserError("labels must be a 1-D array of non-negative integer class ids")
-    rate = _check_rate(rate)
+    rate = check_seed_rate(rate)
     labels = labels.astype(np.int64)
     classes = int(num_classes if num_classes is not None else (labels.max() + 1 if labels.size else 0))
     count = int(round(rate * len(labels)))
@@ -184,7 +197,7 @@ def seed_auc(values: np.ndarray, seeds: np.ndarray, unseeded: np.ndarray) -> flo
 
 
 def choose_score(scores: dict[str, np.ndarray], seeds: np.ndarray, kinds: np.ndarray, default: str,
-                 margin: float = 0.01) -> SeededChoice:
+                 margin: float = CHOICE_MARGIN) -> SeededChoice:
     """The candidate of ``scores`` (name -> [N], higher = more suspicious) whose *worse* kind of seed it
     ranks best (a choice that holds whether the real mistakes are like the easy or the hard seeds), unless
     ``default`` is within ``margin`` of it: a few dozen seeds are a noisy judge, so the default gives way
@@ -205,3 +218,140 @@ def choose_score(scores: dict[str, np.ndarray], seeds: np.ndarray, kinds: np.nda
         return SeededChoice(default, aucs, counts, f"no candidate beat the default by more than {margin}")
     return SeededChoice(best, aucs, counts, f"ranked its harder kind of seeds best ({worst[best]:.3f} against the "
                                             f"default's {worst[default]:.3f})")
+
+
+# ----------------------------------------------------------------------------------------------
+# A seeded run, stored and shown with the user's own labels
+# ----------------------------------------------------------------------------------------------
+
+SEEDS_FILE = "seeded_flips.npz"   # in the phase-1 folder: which rows were seeded, their kinds, the user's labels
+
+
+def save_seeds(folder: str | os.PathLike, seeds: SeededLabels, original: np.ndarray) -> None:
+    """The seeds of a run and the labels they replaced (``original``, aligned to ``seeds.indices``),
+    beside its dynamics (atomic, no pickle)."""
+    rows = seeds.indices
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as handle:   # a file object: np.savez would add .npz to the temporary name
+            np.savez(handle, indices=rows, kinds=seeds.kinds, original=np.asarray(original, np.int64),
+                     seeded=seeds.labels[rows])
+
+    atomic_write(Path(folder) / SEEDS_FILE, write)
+
+
+def load_seeds(folder: str | os.PathLike, labels: np.ndarray) -> tuple[SeededLabels, np.ndarray] | None:
+    """(the seeds, the user's labels of the seeded rows) of a run folder, None when it was not seeded;
+    refused by name when damaged or when its labels are not the run's (``labels``: the trained ones)."""
+    path = Path(folder) / SEEDS_FILE
+    if not path.is_file():
+        return None
+    fix = "it is damaged or from another run; rerun with --overwrite"
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            rows, kinds, original, seeded = (np.asarray(arrays[key]) for key in ("indices", "kinds", "original",
+                                                                                    "seeded"))
+    except (OSError, ValueError, KeyError) as err:
+        raise UserError(f"{path} cannot be read ({err}); {fix}") from None
+    if not (rows.ndim == kinds.ndim == original.ndim == seeded.ndim == 1
+            and len(rows) == len(kinds) == len(original) == len(seeded)) \
+            or not all(np.issubdtype(a.dtype, np.integer) for a in (rows, kinds, original, seeded)) \
+            or (len(rows) and (rows.min() < 0 or rows.max() >= len(labels) or kinds.min() < 0
+                               or kinds.max() >= len(SEED_KINDS) or original.min() < 0)) \
+            or len(np.unique(rows)) != len(rows) or not np.array_equal(labels[rows], seeded):
+        raise UserError(f"{path} does not describe this run's seeded labels; {fix}")
+    return SeededLabels(np.asarray(labels, np.int64), rows.astype(np.int64), kinds.astype(np.int8)), \
+        original.astype(np.int64)
+
+
+def original_label_view(dyn: Dynamics, summary: SampleSummary, rows: np.ndarray, original: np.ndarray
+                        ) -> tuple[Dynamics, SampleSummary]:
+    """The run as the user's labels see it: ``rows`` (seeded) given back their ``original`` labels, with
+    that label's mean probability over the scored epochs (0 where its class was not recorded: the
+    network gave it less than every recorded class), and the most probable other class as the
+    suggestion. Every output (tables, actions, the Datalab export) reads this view, so none of them
+    shows or acts on a label this tool changed."""
+    means = dyn.td[rows].astype(np.float32).mean(axis=1)                        # [S, C], the seeded rows only
+    classes = summary.classes[rows]
+    own = classes == original[:, None]
+    probability = np.where(own.any(axis=1), np.where(own, means, 0).sum(axis=1), 0.0).astype(np.float32)
+    others = np.where(own, -1.0, means)
+    best_other = others.argmax(axis=1)
+    pick = np.arange(len(rows))
+    suggested = np.where(others[pick, best_other] >= 0, classes[pick, best_other], original)
+    suggested_probability = np.where(others[pick, best_other] >= 0, others[pick, best_other], np.nan)
+
+    def patched(values: np.ndarray, new: np.ndarray) -> np.ndarray:
+        out = values.copy()
+        out[rows] = new
+        return out
+
+    given = patched(summary.given, original)
+    labels = dyn.labels.copy()
+    labels[rows, 0] = original
+    user_summary = replace(summary, given=given, given_probability=patched(summary.given_probability, probability),
+                           suggested=patched(summary.suggested, suggested),
+                           suggested_probability=patched(summary.suggested_probability, suggested_probability),
+                           predicted=patched(summary.predicted, np.where(probability >= np.nan_to_num(
+                               suggested_probability, nan=-1.0), original, suggested)))
+    return replace(dyn, labels=labels), user_summary
+
+
+def place_seeded(scores: np.ndarray, rows: np.ndarray, seeded_confidence: np.ndarray) -> np.ndarray:
+    """``scores`` with the seeded ``rows`` given places in the ranking for their *original* labels.
+
+    A seed's own score says how the run treats the label this tool made up. Its user's label cannot be
+    judged against the other rows' labels: the network was trained away from it, so even a right one
+    looks doubtful. Against the other seeds it can: they were all trained away from their labels alike,
+    and the least believed of them (lowest ``seeded_confidence``, the mean probability of the original
+    label) are the likeliest wrong. So a seed's rank among the seeds becomes the same quantile of the
+    unseeded rows' scores: a wrong label under a seed is still found, a right one is not singled out."""
+    unseeded = np.setdiff1d(np.arange(len(scores)), rows)
+    placed = scores.copy()
+    if not len(rows) or not len(unseeded):
+        return placed
+    position = np.empty(len(rows))
+    position[np.argsort(seeded_confidence, kind="stable")] = np.arange(len(rows))
+    placed[rows] = np.quantile(scores[unseeded], 1.0 - (position + 0.5) / len(rows))
+    return placed
+
+
+@dataclass(frozen=True)
+class SeededCheck:
+    """What a seeded run says about itself: the score its seeds chose, and how many seeds (labels known
+    to be wrong) reach the flagged line, overall and per kind: the flagged set's recall, measured."""
+
+    choice: SeededChoice
+    found: dict[str, int]       # kind -> seeds of that kind at or above the lowest flagged score
+    seeds: dict[str, int]       # kind -> seeds of that kind
+
+    @property
+    def recall(self) -> float:
+        return sum(self.found.values()) / max(sum(self.seeds.values()), 1)
+
+    def describe(self) -> str:
+        """One line for summaries and reports."""
+        total, found = sum(self.seeds.values()), sum(self.found.values())
+        kinds = ", ".join(f"{kind} {self.found[kind]}/{self.seeds[kind]}" for kind in SEED_KINDS if self.seeds[kind])
+        return (f"of the {total:,} labels changed on purpose to check this run, {found:,} ({self.recall:.0%}) are "
+                f"among the flagged ({kinds}: the share of real mistakes found lies near the kind they resemble)")
+
+    def record(self) -> dict:
+        return {"recall": self.recall, "found": self.found, "seeds": self.seeds, "chosen_score": self.choice.method,
+                "reason": self.choice.reason, "seed_auc": self.choice.seed_auc}
+
+
+def seeded_check(choice: SeededChoice, scores: np.ndarray, rows: np.ndarray, kinds: np.ndarray,
+                 threshold: float) -> SeededCheck:
+    """The seeds (``rows``, ``kinds``) whose ``scores`` (the chosen score, for the labels the run trained
+    on) reach ``threshold``, the lowest flagged score."""
+    reached = scores[rows] >= threshold
+    return SeededCheck(choice, {kind: int(reached[kinds == code].sum()) for code, kind in enumerate(SEED_KINDS)},
+                       {kind: int((kinds == code).sum()) for code, kind in enumerate(SEED_KINDS)})
+
+
+def flag_line(scores: np.ndarray, unseeded: np.ndarray, count: int) -> float:
+    """The lowest flagged score: the ``count``-th highest of the unseeded rows (infinity for none)."""
+    if count <= 0 or not len(unseeded):
+        return float("inf")
+    return float(np.sort(scores[unseeded])[::-1][min(count, len(unseeded)) - 1])
