@@ -1,6 +1,8 @@
 """mislabel.scoring.cleaning: what each action does to the suspects, and the weighted loss it relies on."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +11,7 @@ from mislabel.core.dynamics import Dynamics
 from mislabel.core.run_options import Recipe
 from mislabel.core.user_input import UserError
 from mislabel.data.datasets import TensorBatches
-from mislabel.scoring.cleaning import ACTIONS, clean_labels, suggested_labels
+from mislabel.scoring.cleaning import ACTIONS, clean_labels, oracle_labels, suggested_labels
 from mislabel.training.loop import fit
 
 EPOCHS = 4
@@ -85,3 +87,11 @@ def test_unit_weights_train_exactly_as_no_weights_and_zero_weights_differ() -> N
 def test_weights_need_the_cross_entropy_loss() -> None:
     with pytest.raises(UserError, match="--loss_type cross_entropy"):
         _trained(np.ones(24, np.float32), loss_type="reed_soft")
+
+
+def test_the_oracle_removes_exactly_the_flipped_labels_and_needs_them() -> None:
+    flipped = np.array([False, True, False, True])
+    oracle = oracle_labels(replace(RUN, flipped=flipped, true_labels=np.zeros(4, np.int64)))
+    assert oracle.keep.tolist() == (~flipped).tolist() and (oracle.labels == RUN.assigned).all()
+    with pytest.raises(UserError, match="synthetic noise"):
+        oracle_labels(RUN)   # no true labels: real-world noise
