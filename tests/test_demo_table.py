@@ -71,7 +71,7 @@ def test_table_rows_and_a_verdict_within_chance(tmp_path) -> None:
 def test_verdict_names_a_difference_beyond_chance(tmp_path) -> None:
     verdict = demo_table(demo_runs(tmp_path, oracle_gained=8)).splitlines()[-1]
     assert verdict.startswith("Beyond chance on these 40 test images (p < 0.05): oracle: +8 images (p = 0.008).")
-    assert verdict.endswith("Within chance: remove, downweight.")
+    assert verdict.endswith("Within chance, so this test set cannot tell them from the noisy model: remove, downweight.")
 
 
 def test_an_unfinished_run_is_refused_in_one_line(tmp_path) -> None:

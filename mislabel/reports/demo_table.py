@@ -107,7 +107,8 @@ def _verdict(differences: dict[str, tuple[int, float]], noisy_accuracy: float, n
     told = "; ".join(f"{name}: {d[0]:+d} images ({_p_text(d[1])})" for name, d in clear.items())
     rest = [name for name in differences if name not in clear]
     return (f"Beyond chance on these {num_test} test images (p < {SIGNIFICANCE}): {told}."
-            + (f" Within chance: {', '.join(rest)}." if rest else ""))
+            + (f" Within chance, so this test set cannot tell them from the noisy model: {', '.join(rest)}."
+               if rest else ""))
 
 
 def demo_table(folders: DemoFolders) -> str:
