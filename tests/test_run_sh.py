@@ -53,6 +53,8 @@ BAD_INPUTS = [
     (["denoise", "--detector_file", "missing.pth.tar", "--remove_ratio", "1.2"], "remove_ratio"),
     (["denoise", "--detector_file", "missing.pth.tar", "--remove_ratio", "0.2", "--td_dir", "/nonexistent"],
      "does not exist"),
+    (["oracle", "--noise_ratio", "0.2", "--td_dir", "/nonexistent"], "does not exist"),
+    (["oracle", "--noise_ratio", "0.2", "--seed", "9"], "does not exist"),   # no phase-1 run of these flags yet
 ]
 
 
