@@ -1,7 +1,8 @@
-"""The Runner façade's command line: generate_td, denoise and crossval on a named dataset.
+"""The Runner façade's command line: generate_td, denoise, oracle and crossval on a named dataset.
 
     python runner.py generate_td --dataset cifar10 --datadir data --noise_ratio 0.2 ...
     python runner.py denoise ... --detector_file F --remove_ratio 0.2
+    python runner.py oracle ...                       # phase 3 without exactly the flipped labels
     python runner.py crossval ... --folds 4
 
 ``./run.sh`` is the usual way in; ``python runner.py -h`` lists the flags. The Runner itself

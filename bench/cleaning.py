@@ -69,7 +69,7 @@ def job_clean(work: Path, plan: dict, dataset: str, seed: int, noise: str, ratio
     from mislabel.core.dynamics import load_dynamics
     from mislabel.reports.summary import write_summary
     from mislabel.scoring.baselines import aum, cleanlab, correctness
-    from mislabel.scoring.cleaning import clean_labels
+    from mislabel.scoring.cleaning import clean_labels, oracle_labels
     from mislabel.scoring.scores import top_suspects
     from mislabel.training.crossval import load_pred_probs
     from runner import Runner
@@ -86,14 +86,16 @@ def job_clean(work: Path, plan: dict, dataset: str, seed: int, noise: str, ratio
         detector = detector_path(work, other_dataset(plan, dataset), DEFAULT_VARIANT)
         suspects = top_suspects(detector, dyn, "auto", pred_probs=None if held_out is None else held_out[0])
         if row == "oracle":
-            rows, action = np.flatnonzero(dyn.flipped), "remove"
+            cleaned = oracle_labels(suspects.summary, dyn.flipped)
+            rows = np.flatnonzero(~cleaned.keep)
         elif row in ACTION_ROWS:
-            rows, action = suspects.rows, row
+            rows = suspects.rows
+            cleaned = clean_labels(suspects.summary, rows, row)
         else:
             scores = {"aum": lambda: aum(dyn), "correctness": lambda: correctness(dyn),
                       "cleanlab": lambda: cleanlab(held_out[0], dyn.assigned)}[row]()
-            rows, action = np.argsort(-scores, kind="stable")[:len(suspects.rows)], "remove"
-        cleaned = clean_labels(suspects.summary, rows, action)
+            rows = np.argsort(-scores, kind="stable")[:len(suspects.rows)]
+            cleaned = clean_labels(suspects.summary, rows, "remove")
         runner = Runner(config)
         with runner.claimed(folder):
             summary = {"row": row, "num_suspects": int(len(rows)), "num_flipped": int(dyn.flipped.sum()),

@@ -2,6 +2,7 @@
 
     generate_td:  load data -> inject noise -> build model -> train while recording dynamics -> save
     denoise:      rank samples with a detector -> drop the most suspicious -> retrain -> report
+    oracle:       retrain without exactly the flipped labels (the yardstick of denoise)
     crossval:     retrain K times, each without one fold -> held-out probabilities for cleanlab
 
 A ``RunConfig`` (``mislabel/run_config.py``) says what to run. The commands (``runner.py``,
@@ -35,7 +36,8 @@ from mislabel.data.noise import canonical_noise_type, corrupt_labels
 from mislabel.models import build_model
 from mislabel.reports.summary import denoise_table, format_metric, read_summary, write_summary
 from mislabel.run_config import RunConfig, valid_count
-from mislabel.scoring.cleaning import DEFAULT_ACTION, CleanedLabels, clean_labels
+from mislabel.scoring.cleaning import DEFAULT_ACTION, CleanedLabels, clean_labels, oracle_labels
+from mislabel.scoring.summary import summarize
 from mislabel.training.accel import Acceleration
 from mislabel.training.checkpoint import CHECKPOINT_FILE, Checkpoint
 from mislabel.training.crossval import crossval_probs, predict_probs
@@ -286,14 +288,19 @@ class Runner:
         from mislabel.scoring.scores import top_suspects
         from mislabel.training.crossval import load_pred_probs
 
-        dyn = load_dynamics(td_dir)
-        if not np.array_equal(dyn.assigned, self.assigned_labels[dyn.indices]):
-            raise UserError(f"the dynamics in {td_dir} were recorded with other labels than these arguments give; "
-                            "pass the seed/noise arguments of that run or point --td_dir at the matching run")
+        dyn = self._matching_dynamics(td_dir)
         held_out = load_pred_probs(td_dir, dyn) if remove_ratio == "auto" \
             else None
         return dyn, top_suspects(detector_file, dyn, remove_ratio, self.device,
                                  pred_probs=None if held_out is None else held_out[0])
+
+    def _matching_dynamics(self, td_dir: Path) -> Dynamics:
+        """Phase 1's dynamics in ``td_dir``, refused when recorded with other labels than this run's."""
+        dyn = load_dynamics(td_dir)
+        if not np.array_equal(dyn.assigned, self.assigned_labels[dyn.indices]):
+            raise UserError(f"the dynamics in {td_dir} were recorded with other labels than these arguments give; "
+                            "pass the seed/noise arguments of that run or point --td_dir at the matching run")
+        return dyn
 
     def _check_retrainable(self, assigned: np.ndarray, keep: np.ndarray, remove_ratio: float | str) -> None:
         """A removal that empties a class or leaves less than one batch would retrain on nearly nothing."""
@@ -314,7 +321,7 @@ class Runner:
         if action == "downweight":
             check_weighted_loss(self.config.recipe.loss_type)
         td_dir = Path(td_dir) if td_dir else self.config.td_dir
-        folder = self.config.stage_dir("prune4retrain", f"{action}{remove_ratio}")  # the seed's: remove{ratio}
+        folder = self.config.denoise_dir(action, remove_ratio)
         self.refuse_finished(folder)
         dyn, chosen = self.suspects(detector_file, remove_ratio, td_dir)
         cleaned = clean_labels(chosen.summary, chosen.rows, action)  # refuses an unknown action, before any write
@@ -341,6 +348,25 @@ class Runner:
             write_summary(folder, summary)
         print(denoise_table(summary))
         print(f"results in {folder}")
+        return folder
+
+    def oracle(self, td_dir: Path | None = None) -> Path:
+        """The yardstick of phase 3: retrain without exactly the flipped labels (``oracle_labels``; synthetic
+        noise only), the most any removal can give, into ``config.oracle_dir``; reports its test accuracy."""
+        td_dir = Path(td_dir) if td_dir else self.config.td_dir
+        folder = self.config.oracle_dir
+        self.refuse_finished(folder)
+        dyn = self._matching_dynamics(td_dir)
+        cleaned = oracle_labels(summarize(dyn), dyn.flipped)
+        with self.claimed(folder):
+            summary = self._describe()
+            summary.update({"num_ranked": int(dyn.num_samples), **cleaned.describe(), "td_dir": str(td_dir)})
+            summary.update(self.retrain_cleaned(folder, dyn, cleaned))
+            if not distributed.is_main():
+                return folder
+            write_summary(folder, summary)
+        print(f"oracle (without the {summary['num_removed']} flipped labels): test accuracy "
+              f"{format_metric(summary['test_accuracy'], percent=True)}; results in {folder}")
         return folder
 
     train = denoise  # the seed's name for phase 3 (its README: "denoise_small calls Runner.train")

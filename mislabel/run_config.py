@@ -187,6 +187,15 @@ class RunConfig:
         ``prune4retrain``/``remove<ratio>``, as in the seed; DivideMix: ``dividemix``/its tag)."""
         return self.experiment_dir / f"{stage}_seed{self.seed}" / name
 
+    def denoise_dir(self, action: str, remove_ratio: float | str) -> Path:
+        """Phase 3's folder for ``action`` on the top ``remove_ratio`` (or ``auto``): the seed's ``remove<ratio>``."""
+        return self.stage_dir("prune4retrain", f"{action}{remove_ratio}")
+
+    @property
+    def oracle_dir(self) -> Path:
+        """The oracle retraining's folder (without exactly the flipped labels), beside phase 3's."""
+        return self.stage_dir("prune4retrain", "oracle")
+
 
 # --- the shared flags ------------------------------------------------------------------------------
 

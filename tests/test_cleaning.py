@@ -1,6 +1,7 @@
 """mislabel.scoring.cleaning: what each action does to the suspects, and the weighted loss it relies on."""
 from __future__ import annotations
 
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +10,7 @@ from mislabel.core.dynamics import Dynamics
 from mislabel.core.run_options import Recipe
 from mislabel.core.user_input import UserError
 from mislabel.data.datasets import TensorBatches
-from mislabel.scoring.cleaning import ACTIONS, clean_labels
+from mislabel.scoring.cleaning import ACTIONS, clean_labels, oracle_labels
 from mislabel.scoring.summary import summarize
 from mislabel.training.loop import fit
 
@@ -88,3 +89,11 @@ def test_unit_weights_train_exactly_as_no_weights_and_zero_weights_differ() -> N
 def test_weights_need_the_cross_entropy_loss() -> None:
     with pytest.raises(UserError, match="--loss_type cross_entropy"):
         _trained(np.ones(24, np.float32), loss_type="reed_soft")
+
+
+def test_the_oracle_removes_exactly_the_flipped_labels_and_needs_them() -> None:
+    flipped = np.array([False, True, False, True])
+    oracle = oracle_labels(RUN, flipped)
+    assert oracle.keep.tolist() == (~flipped).tolist() and (oracle.labels == RUN.given).all()
+    with pytest.raises(UserError, match="synthetic noise"):
+        oracle_labels(RUN, None)   # no true labels: real-world noise

@@ -12,6 +12,7 @@ from conftest import TINY_RECIPE, refused, run_python, run_sh
 from mislabel.scoring.lstm import load_detector
 from mislabel.scoring.predict import get_order
 from mislabel.core.dynamics import load_dynamics
+from mislabel.scoring.cleaning import RECOMMENDED_ACTION
 
 pytestmark = pytest.mark.slow   # every test runs whole commands (phase 1, the detector, phase 3)
 
@@ -119,15 +120,27 @@ def test_same_command_same_results_on_cpu(tmp_path):
 
 def test_demo_end_to_end_at_tiny_size(tmp_path):
     """conv4 learns digits in 4 epochs (a LeNet-5 stays near chance there: every ranking is then
-    noise, and a 20% removal may empty a class, which phase 3 refuses)."""
+    noise, and a 30% removal may empty a class, which phase 3 refuses)."""
     env = {"RESULTS_DIR": str(tmp_path), "DEMO_NET": "conv4", "DEMO_DEPTH": "4", "DEMO_EPOCHS": "4",
            "DEMO_DETECTOR_EPOCHS": "3"}
     done = run_sh("demo", "--device", "cpu", env=env)
     assert done.returncode == 0, done.stderr
-    assert "test accuracy, after removal" in done.stdout and "detection AUC" in done.stdout
-    folder = tmp_path / "demo" / "digits_conv44_percmislabeled0.2_flip" / "prune4retrain_seed2" / "remove0.2"
-    summary = json.loads((folder / "summary.json").read_text())
+    stages = tmp_path / "demo" / "digits_conv44_percmislabeled0.3_flip" / "prune4retrain_seed2"
+    summary = json.loads((stages / "remove0.3" / "summary.json").read_text())
     assert summary["detection"]["auc"] > 0.5 and summary["noisy_test_accuracy"] is not None
+    oracle = json.loads((stages / "oracle" / "summary.json").read_text())
+    recommended = json.loads((stages / f"{RECOMMENDED_ACTION}auto" / "summary.json").read_text())
+    flipped = int(load_dynamics(stages.parent / "computation4td_seed2").flipped.sum())
+    assert oracle["num_removed"] == flipped and recommended["action"] == RECOMMENDED_ACTION
+    table = done.stdout[done.stdout.index("| wrong labels, true (injected) |"):]
+    for row in (f"| wrong labels, true (injected) | {flipped:,} of 1,293 |",
+                f"| wrong labels, estimated | ~{recommended['estimated_wrong_labels']['estimate']:,} wrong labels",
+                "| test accuracy, trained on the noisy labels |", "| test accuracy, remove the top 30% (the seed's",
+                f"| test accuracy, {RECOMMENDED_ACTION} the ~",
+                f"| test accuracy, oracle: without exactly the {flipped:,}",
+                "| test set | 360 images: 1 image = 0.28 points |"):
+        assert row in table, row
+    assert "on these 360 test images" in table.splitlines()[-1]
 
 
 def test_denoise_auto_acts_on_the_estimated_count_with_the_chosen_action(tmp_path, detector_file):

@@ -33,7 +33,10 @@ def test_testrun_prints_commands_and_writes_nothing(tmp_path):
     assert "runner.py generate_td --datadir /data --dataset digits --seed 1 --noise_ratio 0.2" in done.stdout
     assert "--num_epochs 3" in done.stdout
     demo = run_sh("demo", env=env, cwd=tmp_path)
-    assert demo.returncode == 0 and demo.stdout.count("runner.py") == 3 and "train_detector.py" in demo.stdout
+    assert demo.returncode == 0 and "train_detector.py" in demo.stdout
+    assert [line.split("runner.py ")[1].split(" ")[0] for line in demo.stdout.splitlines() if "runner.py " in line] == \
+        ["generate_td", "generate_td", "denoise", "denoise", "oracle"]
+    assert "--action \\<RECOMMENDED_ACTION\\>" in demo.stdout and "-m mislabel.commands.demo_table" in demo.stdout
     assert list(tmp_path.iterdir()) == []
 
 
@@ -50,6 +53,8 @@ BAD_INPUTS = [
     (["denoise", "--detector_file", "missing.pth.tar", "--remove_ratio", "1.2"], "remove_ratio"),
     (["denoise", "--detector_file", "missing.pth.tar", "--remove_ratio", "0.2", "--td_dir", "/nonexistent"],
      "does not exist"),
+    (["oracle", "--noise_ratio", "0.2", "--td_dir", "/nonexistent"], "does not exist"),
+    (["oracle", "--noise_ratio", "0.2", "--seed", "9"], "does not exist"),   # no phase-1 run of these flags yet
 ]
 
 

@@ -1,4 +1,4 @@
-"""runner.py's commands (generate_td, denoise, crossval): their flags and ``main``; run.sh maps the
+"""runner.py's commands (generate_td, denoise, oracle, crossval): their flags and ``main``; run.sh maps the
 seed's positional arguments onto these flags.
 
 Torch-free: ``check_args`` parses and checks every flag that can be checked without the data
@@ -60,6 +60,11 @@ def check_args(argv: list[str], prog: str = "runner.py", launcher: str = "python
                          help="what retraining does with the suspects: remove them (the seed's phase 3), relabel "
                               "them to the model's suggestion, hybrid (relabel where the model preferred the "
                               "suggestion, remove the rest) or downweight their loss (default %(default)s)")
+    oracle = commands.add_parser("oracle", help="the yardstick of phase 3: retrain without exactly the flipped "
+                                 "labels (synthetic noise only)")
+    _add_common(oracle)
+    _add_noise(oracle, default_ratio=None)
+    oracle.add_argument("--td_dir", default=None, help="phase-1 folder whose flips to drop (default: the matching run)")
     crossval = commands.add_parser("crossval", help="held-out class probabilities by K-fold cross-validation "
                                    "(pred_probs_cv.npy, for cleanlab in `compare`)")
     _add_common(crossval)
@@ -72,6 +77,8 @@ def check_args(argv: list[str], prog: str = "runner.py", launcher: str = "python
     check_budget(getattr(args, "budget", 0.0))
     if args.command == "crossval" and args.folds < 2:
         raise UserError(f"--folds {args.folds} must be at least 2; the default is {DEFAULT_FOLDS}")
+    if args.command in ("denoise", "oracle") and args.td_dir is not None:
+        require_folder(args.td_dir, "run folder", "pass the folder generate_td wrote")
     if args.command == "denoise":
         if args.action == "downweight":
             check_weighted_loss(args.config.recipe.loss_type)
@@ -79,8 +86,6 @@ def check_args(argv: list[str], prog: str = "runner.py", launcher: str = "python
             args.remove_ratio = float(check_ratio(args.remove_ratio, "remove_ratio"))
         require_file(args.detector_file, "detector file", "train one with `./run.sh train_detector` or pass the "
                      "path of an existing .pth.tar")
-        if args.td_dir is not None:
-            require_folder(args.td_dir, "run folder", "pass the folder generate_td wrote")
     return args
 
 
@@ -118,7 +123,7 @@ def _within_budget(config: RunConfig, budget_minutes: float, data, device) -> Ru
 
 @exit_on_user_error
 def main(argv: list[str] | None = None, prog: str = "runner.py", launcher: str = "python ") -> None:
-    """runner.py's commands (``generate-td``, ``denoise``, ``crossval`` of the ``mislabel`` command)."""
+    """runner.py's commands (``generate-td``, ``denoise``, ``oracle``, ``crossval`` of the ``mislabel`` command)."""
     import os
 
     command, config, extra = parse_args(argv, prog, launcher)
@@ -146,6 +151,8 @@ def main(argv: list[str] | None = None, prog: str = "runner.py", launcher: str =
                 print(f"took {minutes(clock.elapsed())} of the {budget:g} min budget")
         elif command == "crossval":
             runner.crossval(extra.folds, extra.num_epochs)
+        elif command == "oracle":
+            runner.oracle(extra.td_dir)
         else:
             runner.denoise(extra.detector_file, extra.remove_ratio, extra.td_dir, extra.action)
     finally:

@@ -6,6 +6,7 @@
     mislabel generate-td --dataset digits --noise_ratio 0.2 ...        (phase 1)
     mislabel train-detector --files_path RUN ...                         (phase 2)
     mislabel denoise --detector_file F --remove_ratio 0.2 ...            (phase 3)
+    mislabel oracle --noise_ratio 0.2 ...                                (phase 3 without exactly the flips)
     mislabel crossval --folds 4 ...                                      (held-out probabilities for cleanlab)
     mislabel repair <run_folder> <detector_file> <repair_ratio>
 
@@ -20,7 +21,7 @@ import sys
 
 __all__ = ["SUBCOMMANDS", "main"]
 
-# name -> (module, what it does); runner.py's three commands share mislabel.commands.cli
+# name -> (module, what it does); runner.py's commands share mislabel.commands.cli
 SUBCOMMANDS = {
     "find-issues": ("mislabel.commands.find_issues", "your own labelled images: train, rank every image, report"),
     "rank": ("mislabel.commands.rank", "a run folder -> a ranked CSV (the shipped detector by default)"),
@@ -28,10 +29,11 @@ SUBCOMMANDS = {
     "generate-td": ("mislabel.commands.cli", "phase 1: corrupt labels, train, record training dynamics"),
     "train-detector": ("mislabel.commands.train_detector", "phase 2: train the LSTM detector on run folders"),
     "denoise": ("mislabel.commands.cli", "phase 3: remove the top suspects, retrain, report"),
+    "oracle": ("mislabel.commands.cli", "the yardstick of phase 3: retrain without exactly the flipped labels"),
     "crossval": ("mislabel.commands.cli", "held-out probabilities by K-fold cross-validation (for cleanlab)"),
     "repair": ("mislabel.commands.repair", "relabel the top suspects of a run (data debugging)"),
 }
-RUNNER_COMMANDS = {"generate-td": "generate_td", "denoise": "denoise", "crossval": "crossval"}
+RUNNER_COMMANDS = {"generate-td": "generate_td", "denoise": "denoise", "oracle": "oracle", "crossval": "crossval"}
 
 
 def usage() -> str:

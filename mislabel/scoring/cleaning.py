@@ -12,8 +12,9 @@ them. The four are the ones the seed and its peers use:
 * ``downweight``: keep every suspect with its label, its loss scaled by the mean probability the
   network gave that label over training (low for a wrong label, so it counts little).
 
-BENCHMARKS.md (bench/cleaning.py) measures each against the noisy and the oracle retraining;
-``RECOMMENDED_ACTION`` is the one it supports, ``DEFAULT_ACTION`` denoise's (the seed's). Numpy only.
+BENCHMARKS.md (bench/cleaning.py) measures each against the noisy and the oracle retraining (``oracle_labels``:
+without exactly the flipped labels, the most any removal can give); ``RECOMMENDED_ACTION`` is the one it supports,
+``DEFAULT_ACTION`` denoise's (the seed's). Numpy only.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from mislabel.core.user_input import UserError
 from mislabel.scoring.summary import SampleSummary
 
 __all__ = ["ACTIONS", "DEFAULT_ACTION", "RECOMMENDED_ACTION", "RECOMMENDED_BECAUSE", "CleanedLabels", "check_action",
-           "clean_labels"]
+           "clean_labels", "oracle_labels"]
 
 ACTIONS = ("remove", "relabel", "hybrid", "downweight")
 DEFAULT_ACTION = "remove"   # denoise's: the seed's phase 3, which its folder names (remove{ratio}) follow
@@ -82,3 +83,13 @@ def clean_labels(summary: SampleSummary, suspect_rows: np.ndarray, action: str) 
         labels[relabelled] = summary.suggested[relabelled]
         keep[np.setdiff1d(rows, relabelled)] = False
     return CleanedLabels(action=action, given=given, keep=keep, labels=labels, weights=weights)
+
+
+def oracle_labels(summary: SampleSummary, flipped: np.ndarray | None) -> CleanedLabels:
+    """The labels of the oracle retraining: every row with a flipped label removed, no other. It is the
+    yardstick of the actions (what a perfect detector that removes would give), so it needs the run's
+    true labels: synthetic noise only."""
+    if flipped is None:
+        raise UserError("the oracle needs the true labels, and this run has none (real-world noise); it exists "
+                        "for runs with synthetic noise (generate_td with --noise_ratio)")
+    return clean_labels(summary, np.flatnonzero(flipped), "remove")
