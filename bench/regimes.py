@@ -10,6 +10,7 @@ train in, on labels corrupted by a noise generator and then seeded (``mislabel.s
 
     python bench/regimes.py --stage runs       # trains what the cache lacks (bench/.cache/regimes/)
     python bench/regimes.py --stage report     # scores every cached run; prints the tables
+    python bench/regimes.py --stage report --write   # and puts them into BENCHMARKS.md
 
 Every score is measured on the *unseeded* rows against the generator's flips (the seeds are this tool's,
 so a seed is neither a positive nor a negative of the metrics).
@@ -34,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from mislabel.data.datasets import Augment, TensorBatches, load_dataset  # noqa: E402
 from mislabel.data.noise import corrupt_labels  # noqa: E402
 from mislabel.models import build_model  # noqa: E402
-from mislabel.scoring.seeding import SeededLabels, seed_flips  # noqa: E402
+from mislabel.scoring.seeding import seed_flips  # noqa: E402
 from mislabel.training.recorder import Recorder  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache" / "regimes"
@@ -231,76 +232,10 @@ def grid(regimes, datasets, seeds) -> list[RunSpec]:
     return [RunSpec(r, d, n, ratio, s) for r in regimes for d in datasets for n, ratio in GRID_NOISE for s in seeds]
 
 
-# ----------------------------------------------------------------------------------------------
-# Report: every score on the unseeded rows, the seeded choice, the count and the measured recall
-# ----------------------------------------------------------------------------------------------
-
-SHOWN = ("detector", "aum", "loss", "confidence", "correctness", "last_prob")
-
-
-def evaluate(spec: RunSpec) -> dict:
-    """One run's numbers: AUC/mAP per method and of the seeded choice, the count, the recall."""
-    from mislabel import rank
-    from mislabel.scoring.metrics import detection_metrics
-
-    folder = run_folder(spec)
-    with np.load(folder / "seeding.npz") as arrays:
-        noisy, true = arrays["noisy"], arrays["true"]
-        seeds = SeededLabels(arrays["trained"], arrays["seeded"], arrays["kinds"])
-    table = rank(folder, methods=SHOWN, seeded=seeds).sort_values("index")
-    unseeded = ~table["seeded"].to_numpy()
-    real = (noisy != true)[unseeded]
-    row = {f"auc {name}": detection_metrics(table[name].to_numpy()[unseeded], real)["auc"] for name in SHOWN}
-    row |= {f"map {name}": detection_metrics(table[name].to_numpy()[unseeded], real)["map"] for name in SHOWN}
-    chosen = detection_metrics(table["score"].to_numpy()[unseeded], real)
-    flagged = table["flagged"].to_numpy()[unseeded]
-    count = table.attrs["estimated_wrong_labels"]
-    return row | {"auc seeded": chosen["auc"], "map seeded": chosen["map"], "chosen": table.attrs["seeded"]["method"],
-                  "true count": int(real.sum()), "count": count["estimate"], "likely": count["likely"],
-                  "seed recall": table.attrs["seeded"]["recall"], "true recall": float(flagged[real].mean())}
-
-
-def report(specs: list[RunSpec]) -> str:
-    import pandas as pd
-
-    rows = [asdict(spec) | evaluate(spec) for spec in specs if (run_folder(spec) / "seeding.npz").is_file()]
-    frame = pd.DataFrame(rows)
-    cell = ["regime", "dataset", "noise", "ratio"]
-    auc_cols = [f"auc {name}" for name in SHOWN] + ["auc seeded"]
-    means = frame.groupby(cell, sort=False)[auc_cols + ["true count", "count", "seed recall", "true recall"]].mean()
-    others = means[[f"auc {name}" for name in SHOWN if name != "detector"]]
-    means["best other"] = others.max(axis=1)
-    means["default short by"] = (means["best other"] - means["auc detector"]).clip(lower=0)
-    means["seeded short by"] = (means["best other"] - means["auc seeded"]).clip(lower=0)
-    means["count error"] = means["count"] / means["true count"] - 1
-    means["recall error"] = means["seed recall"] - means["true recall"]
-    frame["covered"] = [low <= truth <= high for (low, high), truth in zip(frame["likely"], frame["true count"])]
-    lines = ["| regime | data | noise | " + " | ".join(SHOWN) + " | seeded choice | default short by | "
-             "seeded short by | count / true | likely range holds | seed recall / true recall |",
-             "|" + "---|" * (len(SHOWN) + 10)]
-    for key, m in means.iterrows():
-        runs = frame[(frame[cell] == pd.Series(key, index=cell)).all(axis=1)]
-        lines.append(f"| {' | '.join(map(str, key[:3]))} {key[3]} | "
-                     + " | ".join(f"{m[f'auc {name}']:.3f}" for name in SHOWN)
-                     + f" | {m['auc seeded']:.3f} ({', '.join(runs['chosen'])}) | {m['default short by']:.3f} "
-                       f"| {m['seeded short by']:.3f} | {m['count']:.0f} / {m['true count']:.0f} "
-                       f"({m['count error']:+.0%}) "
-                       f"| {runs['covered'].sum()}/{len(runs)} | {m['seed recall']:.2f} / {m['true recall']:.2f} |")
-    worst = means[["default short by", "seeded short by"]].max()
-    lines += ["", f"Runs: {len(frame)}. Worst cell short of the best other score: default (unseeded) "
-              f"{worst['default short by']:.3f}, seeded choice {worst['seeded short by']:.3f}; mean AUC default "
-              f"{frame['auc detector'].mean():.4f}, seeded {frame['auc seeded'].mean():.4f}, best single other "
-              f"{max(frame[f'auc {n}'].mean() for n in SHOWN if n != 'detector'):.4f}. "
-              f"Count within 25% of the truth in "
-              f"{int((means['count error'].abs() <= 0.25).sum())} of {len(means)} cells; likely range held the truth "
-              f"in {int(frame['covered'].sum())} of {len(frame)} runs; measured recall within 0.10 of the true "
-              f"recall in {int((means['recall error'].abs() <= 0.10).sum())} of {len(means)} cells."]
-    return "\n".join(lines) + "\n"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stage", choices=("runs", "report"), default="runs")
+    parser.add_argument("--write", action="store_true", help="with --stage report: into BENCHMARKS.md")
     parser.add_argument("--regimes", nargs="+", default=list(TRAINERS))
     parser.add_argument("--datasets", nargs="+", default=["digits", "fashion_mnist"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
@@ -311,7 +246,12 @@ def main() -> None:
         for spec in specs:
             ensure_run(spec, data_cache)
     else:
-        print(report(specs))
+        from bench.regimes_report import report
+        text = report([spec for spec in specs if (run_folder(spec) / "seeding.npz").is_file()], " ".join(sys.argv))
+        print(text)
+        if args.write:
+            from bench.common import replace_section
+            replace_section(ROOT / "BENCHMARKS.md", "regimes", text)
 
 
 if __name__ == "__main__":

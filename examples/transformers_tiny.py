@@ -17,7 +17,7 @@ the training set, DynamicsTrainer in place of Trainer, and the DynamicsCallback.
 import torch
 from transformers import BertConfig, BertForSequenceClassification, TrainingArguments
 
-from mislabel import rank
+from mislabel import rank, seed_flips
 from mislabel.integrations.transformers import DynamicsCallback, DynamicsTrainer, IndexedDataset
 
 CLASSES, SAMPLES, LENGTH, VOCAB = 3, 600, 12, 100
@@ -27,8 +27,9 @@ tokens = torch.randint(CLASSES + 1, VOCAB, (SAMPLES, LENGTH))    # filler tokens
 tokens[torch.arange(SAMPLES), torch.randint(0, LENGTH, (SAMPLES,))] = true_labels + 1   # the keyword
 noisy = torch.rand(SAMPLES) < 0.2                                # replace 20% of the labels at random
 labels = torch.where(noisy, torch.randint(0, CLASSES, (SAMPLES,)), true_labels)
-rows = [{"input_ids": tokens[i], "attention_mask": torch.ones(LENGTH, dtype=torch.int64), "labels": int(labels[i])}
-        for i in range(SAMPLES)]
+seeds = seed_flips(labels.numpy(), rate=0.03)                    # 3% changed on purpose: the run checks itself
+rows = [{"input_ids": tokens[i], "attention_mask": torch.ones(LENGTH, dtype=torch.int64),
+         "labels": int(seeds.labels[i])} for i in range(SAMPLES)]   # trained on the seeded labels
 
 model = BertForSequenceClassification(BertConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2,
                                                  num_attention_heads=4, intermediate_size=64,
@@ -39,6 +40,7 @@ args = TrainingArguments(output_dir="transformers_trainer", num_train_epochs=15,
 trainer = DynamicsTrainer(model=model, args=args, train_dataset=IndexedDataset(rows),
                           callbacks=[DynamicsCallback(SAMPLES, CLASSES, out=folder, true_labels=true_labels)])
 trainer.train()                                                  # saves the folder when training ends
-table = rank(folder)                                             # the shipped detector, AUM, confidence
-print(table.head(10).to_string(index=False))
+table = rank(folder, seeded=seeds)                               # the shipped detector, AUM, confidence
+print(table[~table["seeded"]].head(10).to_string(index=False))
 print({name: round(m["auc"], 4) for name, m in table.attrs["metrics"].items()})
+print(f"seeds found among the flagged: {table.attrs['seeded']['recall']:.0%}")

@@ -76,7 +76,9 @@ def score_suspects(dyn: Dynamics, listing: Listing, files: list[str], detectors:
         check = seeded_check(choice, suspicion, rows, kinds, line)
         original = seeds[1][np.searchsorted(seeds[0].indices, dyn.indices[rows])]
         dyn, user = original_label_view(epochs, summary, rows, original)
-        suspicion = place_seeded(suspicion, rows, user.given_probability[rows])
+        believed = user.given_probability[rows]   # every score column ranks the seeds by the user's labels alike
+        suspicion = place_seeded(suspicion, rows, believed)
+        columns = {name: place_seeded(values, rows, believed) for name, values in columns.items()}
         flagged, summary = suspicion >= line, user
     table, order = suspects_table(dyn, summary, suspicion, flagged, ("path", paths), listing.class_names, columns)
     if rows is not None:

@@ -59,7 +59,7 @@ def test_ranks_the_moved_files_high(digits_folder, finished):
     table = pd.read_csv(out / "suspects.csv", keep_default_na=False)
     expected = ["rank", "path", "given_label", "predicted_label", "score", "flagged"]
     assert DEFAULT_DETECTOR.is_file() and DEFAULT_CONTROL.is_file()   # both ship with the package
-    assert list(table.columns) == expected + ["lstm:default", "control"] + list(BASELINES)
+    assert list(table.columns) == expected + ["lstm:default", "control"] + list(BASELINES) + ["seeded"]
     assert len(table) == 10 * PER_CLASS and table["rank"].tolist() == list(range(1, len(table) + 1))
     moved = table["path"].isin(digits_folder[1])
     assert moved.sum() == len(digits_folder[1])
@@ -78,11 +78,37 @@ def test_ranks_the_moved_files_high(digits_folder, finished):
     # the flags are the run's estimated count, which the report and the record state with its ranges
     record = json.loads((out / RECORD_FILE).read_text())
     count = record["estimated_wrong_labels"]
-    assert count["estimate"] == table["flagged"].sum() == record["flagged"]
+    assert count["estimate"] == table.loc[table["seeded"] == 0, "flagged"].sum()
+    assert table["flagged"].sum() == record["flagged"]
     assert count["likely"][0] <= count["estimate"] <= count["likely"][1]
     assert record["advice"].startswith(f"About {count['estimate']:,} of the {len(table):,} labels")
     report = (out / "report.html").read_text()
     assert "<h2>What to do</h2>" in report and "train on weights.csv" in report
+
+
+def test_seeded_flips_check_the_run_and_every_output_keeps_the_users_labels(digits_folder, finished):
+    out, done = finished
+    table = pd.read_csv(out / "suspects.csv", keep_default_na=False, dtype={"given_label": str})
+    folder_label = table["path"].str.split("/").str[0]
+    assert (table["given_label"] == folder_label).all()      # seeded rows show the user's label, not ours
+    seeded = table["seeded"] == 1
+    assert seeded.sum() == round(0.03 * len(table))
+    # judged among themselves for the user's labels: spread over the ranking, not piled on top
+    assert table.loc[seeded, "rank"].min() < len(table) / 4 and table.loc[seeded, "rank"].max() > len(table) * 3 / 4
+    record = json.loads((out / RECORD_FILE).read_text())
+    check = record["seeded_check"]
+    assert sum(check["seeds"].values()) == seeded.sum() and 0 <= check["recall"] <= 1
+    assert "labels changed on purpose" in done.stdout.strip().splitlines()[-1]
+    assert "labels changed on purpose" in (out / "report.html").read_text()
+    for name in ("cleaned.csv", "weights.csv"):
+        written = pd.read_csv(out / name, keep_default_na=False, dtype={"label": str})
+        folders = written["path"].str.slice(len(str(digits_folder[0])) + 1).str.split("/").str[0]
+        assert (written["label"] == folders).all(), name
+    datalab = pd.read_csv(out / "datalab_issues.csv", keep_default_na=False, dtype={"given_label": str})
+    assert (datalab["given_label"] == datalab["path"].str.split("/").str[0]).all()
+    phase1 = out / record["phase1"]
+    key = json.loads((phase1 / "find_issues_key.json").read_text())
+    assert key["seed_rate"] == 0.03 and (phase1 / "seeded_flips.npz").is_file()
 
 
 def test_corrupt_files_are_skipped_and_listed(finished):

@@ -1,0 +1,139 @@
+"""bench/regimes.py's tables: each regime's detection, the count and the measured recall.
+
+Every number is on the *unseeded* rows of a run against its generator's flips. "before" is the default
+as it scored before the memorisation onset existed (the whole run, the gate as fitted); "default" is the
+shipped score now (``rank``); "seeded" is the score the run's seeds chose (``choose_score``).
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+
+SHOWN = ("detector", "aum", "loss", "confidence", "correctness", "last_prob")
+RATIO_SEED = 1   # the likely ranges' ratios come from the seed-1 runs; the other seeds check them
+
+
+def evaluate(spec) -> dict:
+    """One run's numbers (``spec``: a bench.regimes.RunSpec with a cached run)."""
+    from bench.regimes import run_folder
+    from mislabel import rank
+    from mislabel.core.dynamics import load_dynamics, subset_dynamics
+    from mislabel.scoring.count import estimate_noisy_count
+    from mislabel.scoring.metrics import detection_metrics
+    from mislabel.scoring.scores import DEFAULT_DETECTOR, load_detectors, score
+    from mislabel.scoring.seeding import SeededLabels
+    from mislabel.scoring.summary import scoring_view, summarize
+
+    folder = run_folder(spec)
+    with np.load(folder / "seeding.npz") as arrays:
+        noisy, true = arrays["noisy"], arrays["true"]
+        seeds = SeededLabels(arrays["trained"], arrays["seeded"], arrays["kinds"])
+    table = rank(folder, methods=SHOWN, seeded=seeds).sort_values("index")
+    unseeded = ~table["seeded"].to_numpy()
+    real = (noisy != true)[table["index"].to_numpy()][unseeded]
+    metrics = {name: detection_metrics(table[name].to_numpy()[unseeded], real) for name in (*SHOWN, "score")}
+    dyn = load_dynamics(folder)
+    rows = np.flatnonzero(~np.isin(np.arange(dyn.num_samples), np.searchsorted(dyn.indices, seeds.indices)))
+    before = score(dyn, detectors=load_detectors([DEFAULT_DETECTOR]))[0].scores[rows]
+    scored, summary = scoring_view(dyn)
+    check, count = table.attrs["seeded"], table.attrs["estimated_wrong_labels"]
+    flagged = table["flagged"].to_numpy()[unseeded]
+    return {**{f"auc {name}": m["auc"] for name, m in metrics.items()},
+            **{f"map {name}": m["map"] for name, m in metrics.items()},
+            "auc before": detection_metrics(before, real)["auc"], "chosen": check["chosen_score"],
+            "memorised": summary.onset is not None, "true count": int(real.sum()), "count": count["estimate"],
+            "count before": estimate_noisy_count(summarize(subset_dynamics(dyn, rows)), resamples=0).estimate,
+            "likely low": count["likely"][0], "likely high": count["likely"][1],
+            "seed recall": check["recall"], "true recall": float(flagged[real].mean()) if real.any() else np.nan,
+            **{f"recall {kind}": check["found"][kind] / max(check["seeds"][kind], 1) for kind in check["seeds"]},
+            "scored epochs": scored.num_epochs}
+
+
+def _cells(frame: pd.DataFrame) -> pd.core.groupby.DataFrameGroupBy:
+    return frame.groupby(["regime", "dataset", "noise", "ratio"], sort=False)
+
+
+def report(specs: list, command: str) -> str:
+    from bench.common import machine
+
+    frame = pd.DataFrame([{**vars(spec), **evaluate(spec)} for spec in specs])
+    others = [f"auc {name}" for name in SHOWN if name != "detector"]
+    means = _cells(frame)[[c for c in frame.columns if c.startswith(("auc ", "map ", "recall ", "seed recall",
+                                                                    "true recall", "count", "true count"))]].mean()
+    best = means[others].idxmax(axis=1)
+    means["best other"] = means[others].max(axis=1)
+    short = {key: (means["best other"] - means[f"auc {key}"]).clip(lower=0)
+             for key in ("detector", "score", "before")}
+    lines = [f"Machine: {machine()}.  ", f"Command: `{os.path.basename(command)}`, then the same with "
+             "`--stage report --write`. Scored with the shipped detector "
+             "(`mislabel/scoring/pretrained/default.pth.tar`) through `rank(run, seeded=...)`; AUC on the "
+             "unseeded rows against the generator's flips, mean over seeds "
+             f"({', '.join(map(str, sorted(frame['seed'].unique())))}; `runs` = how many finished).", "",
+             "### AUC per regime: the default before and now, the best other score, the seeds' choice", "",
+             "| regime | data | noise | runs | before | default | seeded | best other | default short by | "
+             "seeded short by |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for key, m in means.iterrows():
+        runs = _cells(frame).get_group(key)
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} {key[3]} | {len(runs)} | {m['auc before']:.3f} | "
+                     f"{m['auc detector']:.3f} | {m['auc score']:.3f} | {best[key][4:]} {m['best other']:.3f} | "
+                     f"{short['detector'][key]:.3f} | {short['score'][key]:.3f} |")
+    worst = {name: (values.max(), values.idxmax()) for name, values in short.items()}
+    lines += ["", f"Worst cell short of the best other score: before {worst['before'][0]:.3f} "
+              f"({_name(worst['before'][1])}), default now {worst['detector'][0]:.3f} "
+              f"({_name(worst['detector'][1])}), seeded "
+              f"{worst['score'][0]:.3f} ({_name(worst['score'][1])}). Cells within 0.005: default "
+              f"{int((short['detector'] <= 0.005).sum())} of {len(means)}, seeded "
+              f"{int((short['score'] <= 0.005).sum())}; within 0.02: default "
+              f"{int((short['detector'] <= 0.02).sum())}. Mean AUC / mAP: before "
+              f"{frame['auc before'].mean():.4f}, default {frame['auc detector'].mean():.4f} / "
+              f"{frame['map detector'].mean():.4f}, seeded {frame['auc score'].mean():.4f} / "
+              f"{frame['map score'].mean():.4f}, best single other "
+              f"{max(frame[c].mean() for c in others):.4f} / "
+              f"{max(frame[c.replace('auc', 'map')].mean() for c in others):.4f}."
+              f" Runs that memorised (onset found): {int(frame['memorised'].sum())} of {len(frame)}.", ""]
+    lines += _count_lines(frame, means)
+    return "\n".join(lines) + "\n"
+
+
+def _name(key: tuple) -> str:
+    return f"{key[0]} {key[1]} {key[2]} {key[3]}"
+
+
+def _count_lines(frame: pd.DataFrame, means: pd.DataFrame) -> list[str]:
+    inside = (frame["likely low"] <= frame["true count"]) & (frame["true count"] <= frame["likely high"])
+    frame = frame.assign(covered=inside,
+                         bracketed=[min(r, a) - 0.05 <= t <= max(r, a) + 0.05 for r, a, t in
+                                    zip(frame["recall random"], frame["recall ambiguous"], frame["true recall"])])
+    held = frame[frame["seed"] != RATIO_SEED]
+    error = means["count"] / means["true count"] - 1
+    before = means["count before"] / means["true count"] - 1
+    lines = ["### How many are wrong, and the recall the seeds measure", "",
+             "| regime | data | noise | true | count before | count now | likely range held | measured recall "
+             "(random / ambiguous seeds) | true recall |", "|---|---|---|---|---|---|---|---|---|"]
+    for key, m in means.iterrows():
+        runs = _cells(frame).get_group(key)
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} {key[3]} | {m['true count']:.0f} | {before[key]:+.0%} | "
+                     f"{error[key]:+.0%} | {int(runs['covered'].sum())}/{len(runs)} | {m['seed recall']:.2f} "
+                     f"({m['recall random']:.2f} / {m['recall ambiguous']:.2f}) | {m['true recall']:.2f} |")
+    recall_error = (means["seed recall"] - means["true recall"]).abs()
+    lines += ["", f"Count within 25% of the truth in {int((error.abs() <= 0.25).sum())} of {len(means)} cells "
+              f"(before: {int((before.abs() <= 0.25).sum())}); worst {error.abs().max():.0%} "
+              f"({_name(error.abs().idxmax())}). The likely range held the truth in {int(held['covered'].sum())} of "
+              f"{len(held)} runs of the seeds it was not measured on ({int(frame['covered'].sum())} of {len(frame)} "
+              f"in all). Measured recall within 0.10 of the true recall in {int((recall_error <= 0.10).sum())} of "
+              f"{len(means)} cells; the true recall lay between the two kinds' recalls (within 0.05) in "
+              f"{int(frame['bracketed'].sum())} of {len(frame)} runs.", "", ratio_lines(frame)]
+    return lines
+
+
+def ratio_lines(frame: pd.DataFrame) -> str:
+    """The likely ranges' ratios (true / estimated count) from the seed-1 runs, by whether a run memorised."""
+    parts = []
+    for memorised, runs in frame[frame["seed"] == RATIO_SEED].groupby("memorised"):
+        ratio = runs["true count"] / runs["count"].clip(lower=1)
+        parts.append(f"{'memorised' if memorised else 'scored whole'}: {ratio.min():.2f}-{ratio.max():.2f} over "
+                     f"{len(runs)} runs")
+    return ("Ratios true / estimated count on the seed-1 runs (the extremes set `mislabel.scoring.count`'s likely "
+            "ranges, widened by the detectors' corpus for runs scored whole): " + "; ".join(parts) + ".")
