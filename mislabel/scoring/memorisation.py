@@ -38,8 +38,8 @@ MIN_REFERENCE_EPOCH = 2
 
 
 def memorisation_onset(dyn: Dynamics) -> int | None:
-    """The first epoch (0-based) at which ``ONSET_LEVEL`` of the samples the network disagreed with at the
-    reference epoch agree with their labels, or None when the run never gets there (or is too short)."""
+    """The first epoch (0-based) from which on ``ONSET_LEVEL`` of the samples the network disagreed with at
+    the reference epoch agree with their labels, or None when the run never gets there (or is too short)."""
     epochs = dyn.num_epochs
     reference = int(round(ONSET_REFERENCE * epochs)) - 1
     if reference < MIN_REFERENCE_EPOCH or epochs - reference < 2:
@@ -49,7 +49,8 @@ def memorisation_onset(dyn: Dynamics) -> int | None:
     if not disagreed.any():
         return None
     agreeing = (dyn.pred[disagreed, reference + 1:] == given[disagreed]).mean(axis=0)
-    reached = np.flatnonzero(agreeing >= ONSET_LEVEL)
+    # from then on for good: a run whose predictions only flicker across the level is not memorising
+    reached = np.flatnonzero(np.minimum.accumulate(agreeing[::-1])[::-1] >= ONSET_LEVEL)
     return None if not len(reached) else max(MIN_SCORED_EPOCHS, reference + 1 + int(reached[0]))
 
 
