@@ -66,3 +66,10 @@ def test_the_gate_trusts_aum_alone_on_a_run_that_memorised():
     assert np.array_equal(order, np.argsort(-percentile(memorised.aum), kind="stable"))
     assert np.array_equal(np.argsort(-gated_scores(gate, lstm, whole, count=50), kind="stable"),
                           np.argsort(-percentile(lstm), kind="stable"))
+
+
+def test_a_slow_learner_is_not_memorising():
+    # most labels still unlearned a quarter of the way in: the disagreement is not the wrong labels' yet
+    slow = run(epochs=30, learned_at=20, hard_learned_at=3)
+    slow.pred[:, :10] = (slow.labels[:, 0:1] + 1) % CLASSES
+    assert memorisation_onset(slow) is None
