@@ -12,8 +12,8 @@ The run shows when it happens. Take the samples the network disagrees with a qua
 (``ONSET_REFERENCE``), once it agrees with most labels: wrong labels and hard clean samples. A run that
 learns (without memorising) wins some of the hard clean ones later; one that memorises wins nearly all
 of them, wrong labels included. The *onset* is the first later epoch from which on at least
-``ONSET_LEVEL`` of them agree with their labels; the scored epochs are those before it. A run that never gets there is scored whole, exactly as before.
-Numpy only, O(N x E) comparisons.
+``ONSET_LEVEL`` of them agree with their labels; the scored epochs are those before it. A run that
+never gets there is scored whole, exactly as before. Numpy only, O(N x E) comparisons.
 """
 from __future__ import annotations
 
