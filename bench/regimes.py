@@ -18,6 +18,7 @@ so a seed is neither a positive nor a negative of the metrics).
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import sys
@@ -66,6 +67,7 @@ class RunSpec:
 # ----------------------------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=2)
 def load_images(dataset: str) -> tuple[torch.Tensor, np.ndarray, int, tuple, tuple]:
     """uint8 [N, 1, H, W] training images, their true labels, K, and the normalisation."""
     if dataset == "digits":

@@ -84,7 +84,8 @@ def rank(run: RunLike, detector: str | os.PathLike | None = None, methods: Seque
         with columns index, given_label, predicted_label (highest mean probability over training;
         ``mislabel.reports.suspects`` defines the names), true_label and flipped when known, flagged
         (the first method's top rows, as many as the run's estimated number of wrong labels,
-        ``mislabel.scoring.count``), then one score column per method. Every score and the count read
+        ``mislabel.scoring.count``; from the run folder's held-out probabilities when it has them), then one
+        score column per method. Every score and the count read
         the epochs before the run memorised its labels (``mislabel.scoring.memorisation``; all of them
         when it did not). ``table.attrs`` holds ``scored_epochs`` (how many were read),
         ``estimated_wrong_labels`` (the count and its ranges) and, when the flips are known,
@@ -115,8 +116,10 @@ def rank(run: RunLike, detector: str | os.PathLike | None = None, methods: Seque
     scored, summary = scoring_view(dyn)
     seeds, kinds = _seeds(dyn, seeded)
     unseeded = None if seeds is None else np.setdiff1d(np.arange(dyn.num_samples), seeds)
+    held_out = load_pred_probs(run, dyn) if isinstance(run, (str, os.PathLike)) else None
+    probs = None if held_out is None else held_out[0] if seeds is None else held_out[0][unseeded]
     count = estimate_noisy_count(summary if seeds is None else
-                                 summarize(subset_dynamics(scored, unseeded), onset=summary.onset))
+                                 summarize(subset_dynamics(scored, unseeded), onset=summary.onset), pred_probs=probs)
     candidates = [] if seeds is None else [name for name in SEEDED_CANDIDATES if name not in methods]
     results = {r.name: r for r in score(scored, [name for name in methods if name != "detector"] + candidates,
                                         detectors, count=count.estimate, summary=summary)}

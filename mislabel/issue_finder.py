@@ -61,6 +61,7 @@ from mislabel.scoring.scores import DEFAULT_DETECTOR, Detector, load_detectors
 from mislabel.scoring.seeding import (load_seeds, save_seeds, seed_flips)
 from mislabel.training.budget import (BudgetChoice, Clock, Workload, accuracy_note, minutes, plan_within_budget,
                                       scan_seconds)
+from mislabel.training.crossval import load_pred_probs
 from mislabel.training.plan import Plan, backbone_plan, candidate_plans, default_plan
 from mislabel.training.probe import backbone_side
 
@@ -135,7 +136,9 @@ class IssueFinder:
         dyn, summary, seeds = self._phase1(listing, usable, choice, config, key, must_train, save_plan)
         if not distributed.is_main():
             return None
-        scored = score_suspects(dyn, listing, usable.train_files, self.detectors, seeds)
+        held_out = load_pred_probs(config.td_dir, dyn)   # a probe run's cross-fitted head: the count reads it
+        scored = score_suspects(dyn, listing, usable.train_files, self.detectors, seeds,
+                                None if held_out is None else held_out[0])
         return self._write(out, listing, usable, dyn, scored, choice, summary, config)
 
     def _detectors(self) -> tuple[list[Detector], str]:

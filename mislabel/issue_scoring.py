@@ -41,12 +41,13 @@ class ScoredRun:
 
 
 def score_suspects(dyn: Dynamics, listing: Listing, files: list[str], detectors: list[Detector],
-                   seeds: Seeds | None = None) -> ScoredRun:
+                   seeds: Seeds | None = None, pred_probs: np.ndarray | None = None) -> ScoredRun:
     """suspects.csv (``mislabel.reports.suspects``) for the user's files (``files[i]``: dynamics index
     i): the detectors' mean score when there are detectors, else -AUM; every method as a column. The
     flagged rows are the run's estimated number of wrong labels (``mislabel.scoring.count``), most
     suspicious first. The run's summary is computed once here, for the count, the gate, the actions
-    and the table.
+    and the table; ``pred_probs`` (the run's held-out probabilities, rows as the dynamics', when it has
+    them: a probe run's cross-fitted head) make the count instead of the dynamics.
 
     ``seeds`` (the labels ``--seed_rate`` changed and the user's labels they replaced): the count is
     made on the other rows, the seeds may overrule the score (``choose_score``) and measure the flagged
@@ -58,8 +59,9 @@ def score_suspects(dyn: Dynamics, listing: Listing, files: list[str], detectors:
     epochs, summary = scoring_view(dyn)
     rows = None if seeds is None or not len(seeds[0].indices) else seeded_rows(dyn.indices, seeds[0].indices)
     unseeded = np.arange(dyn.num_samples) if rows is None else np.setdiff1d(np.arange(dyn.num_samples), rows)
+    held_out = None if pred_probs is None else pred_probs[unseeded]
     count = estimate_noisy_count(summary if rows is None else
-                                 summarize(subset_dynamics(epochs, unseeded), onset=summary.onset))
+                                 summarize(subset_dynamics(epochs, unseeded), onset=summary.onset), pred_probs=held_out)
     scored = score(epochs, methods, detectors, count=count.estimate, summary=summary)
     baselines = {result.name: result.scores for result in scored[:len(methods)]}
     probs = {result.name: result.scores for result in scored[len(methods):]}
