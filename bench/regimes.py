@@ -238,6 +238,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stage", choices=("runs", "report"), default="runs")
     parser.add_argument("--write", action="store_true", help="with --stage report: into BENCHMARKS.md")
+    parser.add_argument("--reuse", action="store_true",
+                        help="with --stage report: reuse each run's evaluation.json (only if the library is unchanged)")
     parser.add_argument("--regimes", nargs="+", default=list(TRAINERS))
     parser.add_argument("--datasets", nargs="+", default=["digits", "fashion_mnist"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
@@ -249,7 +251,8 @@ def main() -> None:
             ensure_run(spec, data_cache)
     else:
         from bench.regimes_report import report
-        text = report([spec for spec in specs if (run_folder(spec) / "seeding.npz").is_file()], " ".join(sys.argv))
+        text = report([spec for spec in specs if (run_folder(spec) / "seeding.npz").is_file()], " ".join(sys.argv),
+                      args.reuse)
         print(text)
         if args.write:
             from bench.common import replace_section

@@ -136,7 +136,7 @@ class IssueFinder:
         dyn, summary, seeds = self._phase1(listing, usable, choice, config, key, must_train, save_plan)
         if not distributed.is_main():
             return None
-        held_out = load_pred_probs(config.td_dir, dyn)   # a probe run's cross-fitted head: the count reads it
+        held_out = load_pred_probs(config.td_dir, dyn)   # crossval_probs' held-out probabilities make the count
         scored = score_suspects(dyn, listing, usable.train_files, self.detectors, seeds,
                                 None if held_out is None else held_out[0])
         return self._write(out, listing, usable, dyn, scored, choice, summary, config)

@@ -47,7 +47,7 @@ def score_suspects(dyn: Dynamics, listing: Listing, files: list[str], detectors:
     flagged rows are the run's estimated number of wrong labels (``mislabel.scoring.count``), most
     suspicious first. The run's summary is computed once here, for the count, the gate, the actions
     and the table; ``pred_probs`` (the run's held-out probabilities, rows as the dynamics', when it has
-    them: a probe run's cross-fitted head) make the count instead of the dynamics.
+    them: ``crossval_probs``) make the count instead of the dynamics, as for denoise.
 
     ``seeds`` (the labels ``--seed_rate`` changed and the user's labels they replaced): the count is
     made on the other rows, the seeds may overrule the score (``choose_score``) and measure the flagged

@@ -40,7 +40,7 @@ from mislabel.scoring.cleaning import DEFAULT_ACTION, CleanedLabels, clean_label
 from mislabel.scoring.summary import summarize
 from mislabel.training.accel import Acceleration
 from mislabel.training.checkpoint import CHECKPOINT_FILE, Checkpoint
-from mislabel.training.crossval import crossfit_head_probs, crossval_probs, predict_probs
+from mislabel.training.crossval import crossval_probs, predict_probs
 from mislabel.training.loop import Recording, evaluate, fit
 from mislabel.training.recorder import Recorder
 
@@ -275,10 +275,6 @@ class Runner:
             recorder.cleanup()
             summary["num_flipped"] = (int(flipped[self.train_indices].sum())
                                       if not self.data.real_noise else None)
-            if self.config.mode == "probe":
-                # on frozen features held-out probabilities cost seconds; every count then reads them
-                crossfit_head_probs(folder, self.data.train_images[self.train_indices].numpy(),
-                                    self.assigned_labels[self.train_indices], self.data.num_classes, self.config.seed)
             write_summary(folder, summary)
         print(f"test accuracy {format_metric(summary['test_accuracy'], percent=True)}; results in {folder}")
         return folder

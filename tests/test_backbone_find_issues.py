@@ -3,15 +3,12 @@ features, finetune mode the whole network, each leaving a normal phase-1 run fol
 weights are refused before anything is written."""
 from __future__ import annotations
 
-import json
-
-import numpy as np
 import pytest
 import torch
 
 from conftest import ROOT, refused, run_sh, write_class_folders
 
-from mislabel import find_issues, rank
+from mislabel import find_issues
 from mislabel.core.dynamics import load_dynamics
 from mislabel.run_config import RunConfig
 
@@ -29,11 +26,6 @@ def test_probe_find_issues_end_to_end_on_a_class_folder(tmp_path):
     assert "efficientnet_lite0 features at 32px" in (out / "find_issues.json").read_text()
     model = torch.load(run / "model.pth", weights_only=True)
     assert model["2.weight"].shape == (3, 1280)  # the linear head on the 1,280 features
-    # a head on frozen features is cross-fitted in seconds: the count reads those held-out probabilities
-    probs = np.load(run / "pred_probs_cv.npy")
-    assert probs.shape == (dyn.num_samples, 3) and np.allclose(probs.sum(axis=1), 1, atol=1e-4)
-    record = json.loads((out / "find_issues.json").read_text())
-    assert "held-out probabilities" in record["estimated_wrong_labels"]["method"]
 
 
 @pytest.mark.slow
@@ -84,5 +76,4 @@ def test_generate_td_probe_writes_a_normal_phase1_run(tmp_path):
     dyn = load_dynamics(folder / "computation4td_seed1")
     assert dyn.num_epochs == 3 and dyn.td.shape[-1] == 10 and dyn.flipped.any()
     assert (folder / "features_efficientnet_lite0_32px.npz").is_file()
-    table = rank(folder / "computation4td_seed1", methods=("aum",))
-    assert "held-out probabilities" in table.attrs["estimated_wrong_labels"]["method"]
+

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from mislabel.run_config import RunConfig
 
 __all__ = ["PRED_PROBS_FILE", "PRED_PROBS_INFO", "DEFAULT_FOLDS", "fold_assignment", "predict_probs",
-           "crossval_probs", "crossfit_head_probs", "load_pred_probs"]
+           "crossval_probs", "load_pred_probs"]
 
 PRED_PROBS_FILE = "pred_probs_cv.npy"
 PRED_PROBS_INFO = "pred_probs_cv.json"
@@ -126,34 +126,6 @@ def crossval_probs(config: RunConfig, train_rows: np.ndarray, assigned_labels: n
           f"cross-validation ({folds} extra training runs of {recipe.epochs} epochs, {seconds:.0f} s); held-out "
           f"predictions agree with the assigned labels on {accuracy:.1%}. Next: compare {folder}")
     return out
-
-
-def crossfit_head_probs(folder: Path, features: np.ndarray, labels: np.ndarray, num_classes: int, seed: int,
-                        folds: int = DEFAULT_FOLDS) -> Path:
-    """Held-out probabilities for a run whose network is a head on frozen features (probe mode), written
-    as ``crossval_probs`` writes them: a logistic regression on the standardised ``features`` [N, D] (rows
-    as in the npz) fitted on ``labels`` (the labels trained on) of all folds but one, K times. Seconds
-    where crossval_probs would retrain K networks, and the count's best source there: on the regimes
-    benchmark's linear heads trained until they memorise, the count from the dynamics ran 38-75% low,
-    from these within a few percent (BENCHMARKS.md, "Training regimes")."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
-    started = time.perf_counter()
-    fold = fold_assignment(labels, folds, seed)
-    scaled = StandardScaler().fit_transform(np.asarray(features, np.float32).reshape(len(labels), -1))
-    probs = np.zeros((len(labels), num_classes), dtype=np.float32)
-    for number in range(folds):
-        held_out = fold == number
-        head = LogisticRegression(max_iter=300).fit(scaled[~held_out], labels[~held_out])
-        probs[np.ix_(held_out, head.classes_)] = head.predict_proba(scaled[held_out])
-    info = {"folds": folds, "extra_training_runs": 0, "model": "logistic regression on the frozen features",
-            "stratified_by": "assigned label", "seed": seed, "num_samples": int(len(labels)),
-            "num_classes": int(num_classes), "seconds": round(time.perf_counter() - started, 2),
-            "held_out_agreement_with_assigned": round(float(np.mean(probs.argmax(axis=1) == labels)), 6)}
-    _save_npy(folder / PRED_PROBS_FILE, probs)
-    write_record(folder / PRED_PROBS_INFO, info)
-    return folder / PRED_PROBS_FILE
 
 
 def load_pred_probs(folder: str | Path, dyn: Dynamics) -> tuple[np.ndarray, dict] | None:
