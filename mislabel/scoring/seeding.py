@@ -35,9 +35,9 @@ from mislabel.core.user_input import UserError
 from mislabel.scoring.summary import SampleSummary
 
 __all__ = ["CHOICE_MARGIN", "DEFAULT_SEED_RATE", "MAX_SEED_RATE", "MIN_SEEDS", "SEED_KINDS", "SEEDED_CANDIDATES",
-           "SEEDS_FILE", "SeededCheck", "SeededChoice", "SeededLabels", "check_seed_rate", "choose_score",
+           "SEEDS_FILE", "SeededCheck", "SeededChoice", "SeededLabels", "Seeds", "check_seed_rate", "choose_score",
            "flag_line", "load_seeds", "original_label_view", "place_seeded", "proxy_features", "save_seeds",
-           "seed_flips", "seeded_check", "seeded_rows"]
+           "seed_auc", "seed_flips", "seeded_check", "seeded_rows"]
 
 # 3% of the labels: enough seeds of each kind to rank the candidate scores on a 1,500-image set, few
 # enough that training on them does not visibly change the model (bench/regimes.py).
@@ -63,6 +63,9 @@ class SeededLabels(NamedTuple):
     labels: np.ndarray    # int64 [N]: the labels to train on
     indices: np.ndarray   # int64 [S]: the rows changed on purpose, sorted
     kinds: np.ndarray     # int8 [S]: each seed's kind, an index into SEED_KINDS
+
+
+Seeds = tuple[SeededLabels, np.ndarray]   # a run's seeds and the labels they replaced (aligned to the indices)
 
 
 def proxy_features(values: np.ndarray, seed: int = 0) -> np.ndarray:
