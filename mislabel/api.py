@@ -33,10 +33,10 @@ from mislabel.scoring.baselines import BASELINES
 from mislabel.scoring.count import estimate_noisy_count, flag_first
 from mislabel.scoring.detector_training import DetectorRecipe, train_detector
 from mislabel.scoring.methods import DEFAULT_RANK_METHODS, RANK_METHODS
-from mislabel.scoring.metrics import detection_metrics, has_ground_truth
+from mislabel.scoring.metrics import detection_metrics
 from mislabel.scoring.scores import DEFAULT_CONTROL, DEFAULT_DETECTOR, load_detectors, score
-from mislabel.scoring.seeding import (SEEDED_CANDIDATES, SeededLabels, choose_score, flag_line, load_seeds,
-                                      seed_flips, seeded_check, seeded_rows)
+from mislabel.scoring.seeding import (SEEDED_CANDIDATES, SeededLabels, choose_score, flag_line, flipped_recall,
+                                      load_seeds, seed_flips, seeded_check, seeded_rows)
 from mislabel.scoring.summary import scoring_view, summarize
 from mislabel.training.crossval import load_pred_probs
 from mislabel.training.recorder import Recorder
@@ -144,11 +144,10 @@ def rank(run: RunLike, detector: str | os.PathLike | None = None, methods: Seque
         flagged[unseeded] = flag_first(np.argsort(-lead[unseeded], kind="stable"), count.estimate)
         table["flagged"] = flagged
         table["score"] = lead
-        check = seeded_check(choice, lead, seeds, kinds, flag_line(lead, unseeded, count.estimate)).record()
-        if has_ground_truth(dyn.flipped):  # what the measured recall estimates, at the same line
-            real = dyn.flipped[unseeded]
-            check["flipped_recall"] = float(flagged[unseeded][real].mean()) if real.any() else None
-        table.attrs["seeded"] = check
+        line = flag_line(lead, unseeded, count.estimate)
+        table.attrs["seeded"] = seeded_check(choice, lead, seeds, kinds, line).record()
+        if dyn.flipped is not None:  # what the measured recall estimates, at the same line
+            table.attrs["seeded"]["flipped_recall"] = flipped_recall(lead, line, dyn.flipped, seeds)
         if dyn.flipped is not None:
             metrics = {name: detection_metrics(results[name].scores[unseeded], dyn.flipped[unseeded])
                        for name in (*methods, choice.method)}

@@ -37,7 +37,8 @@ from mislabel.models import build_model
 from mislabel.reports.summary import denoise_table, format_metric, read_summary, write_summary
 from mislabel.run_config import RunConfig, valid_count
 from mislabel.scoring.cleaning import DEFAULT_ACTION, CleanedLabels, clean_labels, oracle_labels
-from mislabel.scoring.seeding import SEEDS_FILE, SeededLabels, Seeds, save_seeds, seed_flips
+from mislabel.scoring.seeding import (SeededLabels, Seeds, acted_on_check, load_seeds, save_seeds, seed_flips,
+                                      seeded_rows)
 from mislabel.scoring.summary import summarize
 from mislabel.training.accel import Acceleration
 from mislabel.training.checkpoint import CHECKPOINT_FILE, Checkpoint
@@ -89,11 +90,9 @@ class Runner:
         return np.sort(order[num_valid:]), np.sort(order[:num_valid])
 
     def _seed(self, images: np.ndarray | None) -> Seeds | None:
-        """Change ``seed_rate`` of the training rows' (noisy) labels on purpose (``mislabel.scoring.seeding``;
-        the held-out rows keep theirs): every phase trains on them, phase 1 saves them beside its dynamics,
-        so rank and compare measure the run's recall on them. Look-alike classes come from the pixels
-        sum-pooled when in memory; streamed, every seed is of the random kind. The same draw on every
-        process. The seeds by dataset index, and the noisy labels they replaced; None when unseeded."""
+        """Change ``seed_rate`` of the training rows' noisy labels on purpose (``mislabel.scoring.seeding``;
+        look-alike classes from the pooled pixels when in memory, else random seeds): every phase trains on
+        them, phase 1 saves them, so the run measures its recall. The seeds and the labels they replaced."""
         if not self.config.seed_rate:
             return None
         rows = self.train_indices
@@ -364,7 +363,10 @@ class Runner:
                             "estimated_wrong_labels": None if chosen.count is None else asdict(chosen.count),
                             "detector_file": str(detector_file), "td_dir": str(td_dir),
                             "flipped_share_of_removed": chosen.flipped_share})
-            summary.update(self._seeded_check(td_dir, detector_file))
+            seeded = load_seeds(td_dir, self.assigned_labels)  # a seeded run: how many seeds it acted on
+            if seeded is not None:
+                summary["seeded_check"] = acted_on_check(chosen.ranking.scores, chosen.rows, seeded_rows(
+                    dyn.indices, seeded[0].indices), seeded[0].kinds, dyn.flipped)
             summary.update(self.retrain_cleaned(folder, dyn, cleaned))
             if not distributed.is_main():
                 return folder
@@ -373,16 +375,6 @@ class Runner:
         print(denoise_table(summary))
         print(f"results in {folder}")
         return folder
-
-    def _seeded_check(self, td_dir: Path, detector_file: str) -> dict:
-        """A seeded run's measured recall for denoise's summary: ``rank``'s ``seeded`` record of ``td_dir``
-        with the same detector (the seeds' recall at its flagged line, and the real flips' when known);
-        nothing for an unseeded run. Denoise acts on the seeds too: they are wrong labels it trained on."""
-        if not distributed.is_main() or not (td_dir / SEEDS_FILE).is_file():
-            return {}
-        from mislabel.api import rank  # the façade above: the one place a seeded ranking is made
-
-        return {"seeded_check": rank(td_dir, detector_file, device=str(self.device)).attrs["seeded"]}
 
     def oracle(self, td_dir: Path | None = None) -> Path:
         """The yardstick of phase 3: retrain without exactly the flipped labels (``oracle_labels``; synthetic
