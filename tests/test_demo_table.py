@@ -94,7 +94,7 @@ def test_a_seeded_run_shows_the_measured_recall_beside_the_true_one(tmp_path) ->
              "chosen_score": "detector", "flipped_recall": 0.75}
     (folders.recommended / "summary.json").write_text(json.dumps({**summary, "seeded_check": check}))
     table = demo_table(folders)
-    for row in ("| wrong labels, true (injected) | 12 of 100 (3 of them seeded) |",
+    for row in ("| wrong labels, true (injected) | 12 of 100 (after 3 were changed on purpose) |",
                 "| recall at the flagged line, measured on seeded flips | of the 3 labels changed on purpose, 2 (67%) "
                 "reach the flagged line (random 1/2, ambiguous 1/1) |",
                 "| recall at the flagged line, true (the injected flips) | 75% of the real flipped labels reach the "

@@ -135,7 +135,7 @@ def test_demo_end_to_end_at_tiny_size(tmp_path):
     seeds = round(0.03 * 1293)
     assert sum(recommended["seeded_check"]["seeds"].values()) == seeds
     table = done.stdout[done.stdout.index("| wrong labels, true (injected) |"):]
-    for row in (f"| wrong labels, true (injected) | {flipped:,} of 1,293 ({seeds} of them seeded) |",
+    for row in (f"| wrong labels, true (injected) | {flipped:,} of 1,293 (after {seeds} were changed on purpose) |",
                 f"| recall at the flagged line, measured on seeded flips | of the {seeds} labels changed on purpose, ",
                 "| recall at the flagged line, true (the injected flips) | ",
                 f"| wrong labels, estimated | ~{recommended['estimated_wrong_labels']['estimate']:,} wrong labels",

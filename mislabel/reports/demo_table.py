@@ -83,7 +83,7 @@ def _count_rows(noisy: dict, recommended: dict) -> list[tuple[str, str]]:
     (``seeded_check``: ``mislabel.api.rank``'s ``seeded`` record, which denoise keeps in its summary)."""
     estimate = recommended.get("estimated_wrong_labels")
     described = "n/a" if estimate is None else NoisyCount(**estimate).describe()
-    seeded = f" ({noisy['num_seeded']:,} of them seeded)" if noisy.get("num_seeded") else ""
+    seeded = f" (after {noisy['num_seeded']:,} were changed on purpose)" if noisy.get("num_seeded") else ""
     rows = [("wrong labels, true (injected)", f"{noisy['num_flipped']:,} of {recommended['num_ranked']:,}{seeded}"),
             ("wrong labels, estimated", described)]
     check = recommended.get("seeded_check")
