@@ -79,8 +79,8 @@ def _finished(folder: Path) -> dict:
 def _count_rows(noisy: dict, recommended: dict) -> list[tuple[str, str]]:
     """How many labels are wrong: the true number (the noise was injected, and the seeded flips are
     wrong labels trained on too) beside the estimate the recommended action acted on; on a seeded run,
-    the recall measured on the seeds at rank's flagged line beside the real flips' true recall there
-    (``seeded_check``: ``mislabel.api.rank``'s ``seeded`` record, which denoise keeps in its summary)."""
+    the recall measured on the seeds at that action's flagged line (the suspects it acted on) beside the
+    real flips' true recall there (its summary's ``seeded_check``: ``mislabel.scoring.seeding.acted_on_check``)."""
     estimate = recommended.get("estimated_wrong_labels")
     described = "n/a" if estimate is None else NoisyCount(**estimate).describe()
     seeded = f" (after {noisy['num_seeded']:,} were changed on purpose)" if noisy.get("num_seeded") else ""
