@@ -35,8 +35,8 @@ from mislabel.scoring.detector_training import DetectorRecipe, train_detector
 from mislabel.scoring.methods import DEFAULT_RANK_METHODS, RANK_METHODS
 from mislabel.scoring.metrics import detection_metrics
 from mislabel.scoring.scores import DEFAULT_CONTROL, DEFAULT_DETECTOR, load_detectors, score
-from mislabel.scoring.seeding import (SEEDED_CANDIDATES, SeededLabels, choose_score, flag_line, seed_flips,
-                                      seeded_check, seeded_rows)
+from mislabel.scoring.seeding import (SEEDED_CANDIDATES, SeededLabels, choose_score, flag_line, flipped_recall,
+                                      load_seeds, seed_flips, seeded_check, seeded_rows)
 from mislabel.scoring.summary import scoring_view, summarize
 from mislabel.training.crossval import load_pred_probs
 from mislabel.training.recorder import Recorder
@@ -97,7 +97,10 @@ def rank(run: RunLike, detector: str | os.PathLike | None = None, methods: Seque
         by; the count is made on the other rows; seeded rows are marked (``seeded``), never flagged, and
         left out of the metrics; ``table.attrs["seeded"]`` holds the choice, each candidate's seed AUC per
         kind and the measured recall (seeds at or above the lowest flagged score), overall and per kind
-        (``mislabel.scoring.seeding.SeededCheck.record``).
+        (``mislabel.scoring.seeding.SeededCheck.record``), and when the flips are known ``flipped_recall``:
+        the share of the real flipped labels (unseeded rows) flagged, which the measured recall estimates.
+        ``None`` with a run folder that holds ``seeded_flips.npz`` (``generate_td --seed_rate``,
+        find_issues): its seeds, so a seeded run checks itself through its folder.
     """
     import pandas as pd
 
@@ -107,6 +110,7 @@ def rank(run: RunLike, detector: str | os.PathLike | None = None, methods: Seque
     if unknown or not methods:
         raise UserError(f"unknown ranking methods {unknown or '(none given)'}; choose from: {', '.join(RANK_METHODS)}")
     dyn = _as_dynamics(run)
+    seeded = _folder_seeds(run, dyn) if seeded is None else seeded
     detectors = []
     if "detector" in methods:
         if detector is None and not DEFAULT_DETECTOR.is_file():
@@ -143,8 +147,10 @@ def rank(run: RunLike, detector: str | os.PathLike | None = None, methods: Seque
         flagged[unseeded] = flag_first(np.argsort(-lead[unseeded], kind="stable"), count.estimate)
         table["flagged"] = flagged
         table["score"] = lead
-        table.attrs["seeded"] = seeded_check(choice, lead, seeds, kinds, flag_line(lead, unseeded, count.estimate)
-                                             ).record()
+        line = flag_line(lead, unseeded, count.estimate)
+        table.attrs["seeded"] = seeded_check(choice, lead, seeds, kinds, line).record()
+        if dyn.flipped is not None:  # what the measured recall estimates, at the same line
+            table.attrs["seeded"]["flipped_recall"] = flipped_recall(lead, line, dyn.flipped, seeds)
         if dyn.flipped is not None:
             metrics = {name: detection_metrics(results[name].scores[unseeded], dyn.flipped[unseeded])
                        for name in (*methods, choice.method)}
@@ -160,7 +166,8 @@ def rank(run: RunLike, detector: str | os.PathLike | None = None, methods: Seque
     return table
 
 
-def compare(run: str | os.PathLike, detectors: Sequence[str | os.PathLike] = (), device: str = "auto") -> Comparison:
+def compare(run: str | os.PathLike, detectors: Sequence[str | os.PathLike] = (), device: str = "auto",
+            seeded: SeededLabels | Sequence[int] | np.ndarray | None = None) -> Comparison:
     """Score a run folder with every method side by side and write the comparison into it.
 
     :param run: a run folder (``generate_td`` or ``Recorder.save``); the outputs are written there.
@@ -168,6 +175,9 @@ def compare(run: str | os.PathLike, detectors: Sequence[str | os.PathLike] = (),
         cleanlab (when ``crossval_probs`` wrote ``pred_probs_cv.npy`` into the folder) and the shipped
         learned control.
     :param device: for the detectors: ``"auto"`` (CUDA when present), ``"cpu"`` or ``"cuda[:N]"``.
+    :param seeded: the labels changed on purpose, as for ``rank`` (``None``: the folder's
+        ``seeded_flips.npz`` when there is one): left out of the metrics, which measure the real flips;
+        comparison.md says how each method ranks them, and scores.csv marks them.
     :returns: a ``Comparison``: each method's scores, timing and metrics (AUC, mAP, precision at k
         where the flips are known), comparison.md's text and the files written (comparison.csv/.md,
         scores.csv, datamap.png, roc_pr.png; ``mislabel.reports.comparison``). Everything is read and
@@ -180,9 +190,22 @@ def compare(run: str | os.PathLike, detectors: Sequence[str | os.PathLike] = (),
     loaded = load_detectors(list(detectors), pick_device(device))
     methods = [*BASELINES, *(["cleanlab"] if held_out is not None else []),
                *(["control"] if DEFAULT_CONTROL.is_file() else [])]
+    seeds, kinds = _seeds(dyn, _folder_seeds(folder, dyn) if seeded is None else seeded)
     scored, summary = scoring_view(dyn)
     results = score(scored, methods, loaded, None if held_out is None else held_out[0], summary=summary)
-    return write_comparison(folder, dyn, results, None if held_out is None else held_out[1])
+    return write_comparison(folder, dyn, results, None if held_out is None else held_out[1],
+                            None if seeds is None else (seeds, kinds))
+
+
+def _folder_seeds(run: RunLike, dyn: Dynamics) -> SeededLabels | None:
+    """The seeds a run folder holds (``seeded_flips.npz``: ``generate_td --seed_rate``, find_issues), checked
+    against the labels the run trained on; None for an unseeded folder or a run passed in memory."""
+    if not isinstance(run, (str, os.PathLike)):
+        return None
+    trained = np.full(int(dyn.indices.max()) + 1 if dyn.num_samples else 0, -1, np.int64)  # -1: not in the run
+    trained[dyn.indices] = dyn.assigned
+    loaded = load_seeds(run, trained)
+    return None if loaded is None else loaded[0]
 
 
 def _seeds(dyn: Dynamics, seeded: SeededLabels | Sequence[int] | np.ndarray | None

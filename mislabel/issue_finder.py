@@ -35,15 +35,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from mislabel.core import distributed
 from mislabel.core.device import pick_device
 from mislabel.core.dynamics import Dynamics, load_dynamics
 from mislabel.core.files import atomic_write_all, read_record, write_record
 from mislabel.core.user_input import UserError
-from mislabel.data.datasets import ImageData
-from mislabel.data.noise import pooled_pixels
 from mislabel.data.user_data import SCAN_FILE, Listing, Scan, check_images, image_data, list_data, save_scan
 from mislabel.issue_options import IssueOptions, issue_options
 from mislabel.issue_scoring import ScoredRun, Seeds, score_suspects
@@ -58,7 +55,7 @@ from mislabel.reports.suspects import spreadsheet_safe
 from mislabel.run_config import RunConfig
 from mislabel.scoring.cleaning import clean_labels
 from mislabel.scoring.scores import DEFAULT_DETECTOR, Detector, load_detectors
-from mislabel.scoring.seeding import (load_seeds, save_seeds, seed_flips)
+from mislabel.scoring.seeding import load_seeds
 from mislabel.training.budget import (BudgetChoice, Clock, Workload, accuracy_note, minutes, plan_within_budget,
                                       scan_seconds)
 from mislabel.training.crossval import load_pred_probs
@@ -233,13 +230,12 @@ class IssueFinder:
                 return dyn, read_summary(td_dir) or {}, seeds
             return None, {}, None
         data = image_data(listing, *usable.keep, plan.image_size, plan.in_memory, self.options.hflip)
-        seeds = self._seed(data, len(listing.class_names))
-        runner = Runner(config, data, device=self.device)  # builds the model: a foreign --pretrained_path is refused
+        # builds the model (a foreign --pretrained_path is refused) and seeds --seed_rate of the labels, which
+        # phase 1 trains on and saves beside its dynamics; every output shows the user's
+        runner = Runner(config, data, device=self.device)
         save_plan()
         if distributed.is_main():
             write_record(td_dir / KEY_FILE, key, sort_keys=True)
-            if seeds is not None:
-                save_seeds(td_dir, *seeds)
         runner.train_for_td_computation(after_training=choice.estimate.after, keep_dynamics=True)
         if not distributed.is_main():
             return None, {}, None
@@ -247,21 +243,7 @@ class IssueFinder:
         note = accuracy_note(choice.estimate.training, summary.get("train_seconds", 0.0))
         if note:
             print(note)
-        return runner.recorded, summary, seeds
-
-    def _seed(self, data: ImageData, num_classes: int) -> Seeds | None:
-        """Change ``--seed_rate`` of the training labels on purpose (``mislabel.scoring.seeding``), in
-        ``data`` itself: phase 1 trains on them, every output shows the user's. The images' look-alike
-        classes are found on their pixels sum-pooled to 16 px when they are in memory; streamed, every
-        seed is of the random kind. The same on every process (a seeded draw)."""
-        if not self.options.seed_rate:
-            return None
-        original = data.train_labels.numpy().copy()
-        pixels = None if data.train_images is None else pooled_pixels(data.train_images.numpy())
-        seeds = seed_flips(original, self.options.seed_rate, self.options.run.seed, features=pixels,
-                           num_classes=num_classes)
-        data.train_labels = torch.from_numpy(seeds.labels)
-        return seeds, original[seeds.indices]
+        return runner.recorded, summary, runner.seeds
 
     @staticmethod
     def _save_plan(out: Path, scan: Scan, choice: BudgetChoice) -> None:

@@ -19,7 +19,7 @@ from mislabel.models import NETWORKS
 from mislabel.run_config import RunConfig, add_budget_flag, add_run_flags, check_budget
 from mislabel.training.budget import DEFAULT_BUDGET_MINUTES
 from mislabel.training.plan import PlanOverrides
-from mislabel.scoring.seeding import DEFAULT_SEED_RATE, MAX_SEED_RATE, check_seed_rate
+from mislabel.scoring.seeding import DEFAULT_SEED_RATE
 
 __all__ = ["IssueOptions", "issues_parser", "parse_issue_options", "issue_options", "setting_value"]
 
@@ -42,11 +42,7 @@ def issues_parser(prog: str = "run.sh find_issues", launcher: str = "./") -> One
                         help="hold the decoded images in memory (memory), or stream them from the files (files); "
                              "auto: in memory when they fit")
     parser.add_argument("--no_hflip", action="store_true", help="no horizontal flips (for text, digits, ...)")
-    parser.add_argument("--seed_rate", type=number, default=DEFAULT_SEED_RATE,
-                        help=f"share of the training labels changed on purpose so the run checks itself (the "
-                             f"measured recall; every output keeps your labels); 0 turns it off (default "
-                             f"{DEFAULT_SEED_RATE}, at most {MAX_SEED_RATE})")
-    add_run_flags(parser, chosen=True)
+    add_run_flags(parser, chosen=True, seed_rate=DEFAULT_SEED_RATE)  # every output keeps the user's labels
     return parser
 
 
@@ -62,7 +58,6 @@ class IssueOptions:
     report_top: int
     budget: float
     hflip: bool
-    seed_rate: float
     fixed: PlanOverrides
     run: RunConfig
 
@@ -84,7 +79,6 @@ class IssueOptions:
         if args.report_top < 1:
             raise UserError(f"--report_top {args.report_top} must be at least 1")
         check_budget(args.budget)
-        seed_rate = check_seed_rate(args.seed_rate)
         if args.storage not in STORAGE:
             raise UserError(f"unknown --storage {args.storage!r}; choose one of: {', '.join(STORAGE)}")
         net = (args.net_type or ("resnet" if args.backbone is None else "linear")).strip().lower()
@@ -94,7 +88,12 @@ class IssueOptions:
                               batch_size=args.batch_size, lr=args.lr, image_size=args.image_size, storage=args.storage)
         return cls(data=os.fspath(args.data), out=args.out, detector_files=args.detector_files,
                    allow_outside=args.allow_outside, report_top=args.report_top, budget=args.budget,
-                   hflip=not args.no_hflip, seed_rate=seed_rate, fixed=fixed, run=run)
+                   hflip=not args.no_hflip, fixed=fixed, run=run)
+
+    @property
+    def seed_rate(self) -> float:
+        """The share of seeded flips (``--seed_rate``, a shared run flag: ``RunConfig`` checks it)."""
+        return self.run.seed_rate
 
     def arguments(self) -> dict:
         """What find_issues.json records of the request; the data as an absolute path."""

@@ -17,13 +17,11 @@ from mislabel.reports.suspects import suspects_table
 from mislabel.scoring.baselines import BASELINES
 from mislabel.scoring.count import NoisyCount, estimate_noisy_count
 from mislabel.scoring.scores import DEFAULT_CONTROL, Detector, score
-from mislabel.scoring.seeding import (SEEDED_CANDIDATES, SeededCheck, SeededLabels, choose_score, flag_line,
+from mislabel.scoring.seeding import (SEEDED_CANDIDATES, SeededCheck, Seeds, choose_score, flag_line,
                                       original_label_view, place_seeded, seeded_check, seeded_rows)
 from mislabel.scoring.summary import SampleSummary, scoring_view, summarize
 
 __all__ = ["ScoredRun", "Seeds", "score_suspects"]
-
-Seeds = tuple[SeededLabels, np.ndarray]   # a run's seeds and the user's labels they replaced (aligned)
 
 
 @dataclass

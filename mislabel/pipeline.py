@@ -32,11 +32,13 @@ from mislabel.core.run_lock import folder_lock
 from mislabel.core.run_options import Recipe, check_weighted_loss
 from mislabel.core.user_input import UserError
 from mislabel.data.datasets import ImageData, TensorBatches, load_dataset
-from mislabel.data.noise import canonical_noise_type, corrupt_labels
+from mislabel.data.noise import canonical_noise_type, corrupt_labels, pooled_pixels
 from mislabel.models import build_model
 from mislabel.reports.summary import denoise_table, format_metric, read_summary, write_summary
 from mislabel.run_config import RunConfig, valid_count
 from mislabel.scoring.cleaning import DEFAULT_ACTION, CleanedLabels, clean_labels, oracle_labels
+from mislabel.scoring.seeding import (SeededLabels, Seeds, acted_on_check, load_seeds, save_seeds, seed_flips,
+                                      seeded_rows)
 from mislabel.scoring.summary import summarize
 from mislabel.training.accel import Acceleration
 from mislabel.training.checkpoint import CHECKPOINT_FILE, Checkpoint
@@ -70,9 +72,10 @@ class Runner:
         self.assigned_labels = corrupt_labels(self.true_labels, self.data.num_classes, config.ratio,
                                               canonical_noise_type(config.noise_type), config.seed, config.dataset,
                                               images=images)
+        self.train_indices, self.valid_indices = self._split()
+        self.seeds = self._seed(images)  # after the noise, before a backbone replaces the pixels
         self.recorded: Dynamics | None = None  # phase 1's dynamics, kept in memory on request
         self.backbone_side = self._through_backbone()
-        self.train_indices, self.valid_indices = self._split()
         self.build_model()  # fail fast on a bad --net_type/--depth, before anything is written
 
     # --- pipeline steps -----------------------------------------------------------------------
@@ -85,6 +88,20 @@ class Runner:
         rng = np.random.default_rng([self.config.seed, zlib.crc32(f"{self.config.dataset}|valid".encode())])
         order = rng.permutation(count)
         return np.sort(order[num_valid:]), np.sort(order[:num_valid])
+
+    def _seed(self, images: np.ndarray | None) -> Seeds | None:
+        """Change ``seed_rate`` of the training rows' noisy labels on purpose (``mislabel.scoring.seeding``;
+        look-alike classes from the pooled pixels when in memory, else random seeds): every phase trains on
+        them, phase 1 saves them, so the run measures its recall. The seeds and the labels they replaced."""
+        if not self.config.seed_rate:
+            return None
+        rows = self.train_indices
+        noisy = self.assigned_labels[rows]
+        drawn = seed_flips(noisy, self.config.seed_rate, self.config.seed, num_classes=self.data.num_classes,
+                           features=None if images is None else pooled_pixels(images[rows]))
+        self.assigned_labels = self.assigned_labels.copy()
+        self.assigned_labels[rows] = drawn.labels
+        return SeededLabels(self.assigned_labels, rows[drawn.indices], drawn.kinds), noisy[drawn.indices]
 
     def _through_backbone(self) -> int | None:
         """With --backbone: in probe mode replace the images by their features (extracted once, cached
@@ -241,6 +258,7 @@ class Runner:
     def _describe(self) -> dict:
         c = self.config
         return {"dataset": c.dataset, "seed": c.seed, "noise_ratio": c.ratio, "noise_type": c.noise_type,
+                **({"seed_rate": c.seed_rate} if c.seed_rate else {}),  # unseeded: checkpoint keys as before
                 "net_type": c.net_type, "depth": c.depth, "image_size": self.data.image_size,
                 "epochs": c.recipe.epochs, "td_mode": c.td_mode,
                 "num_train": int(len(self.train_indices)), "num_valid": int(len(self.valid_indices)),
@@ -258,6 +276,8 @@ class Runner:
             if distributed.is_main():
                 write_metadata(folder, self.train_indices, self.valid_indices, self.assigned_labels,
                                None if self.data.real_noise else self.true_labels)
+                if self.seeds is not None:
+                    save_seeds(folder, *self.seeds)
             recorder = Recorder(len(self.train_indices), self.data.num_classes, self.config.recipe.epochs,
                                 sample_ids=self.train_indices, path=folder, store=self.config.td_store,
                                 topk=self.config.td_topk)
@@ -275,6 +295,8 @@ class Runner:
             recorder.cleanup()
             summary["num_flipped"] = (int(flipped[self.train_indices].sum())
                                       if not self.data.real_noise else None)
+            if self.seeds is not None:  # among the flipped when the true labels are known: wrong labels trained on
+                summary["num_seeded"] = len(self.seeds[0].indices)
             write_summary(folder, summary)
         print(f"test accuracy {format_metric(summary['test_accuracy'], percent=True)}; results in {folder}")
         return folder
@@ -341,6 +363,10 @@ class Runner:
                             "estimated_wrong_labels": None if chosen.count is None else asdict(chosen.count),
                             "detector_file": str(detector_file), "td_dir": str(td_dir),
                             "flipped_share_of_removed": chosen.flipped_share})
+            seeded = load_seeds(td_dir, self.assigned_labels)  # a seeded run: how many seeds it acted on
+            if seeded is not None:
+                summary["seeded_check"] = acted_on_check(chosen.ranking.scores, chosen.rows, seeded_rows(
+                    dyn.indices, seeded[0].indices), seeded[0].kinds, dyn.flipped)
             summary.update(self.retrain_cleaned(folder, dyn, cleaned))
             if not distributed.is_main():
                 return folder

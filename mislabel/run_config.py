@@ -21,6 +21,7 @@ from mislabel.core.user_input import (UserError, check_output_folder, check_seed
                                       single_path_component)
 from mislabel.data.noise import canonical_noise_type
 from mislabel.models import BACKBONE_MODES, BACKBONES, check_backbone, check_network
+from mislabel.scoring.seeding import MAX_SEED_RATE, check_seed_rate
 
 __all__ = ["RunConfig", "check_ratio", "add_run_flags", "add_budget_flag", "check_budget", "valid_count",
            "MAX_IMAGE_SIZE", "MAX_WORKERS"]
@@ -55,6 +56,8 @@ class RunConfig:
     seed: int = 0
     noise_ratio: str | None = "0.2"     # as the user spelled it (names the folder); None = no synthetic noise
     noise_type: str = "uniform"
+    seed_rate: float = 0.0              # share of the training labels changed on purpose after the noise
+    #                                     (mislabel.scoring.seeding: the run checks itself); 0 = none, as the seed
     net_type: str = "resnet"
     depth: int = 32
     widen_factor: int | None = None
@@ -95,6 +98,7 @@ class RunConfig:
         if self.noise_ratio is not None:
             check_ratio(self.noise_ratio, "noise_ratio")
         canonical_noise_type(self.noise_type)
+        self.seed_rate = check_seed_rate(self.seed_rate)
         check_network(self.net_type, self.depth, self.widen_factor)
         if self.pretrained_path is not None:
             require_file(self.pretrained_path, "--pretrained_path", "give a local state_dict file (weights are "
@@ -174,6 +178,8 @@ class RunConfig:
         name = f"{self.dataset}_{self.network_name}"
         if self.noise_ratio is not None:
             name += f"_percmislabeled{self.noise_ratio}_{self.noise_type}"
+        if self.seed_rate:  # trained on other labels: a seeded run and an unseeded one never share a folder
+            name += f"_seeded{self.seed_rate:g}"
         return Path(self.results_dir) / name
 
     @property
@@ -204,10 +210,12 @@ RECIPE_FLAGS = {"num_epochs": "epochs", "batch_size": "batch_size", "lr": "lr", 
 CHOSEN_BY_PLAN = ("net_type", "depth", "num_epochs", "batch_size", "lr", "image_size")  # find_issues sizes these
 
 
-def add_run_flags(parser: argparse.ArgumentParser, chosen: bool = False) -> None:
+def add_run_flags(parser: argparse.ArgumentParser, chosen: bool = False, seed_rate: float | None = None) -> None:
     """Declare the flags every training command shares, with ``RunConfig``'s and ``Recipe``'s
     defaults. ``chosen``: find_issues picks the network, recipe and image side from the data, so
-    those flags default to None there ("chosen from the data and printed")."""
+    those flags default to None there ("chosen from the data and printed"). ``seed_rate``: the
+    command's default share of seeded flips when not ``RunConfig``'s 0 (find_issues seeds by default;
+    runner.py's commands do not, so the paper's replication trains on the labels it always did)."""
     config, recipe = RunConfig.__dataclass_fields__, Recipe()
 
     def default(name: str, value):
@@ -221,6 +229,11 @@ def add_run_flags(parser: argparse.ArgumentParser, chosen: bool = False) -> None
                            "datasets, as the seed)")
     data.add_argument("--num_workers", type=integer, default=None,
                       help="processes decoding image files (default: one per spare core, none for tiny sets)")
+    rate = config["seed_rate"].default if seed_rate is None else seed_rate
+    data.add_argument("--seed_rate", type=number, default=rate,
+                      help=f"share of the training labels changed on purpose so the run checks itself (seeded_flips."
+                           f"npz: rank and compare measure the flagged set's recall on them); 0 turns it off "
+                           f"(default {rate:g}, at most {MAX_SEED_RATE})")
     model = parser.add_argument_group("model")
     model.add_argument("--net_type", default=default("net_type", config["net_type"].default))
     model.add_argument("--depth", type=integer, default=default("depth", config["depth"].default))

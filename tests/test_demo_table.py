@@ -80,3 +80,23 @@ def test_an_unfinished_run_is_refused_in_one_line(tmp_path) -> None:
     (folders.oracle / "summary.json").unlink()
     with pytest.raises(UserError, match="holds no finished run"):
         demo_table(folders)
+
+
+def test_a_seeded_run_shows_the_measured_recall_beside_the_true_one(tmp_path) -> None:
+    """The unseen run is seeded: the recommended action's summary holds rank's seeded record."""
+    folders = demo_runs(tmp_path / "plain", oracle_gained=3)
+    assert "recall at the flagged line" not in demo_table(folders)
+    folders = demo_runs(tmp_path / "seeded", oracle_gained=3)
+    noisy = json.loads((folders.noisy / "summary.json").read_text())
+    (folders.noisy / "summary.json").write_text(json.dumps({**noisy, "num_seeded": 3}))
+    summary = json.loads((folders.recommended / "summary.json").read_text())
+    check = {"recall": 2 / 3, "found": {"random": 1, "ambiguous": 1}, "seeds": {"random": 2, "ambiguous": 1},
+             "chosen_score": "detector", "flipped_recall": 0.75}
+    (folders.recommended / "summary.json").write_text(json.dumps({**summary, "seeded_check": check}))
+    table = demo_table(folders)
+    for row in ("| wrong labels, true (injected) | 12 of 100 (after 3 were changed on purpose) |",
+                "| recall at the flagged line, measured on seeded flips | of the 3 labels changed on purpose, 2 (67%) "
+                "reach the flagged line (random 1/2, ambiguous 1/1) |",
+                "| recall at the flagged line, true (the injected flips) | 75% of the real flipped labels reach the "
+                "same line |"):
+        assert row in table, row

@@ -125,15 +125,19 @@ def test_demo_end_to_end_at_tiny_size(tmp_path):
            "DEMO_DETECTOR_EPOCHS": "3"}
     done = run_sh("demo", "--device", "cpu", env=env)
     assert done.returncode == 0, done.stderr
-    stages = tmp_path / "demo" / "digits_conv44_percmislabeled0.3_flip" / "prune4retrain_seed2"
+    stages = tmp_path / "demo" / "digits_conv44_percmislabeled0.3_flip_seeded0.03" / "prune4retrain_seed2"
     summary = json.loads((stages / "remove0.3" / "summary.json").read_text())
     assert summary["detection"]["auc"] > 0.5 and summary["noisy_test_accuracy"] is not None
     oracle = json.loads((stages / "oracle" / "summary.json").read_text())
     recommended = json.loads((stages / f"{RECOMMENDED_ACTION}auto" / "summary.json").read_text())
-    flipped = int(load_dynamics(stages.parent / "computation4td_seed2").flipped.sum())
+    flipped = int(load_dynamics(stages.parent / "computation4td_seed2").flipped.sum())   # the seeds among them
     assert oracle["num_removed"] == flipped and recommended["action"] == RECOMMENDED_ACTION
+    seeds = round(0.03 * 1293)
+    assert sum(recommended["seeded_check"]["seeds"].values()) == seeds
     table = done.stdout[done.stdout.index("| wrong labels, true (injected) |"):]
-    for row in (f"| wrong labels, true (injected) | {flipped:,} of 1,293 |",
+    for row in (f"| wrong labels, true (injected) | {flipped:,} of 1,293 (after {seeds} were changed on purpose) |",
+                f"| recall at the flagged line, measured on seeded flips | of the {seeds} labels changed on purpose, ",
+                "| recall at the flagged line, true (the injected flips) | ",
                 f"| wrong labels, estimated | ~{recommended['estimated_wrong_labels']['estimate']:,} wrong labels",
                 "| test accuracy, trained on the noisy labels |", "| test accuracy, remove the top 30% (the seed's",
                 f"| test accuracy, {RECOMMENDED_ACTION} the ~",

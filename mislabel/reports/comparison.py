@@ -4,6 +4,8 @@
 writes, into the run folder, comparison.csv / comparison.md (one row per method: AUC, mAP, P@k, R@k,
 P@5%, P@10% and seconds), scores.csv (one column per method), roc_pr.png (known flips only) and
 datamap.png. The files are renamed into place together, so a full disk leaves the previous set.
+A seeded run's labels changed on purpose (``mislabel.scoring.seeding``) are left out of every metric,
+which measure the real flips; comparison.md says how each method ranks them.
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ from mislabel.core.files import atomic_write_all
 from mislabel.core.run_options import DEFAULT_FOLDS
 from mislabel.reports.plots import plot_datamap, plot_roc_pr
 from mislabel.reports.summary import read_summary
-from mislabel.scoring.metrics import MethodScores, has_ground_truth
+from mislabel.scoring.metrics import MethodScores, detection_metrics, has_ground_truth
+from mislabel.scoring.seeding import SEED_KINDS, SEEDS_FILE, seed_auc
 
 __all__ = ["METRICS", "OUTPUTS", "Comparison", "comparison_markdown", "write_comparison"]
 
@@ -107,10 +110,13 @@ def _crossval_hint(folder: Path) -> str:
     return " ".join(prefix + [word if word.startswith("<") else shlex.quote(word) for word in words])
 
 
-def comparison_markdown(folder: Path, dyn: Dynamics, results: list[MethodScores], notes: list[str]) -> str:
-    """The table users read: one row per method in a fixed order, then what the numbers mean."""
-    known = has_ground_truth(dyn.flipped)
-    flips = f"k = {int(dyn.flipped.sum())} flipped labels ({dyn.flipped.mean():.1%})" if known else "flips unknown"
+def comparison_markdown(folder: Path, dyn: Dynamics, results: list[MethodScores], notes: list[str],
+                        judged: np.ndarray | None = None) -> str:
+    """The table users read: one row per method in a fixed order, then what the numbers mean.
+    ``judged``: the rows the metrics read (all but a seeded run's seeds; None: every row)."""
+    truth = None if dyn.flipped is None else dyn.flipped if judged is None else dyn.flipped[judged]
+    known = has_ground_truth(truth)
+    flips = f"k = {int(truth.sum())} flipped labels ({truth.mean():.1%})" if known else "flips unknown"
     lines = [f"# Mislabel detection: {folder}", "",
              f"{dyn.num_samples} training samples, {dyn.num_epochs} epochs, {flips}. "
              "Every score ranks higher = more likely mislabeled.", "",
@@ -124,9 +130,9 @@ def comparison_markdown(folder: Path, dyn: Dynamics, results: list[MethodScores]
     return "\n".join(lines) + "\n"
 
 
-def _notes(dyn: Dynamics, results: list[MethodScores], cleanlab_note: str) -> list[str]:
+def _notes(truth: np.ndarray | None, results: list[MethodScores], cleanlab_note: str) -> list[str]:
     notes = []
-    if has_ground_truth(dyn.flipped):
+    if has_ground_truth(truth):
         best_auc = max(results, key=lambda r: r.metrics["auc"])
         best_map = max(results, key=lambda r: r.metrics["map"])
         notes.append(f"best AUC: {best_auc.name} ({best_auc.metrics['auc']:.4f}); "
@@ -147,26 +153,30 @@ def _notes(dyn: Dynamics, results: list[MethodScores], cleanlab_note: str) -> li
     return notes
 
 
-def _outputs(folder: Path, dyn: Dynamics, results: list[MethodScores], markdown: str
-             ) -> dict[Path, Callable[[str], object]]:
-    """Every output file with the function that writes it to a temporary path (``atomic_write_all``)."""
+def _outputs(folder: Path, dyn: Dynamics, results: list[MethodScores], markdown: str, judged: np.ndarray,
+             seeded: np.ndarray | None) -> dict[Path, Callable[[str], object]]:
+    """Every output file with the function that writes it to a temporary path (``atomic_write_all``);
+    the metrics' files read the ``judged`` rows, scores.csv every row (the ``seeded`` ones marked)."""
+    truth = None if dyn.flipped is None else dyn.flipped[judged]
     rows = [{"method": r.name, **{key: (r.metrics or {}).get(key) for key in METRICS},
              "seconds": round(r.seconds, 6), "note": r.note} for r in results]
     table = pd.DataFrame(rows)
-    table.insert(len(METRICS) + 2, "k", int(dyn.flipped.sum()) if has_ground_truth(dyn.flipped) else None)
+    table.insert(len(METRICS) + 2, "k", int(truth.sum()) if has_ground_truth(truth) else None)
     columns = {"index": dyn.indices, "given_label": dyn.assigned}
     if dyn.true_labels is not None:
         columns["true_label"] = dyn.true_labels
     if dyn.flipped is not None:
         columns["flipped"] = dyn.flipped.astype(np.int8)
+    if seeded is not None:
+        columns["seeded"] = np.isin(np.arange(dyn.num_samples), seeded).astype(np.int8)
     columns.update({r.name: r.scores for r in results})
     scores = pd.DataFrame(columns)
     writes = {folder / "comparison.csv": lambda tmp: table.to_csv(tmp, index=False),
               folder / "comparison.md": lambda tmp: Path(tmp).write_text(markdown),
               folder / "scores.csv": lambda tmp: scores.to_csv(tmp, index=False, float_format="%.8g"),
               folder / "datamap.png": lambda tmp: plot_datamap(dyn, tmp)}
-    if has_ground_truth(dyn.flipped):
-        writes[folder / "roc_pr.png"] = lambda tmp: plot_roc_pr({r.name: r.scores for r in results}, dyn.flipped, tmp)
+    if has_ground_truth(truth):
+        writes[folder / "roc_pr.png"] = lambda tmp: plot_roc_pr({r.name: r.scores[judged] for r in results}, truth, tmp)
     return writes
 
 
@@ -185,17 +195,36 @@ def _cleanlab_note(folder: Path, cross_validation: dict | None) -> str:
     return f"cleanlab: confident learning on {folds}cross-validated probabilities, which cost {cost}"
 
 
-def write_comparison(folder: Path, dyn: Dynamics, results: list[MethodScores], cross_validation: dict | None
-                     ) -> Comparison:
+def _seeded_note(results: list[MethodScores], seeds: np.ndarray, kinds: np.ndarray, judged: np.ndarray) -> str:
+    """How each method ranks a seeded run's seeds against the rows it calls clean, per kind (``seed_auc``)."""
+    present = [(code, kind) for code, kind in enumerate(SEED_KINDS) if (kinds == code).any()]
+    aucs = "; ".join(f"{r.name} " + " / ".join(f"{seed_auc(r.scores, seeds[kinds == code], judged):.3f}"
+                                              for code, _ in present) for r in results)
+    return (f"{len(seeds)} labels were changed on purpose ({SEEDS_FILE}) and are left out of every metric above; "
+            f"how each method ranks them, AUC against the rows it calls clean ({' / '.join(k for _, k in present)}): "
+            f"{aucs}")
+
+
+def write_comparison(folder: Path, dyn: Dynamics, results: list[MethodScores], cross_validation: dict | None,
+                     seeded: tuple[np.ndarray, np.ndarray] | None = None) -> Comparison:
     """Write compare's outputs for ``results`` (``mislabel.scoring.scores.score`` of ``dyn``) into
     ``folder``, all or nothing; ``cross_validation``: the record of the held-out probabilities
-    cleanlab scored (``load_pred_probs``'s), None when there were none."""
+    cleanlab scored (``load_pred_probs``'s), None when there were none; ``seeded``: a seeded run's
+    seeds (row positions) and their kinds, whose rows every metric leaves out."""
     topk_note = _stored_classes_note(dyn)
     for result in results:
         if result.name.startswith("confidence_tracking"):
             result.note = topk_note
-    markdown = comparison_markdown(folder, dyn, results, _notes(dyn, results, _cleanlab_note(folder, cross_validation)))
-    outputs = _outputs(folder, dyn, results, markdown)
+    judged = np.arange(dyn.num_samples) if seeded is None else np.setdiff1d(np.arange(dyn.num_samples), seeded[0])
+    truth = None if dyn.flipped is None else dyn.flipped[judged]
+    if seeded is not None:
+        for result in results:
+            result.metrics = detection_metrics(result.scores[judged], truth)
+    notes = _notes(truth, results, _cleanlab_note(folder, cross_validation))
+    if seeded is not None:
+        notes.insert(0, _seeded_note(results, *seeded, judged))
+    markdown = comparison_markdown(folder, dyn, results, notes, judged)
+    outputs = _outputs(folder, dyn, results, markdown, judged, None if seeded is None else seeded[0])
     atomic_write_all(outputs)  # all or nothing: a full disk leaves the previous set, not a mix
     return Comparison(folder=folder, results=results, markdown=markdown,
                       written=[folder / name for name in OUTPUTS if folder / name in outputs])

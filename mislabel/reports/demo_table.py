@@ -25,6 +25,7 @@ import numpy as np
 from mislabel.core.user_input import UserError
 from mislabel.reports.summary import format_metric, read_summary
 from mislabel.scoring.count import NoisyCount
+from mislabel.scoring.seeding import SEED_KINDS
 
 __all__ = ["DemoFolders", "SIGNIFICANCE", "demo_table", "paired_p_value", "test_correct"]
 
@@ -76,13 +77,28 @@ def _finished(folder: Path) -> dict:
 
 
 def _count_rows(noisy: dict, recommended: dict) -> list[tuple[str, str]]:
-    """How many labels are wrong: the true number (the noise was injected) beside the estimate the
-    recommended action acted on. The one place for further rows about the count (e.g. the recall
-    measured on seeded flips)."""
+    """How many labels are wrong: the true number (the noise was injected, and the seeded flips are
+    wrong labels trained on too) beside the estimate the recommended action acted on; on a seeded run,
+    the recall measured on the seeds at that action's flagged line (the suspects it acted on) beside the
+    real flips' true recall there (its summary's ``seeded_check``: ``mislabel.scoring.seeding.acted_on_check``)."""
     estimate = recommended.get("estimated_wrong_labels")
     described = "n/a" if estimate is None else NoisyCount(**estimate).describe()
-    return [("wrong labels, true (injected)", f"{noisy['num_flipped']:,} of {recommended['num_ranked']:,}"),
+    seeded = f" (after {noisy['num_seeded']:,} were changed on purpose)" if noisy.get("num_seeded") else ""
+    rows = [("wrong labels, true (injected)", f"{noisy['num_flipped']:,} of {recommended['num_ranked']:,}{seeded}"),
             ("wrong labels, estimated", described)]
+    check = recommended.get("seeded_check")
+    if check is None:
+        return rows
+    total, found = sum(check["seeds"].values()), sum(check["found"].values())
+    kinds = ", ".join(f"{kind} {check['found'][kind]}/{check['seeds'][kind]}" for kind in SEED_KINDS
+                      if check["seeds"].get(kind))
+    rows.append(("recall at the flagged line, measured on seeded flips",
+                 f"of the {total:,} labels changed on purpose, {found:,} ({check['recall']:.0%}) reach the flagged "
+                 f"line ({kinds})"))
+    real = check.get("flipped_recall")
+    rows.append(("recall at the flagged line, true (the injected flips)",
+                 "n/a" if real is None else f"{real:.0%} of the real flipped labels reach the same line"))
+    return rows
 
 
 def _accuracy_cell(summary: dict, correct: np.ndarray, noisy_correct: np.ndarray) -> tuple[str, float]:

@@ -35,9 +35,9 @@ from mislabel.core.user_input import UserError
 from mislabel.scoring.summary import SampleSummary
 
 __all__ = ["CHOICE_MARGIN", "DEFAULT_SEED_RATE", "MAX_SEED_RATE", "MIN_SEEDS", "SEED_KINDS", "SEEDED_CANDIDATES",
-           "SEEDS_FILE", "SeededCheck", "SeededChoice", "SeededLabels", "check_seed_rate", "choose_score",
+           "SEEDS_FILE", "SeededCheck", "SeededChoice", "SeededLabels", "Seeds", "check_seed_rate", "choose_score",
            "flag_line", "load_seeds", "original_label_view", "place_seeded", "proxy_features", "save_seeds",
-           "seed_flips", "seeded_check", "seeded_rows"]
+           "seed_auc", "seed_flips", "seeded_check", "seeded_rows", "acted_on_check", "flipped_recall"]
 
 # 3% of the labels: enough seeds of each kind to rank the candidate scores on a 1,500-image set, few
 # enough that training on them does not visibly change the model (bench/regimes.py).
@@ -63,6 +63,9 @@ class SeededLabels(NamedTuple):
     labels: np.ndarray    # int64 [N]: the labels to train on
     indices: np.ndarray   # int64 [S]: the rows changed on purpose, sorted
     kinds: np.ndarray     # int8 [S]: each seed's kind, an index into SEED_KINDS
+
+
+Seeds = tuple[SeededLabels, np.ndarray]   # a run's seeds and the labels they replaced (aligned to the indices)
 
 
 def proxy_features(values: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -355,3 +358,25 @@ def flag_line(scores: np.ndarray, unseeded: np.ndarray, count: int) -> float:
     if count <= 0 or not len(unseeded):
         return float("inf")
     return float(np.sort(scores[unseeded])[::-1][min(count, len(unseeded)) - 1])
+
+
+def flipped_recall(scores: np.ndarray, threshold: float, flipped: np.ndarray, rows: np.ndarray) -> float | None:
+    """The share of the real flipped labels (known flips outside the seeded ``rows``) whose ``scores`` reach
+    ``threshold``: the recall the seeds measure, where a benchmark knows it (None without real flips)."""
+    real = np.asarray(flipped, dtype=bool).copy()
+    real[rows] = False
+    return float((scores[real] >= threshold).mean()) if real.any() else None
+
+
+def acted_on_check(scores: np.ndarray, acted: np.ndarray, rows: np.ndarray, kinds: np.ndarray,
+                   flipped: np.ndarray | None) -> dict:
+    """``SeededCheck.record`` of a cleaning that acted on the rows ``acted`` by ``scores`` (denoise: its
+    detector's top rows; the seeds among them, as they are wrong labels it trained on): the seeds
+    (``rows``, ``kinds``) that reach its lowest score, and ``flipped_recall`` where the flips are known."""
+    choice = replace(choose_score({"detector": scores}, rows, kinds, "detector"),
+                     reason="denoise acts on its detector file's ranking")
+    threshold = float(scores[acted].min()) if len(acted) else float("inf")
+    record = seeded_check(choice, scores, rows, kinds, threshold).record()
+    if flipped is not None:
+        record["flipped_recall"] = flipped_recall(scores, threshold, flipped, rows)
+    return record
