@@ -9,11 +9,16 @@ nothing else runs) and counts the training FLOPs per image (``budget.training_fl
 per-image and per-step overheads come from LeNet-5 (whose FLOPs are negligible), each network
 family's seconds per FLOP from what the overheads leave of its steps; the table printed shows
 measured vs predicted per configuration, and the last line is ``budget.CPU_COSTS`` to paste.
-Decoding is timed the same way on generated JPEG and PNG files of a
-few sizes (``mislabel.data.decode.open_rgb``, one core), fitted as a constant plus a share per
-megapixel.
+Pretrained backbones (``--backbone``) get a rate each, under their own name: probe mode's feature
+extraction (``extract_features``, frozen, random weights: the speed does not depend on them) is
+timed per batch of ``FEATURE_BATCH`` at 64 px, the side find_issues picks for small images, and
+its forward FLOPs counted (``budget.backbone_costs``); ``--backbones`` times only these, with the
+overheads of the table already in ``budget.CPU_COSTS``. Decoding is timed the same way on
+generated JPEG and PNG files of a few sizes (``mislabel.data.decode.open_rgb``, one core), fitted
+as a constant plus a share per megapixel.
 
     OMP_NUM_THREADS=2 python bench/step_costs.py --repeats 5
+    OMP_NUM_THREADS=1 python bench/step_costs.py --repeats 3 --backbones
 """
 from __future__ import annotations
 
@@ -33,7 +38,9 @@ import torch
 from mislabel.core.device import pick_device
 from mislabel.data.decode import open_rgb
 from mislabel.models import build_model
-from mislabel.training.budget import StepCosts, family, training_flops
+from mislabel.models.backbones import Backbone, drop_classifier, imagenet_network, preprocessing_of
+from mislabel.training.backbone_features import FEATURE_BATCH, extract_features
+from mislabel.training.budget import CPU_COSTS, StepCosts, backbone_costs, family, training_flops
 
 CONFIGS = (("lenet", 5, 32, 128), ("lenet", 5, 32, 32), ("resnet", 20, 32, 128), ("resnet", 20, 32, 32),
            ("resnet", 32, 32, 128), ("resnet", 20, 64, 128), ("resnet", 18, 32, 128), ("resnet", 18, 64, 128),
@@ -41,6 +48,10 @@ CONFIGS = (("lenet", 5, 32, 128), ("lenet", 5, 32, 32), ("resnet", 20, 32, 128),
 
 
 TIMED_STEPS = 3   # after one warm-up step; the mean of these is a measured step time
+# the backbones whose kernels differ most (depthwise, ConvNeXt's large kernels, plain ResNets);
+# the others take the table's default rate
+BACKBONE_CONFIGS = (("efficientnet_lite0", 64), ("efficientnet_b0", 64), ("mobilenet_v3_large", 64),
+                    ("convnext_tiny", 64), ("resnet18", 64), ("resnet50", 64))
 
 
 def time_step(net_type: str, depth: int, num_classes: int, in_channels: int, side: int, batch_size: int,
@@ -68,6 +79,40 @@ def time_step(net_type: str, depth: int, num_classes: int, in_channels: int, sid
     finally:
         torch.set_rng_state(cpu_state)
     return sum(seconds[1:]) / TIMED_STEPS
+
+
+def time_extraction(name: str, side: int) -> float:
+    """Measured seconds of one batch of ``FEATURE_BATCH`` images through the frozen backbone (random
+    weights), as probe mode extracts them: one warm-up batch, then the mean of ``TIMED_STEPS``."""
+    cpu_state = torch.get_rng_state()
+    try:
+        model = imagenet_network(name)
+        backbone = Backbone(model, drop_classifier(model), preprocessing_of(name))
+        images = torch.randint(0, 256, (FEATURE_BATCH * (1 + TIMED_STEPS), 3, 28, 28), dtype=torch.uint8)
+        extract_features(images[:FEATURE_BATCH], backbone, side)
+        started = time.perf_counter()
+        extract_features(images[FEATURE_BATCH:], backbone, side)
+    finally:
+        torch.set_rng_state(cpu_state)
+    return (time.perf_counter() - started) / TIMED_STEPS
+
+
+def backbone_rates(repeats: int, per_image: float, per_step: float) -> list[tuple[str, int, float, float, float]]:
+    """(backbone, side, forward FLOPs an image, measured s/batch, seconds per FLOP) per ``BACKBONE_CONFIGS``."""
+    rows = []
+    for name, side in BACKBONE_CONFIGS:
+        seconds = min(time_extraction(name, side) for _ in range(repeats))
+        flops = backbone_costs(name, side)[0]
+        rate = max(0.0, seconds - FEATURE_BATCH * per_image - per_step) / (FEATURE_BATCH * flops)
+        rows.append((name, side, flops, seconds, rate))
+    return rows
+
+
+def print_backbones(rows: list[tuple[str, int, float, float, float]]) -> None:
+    print(f"\n| backbone (frozen, batch {FEATURE_BATCH}) | side | MFLOP/image | measured s/batch | s/FLOP |")
+    print("|---|---|---|---|---|")
+    for name, side, flops, seconds, rate in rows:
+        print(f"| {name} | {side} | {flops / 1e6:.1f} | {seconds:.4f} | {rate:.3g} |")
 
 
 DECODE_SIDES = ((28, "png"), (32, "png"), (64, "jpg"), (256, "jpg"), (375, "jpg"), (512, "jpg"))
@@ -101,7 +146,14 @@ def decode_costs(repeats: int) -> tuple[float, float, list[tuple[int, str, float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--backbones", action="store_true",
+                        help="time only the backbones, with the overheads of the current CPU_COSTS")
     args = parser.parse_args()
+    if args.backbones:
+        rows = backbone_rates(args.repeats, CPU_COSTS.seconds_per_image, CPU_COSTS.seconds_per_step)
+        print_backbones(rows)
+        print("\nCPU_COSTS seconds_per_flop entries: " + ", ".join(f'("{n}", {r:.3g})' for n, _, _, _, r in rows))
+        return
     rows = []
     for net, depth, side, batch in CONFIGS:
         seconds = min(time_step(net, depth, 10, 3, side, batch, "cpu") for _ in range(args.repeats))
@@ -117,6 +169,8 @@ def main() -> None:
         rates.setdefault(family(net, depth), []).append(rate)
     table = {name: float(np.median(values)) for name, values in rates.items()}
     table["default"] = max(table.values())  # an unmeasured family: the slowest rate, so budgets hold
+    measured_backbones = backbone_rates(args.repeats, float(per_image), float(per_step))
+    table.update({name: rate for name, _, _, _, rate in measured_backbones})
     costs = StepCosts(tuple(sorted(table.items())), float(per_image), float(per_step), 0.0, 0.0)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
@@ -125,6 +179,7 @@ def main() -> None:
     for net, depth, side, batch, flops, seconds in rows:
         predicted = batch * (flops * costs.flop_rate(family(net, depth)) + per_image) + per_step
         print(f"| {net}{depth} | {side} | {batch} | {flops / 1e6:.1f} | {seconds:.4f} | {predicted:.4f} |")
+    print_backbones(measured_backbones)
     per_file, per_megapixel, decoded = decode_costs(args.repeats)
     print("\n| image | short side | measured ms to decode |\n|---|---|---|")
     for side, kind, seconds in decoded:

@@ -60,7 +60,7 @@ from mislabel.training.budget import (BudgetChoice, Clock, Workload, accuracy_no
                                       scan_seconds)
 from mislabel.training.crossval import load_pred_probs
 from mislabel.training.plan import Plan, backbone_plan, candidate_plans, default_plan
-from mislabel.training.probe import backbone_side
+from mislabel.training.probe import backbone_side, probe_features_cached
 
 __all__ = ["IssueFinder", "IssueResult", "UsableFiles", "find_issues", "KEY_FILE",
            "RECORD_FILE"]
@@ -68,6 +68,7 @@ __all__ = ["IssueFinder", "IssueResult", "UsableFiles", "find_issues", "KEY_FILE
 KEY_FILE = "find_issues_key.json"   # in the phase-1 folder: which data and settings produced it
 RECORD_FILE = "find_issues.json"    # in the output folder: the request, the plan, the summary
 DATALAB_FILE = "datalab_issues.csv"  # in the output folder: the ranking in cleanlab Datalab's schema
+PHASE1_FOLDER = "phase1"             # in the output folder: the phase-1 run and a probe's cached features
 
 
 @dataclass
@@ -119,7 +120,7 @@ class IssueFinder:
         scan = check_images(unique, out / SCAN_FILE)
         usable = self._usable(listing, unique, scan, out)
         median_side = int(np.median(scan.short_side[scan.ok]))
-        choice = self._plan(listing, usable, len(unique), median_side)
+        choice = self._plan(listing, usable, len(unique), median_side, out)
         config = self._phase1_config(listing, choice.plan, out)
         self._refuse_other_phase1(out, earlier, config.td_dir)  # nothing is written before this
         key = self._run_key(listing, usable, choice.plan)
@@ -171,27 +172,34 @@ class IssueFinder:
             raise UserError(f"no readable test images in {listing.root}; replace the unreadable files")
         return UsableFiles(keep, [f for f, k in zip(listing.train_files, keep[0]) if k], skipped)
 
-    def _plan(self, listing: Listing, usable: UsableFiles, num_files: int, median_side: int) -> BudgetChoice:
-        """The recipe: the data's full one, or under a budget the best rung predicted to fit."""
+    def _plan(self, listing: Listing, usable: UsableFiles, num_files: int, median_side: int,
+              out: Path) -> BudgetChoice:
+        """The recipe: the data's full one, or under a budget the best rung predicted to fit. A probe
+        plan is priced without its extraction when the features cached in ``out`` are still valid."""
         o = self.options
         num_train = len(usable.train_files)
         full = default_plan(num_train, median_side)
+        cached = False
         if o.run.backbone is not None:  # the user's choice: the ladder of from-scratch recipes is not used
             side = backbone_side(o.run.backbone, full.image_size, o.fixed.image_size)
             full = backbone_plan(num_train, side, o.run.backbone, o.run.mode, o.fixed)
+            cached = full.mode == "probe" and probe_features_cached(
+                image_data(listing, *usable.keep, side, False, o.hflip), o.run.backbone, side, o.run.backbone_weights,
+                out / PHASE1_FOLDER)
         work = Workload(num_train=num_train, num_valid=0, num_test=int(usable.keep[1].sum()),
                         num_classes=len(listing.class_names), in_channels=3, side=full.image_size,
                         file_side=median_side, scored=num_train)
         candidates = [full] if full.backbone else candidate_plans(full, num_train, o.fixed)
         return plan_within_budget(candidates, work, str(self.device), o.budget,
-                                  scan_seconds(num_files, median_side, str(self.device)), o.run.widen_factor)
+                                  scan_seconds(num_files, median_side, str(self.device)), o.run.widen_factor,
+                                  features_cached=cached)
 
     def _phase1_config(self, listing: Listing, plan: Plan, out: Path) -> RunConfig:
         """The Runner's configuration for this data and plan; phase 1 runs in
         ``<out>/phase1/<network><depth>_seed<seed>``."""
         run = self.options.run
         network = replace(run, net_type=plan.net_type, depth=plan.depth).network_name
-        folder = out / "phase1" / f"{network}_seed{run.seed}"
+        folder = out / PHASE1_FOLDER / f"{network}_seed{run.seed}"
         return replace(run, dataset=listing.name, net_type=plan.net_type, depth=plan.depth,
                        image_size=plan.image_size, td_folder=str(folder),
                        recipe=replace(run.recipe, epochs=plan.epochs, batch_size=plan.batch_size, lr=plan.lr))
@@ -295,6 +303,7 @@ class IssueFinder:
         budget = f"a {o.budget:g} min budget" if o.budget else "no budget (--budget 0: the full recipe)"
         settings = {"data": f"{listing.root} ({listing.layout})", "classes": str(len(listing.class_names)),
                     "samples scored": str(len(table)), "unreadable images skipped": str(len(usable.skipped)),
+                    "recipe chosen": plan.reason(),
                     "recipe": f"{plan.describe()}, momentum {config.recipe.momentum}, wd {config.recipe.weight_decay}, "
                               f"flips {'on' if o.hflip else 'off'}",
                     "seed": str(config.seed), "scored by": self.detector_note,

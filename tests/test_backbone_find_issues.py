@@ -3,6 +3,8 @@ features, finetune mode the whole network, each leaving a normal phase-1 run fol
 weights are refused before anything is written."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -26,6 +28,13 @@ def test_probe_find_issues_end_to_end_on_a_class_folder(tmp_path):
     assert "efficientnet_lite0 features at 32px" in (out / "find_issues.json").read_text()
     model = torch.load(run / "model.pth", weights_only=True)
     assert model["2.weight"].shape == (3, 1280)  # the linear head on the 1,280 features
+    plan = json.loads((out / "budget_plan.json").read_text())
+    assert plan["recipe"]["kind"] == "probe" and "--backbone efficientnet_lite0" in plan["recipe"]["why"]
+    assert plan["estimate"]["features"] > 0 and "recipe chosen" in (out / "find_issues.json").read_text()
+    # a rerun finds the features cached beside the run: priced without their extraction
+    find_issues(written.root, out=str(out), backbone="efficientnet_lite0", budget=0, num_epochs=4, image_size=32,
+                device="cpu", overwrite=True)
+    assert json.loads((out / "budget_plan.json").read_text())["estimate"]["features"] == 0
 
 
 @pytest.mark.slow
@@ -69,11 +78,17 @@ def test_backbone_options_are_checked_once_in_the_run_config():
 def test_generate_td_probe_writes_a_normal_phase1_run(tmp_path):
     from mislabel.commands.cli import main
 
-    main(["generate_td", "--dataset", "digits", "--seed", "1", "--noise_ratio", "0.3", "--net_type", "linear",
-          "--depth", "1", "--backbone", "efficientnet_lite0", "--image_size", "32", "--num_epochs", "3",
-          "--device", "cpu", "--results_dir", str(tmp_path)])
+    command = ["generate_td", "--dataset", "digits", "--seed", "1", "--noise_ratio", "0.3", "--net_type", "linear",
+               "--depth", "1", "--backbone", "efficientnet_lite0", "--image_size", "32", "--num_epochs", "3",
+               "--device", "cpu", "--results_dir", str(tmp_path), "--budget", "10"]
+    main(command)
     folder = tmp_path / "digits_efficientnet_lite0_probe_linear1_percmislabeled0.3_uniform"
     dyn = load_dynamics(folder / "computation4td_seed1")
     assert dyn.num_epochs == 3 and dyn.td.shape[-1] == 10 and dyn.flipped.any()
     assert (folder / "features_efficientnet_lite0_32px.npz").is_file()
-
+    # --budget priced the features and the head, then a rerun's cached features at nothing
+    first = json.loads((folder / "computation4td_seed1" / "budget.json").read_text())
+    assert first["inputs"]["backbone"] == "efficientnet_lite0" and first["estimate"]["features"] > 0
+    main([*command, "--overwrite"])
+    again = json.loads((folder / "computation4td_seed1" / "budget.json").read_text())
+    assert again["inputs"]["features_cached"] and again["estimate"]["features"] == 0

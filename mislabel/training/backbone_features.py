@@ -3,6 +3,7 @@
     image_features(images, "efficientnet_lite0", cache_dir=out)    a tensor of images -> features
     file_features(files, "resnet18", side=112, cache_dir=out)       image files -> features
     extract_features(images, backbone, side)                        the pass itself, no cache
+    features_cached(images or files, "resnet18", cache_dir=out)      would the cache be read? (the budget asks)
 
 Probe mode (``--mode probe``) trains a linear head on these features instead of a network on the
 pixels, so the backbone's forward pass is paid once per image instead of once per epoch. Each image
@@ -40,7 +41,8 @@ from mislabel.models import check_backbone
 from mislabel.models.backbones import (Backbone, BackboneInput, Preprocessing, load_backbone, preprocessing_of,
                                        weights_file)
 
-__all__ = ["FEATURE_BATCH", "feature_side", "extract_features", "image_features", "file_features", "cache_file"]
+__all__ = ["FEATURE_BATCH", "feature_side", "extract_features", "image_features", "file_features", "cache_file",
+           "features_cached"]
 
 FEATURE_BATCH = 64     # images per forward pass: batches are the unit processes share, so results match
 CACHE_VERSION = "1"    # bump when the preprocessing changes, so old caches are recomputed
@@ -142,13 +144,14 @@ def _files_digest(files: Sequence[str]) -> str:
     return digest.hexdigest()
 
 
-def _read_cache(path: Path, fingerprint: str) -> torch.Tensor | None:
-    """The cached features when ``path`` holds this fingerprint's; None for another, a missing or a damaged file."""
+def _read_cache(path: Path, fingerprint: str, features: bool = True) -> torch.Tensor | bool | None:
+    """The cached features when ``path`` holds this fingerprint's (``features=False``: True, without
+    reading them); None for another, a missing or a damaged file."""
     try:
         with np.load(path, allow_pickle=False) as stored:
             if str(stored["fingerprint"]) != fingerprint:
                 return None
-            return torch.from_numpy(stored["features"].astype(np.float16))
+            return torch.from_numpy(stored["features"].astype(np.float16)) if features else True
     except (OSError, ValueError, KeyError):
         return None
 
@@ -159,6 +162,24 @@ def _write_cache(path: Path, fingerprint: str, features: torch.Tensor) -> None:
             np.savez(handle, features=features.numpy(), fingerprint=np.array(fingerprint))
 
     atomic_write(path, write)
+
+
+def _source_digest(source: torch.Tensor | Sequence[str]) -> Callable[[], str]:
+    """The fingerprint's data part for images (their bytes) or image files (paths, sizes, times)."""
+    return (lambda: _tensor_digest(source)) if isinstance(source, torch.Tensor) else (lambda: _files_digest(source))
+
+
+def features_cached(source: torch.Tensor | Sequence[str], backbone: str, *, weights: str | os.PathLike | None = None,
+                    side: int | None = None, cache_dir: str | os.PathLike) -> bool:
+    """Whether ``image_features`` (images) or ``file_features`` (files) with these settings would read
+    the cache instead of extracting: what the budget prices (``mislabel.training.budget``). Reads
+    the stored fingerprint only; the same answer on every rank."""
+    name = check_backbone(backbone)
+    side = feature_side(name, preprocessing_of(name), side)
+    path = weights_file(name, weights)
+    target = cache_file(cache_dir, name, side)
+    return distributed.on_main(lambda: target.is_file() and _read_cache(
+        target, _fingerprint(_source_digest(source)(), name, path, side), features=False) is not None)
 
 
 def _cached(data_digest: Callable[[], str], name: str, weights: str | os.PathLike | None, side: int | None,
@@ -194,7 +215,7 @@ def image_features(images: torch.Tensor, backbone: str, *, weights: str | os.Pat
     :raises UserError: for bad images, an unknown backbone, missing or mismatched weights.
     """
     _check_images(images)
-    return _cached(lambda: _tensor_digest(images), backbone, weights, side, cache_dir,
+    return _cached(_source_digest(images), backbone, weights, side, cache_dir,
                    lambda net, chosen: extract_features(images, net, chosen, batch_size=batch_size, device=device))
 
 
@@ -211,4 +232,4 @@ def file_features(files: Sequence[str], backbone: str, *, weights: str | os.Path
 
         return extract_features(decoded, net, chosen, count=len(files), batch_size=batch_size, device=device)
 
-    return _cached(lambda: _files_digest(files), backbone, weights, side, cache_dir, compute)
+    return _cached(_source_digest(files), backbone, weights, side, cache_dir, compute)

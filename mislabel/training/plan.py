@@ -47,6 +47,21 @@ class Plan:
     backbone: str | None = None   # a pretrained backbone (then net_type is its head), None: from scratch
     mode: str | None = None       # with a backbone: probe or finetune
 
+    @property
+    def kind(self) -> str:
+        """``from scratch``, ``probe`` or ``finetune``: what budget_plan.json and the report call the recipe."""
+        return "from scratch" if self.backbone is None else self.mode
+
+    def reason(self) -> str:
+        """Why this kind of recipe: a backbone only when the user names one (``backbone_plan``)."""
+        if self.backbone is None:
+            return ("from scratch, the default: a pretrained backbone is used only when --backbone names one (the "
+                    "ladder never picks one on its own)")
+        return (f"{self.mode} on {self.backbone}: --backbone {self.backbone} was passed"
+                f"{' with --mode finetune' if self.mode == 'finetune' else ' (probe, the default mode)'}; the ladder "
+                "of from-scratch recipes is not used with a backbone, and never picks one on its own (on frozen "
+                "features the default score needs its memorisation handling to rank well: bench/regimes.py)")
+
     def describe(self) -> str:
         if self.mode == "probe":
             return (f"{self.backbone} features at {self.image_size}px (extracted once), a {self.net_type}{self.depth} "

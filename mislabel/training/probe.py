@@ -2,6 +2,7 @@
 
     backbone_side(name, image_side, chosen)    the side images go through the backbone at
     probe_data(data, backbone, ...)            probe: the ImageData of the backbone's features
+    probe_features_cached(data, backbone, ...) whether probe_data would read them from its cache
     finetune_data(data, side)                  finetune: the ImageData the whole network trains on
 
 Probe mode trains a head (``--net_type linear``, or ``mlp``) on features extracted once
@@ -22,9 +23,9 @@ import torch
 from mislabel.data.datasets import ImageData
 from mislabel.data.sizing import training_side
 from mislabel.models.backbones import preprocessing_of
-from mislabel.training.backbone_features import feature_side, file_features, image_features
+from mislabel.training.backbone_features import feature_side, features_cached, file_features, image_features
 
-__all__ = ["MIN_BACKBONE_SIDE", "backbone_side", "probe_data", "finetune_data"]
+__all__ = ["MIN_BACKBONE_SIDE", "backbone_side", "probe_data", "probe_features_cached", "finetune_data"]
 
 # Below 64 px the stride-32 ImageNet networks end on a 1x1 map and their features fall apart; at
 # 64 px a 28 px digit costs ~1/12 of the native 224 px pass.
@@ -46,13 +47,13 @@ def probe_data(data: ImageData, backbone: str, side: int, weights: str | os.Path
     extracted once for train and test together (image files: each distinct file once) and cached
     in ``cache_dir``."""
     options = {"weights": weights, "side": side, "cache_dir": cache_dir, "device": device}
-    if data.train_images is not None:
-        features = image_features(torch.cat([data.train_images, data.test_images]), backbone, **options)
+    source = _feature_source(data)
+    if isinstance(source, torch.Tensor):
+        features = image_features(source, backbone, **options)
         train, test = features[:data.num_train], features[data.num_train:]
     else:
-        files = list(dict.fromkeys(data.train_files + data.test_files))
-        row = {path: i for i, path in enumerate(files)}
-        features = file_features(files, backbone, **options)
+        row = {path: i for i, path in enumerate(source)}
+        features = file_features(source, backbone, **options)
         train = features[[row[f] for f in data.train_files]]
         test = features[[row[f] for f in data.test_files]]
     mean, std = train.mean(dim=0), train.std(dim=0).clamp_min(1e-3)
@@ -60,6 +61,20 @@ def probe_data(data: ImageData, backbone: str, side: int, weights: str | os.Path
     return replace(data, train_images=train.half()[:, :, None, None], test_images=test.half()[:, :, None, None],
                    train_files=None, test_files=None, mean=tuple((mean / 255).tolist()),
                    std=tuple((std / 255).tolist()), augment=replace(data.augment, crop_padding=0, hflip=False))
+
+
+def _feature_source(data: ImageData) -> torch.Tensor | list[str]:
+    """What probe mode extracts: the train and test images together, or each distinct file once."""
+    if data.train_images is not None:
+        return torch.cat([data.train_images, data.test_images])
+    return list(dict.fromkeys(data.train_files + data.test_files))
+
+
+def probe_features_cached(data: ImageData, backbone: str, side: int, weights: str | os.PathLike | None,
+                          cache_dir: str | os.PathLike) -> bool:
+    """Whether ``probe_data`` with these arguments reads its features from the cache (the budget
+    then prices no extraction)."""
+    return features_cached(_feature_source(data), backbone, weights=weights, side=side, cache_dir=cache_dir)
 
 
 def finetune_data(data: ImageData, side: int) -> ImageData:
