@@ -149,9 +149,8 @@ def rank(run: RunLike, detector: str | os.PathLike | None = None, methods: Seque
         table["score"] = lead
         line = flag_line(lead, unseeded, count.estimate)
         table.attrs["seeded"] = seeded_check(choice, lead, seeds, kinds, line).record()
-        if dyn.flipped is not None:  # what the measured recall estimates, at the same line
+        if dyn.flipped is not None:  # the true recall the measured one estimates, at the same line
             table.attrs["seeded"]["flipped_recall"] = flipped_recall(lead, line, dyn.flipped, seeds)
-        if dyn.flipped is not None:
             metrics = {name: detection_metrics(results[name].scores[unseeded], dyn.flipped[unseeded])
                        for name in (*methods, choice.method)}
     order = np.argsort(-lead, kind="stable")
