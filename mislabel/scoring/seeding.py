@@ -39,8 +39,9 @@ __all__ = ["CHOICE_MARGIN", "DEFAULT_SEED_RATE", "MAX_SEED_RATE", "MIN_SEEDS", "
            "flag_line", "load_seeds", "original_label_view", "place_seeded", "proxy_features", "save_seeds",
            "seed_auc", "seed_flips", "seeded_check", "seeded_rows", "acted_on_check", "flipped_recall"]
 
-# 3% of the labels: enough seeds of each kind to rank the candidate scores on a 1,500-image set, few
-# enough that training on them does not visibly change the model (bench/regimes.py).
+# 3% of the labels: on a 1,500-image set about 20 seeds of each kind, the fewest that rank the candidate
+# scores at all (MIN_SEEDS), and the extra noise stays a small share of what real data carries. Not
+# tuned: bench/regimes.py ran at 3% only, so other rates are unmeasured.
 DEFAULT_SEED_RATE = 0.03
 MAX_SEED_RATE = 0.2     # more would train on a visibly worse label set than the user's
 MIN_SEEDS = 10          # per kind: fewer cannot tell two scores apart, and no choice is made from them
@@ -51,9 +52,8 @@ AMBIGUITY_SHARPNESS = 8.0  # weight exp(8 * log ambiguity): an image halfway bet
 #                            likelier to be drawn than one at a third of the way
 SEEDED_CANDIDATES = ("aum", "loss", "confidence", "correctness")   # besides the detector: the grid's winners
 # How much better (AUC on the worse kind of seed) another score must rank the seeds to replace the
-# default. Measured on bench/regimes.py's 97 runs: with margins of 0-0.03 the seeds' picks cost mean AUC
-# (0.9603-0.9623 against the default's 0.9625) and never lowered the worst cell; at 0.05 they change
-# nothing there. The seeds then only overrule a default that fails them by a wide margin.
+# default. On bench/regimes.py's grid smaller margins only cost mean AUC (BENCHMARKS.md, "The seeds'
+# choice at other margins"): a few dozen seeds are a noisy judge, so they overrule only a wide failure.
 CHOICE_MARGIN = 0.05
 
 
