@@ -70,7 +70,7 @@ def test_the_gate_trusts_aum_alone_on_a_run_that_memorised():
 
 def test_a_slow_learner_is_not_memorising():
     # still learning clean labels for most of the run, and never its wrong ones: no onset, although more
-    # than half the samples it disagreed with a quarter of the way in agree by the end
+    # than half the samples it disagreed with early on agree by the end
     slow = run(epochs=30, learned_at=None, hard_learned_at=3)
     agrees = slow.pred == slow.labels[:, :1]
     still_learning = (np.arange(len(agrees)) % 5 != 0)[:, None] & (np.arange(30)[None, :] < 3 + np.arange(
