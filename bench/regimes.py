@@ -251,8 +251,8 @@ def main() -> None:
             ensure_run(spec, data_cache)
     else:
         from bench.regimes_report import report
-        text = report([spec for spec in specs if (run_folder(spec) / "seeding.npz").is_file()], " ".join(sys.argv),
-                      args.reuse)
+        command = "python bench/regimes.py " + " ".join(sys.argv[1:])
+        text = report([spec for spec in specs if (run_folder(spec) / "seeding.npz").is_file()], command, args.reuse)
         print(text)
         if args.write:
             from bench.common import replace_section

@@ -7,7 +7,6 @@ shipped score now (``rank``); "seeded" is the score the run's seeds chose (``cho
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pandas as pd
@@ -106,8 +105,8 @@ def report(specs: list, command: str, reuse: bool = False) -> str:
     means["best other"] = means[others].max(axis=1)
     short = {key: (means["best other"] - means[f"auc {key}"]).clip(lower=0)
              for key in ("detector", "score", "before")}
-    lines = [f"Machine: {machine()}.  ", f"Command: `{os.path.basename(command)}`, then the same with "
-             "`--stage report --write`. Scored with the shipped detector "
+    lines = [f"Machine: {machine()}.  ", "Commands: `OMP_NUM_THREADS=1 python bench/regimes.py --stage runs` "
+             f"(cached in bench/.cache/regimes/), then `{command}`. Scored with the shipped detector "
              "(`mislabel/scoring/pretrained/default.pth.tar`) through `rank(run, seeded=...)`; AUC on the "
              "unseeded rows against the generator's flips, mean over seeds "
              f"({', '.join(map(str, sorted(frame['seed'].unique())))}; `runs` = how many finished).", "",
