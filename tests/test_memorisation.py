@@ -79,3 +79,8 @@ def test_a_slow_learner_is_not_memorising():
     agreement = (slow.pred == slow.labels[:, :1]).mean(axis=0)
     assert agreement[7] < 0.6 and agreement[-1] > 0.75 and not agrees[:, -1][np.arange(SAMPLES) % 5 == 0].any()
     assert memorisation_onset(slow) is None
+
+
+def test_agreement_reached_only_in_the_last_epoch_is_not_an_onset():
+    assert memorisation_onset(run(epochs=30, learned_at=29)) is None
+    assert memorisation_onset(run(epochs=30, learned_at=28)) == 28

@@ -60,8 +60,10 @@ def memorisation_onset(dyn: Dynamics) -> int | None:
     if not disagreed.any():
         return None
     agreeing = agrees[disagreed, reference + 1:].mean(axis=0)
-    # from then on for good: a run whose predictions only flicker across the level is not memorising
-    reached = np.flatnonzero(np.minimum.accumulate(agreeing[::-1])[::-1] >= ONSET_LEVEL)
+    # from then on for good, and for PLATEAU_EPOCHS epochs at least: a run whose predictions only flicker
+    # across the level, or cross it in its very last epoch (a schedule's final decay), is not memorising
+    held = np.minimum.accumulate(agreeing[::-1])[::-1] >= ONSET_LEVEL
+    reached = np.flatnonzero(held[:len(held) - PLATEAU_EPOCHS + 1])
     return None if not len(reached) else max(MIN_SCORED_EPOCHS, reference + 1 + int(reached[0]))
 
 
