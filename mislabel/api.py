@@ -23,21 +23,21 @@ from pathlib import Path
 
 import numpy as np
 
-from mislabel.core.dynamics import Dynamics, load_dynamics, subset_dynamics, validate_dynamics
+from mislabel.core.dynamics import Dynamics, load_dynamics, validate_dynamics
 from mislabel.core.device import pick_device
 from mislabel.core.user_input import UserError, check_output_folder
 from mislabel.issue_finder import find_issues
 from mislabel.reports.comparison import Comparison, write_comparison
 from mislabel.reports.datalab import to_datalab
 from mislabel.scoring.baselines import BASELINES
-from mislabel.scoring.count import estimate_noisy_count, flag_first
+from mislabel.scoring.count import estimate_on_rows, flag_first
 from mislabel.scoring.detector_training import DetectorRecipe, train_detector
 from mislabel.scoring.methods import DEFAULT_RANK_METHODS, RANK_METHODS
 from mislabel.scoring.metrics import detection_metrics
 from mislabel.scoring.scores import DEFAULT_CONTROL, DEFAULT_DETECTOR, load_detectors, score
-from mislabel.scoring.seeding import (SEEDED_CANDIDATES, SeededLabels, choose_score, flag_line, flipped_recall,
+from mislabel.scoring.seeding import (SEEDED_CANDIDATES, SeededLabels, choose_score, flipped_recall,
                                       load_seeds, seed_flips, seeded_check, seeded_rows)
-from mislabel.scoring.summary import scoring_view, summarize
+from mislabel.scoring.summary import scoring_view
 from mislabel.training.crossval import load_pred_probs
 from mislabel.training.recorder import Recorder
 
@@ -121,9 +121,7 @@ def rank(run: RunLike, detector: str | os.PathLike | None = None, methods: Seque
     seeds, kinds = _seeds(dyn, seeded)
     unseeded = None if seeds is None else np.setdiff1d(np.arange(dyn.num_samples), seeds)
     held_out = load_pred_probs(run, dyn) if isinstance(run, (str, os.PathLike)) else None
-    probs = None if held_out is None else held_out[0] if seeds is None else held_out[0][unseeded]
-    count = estimate_noisy_count(summary if seeds is None else
-                                 summarize(subset_dynamics(scored, unseeded), onset=summary.onset), pred_probs=probs)
+    count = estimate_on_rows(scored, summary, unseeded, None if held_out is None else held_out[0])
     candidates = [] if seeds is None else [name for name in SEEDED_CANDIDATES if name not in methods]
     results = {r.name: r for r in score(scored, [name for name in methods if name != "detector"] + candidates,
                                         detectors, count=count.estimate, summary=summary)}
@@ -147,7 +145,7 @@ def rank(run: RunLike, detector: str | os.PathLike | None = None, methods: Seque
         flagged[unseeded] = flag_first(np.argsort(-lead[unseeded], kind="stable"), count.estimate)
         table["flagged"] = flagged
         table["score"] = lead
-        line = flag_line(lead, unseeded, count.estimate)
+        line = float(lead[flagged].min()) if flagged.any() else float("inf")   # the lowest flagged score
         table.attrs["seeded"] = seeded_check(choice, lead, seeds, kinds, line).record()
         if dyn.flipped is not None:  # the true recall the measured one estimates, at the same line
             table.attrs["seeded"]["flipped_recall"] = flipped_recall(lead, line, dyn.flipped, seeds)
@@ -199,11 +197,7 @@ def compare(run: str | os.PathLike, detectors: Sequence[str | os.PathLike] = (),
 def _folder_seeds(run: RunLike, dyn: Dynamics) -> SeededLabels | None:
     """The seeds a run folder holds (``seeded_flips.npz``: ``generate_td --seed_rate``, find_issues), checked
     against the labels the run trained on; None for an unseeded folder or a run passed in memory."""
-    if not isinstance(run, (str, os.PathLike)):
-        return None
-    trained = np.full(int(dyn.indices.max()) + 1 if dyn.num_samples else 0, -1, np.int64)  # -1: not in the run
-    trained[dyn.indices] = dyn.assigned
-    loaded = load_seeds(run, trained)
+    loaded = load_seeds(run, dyn) if isinstance(run, (str, os.PathLike)) else None
     return None if loaded is None else loaded[0]
 
 

@@ -231,9 +231,7 @@ class IssueFinder:
             if distributed.is_main():
                 print(f"phase 1 already finished in {td_dir}; scoring it again")
                 dyn = load_dynamics(td_dir)
-                trained = np.zeros(len(usable.train_files), np.int64)
-                trained[dyn.indices] = dyn.assigned
-                seeds = load_seeds(td_dir, trained)
+                seeds = load_seeds(td_dir, dyn)
                 save_plan()
                 return dyn, read_summary(td_dir) or {}, seeds
             return None, {}, None

@@ -11,15 +11,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mislabel.core.dynamics import Dynamics, subset_dynamics
+from mislabel.core.dynamics import Dynamics
 from mislabel.data.user_data import Listing
 from mislabel.reports.suspects import suspects_table
 from mislabel.scoring.baselines import BASELINES
-from mislabel.scoring.count import NoisyCount, estimate_noisy_count
+from mislabel.scoring.count import NoisyCount, estimate_on_rows
 from mislabel.scoring.scores import DEFAULT_CONTROL, Detector, score
 from mislabel.scoring.seeding import (SEEDED_CANDIDATES, SeededCheck, Seeds, choose_score, flag_line,
                                       original_label_view, place_seeded, seeded_check, seeded_rows)
-from mislabel.scoring.summary import SampleSummary, scoring_view, summarize
+from mislabel.scoring.summary import SampleSummary, scoring_view
 
 __all__ = ["ScoredRun", "Seeds", "score_suspects"]
 
@@ -57,9 +57,7 @@ def score_suspects(dyn: Dynamics, listing: Listing, files: list[str], detectors:
     epochs, summary = scoring_view(dyn)
     rows = None if seeds is None or not len(seeds[0].indices) else seeded_rows(dyn.indices, seeds[0].indices)
     unseeded = np.arange(dyn.num_samples) if rows is None else np.setdiff1d(np.arange(dyn.num_samples), rows)
-    held_out = None if pred_probs is None else pred_probs[unseeded]
-    count = estimate_noisy_count(summary if rows is None else
-                                 summarize(subset_dynamics(epochs, unseeded), onset=summary.onset), pred_probs=held_out)
+    count = estimate_on_rows(epochs, summary, None if rows is None else unseeded, pred_probs)
     scored = score(epochs, methods, detectors, count=count.estimate, summary=summary)
     baselines = {result.name: result.scores for result in scored[:len(methods)]}
     probs = {result.name: result.scores for result in scored[len(methods):]}

@@ -363,7 +363,7 @@ class Runner:
                             "estimated_wrong_labels": None if chosen.count is None else asdict(chosen.count),
                             "detector_file": str(detector_file), "td_dir": str(td_dir),
                             "flipped_share_of_removed": chosen.flipped_share})
-            seeded = load_seeds(td_dir, self.assigned_labels)  # a seeded run: how many seeds it acted on
+            seeded = load_seeds(td_dir, dyn)  # a seeded run: how many seeds it acted on
             if seeded is not None:
                 summary["seeded_check"] = acted_on_check(chosen.ranking.scores, chosen.rows, seeded_rows(
                     dyn.indices, seeded[0].indices), seeded[0].kinds, dyn.flipped)

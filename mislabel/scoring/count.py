@@ -32,10 +32,11 @@ import numpy as np
 
 from mislabel.core.user_input import UserError
 from mislabel.scoring.baselines import check_pred_probs
-from mislabel.scoring.summary import DEFAULT_WINDOW, SampleSummary
+from mislabel.core.dynamics import Dynamics, subset_dynamics
+from mislabel.scoring.summary import DEFAULT_WINDOW, SampleSummary, summarize
 
 __all__ = ["DEFAULT_WINDOW", "MEMORISED_RUN_RATIOS", "SOURCE_RUN_RATIOS", "NoisyCount", "estimate_noisy_count",
-           "flag_first"]
+           "estimate_on_rows", "flag_first"]
 
 # True count / estimate: the likely range of a count from dynamics, by whether the run memorised. Runs
 # scored whole: the wider of the 5th-95th percentiles over the 66 runs of seed 100 in the detectors'
@@ -187,6 +188,17 @@ def estimate_noisy_count(summary: SampleSummary, *, pred_probs: np.ndarray | Non
         int(round(estimate * ratios[0])), min(len(given), int(round(estimate * ratios[1]))))
     return NoisyCount(estimate=estimate, low=min(low, estimate), high=max(high, estimate), method=method,
                       level=float(level), likely=likely)
+
+
+def estimate_on_rows(dyn: Dynamics, summary: SampleSummary, rows: np.ndarray | None,
+                     pred_probs: np.ndarray | None = None) -> NoisyCount:
+    """``estimate_noisy_count`` of the rows ``rows`` of a run alone (None: all of them, from ``summary``):
+    a seeded run counts its unseeded rows, whose labels are the user's. ``dyn`` and ``summary`` are the
+    scored view (``mislabel.scoring.summary.scoring_view``); ``pred_probs`` rows as the run's."""
+    if rows is None:
+        return estimate_noisy_count(summary, pred_probs=pred_probs)
+    return estimate_noisy_count(summarize(subset_dynamics(dyn, rows), onset=summary.onset),
+                                pred_probs=None if pred_probs is None else pred_probs[rows])
 
 
 def flag_first(order: np.ndarray, count: int) -> np.ndarray:

@@ -243,12 +243,14 @@ def save_seeds(folder: str | os.PathLike, seeds: SeededLabels, original: np.ndar
     atomic_write(Path(folder) / SEEDS_FILE, write)
 
 
-def load_seeds(folder: str | os.PathLike, labels: np.ndarray) -> tuple[SeededLabels, np.ndarray] | None:
+def load_seeds(folder: str | os.PathLike, dyn: Dynamics) -> tuple[SeededLabels, np.ndarray] | None:
     """(the seeds, the user's labels of the seeded rows) of a run folder, None when it was not seeded;
-    refused by name when damaged or when its labels are not the run's (``labels``: the trained ones)."""
+    refused by name when damaged or when its labels are not those ``dyn`` (the run) trained on."""
     path = Path(folder) / SEEDS_FILE
     if not path.is_file():
         return None
+    labels = np.full(int(dyn.indices.max()) + 1 if dyn.num_samples else 0, -1, np.int64)  # by dataset index
+    labels[dyn.indices] = dyn.assigned
     fix = "it is damaged or from another run; rerun with --overwrite"
     try:
         with np.load(path, allow_pickle=False) as arrays:
