@@ -7,6 +7,8 @@ train in, on labels corrupted by a noise generator and then seeded (``mislabel.s
     scratch_plain  from scratch, no augmentation, one-cycle schedule: a plain loop that memorises
     probe          frozen ImageNet EfficientNet-Lite0 features + a linear head (Adam)
     finetune       the same pretrained network, every layer, a short one-cycle fine-tune
+    probe_other    a linear head on a LeNet-5 pretrained on the other dataset (digits <-> Fashion-MNIST)
+    finetune_other that LeNet-5, every layer, the same short one-cycle fine-tune
 
     python bench/regimes.py --stage runs       # trains what the cache lacks (bench/.cache/regimes/)
     python bench/regimes.py --stage report     # scores every cached run; prints the tables
@@ -142,7 +144,10 @@ def train_probe(spec: RunSpec, images, labels, classes, mean, std, epochs: int, 
     for 10 epochs it stays below the noise; at 1e-2 for 30 it memorises most wrong labels."""
     from mislabel.training.backbone_features import image_features
     features = image_features(images, BACKBONE, side=FEATURE_SIDE, cache_dir=CACHE / "features" / spec.dataset)
-    features = features.float()
+    return _train_head(spec, features.float(), labels, classes, epochs, lr)
+
+
+def _train_head(spec: RunSpec, features: torch.Tensor, labels, classes: int, epochs: int, lr: float) -> Recorder:
     torch.manual_seed(spec.seed)
     head = torch.nn.Linear(features.shape[1], classes)
     optimizer = torch.optim.Adam(head.parameters(), lr=lr)
@@ -171,6 +176,10 @@ def train_finetune(spec: RunSpec, images, labels, classes, mean, std) -> Recorde
     shift = torch.tensor(prep.mean).view(1, 3, 1, 1)
     resized = F.interpolate(images.float() / 255.0, size=FINETUNE_SIDE, mode="bilinear", align_corners=False)
     resized = ((resized.expand(-1, 3, -1, -1) - shift) / scale).contiguous()
+    return _finetune(spec, model, resized, labels, classes)
+
+
+def _finetune(spec: RunSpec, model: torch.nn.Module, inputs: torch.Tensor, labels, classes: int) -> Recorder:
     epochs, batch = 5, 32
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
     steps = epochs * -(-len(labels) // batch)
@@ -181,7 +190,7 @@ def train_finetune(spec: RunSpec, images, labels, classes, mean, std) -> Recorde
     for _ in range(epochs):
         model.train()
         for rows in torch.randperm(len(labels), generator=generator).split(batch):
-            logits = model(resized[rows])
+            logits = model(inputs[rows])
             loss = F.cross_entropy(logits, targets[rows])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -192,12 +201,67 @@ def train_finetune(spec: RunSpec, images, labels, classes, mean, std) -> Recorde
     return recorder
 
 
+# A network pretrained on the *other* dataset (digits for Fashion-MNIST and back): what a user has when
+# their backbone comes from a related task rather than ImageNet. LeNet-5 at 28 px on the other set's
+# bench images with their true labels; the user's images are resized to the same side.
+OTHER = {"digits": "fashion_mnist", "fashion_mnist": "digits"}
+OTHER_SIDE = 28
+OTHER_EPOCHS = 15
+
+
+def _at_other_side(images: torch.Tensor, mean, std) -> torch.Tensor:
+    scaled = F.interpolate(images.float() / 255.0, size=OTHER_SIDE, mode="bilinear", align_corners=False)
+    return ((scaled - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)).contiguous()
+
+
+def other_backbone(dataset: str) -> torch.nn.Module:
+    """LeNet-5 trained on the other dataset (cached in bench/.cache/regimes/other/), in eval mode."""
+    source = OTHER[dataset]
+    images, true, classes, mean, std = load_images(source)
+    model = build_model("lenet_mnist", 5, classes, in_channels=1, image_size=OTHER_SIDE)
+    path = CACHE / "other" / f"lenet_{source}.pt"
+    if path.is_file():
+        model.load_state_dict(torch.load(path, weights_only=True))
+        return model.eval()
+    torch.manual_seed(0)
+    inputs, targets = _at_other_side(images, mean, std), torch.from_numpy(true)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(OTHER_EPOCHS):
+        for rows in torch.randperm(len(targets), generator=generator).split(64):
+            loss = F.cross_entropy(model(inputs[rows]), targets[rows])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    return model.eval()
+
+
+def train_probe_other(spec: RunSpec, images, labels, classes, mean, std) -> Recorder:
+    """A linear head on the other dataset's network's 84-wide penultimate layer, as ``probe``."""
+    backbone = other_backbone(spec.dataset)
+    with torch.no_grad():
+        features = backbone.classifier[:-1](torch.flatten(backbone.features(_at_other_side(images, mean, std)), 1))
+    return _train_head(spec, features, labels, classes, epochs=10, lr=1e-3)
+
+
+def train_finetune_other(spec: RunSpec, images, labels, classes, mean, std) -> Recorder:
+    """The other dataset's network, every layer, a new last layer, as ``finetune``."""
+    model = other_backbone(spec.dataset)
+    torch.manual_seed(spec.seed)
+    model.classifier[-1] = torch.nn.Linear(model.classifier[-1].in_features, classes)
+    return _finetune(spec, model, _at_other_side(images, mean, std), labels, classes)
+
+
 TRAINERS = {
     "scratch_aug": lambda spec, *data: train_scratch(spec, *data, augment=True),
     "scratch_plain": lambda spec, *data: train_scratch(spec, *data, augment=False),
     "probe": lambda spec, *data: train_probe(spec, *data, epochs=10, lr=1e-3),
     "probe_long": lambda spec, *data: train_probe(spec, *data, epochs=30, lr=1e-2),
     "finetune": train_finetune,
+    "probe_other": train_probe_other,
+    "finetune_other": train_finetune_other,
 }
 
 

@@ -57,7 +57,7 @@ def _held_out_counts(spec, trained: np.ndarray, rows: np.ndarray, summary) -> di
     """An alternative measured and not shipped: for a head on frozen features, where a cross-fitted head
     costs seconds, our count and cleanlab's on 5-fold held-out probabilities of a logistic regression on
     the same features (unseeded rows)."""
-    if not spec.regime.startswith("probe"):
+    if spec.regime not in ("probe", "probe_long"):
         return {}
     from cleanlab.count import num_label_issues
     from sklearn.linear_model import LogisticRegression
