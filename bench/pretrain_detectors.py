@@ -146,7 +146,8 @@ def card(name: str, plan: dict, detector: Path, variant: str) -> dict:
         "variant": variant,
         "gate": ({key: blob["config"]["gate"][key] for key in ("base", "centre", "steepness")}
                  | {"folds": VARIANTS[variant]["gate_folds"],
-                    "what": "LSTM vs AUM by the run's concentration of mistakes (mislabel/scoring/gate.py)"}
+                    "what": "LSTM vs the gate's base (AUM, or AUM weighted by the agreement above chance) by "
+                            "the run's concentration of mistakes (mislabel/scoring/gate.py)"}
                  if "gate" in blob["config"] else None),
         "heldout_split": {k: round(blob["metrics"][k], 6) for k in ("auc", "map")}
         | {"what": "10% stratified split of the training sequences, used to pick the best epoch"},

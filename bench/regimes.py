@@ -291,6 +291,22 @@ def ensure_run(spec: RunSpec, data_cache: dict) -> Path:
     return folder
 
 
+# The default detector shipped before the gate's base became the agreement-weighted AUM (plain AUM, and
+# no memorisation onset before ea4ae46's round): the tables' "before", read from git into the cache.
+PREVIOUS_COMMIT = "ea4ae46"
+
+
+def previous_default() -> Path:
+    import subprocess
+
+    path = CACHE / "detectors" / f"default_{PREVIOUS_COMMIT}.pth.tar"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shipped = f"{PREVIOUS_COMMIT}:mislabel/scoring/pretrained/default.pth.tar"
+        path.write_bytes(subprocess.run(["git", "show", shipped], cwd=ROOT, capture_output=True, check=True).stdout)
+    return path
+
+
 GRID_NOISE = (("uniform", 0.2), ("flip", 0.2), ("confusion", 0.3), ("idn", 0.3))
 
 

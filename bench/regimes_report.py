@@ -1,7 +1,8 @@
 """bench/regimes.py's tables: each regime's detection, the count and the measured recall.
 
 Every number is on the *unseeded* rows of a run against its generator's flips. "before" is the default
-as it scored before the memorisation onset existed (the whole run, the gate as fitted); "default" is the
+shipped before issue 30's round (``regimes.PREVIOUS_COMMIT``'s detector on the whole run: no memorisation
+onset, the gate over plain AUM); "default" is the
 shipped score now (``rank``); "seeded" is the score the run's seeds chose (``choose_score``).
 """
 from __future__ import annotations
@@ -17,12 +18,12 @@ RATIO_SEED = 1   # the likely ranges' ratios come from the seed-1 runs; the othe
 
 def evaluate(spec) -> dict:
     """One run's numbers (``spec``: a bench.regimes.RunSpec with a cached run)."""
-    from bench.regimes import run_folder
+    from bench.regimes import previous_default, run_folder
     from mislabel import rank
     from mislabel.core.dynamics import load_dynamics, subset_dynamics
     from mislabel.scoring.count import estimate_noisy_count
     from mislabel.scoring.metrics import detection_metrics
-    from mislabel.scoring.scores import DEFAULT_DETECTOR, load_detectors, score
+    from mislabel.scoring.scores import load_detectors, score
     from mislabel.scoring.seeding import SeededLabels
     from mislabel.scoring.summary import scoring_view, summarize
 
@@ -36,7 +37,7 @@ def evaluate(spec) -> dict:
     metrics = {name: detection_metrics(table[name].to_numpy()[unseeded], real) for name in (*SHOWN, "score")}
     dyn = load_dynamics(folder)
     rows = np.flatnonzero(~np.isin(np.arange(dyn.num_samples), np.searchsorted(dyn.indices, seeds.indices)))
-    before = score(dyn, detectors=load_detectors([DEFAULT_DETECTOR]))[0].scores[rows]
+    before = score(dyn, detectors=load_detectors([previous_default()]))[0].scores[rows]
     scored, summary = scoring_view(dyn)
     check, count = table.attrs["seeded"], table.attrs["estimated_wrong_labels"]
     held_out = _held_out_counts(spec, seeds.labels, rows, summarize(subset_dynamics(dyn, rows)))

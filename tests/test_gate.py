@@ -19,7 +19,7 @@ from mislabel.scoring.detector_training import DetectorRecipe, train_detector
 from mislabel.scoring.lstm import load_detector, save_detector
 from mislabel.scoring.metrics import detection_metrics
 from mislabel.scoring.predict import detector_scores, sequence_scores
-from mislabel.scoring.features import build_features
+from mislabel.scoring.features import build_features, percentile
 from mislabel.scoring.gate import CENTRES, STEEPNESS, check_gate, fit_gate, gate_weight, gated_scores
 from mislabel.scoring.summary import concentration, summarize
 from mislabel.scoring.count import estimate_noisy_count
@@ -155,3 +155,34 @@ def test_too_few_flips_for_the_folds_name_the_way_out(tmp_path) -> None:
     with pytest.raises(UserError, match="pass --gate_folds 0"):
         train_detector([run], DetectorRecipe(**TINY, gate_folds=3), device="cpu")
     assert "gate" not in train_detector([run], DetectorRecipe(**TINY, gate_folds=0), device="cpu").config
+
+
+def test_the_base_weighs_each_epoch_by_the_agreement_above_chance() -> None:
+    dyn = synthetic_dynamics(3, pair=False, epochs=6)
+    dyn.pred[:, 0] = (dyn.assigned + 1) % CLASSES     # epoch 0: agrees with no label, below chance: no say
+    dyn.margin[:, 0] = np.random.default_rng(0).normal(0, 5, dyn.num_samples)   # a random ranking there
+    agreement = (dyn.pred == dyn.assigned[:, None]).mean(axis=0)
+    weights = np.clip(agreement - 1 / CLASSES, 0, None)
+    assert weights[0] == 0 and (weights[1:] > 0).all()
+    expected = -(dyn.margin.astype(np.float64) * weights).sum(axis=1) / weights.sum()
+    summary = summarize(dyn)
+    np.testing.assert_allclose(summary.weighted_aum, expected)
+    assert not np.allclose(summary.weighted_aum, summary.aum)
+    # a run cut at its memorisation onset keeps plain AUM: there the agreement climbs by memorising
+    np.testing.assert_array_equal(summarize(dyn, onset=5).weighted_aum, summary.aum)
+
+
+def test_a_gate_fitted_over_plain_aum_keeps_scoring_with_it() -> None:
+    """Detector files from before the weighting name "aum" as their base and score exactly as before."""
+    dyn = synthetic_dynamics(4, pair=False)
+    dyn.pred[:, :3] = (dyn.assigned[:, None] + 1) % CLASSES
+    summary = summarize(dyn)
+    lstm = np.linspace(0.0, 1.0, dyn.num_samples)
+    gate = {"format": "mislabel-gate/1", "centre": 0.9, "steepness": 40.0}   # the base all but alone
+    old = gated_scores(check_gate({**gate, "base": "aum"}, "test"), lstm, summary, count=50)
+    new = gated_scores(check_gate({**gate, "base": "weighted_aum"}, "test"), lstm, summary, count=50)
+    weight = gate_weight(gate, summary.concentration)
+    for scores, base in ((old, summary.aum), (new, summary.weighted_aum)):
+        expected = weight * percentile(lstm) + (1 - weight) * percentile(base)
+        assert np.array_equal(np.argsort(-scores, kind="stable"), np.argsort(-expected, kind="stable"))
+    assert not np.array_equal(old, new)

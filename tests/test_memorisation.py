@@ -58,7 +58,7 @@ def test_the_gate_trusts_aum_alone_on_a_run_that_memorised():
     from mislabel.scoring.features import percentile
     from mislabel.scoring.gate import gated_scores
 
-    gate = {"centre": 0.0, "steepness": 40.0}   # would give the LSTM all the weight on any run
+    gate = {"base": "weighted_aum", "centre": 0.0, "steepness": 40.0}   # would give the LSTM all the weight on any run
     lstm = np.random.default_rng(1).random(SAMPLES)
     _, memorised = scoring_view(run(epochs=30, learned_at=12))
     _, whole = scoring_view(run(epochs=30, learned_at=None))

@@ -150,7 +150,7 @@ def check_detector_job(run_folders: Sequence[PathLike], recipe: DetectorRecipe, 
 @dataclass
 class _TrainingSet:
     """Every run's sequences and flips pooled; per run its recorded epochs, its share of the rows and,
-    for the gate, its AUM scores on those rows and its ``concentration``."""
+    for the gate, its base scores on those rows (``gate.DEFAULT_BASE``) and its ``concentration``."""
 
     sequences: np.ndarray
     targets: np.ndarray
@@ -169,8 +169,8 @@ def _training_set(folders: Sequence[PathLike], features: Sequence[str], seq_len:
     and class context describe the run, not the sample drawn from it).
     """
     from mislabel.scoring.metrics import has_ground_truth  # sklearn: loaded to train, not to check flags
-    from mislabel.scoring.baselines import aum
-    from mislabel.scoring.summary import concentration
+    from mislabel.scoring.gate import DEFAULT_BASE, GATE_BASES
+    from mislabel.scoring.summary import summarize
 
     rng = np.random.default_rng(seed)
     sequences, targets, lengths, evidence = [], [], [], []
@@ -189,7 +189,8 @@ def _training_set(folders: Sequence[PathLike], features: Sequence[str], seq_len:
         targets.append(dyn.flipped[rows].astype(np.float32))
         lengths.append(dyn.num_epochs)
         if with_evidence:
-            evidence.append((aum(dyn)[rows], concentration(dyn)))
+            summary = summarize(dyn)   # a whole run, as the corpus runs learn without memorising
+            evidence.append((GATE_BASES[DEFAULT_BASE](summary)[rows], summary.concentration))
     run_of_row = np.repeat(np.arange(len(targets)), [len(t) for t in targets])
     return _TrainingSet(np.concatenate(sequences), np.concatenate(targets), lengths, run_of_row, evidence)
 
@@ -286,8 +287,8 @@ def _cross_fitted_gate(data: _TrainingSet, fold_of_row: np.ndarray, x, config: d
         _fit(model, x, data.targets, rest, recipe, f"gate fold {fold + 1}/{folds}")
         out_of_fold[held] = sequence_scores(model, x[torch.from_numpy(held).to(x.device)], 4 * recipe.batch_size)
     bounds = np.flatnonzero(np.diff(data.run_of_row)) + 1  # run_of_row ascends: each run's rows are one block
-    aum_scores, concentrations = zip(*data.evidence)
-    return fit_gate(np.split(out_of_fold, bounds), aum_scores, concentrations, np.split(data.targets, bounds), names)
+    base_scores, concentrations = zip(*data.evidence)
+    return fit_gate(np.split(out_of_fold, bounds), base_scores, concentrations, np.split(data.targets, bounds), names)
 
 
 def train_detector(run_folders: Sequence[PathLike], recipe: DetectorRecipe | None = None, *,

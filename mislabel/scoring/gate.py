@@ -10,7 +10,11 @@ disagreements with the labels
 that go to the single most frequent wrong class of their label's class, near 1 when mistakes follow
 a class structure and near 1/(K-1) when they scatter. So the score is
 
-    w * percentile(LSTM probability) + (1 - w) * percentile(AUM score),  w = sigmoid(k * (concentration - c)),
+    w * percentile(LSTM probability) + (1 - w) * percentile(base score),  w = sigmoid(k * (concentration - c)),
+
+where the base is AUM with each epoch weighted by how far the network's agreement with the labels stood
+above chance then (``summary.agreement_weighted_aum``: the epochs before a network learned anything say
+nothing; detectors trained before it was introduced keep plain AUM, their gate's ``base``),
 
 with the centre ``c`` and steepness ``k`` fitted on the source runs (``fit_gate``): the pair of
 ``CENTRES`` x ``STEEPNESS`` with the least mean regret, AUC and mAP short of the better of the two
@@ -38,9 +42,14 @@ from mislabel.scoring.count import estimate_noisy_count
 from mislabel.scoring.features import percentile
 from mislabel.scoring.summary import SampleSummary
 
-__all__ = ["CENTRES", "GATE_FORMAT", "STEEPNESS", "check_gate", "fit_gate", "gate_weight", "gated_scores"]
+__all__ = ["CENTRES", "DEFAULT_BASE", "GATE_BASES", "GATE_FORMAT", "STEEPNESS", "check_gate", "fit_gate", "gate_weight",
+           "gated_scores"]
 
 GATE_FORMAT = "mislabel-gate/1"
+# The gate's base score, read off the run's summary; a detector file names its own ("aum" before the
+# weighting existed), so a file keeps scoring as it was fitted.
+GATE_BASES = {"aum": lambda summary: summary.aum, "weighted_aum": lambda summary: summary.weighted_aum}
+DEFAULT_BASE = "weighted_aum"
 CENTRES = tuple(float(c) for c in np.round(np.linspace(0.2, 0.7, 26), 2))
 # No hard switch: a run near the centre gets both kinds of evidence, not a coin toss between them.
 STEEPNESS = (5.0, 10.0, 20.0, 40.0)
@@ -55,10 +64,10 @@ def _mixed(weight: float, lstm_scores: np.ndarray, aum_scores: np.ndarray) -> np
 
 
 def fit_gate(lstm_scores: Sequence[np.ndarray], aum_scores: Sequence[np.ndarray], concentrations: Sequence[float],
-             flipped: Sequence[np.ndarray], names: Sequence[str] = ()) -> dict:
+             flipped: Sequence[np.ndarray], names: Sequence[str] = (), base: str = DEFAULT_BASE) -> dict:
     """The gate of least mean regret over the source runs, given per run its out-of-fold LSTM scores,
-    its AUM scores, its ``concentration`` and its flips. Returns the dict stored as a detector config's
-    ``"gate"``."""
+    its ``base`` scores (a key of GATE_BASES), its ``concentration`` and its flips. Returns the dict
+    stored as a detector config's ``"gate"``."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     curves = []
@@ -74,14 +83,15 @@ def fit_gate(lstm_scores: Sequence[np.ndarray], aum_scores: Sequence[np.ndarray]
             regret = np.mean([(np.maximum(curve[0], curve[-1]) - at).mean() for curve, at in zip(curves, read)])
             if best is None or regret < best[0] - 1e-12:
                 best = (regret, centre, steepness)
-    return {"format": GATE_FORMAT, "base": "aum", "centre": best[1], "steepness": best[2],
+    return {"format": GATE_FORMAT, "base": base, "centre": best[1], "steepness": best[2],
             "mean_regret": float(best[0]), "trained_on": list(names)}
 
 
 def check_gate(gate: object, source: str) -> dict:
     """A stored gate is used only if it is ours and its numbers are finite."""
-    if not isinstance(gate, dict) or gate.get("format") != GATE_FORMAT or gate.get("base") != "aum":
-        raise UserError(f"{source}: its gate is not a {GATE_FORMAT} dict over aum; the file is damaged, retrain it")
+    if not isinstance(gate, dict) or gate.get("format") != GATE_FORMAT or gate.get("base") not in GATE_BASES:
+        raise UserError(f"{source}: its gate is not a {GATE_FORMAT} dict over {' or '.join(GATE_BASES)}; the file "
+                        "is damaged, retrain it")
     for key in ("centre", "steepness"):
         value = gate.get(key)
         if not isinstance(value, float) or not np.isfinite(value):
@@ -93,13 +103,13 @@ def check_gate(gate: object, source: str) -> dict:
 def gated_scores(gate: dict, lstm_probability: np.ndarray, summary: SampleSummary, count: int | None = None
                  ) -> np.ndarray:
     """float64 [N] in (0, 1]: the gated ranking, ``count`` samples on top (>= 0.5), in the gated order;
-    higher = more suspicious. The run's AUM and concentration come from its ``summary``; ``count``
+    higher = more suspicious. The run's base score and concentration come from its ``summary``; ``count``
     defaults to the run's estimated number of wrong labels; callers that already hold it (the flags of
     ``rank``, find_issues, denoise) pass it, so it is counted once."""
     # A run that memorised is scored on its epochs before the onset, a shape of dynamics the LSTM's corpus
     # (from-scratch runs) never showed it: there AUM alone (bench/regimes.py, linear heads trained long).
     weight = 0.0 if summary.onset is not None else gate_weight(gate, summary.concentration)
-    mixed = _mixed(weight, lstm_probability, summary.aum)
+    mixed = _mixed(weight, lstm_probability, GATE_BASES[gate["base"]](summary))
     if count is None:
         count = estimate_noisy_count(summary, resamples=0).estimate  # the count alone: no interval to draw
     rank = np.empty(len(mixed), np.int64)

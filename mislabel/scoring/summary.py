@@ -3,7 +3,7 @@ reports read of the dynamics besides the detectors' and baselines' own scores.
 
     summary = summarize(dyn)                      # once per run
     estimate_noisy_count(summary)                 # the count: window_mean
-    score(dyn, ..., summary=summary)              # the gate: aum, concentration
+    score(dyn, ..., summary=summary)              # the gate: weighted_aum (or aum), concentration
     clean_labels(summary, rows, action)           # the actions: given_probability, suggested
     suspects_table(dyn, summary, ...)             # the reports: predicted
 
@@ -29,7 +29,7 @@ from mislabel.scoring.baselines import aum
 from mislabel.scoring.features import pair_counts
 from mislabel.scoring.memorisation import before_memorisation
 
-__all__ = ["DEFAULT_WINDOW", "SampleSummary", "concentration", "scoring_view", "summarize"]
+__all__ = ["DEFAULT_WINDOW", "SampleSummary", "agreement_weighted_aum", "concentration", "scoring_view", "summarize"]
 
 # Fractions (start, stop) of the recorded epochs whose probabilities the count averages: up to the
 # recipe's second learning-rate decay (x0.1 at 50% and 75% of the epochs), after which the network fits
@@ -64,6 +64,7 @@ class SampleSummary:
     window: range                      # the epochs of the count's window
     window_mean: np.ndarray            # float32 [N, C]: each channel's mean probability over the window
     aum: np.ndarray                    # float64 [N]: minus the area under the margin (the aum score)
+    weighted_aum: np.ndarray           # float64 [N]: the gate's AUM, ``agreement_weighted_aum`` (= aum if memorised)
     concentration: float               # ``concentration``: whether the run's mistakes follow its classes
     onset: int | None = None           # the epoch the run began to memorise, when ``scoring_view`` found one
 
@@ -113,6 +114,28 @@ def concentration(dyn: Dynamics) -> float:
     return float(top.sum() / np.count_nonzero(wrong))
 
 
+def agreement_weighted_aum(dyn: Dynamics, num_classes: int) -> np.ndarray:
+    """float64 [N]: minus the margin averaged over the epochs, each weighted by how far the network's
+    agreement with the given labels stood above chance (1/K) at that epoch; plain AUM when it never did.
+
+    Why: an epoch in which the network knew nothing yet ranks the samples at random, and AUM's plain mean
+    gives it as much say as a learned one. From scratch that is an epoch or two of many; a head on
+    features from a weakly related network, or a short fine-tune of one, learns for half its epochs
+    (bench/regimes.py, probe_other and finetune_other: AUM 0.005-0.016 AUC better weighted, no cell of the
+    other regimes worse by more than 0.002). Only for a run that did not memorise: in one that did, the
+    agreement climbs because wrong labels are learned, so it measures no evidence there (the gate then
+    reads plain AUM over the epochs before the onset). One pass over the epochs, O(N) memory beyond them."""
+    given = np.asarray(dyn.assigned)
+    weights = np.array([max(float(np.mean(dyn.pred[:, epoch] == given)) - 1.0 / max(num_classes, 1), 0.0)
+                        for epoch in range(dyn.num_epochs)])
+    if weights.sum() <= 0:
+        return aum(dyn)
+    total = np.zeros(dyn.num_samples, np.float64)
+    for epoch in np.flatnonzero(weights):
+        total += weights[epoch] * dyn.margin[:, epoch]
+    return -total / weights.sum()
+
+
 def summarize(dyn: Dynamics, window: tuple[float, float] = DEFAULT_WINDOW, onset: int | None = None
               ) -> SampleSummary:
     """The per-sample summary of ``dyn``; ``window``: the (start, stop) fractions of the epochs the
@@ -128,11 +151,14 @@ def summarize(dyn: Dynamics, window: tuple[float, float] = DEFAULT_WINDOW, onset
     else:
         suggested, suggested_probability = given.copy(), np.full(len(given), np.nan, dtype=np.float32)
         predicted = given.copy()
-    return SampleSummary(given=given, classes=classes, num_classes=int(dyn.num_classes or int(np.max(classes)) + 1),
+    num_classes = int(dyn.num_classes or int(np.max(classes)) + 1)
+    plain_aum = aum(dyn)
+    return SampleSummary(given=given, classes=classes, num_classes=num_classes,
                          given_probability=given_probability, predicted=predicted, suggested=suggested,
                          suggested_probability=suggested_probability, num_epochs=dyn.num_epochs, window=chosen,
-                         window_mean=_window_mean(dyn, chosen), aum=aum(dyn), concentration=concentration(dyn),
-                         onset=onset)
+                         window_mean=_window_mean(dyn, chosen), aum=plain_aum,
+                         weighted_aum=plain_aum if onset is not None else agreement_weighted_aum(dyn, num_classes),
+                         concentration=concentration(dyn), onset=onset)
 
 
 def scoring_view(dyn: Dynamics) -> tuple[Dynamics, SampleSummary]:
