@@ -137,7 +137,7 @@ def report(specs: list, command: str, reuse: bool = False) -> str:
     return "\n".join(lines) + "\n"
 
 
-MARGINS = (0.0, 0.01, 0.02, 0.03, 0.05)
+MARGINS = (0.0, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2)
 
 
 def _margin_lines(frame: pd.DataFrame) -> list[str]:

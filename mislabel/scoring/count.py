@@ -41,8 +41,9 @@ __all__ = ["DEFAULT_WINDOW", "MEMORISED_RUN_RATIOS", "SOURCE_RUN_RATIOS", "Noisy
 # True count / estimate: the likely range of a count from dynamics, by whether the run memorised. Runs
 # scored whole: the wider of the 5th-95th percentiles over the 66 runs of seed 100 in the detectors'
 # corpora (0.36-1.53; both datasets, every recipe, 5-50% noise of every type) and the extremes over the
-# 31 seed-1 runs of bench/regimes.py that did not memorise (0.66-2.42: from scratch with and without
-# augmentation, a linear head on frozen features, a short fine-tune; four noise types). Runs that
+# 47 seed-1 runs of bench/regimes.py that did not memorise (0.40-2.42: from scratch with and without
+# augmentation, a linear head on frozen features, a short fine-tune, a head on and a fine-tune of a network
+# pretrained on the other dataset; four noise types). Runs that
 # memorised: the extremes of its 9 seed-1 runs that did (1.20-5.06), the low end widened to the other
 # range's, as 9 runs are few. BENCHMARKS.md ("Training regimes") says how often they held the truth on
 # the grid's seeds 2 and 3, which set none of this (`python bench/regimes.py --stage report`).
