@@ -145,11 +145,10 @@ def render_sections(results: dict, plan: dict, variants: dict, default: str, sou
     for name, spec in variants.items():
         sources = (spec["sources"] if spec["sources"] == "corpus"
                    else ", ".join(_setting(r.noise, r.ratio) for r in spec["sources"]))
+        gate = f"LSTM vs weighted AUM, {spec['gate_folds']}-fold" if spec.get("gate_folds") else "no"
         lines.append(f"| {name}{' (default)' if name == default else ''} | {spec['features']} | {spec['readout']} | "
                      f"{'yes' if spec['bidirectional'] else 'no'} | {spec['seq_len'] or 'as recorded'} | "
-                     f"{spec['num_layers']}x{spec['hidden_size']}, {spec['epochs']} epochs | "
-                     f"{'LSTM vs AUM, ' + str(spec['gate_folds']) + '-fold' if spec.get('gate_folds') else 'no'} | "
-                     f"{sources} |")
+                     f"{spec['num_layers']}x{spec['hidden_size']}, {spec['epochs']} epochs | {gate} | {sources} |")
     for metric, header in (("auc", "AUC"), ("map", "mAP")):
         for target in data:
             lines += ["", f"### {header} on {NICE[target]} (rows: method; ← the dataset a learned method was trained "

@@ -30,13 +30,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def synthetic_run(samples: int, epochs: int, classes: int = 10, topk: int = 1, seed: int = 0):
-    """A run whose samples are learned in 70% of their epochs and otherwise predicted as one fixed rival class."""
+    """A run in which 70% of the samples are learned at some epoch of the first quarter and kept, the rest
+    predicted as one fixed rival class throughout: a run that never memorises, so ``rank()`` reads every
+    epoch (the costliest case; ``mislabel.scoring.memorisation``)."""
     from mislabel.core.dynamics import Dynamics
 
     rng = np.random.default_rng(seed)
     assigned = rng.integers(0, classes, samples)
     prob = rng.random((samples, epochs), dtype=np.float32).astype(np.float16)
-    pred = np.where(prob > 0.3, assigned[:, None], rng.integers(0, classes, (samples, 1))).astype(np.int16)
+    learned_from = rng.integers(0, max(epochs // 4, 1), (samples, 1))
+    learned = (np.arange(epochs) >= learned_from) & (rng.random((samples, 1)) < 0.7)
+    pred = np.where(learned, assigned[:, None], rng.integers(0, classes, (samples, 1))).astype(np.int16)
     labels = (assigned[:, None] + np.arange(topk + 1)) % classes
     shares = (1 - prob.astype(np.float32)) / np.arange(2, topk + 2)[:, None, None]   # each rival weaker
     td = np.concatenate([prob[:, :, None], np.moveaxis(shares, 0, 2).astype(np.float16)], axis=2)

@@ -166,7 +166,7 @@ def test_the_base_weighs_each_epoch_by_the_agreement_above_chance() -> None:
     assert weights[0] == 0 and (weights[1:] > 0).all()
     expected = -(dyn.margin.astype(np.float64) * weights).sum(axis=1) / weights.sum()
     summary = summarize(dyn)
-    np.testing.assert_allclose(summary.weighted_aum, expected)
+    np.testing.assert_allclose(summary.weighted_aum, expected, rtol=1e-5, atol=1e-6)   # summed in float32
     assert not np.allclose(summary.weighted_aum, summary.aum)
     # a run cut at its memorisation onset keeps plain AUM: there the agreement climbs by memorising
     np.testing.assert_array_equal(summarize(dyn, onset=5).weighted_aum, summary.aum)

@@ -20,8 +20,9 @@ with the centre ``c`` and steepness ``k`` fitted on the source runs (``fit_gate`
 ``CENTRES`` x ``STEEPNESS`` with the least mean regret, AUC and mAP short of the better of the two
 inputs, over the runs. The LSTM scores it is fitted on are *out of fold* (each run scored by an LSTM
 that never saw it, ``mislabel.scoring.detector_training``), so the gate learns what the LSTM is worth
-on unseen runs. Two numbers fitted on tens of runs: little to overfit. Both directions of the
-benchmark's transfer picked a centre of 0.40-0.42.
+on unseen runs. Two numbers fitted on tens of runs: little to overfit, but not nothing to vary. The
+benchmark's two corpora picked centres of 0.38 and 0.44 (BENCHMARKS.md): a run whose concentration
+lies between them is where the gate is least sure.
 
 The gated values are a ranking. So that "score >= 0.5" marks the run's estimated number of wrong
 labels (``mislabel.scoring.count``: what denoise's ``remove_ratio auto`` removes and find_issues
