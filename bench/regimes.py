@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from mislabel.data.datasets import Augment, TensorBatches, load_dataset  # noqa: E402
 from mislabel.data.noise import corrupt_labels  # noqa: E402
 from mislabel.models import build_model  # noqa: E402
-from mislabel.scoring.seeding import seed_flips  # noqa: E402
+from mislabel.scoring.seeding import SeededLabels, seed_flips  # noqa: E402
 from mislabel.training.recorder import Recorder  # noqa: E402
 
 CACHE = ROOT / "bench" / ".cache" / "regimes"
@@ -289,6 +289,12 @@ def ensure_run(spec: RunSpec, data_cache: dict) -> Path:
              seconds=time.perf_counter() - started, spec=json.dumps(asdict(spec)))
     print(f"{spec.label}: {time.perf_counter() - started:.0f} s", flush=True)
     return folder
+
+
+def load_seeding(spec: RunSpec) -> tuple[np.ndarray, np.ndarray, SeededLabels]:
+    """A cached run's labels from the noise generator, its true labels and its seeds (``seeding.npz``)."""
+    with np.load(run_folder(spec) / "seeding.npz") as arrays:
+        return arrays["noisy"], arrays["true"], SeededLabels(arrays["trained"], arrays["seeded"], arrays["kinds"])
 
 
 # The default detector shipped before the gate's base became the agreement-weighted AUM (plain AUM, and

@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench.regimes import CACHE, TRAINERS, RunSpec, ensure_run, grid, previous_default, run_folder  # noqa: E402
+from bench.regimes import (CACHE, TRAINERS, RunSpec, ensure_run, grid, load_seeding, previous_default,  # noqa: E402
+                           run_folder)
 
 # Regime runs at rates no cell of the grid uses: plain loops, heads on frozen ImageNet features (short and
 # trained until they memorise), a head on and a fine-tune of a network pretrained on the other dataset;
@@ -83,11 +84,9 @@ def default_auc(spec: RunSpec, detector: Path | None) -> float:
     from mislabel import rank
     from mislabel.scoring.metrics import detection_metrics
 
-    folder = run_folder(spec)
-    with np.load(folder / "seeding.npz") as arrays:
-        noisy, true, seeded = arrays["noisy"], arrays["true"], arrays["seeded"]
-    table = rank(folder, detector=detector, methods=("detector",)).sort_values("index")
-    rows = ~np.isin(table["index"].to_numpy(), seeded)
+    noisy, true, seeds = load_seeding(spec)
+    table = rank(run_folder(spec), detector=detector, methods=("detector",)).sort_values("index")
+    rows = ~np.isin(table["index"].to_numpy(), seeds.indices)
     real = (noisy != true)[table["index"].to_numpy()][rows]
     return detection_metrics(table["detector"].to_numpy()[rows], real)["auc"]
 

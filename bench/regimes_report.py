@@ -18,19 +18,16 @@ RATIO_SEED = 1   # the likely ranges' ratios come from the seed-1 runs; the othe
 
 def evaluate(spec) -> dict:
     """One run's numbers (``spec``: a bench.regimes.RunSpec with a cached run)."""
-    from bench.regimes import previous_default, run_folder
+    from bench.regimes import load_seeding, previous_default, run_folder
     from mislabel import rank
     from mislabel.core.dynamics import load_dynamics, subset_dynamics
     from mislabel.scoring.count import estimate_noisy_count
     from mislabel.scoring.metrics import detection_metrics
     from mislabel.scoring.scores import load_detectors, score
-    from mislabel.scoring.seeding import SeededLabels
     from mislabel.scoring.summary import scoring_view, summarize
 
     folder = run_folder(spec)
-    with np.load(folder / "seeding.npz") as arrays:
-        noisy, true = arrays["noisy"], arrays["true"]
-        seeds = SeededLabels(arrays["trained"], arrays["seeded"], arrays["kinds"])
+    noisy, true, seeds = load_seeding(spec)
     table = rank(folder, methods=SHOWN, seeded=seeds).sort_values("index")
     unseeded = ~table["seeded"].to_numpy()
     real = (noisy != true)[table["index"].to_numpy()][unseeded]

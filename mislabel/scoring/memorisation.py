@@ -22,7 +22,7 @@ import numpy as np
 from mislabel.core.dynamics import Dynamics, first_epochs
 
 __all__ = ["MIN_REFERENCE_EPOCH", "MIN_SCORED_EPOCHS", "ONSET_LEVEL", "PLATEAU_EPOCHS", "PLATEAU_GAIN",
-           "REFERENCE_AGREEMENT", "before_memorisation", "memorisation_onset"]
+           "REFERENCE_AGREEMENT", "before_memorisation", "label_agreement", "memorisation_onset", "row_blocks"]
 
 # The reference epoch: the first at which the network agrees with most labels and has stopped learning
 # fast (agreement gaining under PLATEAU_GAIN a epoch over the next PLATEAU_EPOCHS), so that the samples it
@@ -48,18 +48,36 @@ def _reference_epoch(agreement: np.ndarray) -> int | None:
     return int(found[0]) if len(found) else None
 
 
-def memorisation_onset(dyn: Dynamics) -> int | None:
-    """The first epoch (0-based) from which on ``ONSET_LEVEL`` of the samples the network disagreed with at
-    the reference epoch agree with their labels, or None when the run never gets there (or is too short)."""
+BLOCK_ROWS = 65_536   # rows read at a time by the passes over a whole run: 65,536 x 200 epochs, a few MB of bools
+
+
+def row_blocks(count: int) -> list[slice]:
+    """Slices of BLOCK_ROWS rows covering ``count`` rows: a pass over the run in bounded extra memory."""
+    return [slice(start, min(start + BLOCK_ROWS, count)) for start in range(0, count, BLOCK_ROWS)]
+
+
+def label_agreement(dyn: Dynamics) -> np.ndarray:
+    """float64 [E]: per epoch, the share of samples predicted as their given label. Computed once per run
+    (``summary.scoring_view``) and passed to the onset and to the gate's weighted AUM."""
     given = np.asarray(dyn.assigned)[:, None]
-    agrees = dyn.pred == given
-    reference = _reference_epoch(agrees.mean(axis=0))
+    agreeing = np.zeros(dyn.num_epochs)
+    for rows in row_blocks(dyn.num_samples):
+        agreeing += np.count_nonzero(dyn.pred[rows] == given[rows], axis=0)
+    return agreeing / max(dyn.num_samples, 1)
+
+
+def memorisation_onset(dyn: Dynamics, agreement: np.ndarray | None = None) -> int | None:
+    """The first epoch (0-based) from which on ``ONSET_LEVEL`` of the samples the network disagreed with at
+    the reference epoch agree with their labels, or None when the run never gets there (or is too short).
+    ``agreement``: the run's ``label_agreement`` when the caller holds it."""
+    reference = _reference_epoch(label_agreement(dyn) if agreement is None else agreement)
     if reference is None:
         return None
-    disagreed = ~agrees[:, reference]
+    given = np.asarray(dyn.assigned)
+    disagreed = dyn.pred[:, reference] != given
     if not disagreed.any():
         return None
-    agreeing = agrees[disagreed, reference + 1:].mean(axis=0)
+    agreeing = (dyn.pred[disagreed, reference + 1:] == given[disagreed, None]).mean(axis=0)
     # from then on for good, and for PLATEAU_EPOCHS epochs at least: a run whose predictions only flicker
     # across the level, or cross it in its very last epoch (a schedule's final decay), is not memorising
     held = np.minimum.accumulate(agreeing[::-1])[::-1] >= ONSET_LEVEL
@@ -67,9 +85,10 @@ def memorisation_onset(dyn: Dynamics) -> int | None:
     return None if not len(reached) else max(MIN_SCORED_EPOCHS, reference + 1 + int(reached[0]))
 
 
-def before_memorisation(dyn: Dynamics) -> tuple[Dynamics, int | None]:
-    """``dyn`` limited to the epochs before its memorisation onset (``dyn`` itself when none), and the onset."""
-    onset = memorisation_onset(dyn)
+def before_memorisation(dyn: Dynamics, agreement: np.ndarray | None = None) -> tuple[Dynamics, int | None]:
+    """``dyn`` limited to the epochs before its memorisation onset (``dyn`` itself when none), and the onset;
+    ``agreement`` as for ``memorisation_onset``."""
+    onset = memorisation_onset(dyn, agreement)
     if onset is None or onset >= dyn.num_epochs:
         return dyn, None
     return first_epochs(dyn, onset), onset

@@ -27,7 +27,7 @@ from mislabel.core.dynamics import Dynamics
 from mislabel.core.user_input import UserError
 from mislabel.scoring.baselines import aum
 from mislabel.scoring.features import pair_counts
-from mislabel.scoring.memorisation import before_memorisation
+from mislabel.scoring.memorisation import before_memorisation, label_agreement, row_blocks
 
 __all__ = ["DEFAULT_WINDOW", "SampleSummary", "agreement_weighted_aum", "concentration", "scoring_view", "summarize"]
 
@@ -114,7 +114,7 @@ def concentration(dyn: Dynamics) -> float:
     return float(top.sum() / np.count_nonzero(wrong))
 
 
-def agreement_weighted_aum(dyn: Dynamics, num_classes: int) -> np.ndarray:
+def agreement_weighted_aum(dyn: Dynamics, num_classes: int, agreement: np.ndarray | None = None) -> np.ndarray:
     """float64 [N]: minus the margin averaged over the epochs, each weighted by how far the network's
     agreement with the given labels stood above chance (1/K) at that epoch; plain AUM when it never did.
 
@@ -124,32 +124,24 @@ def agreement_weighted_aum(dyn: Dynamics, num_classes: int) -> np.ndarray:
     (bench/regimes.py, probe_other and finetune_other: AUM 0.005-0.016 AUC better weighted, no cell of the
     other regimes worse by more than 0.002). Only for a run that did not memorise: in one that did, the
     agreement climbs because wrong labels are learned, so it measures no evidence there (the gate then
-    reads plain AUM over the epochs before the onset). Blocks of rows, so the extra memory stays O(block x E)."""
-    given = np.asarray(dyn.assigned)[:, None]
-    agreement = np.zeros(dyn.num_epochs)
-    for rows in _row_blocks(dyn.num_samples):
-        agreement += np.count_nonzero(dyn.pred[rows] == given[rows], axis=0)
-    weights = np.clip(agreement / max(dyn.num_samples, 1) - 1.0 / max(num_classes, 1), 0.0, None)
+    reads plain AUM over the epochs before the onset). ``agreement``: the run's ``label_agreement`` when the
+    caller holds it. Blocks of rows, so the extra memory stays O(block x E)."""
+    agreement = label_agreement(dyn) if agreement is None else agreement
+    weights = np.clip(agreement - 1.0 / max(num_classes, 1), 0.0, None)
     if weights.sum() <= 0:
         return aum(dyn)
     weights = (weights / weights.sum()).astype(np.float32)   # float32 sums: 2x faster, within 1e-6 of float64
     weighted = np.empty(dyn.num_samples, np.float64)
-    for rows in _row_blocks(dyn.num_samples):
+    for rows in row_blocks(dyn.num_samples):
         weighted[rows] = dyn.margin[rows].astype(np.float32) @ weights
     return -weighted
 
 
-_BLOCK_ROWS = 65_536   # 65,536 x 200 epochs in float32: 50 MB at a time
-
-
-def _row_blocks(count: int) -> list[slice]:
-    return [slice(start, min(start + _BLOCK_ROWS, count)) for start in range(0, count, _BLOCK_ROWS)]
-
-
-def summarize(dyn: Dynamics, window: tuple[float, float] = DEFAULT_WINDOW, onset: int | None = None
-              ) -> SampleSummary:
+def summarize(dyn: Dynamics, window: tuple[float, float] = DEFAULT_WINDOW, onset: int | None = None,
+              agreement: np.ndarray | None = None) -> SampleSummary:
     """The per-sample summary of ``dyn``; ``window``: the (start, stop) fractions of the epochs the
-    count averages; ``onset``: the memorisation onset ``dyn`` was cut at (``scoring_view``), if any."""
+    count averages; ``onset``: the memorisation onset ``dyn`` was cut at (``scoring_view``), if any;
+    ``agreement``: ``dyn``'s ``label_agreement`` when the caller holds it."""
     chosen = _epoch_range(dyn.num_epochs, window)
     given = np.asarray(dyn.assigned, dtype=np.int64)
     classes = np.asarray(dyn.labels, dtype=np.int64)
@@ -167,7 +159,8 @@ def summarize(dyn: Dynamics, window: tuple[float, float] = DEFAULT_WINDOW, onset
                          given_probability=given_probability, predicted=predicted, suggested=suggested,
                          suggested_probability=suggested_probability, num_epochs=dyn.num_epochs, window=chosen,
                          window_mean=_window_mean(dyn, chosen), aum=plain_aum,
-                         weighted_aum=plain_aum if onset is not None else agreement_weighted_aum(dyn, num_classes),
+                         weighted_aum=plain_aum if onset is not None else agreement_weighted_aum(dyn, num_classes,
+                                                                                                  agreement),
                          concentration=concentration(dyn), onset=onset)
 
 
@@ -175,5 +168,6 @@ def scoring_view(dyn: Dynamics) -> tuple[Dynamics, SampleSummary]:
     """What every score, the gate and the count of a run read: its epochs before it memorised its labels
     (all of them when it did not; ``mislabel.scoring.memorisation``) and their summary. rank, compare,
     find_issues, denoise and repair all start here, so a run is scored on the same epochs everywhere."""
-    scored, onset = before_memorisation(dyn)
-    return scored, summarize(scored, onset=onset)
+    agreement = label_agreement(dyn)   # once: the onset reads it, and the gate's base when there is none
+    scored, onset = before_memorisation(dyn, agreement)
+    return scored, summarize(scored, onset=onset, agreement=agreement if onset is None else None)
