@@ -376,10 +376,8 @@ def find_issues(data: str | os.PathLike, **settings) -> pd.DataFrame:
         holds ``out`` (the output folder) and ``summary`` (the one-line summary).
     :raises ValueError: (``UserError``) on bad settings or data, naming the problem and the fix.
     """
-    try:
+    with distributed.stopped_after():
         result = IssueFinder(issue_options(data, **settings)).run()
-    finally:
-        distributed.stop()
     if result is None:
         return pd.DataFrame()
     result.table.attrs.update(out=str(result.out), summary=result.summary)

@@ -127,10 +127,10 @@ import sys, torch
 from mislabel.core import distributed
 from mislabel.training.backbone_features import file_features
 distributed.start(torch.device("cpu"))
-files = open(sys.argv[1]).read().split(chr(10))
-features = file_features(files, "efficientnet_lite0", side=32, cache_dir=sys.argv[2], batch_size=4)
-torch.save(features, f"{sys.argv[2]}/rank{distributed.rank()}of{distributed.world_size()}.pt")
-distributed.stop()
+with distributed.stopped_after():
+    files = open(sys.argv[1]).read().split(chr(10))
+    features = file_features(files, "efficientnet_lite0", side=32, cache_dir=sys.argv[2], batch_size=4)
+    torch.save(features, f"{sys.argv[2]}/rank{distributed.rank()}of{distributed.world_size()}.pt")
 """
 
 

@@ -126,3 +126,19 @@ def test_nproc_runs_find_issues_under_torchrun():
     assert done.returncode == 0, done.stderr
     assert "-m torch.distributed.run --nproc_per_node 2 --standalone -m mislabel.commands.find_issues " in done.stdout
     assert "--budget 0" in done.stdout
+
+
+def test_a_finished_command_waits_for_every_rank_before_leaving_the_group(monkeypatch):
+    """Success: barrier, then destroy (a rank that left while rank 0 still wrote was aborted now and then by
+    gloo). Failure: leave at once, as the other ranks may never reach a barrier; the error goes on."""
+    from mislabel.core import distributed
+    calls: list[str] = []
+    monkeypatch.setattr(distributed, "barrier", lambda: calls.append("barrier"))
+    monkeypatch.setattr(distributed, "stop", lambda: calls.append("stop"))
+    with distributed.stopped_after():
+        calls.append("work")
+    assert calls == ["work", "barrier", "stop"]
+    calls.clear()
+    with pytest.raises(ValueError, match="bad input"), distributed.stopped_after():
+        raise ValueError("bad input")
+    assert calls == ["stop"]

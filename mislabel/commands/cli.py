@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None, prog: str = "runner.py", launcher: str =
 
     clock = Clock()
     device = distributed.start(pick_device(config.device))  # joins torchrun's process group, if any
-    try:
+    with distributed.stopped_after():
         data = load_dataset(config.dataset, config.datadir, config.seed, config.dataset_image_size)
         budget = getattr(extra, "budget", 0)
         if budget:
@@ -162,5 +162,3 @@ def main(argv: list[str] | None = None, prog: str = "runner.py", launcher: str =
             runner.oracle(extra.td_dir)
         else:
             runner.denoise(extra.detector_file, extra.remove_ratio, extra.td_dir, extra.action)
-    finally:
-        distributed.stop()

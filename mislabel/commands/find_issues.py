@@ -25,10 +25,8 @@ def main(argv: list[str] | None = None, prog: str = "run.sh find_issues", launch
     from mislabel.core import distributed
     from mislabel.issue_finder import IssueFinder
 
-    try:
+    with distributed.stopped_after():
         result = IssueFinder(options, clock).run()
-    finally:
-        distributed.stop()
     if result is not None:
         print(result.summary)
 

@@ -8,7 +8,9 @@ as a single process would, so the usual one-process run takes no path of its own
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 import torch
@@ -16,7 +18,7 @@ import torch.distributed as dist
 
 from mislabel.core.user_input import UserError
 
-__all__ = ["start", "stop", "rank", "world_size", "is_main", "barrier", "wrap", "on_main", "block_bounds",
+__all__ = ["start", "stop", "stopped_after", "rank", "world_size", "is_main", "barrier", "wrap", "on_main", "block_bounds",
            "gather_lists", "share_blocks"]
 
 T = TypeVar("T")
@@ -57,6 +59,21 @@ def stop() -> None:
         dist.destroy_process_group()
 
 
+@contextmanager
+def stopped_after() -> Iterator[None]:
+    """Run a command's block, then leave the process group. On success every rank first waits for the
+    others: a rank that tore its gloo connections down while rank 0 was still reducing into it or
+    writing files was aborted now and then (``terminate called without an active exception``). On an
+    error the rank leaves at once; torchrun stops the others."""
+    try:
+        yield
+    except BaseException:
+        stop()
+        raise
+    barrier()
+    stop()
+
+
 def rank() -> int:
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
@@ -83,7 +100,10 @@ def wrap(model: torch.nn.Module) -> torch.nn.Module:
     if world_size() <= 1:
         return model
     device = next(model.parameters()).device
-    # gradients as views of DDP's buckets: no copy per step, and no stride warning for 1-channel convs
+    # Gradients as views of DDP's buckets: no copy per step. A 1-channel conv's weight gradient still
+    # differs from its bucket view in the stride of the size-1 axis, the same memory layout, and DDP
+    # warns of it once per process; the warning says nothing a user can act on.
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
                                                      gradient_as_bucket_view=True)
 
