@@ -20,7 +20,7 @@ from mislabel.scoring.lstm import load_detector, save_detector
 from mislabel.scoring.metrics import detection_metrics
 from mislabel.scoring.predict import detector_scores, sequence_scores
 from mislabel.scoring.features import build_features, percentile
-from mislabel.scoring.gate import CENTRES, STEEPNESS, check_gate, fit_gate, gate_weight, gated_scores
+from mislabel.scoring.gate import CENTRES, GATE_OBJECTIVES, STEEPNESS, check_gate, fit_gate, gate_weight, gated_scores
 from mislabel.scoring.summary import concentration, summarize
 from mislabel.scoring.count import estimate_noisy_count
 from train_detector import main as train_main
@@ -89,6 +89,26 @@ def test_the_fitted_gate_trusts_the_lstm_where_it_ranks_better() -> None:
     assert 0.2 < gate["centre"] < 0.8
     assert gate_weight(gate, 0.8) > 0.9 and gate_weight(gate, 0.2) < 0.1
     assert check_gate(gate, "test") is gate
+
+
+def test_the_worst_run_objective_trades_mean_regret_for_the_worst_runs() -> None:
+    """Eight runs where the gate's usual rule holds and one scattered run that sits among the structured
+    ones: the mean fit sacrifices that run, ``objective="worst"`` softens the gate for it."""
+    rng = np.random.default_rng(1)
+    lstm, aum_scores, spreads, flips = [], [], [], []
+    for run in range(9):
+        truth = rng.random(300) < 0.3
+        good, bad = truth + rng.normal(0, 0.3, 300), truth + rng.normal(0, 1.5, 300)
+        structured = run % 2 == 0 and run < 8
+        lstm.append(good if structured else bad)
+        aum_scores.append(bad if structured else good)
+        spreads.append(0.6 if structured or run == 8 else 0.3)
+        flips.append(truth)
+    mean, worst = (fit_gate(lstm, aum_scores, spreads, flips, objective=objective) for objective in GATE_OBJECTIVES)
+    assert (mean["centre"], mean["steepness"]) != (worst["centre"], worst["steepness"])
+    assert worst["worst_regret"] < mean["worst_regret"] and mean["mean_regret"] < worst["mean_regret"]
+    with pytest.raises(ValueError, match="objective 'median'"):
+        fit_gate(lstm, aum_scores, spreads, flips, objective="median")
 
 
 def test_gated_scores_put_the_estimated_count_above_one_half() -> None:
