@@ -18,8 +18,8 @@ import torch.distributed as dist
 
 from mislabel.core.user_input import UserError
 
-__all__ = ["start", "stop", "stopped_after", "rank", "world_size", "is_main", "barrier", "wrap", "on_main", "block_bounds",
-           "gather_lists", "share_blocks"]
+__all__ = ["start", "stop", "stopped_after", "rank", "world_size", "is_main", "barrier", "wrap", "on_main",
+           "block_bounds", "gather_lists", "share_blocks"]
 
 T = TypeVar("T")
 # Rows of a uint8 image tensor staged on the GPU per NCCL broadcast: bounded, so sharing a large

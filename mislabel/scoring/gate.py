@@ -45,8 +45,8 @@ from mislabel.scoring.count import estimate_noisy_count
 from mislabel.scoring.features import percentile
 from mislabel.scoring.summary import SampleSummary
 
-__all__ = ["CENTRES", "DEFAULT_BASE", "GATE_BASES", "GATE_FORMAT", "GATE_OBJECTIVES", "STEEPNESS", "check_gate", "fit_gate", "gate_weight",
-           "gated_scores"]
+__all__ = ["CENTRES", "DEFAULT_BASE", "GATE_BASES", "GATE_FORMAT", "GATE_OBJECTIVES", "STEEPNESS", "check_gate",
+           "fit_gate", "gate_weight", "gated_scores"]
 
 GATE_FORMAT = "mislabel-gate/1"
 # The gate's base score, read off the run's summary; a detector file names its own ("aum" before the
