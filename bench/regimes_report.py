@@ -184,12 +184,15 @@ def _count_lines(frame: pd.DataFrame, means: pd.DataFrame) -> list[str]:
                      f"{m['seed recall']:.2f} ({m['recall random']:.2f} / {m['recall ambiguous']:.2f}) | "
                      f"{m['true recall']:.2f} |")
     recall_error = (means["seed recall"] - means["true recall"]).abs()
+    kind_error = {kind: means[f"recall {kind}"] - means["true recall"] for kind in ("random", "ambiguous")}
+    kinds_alone = "; ".join(f"the {kind} seeds' alone in {int((error_of.abs() <= 0.10).sum())} (off by "
+                            f"{error_of.min():+.2f} to {error_of.max():+.2f})" for kind, error_of in kind_error.items())
     lines += ["", f"Count within 25% of the truth in {int((error.abs() <= 0.25).sum())} of {len(means)} cells "
               f"(before: {int((before.abs() <= 0.25).sum())}); worst {error.abs().max():.0%} "
               f"({_name(error.abs().idxmax())}). The likely range held the truth in {int(held['covered'].sum())} of "
               f"{len(held)} runs of the seeds it was not measured on ({int(frame['covered'].sum())} of {len(frame)} "
               f"in all). Measured recall within 0.10 of the true recall in {int((recall_error <= 0.10).sum())} of "
-              f"{len(means)} cells; the true recall lay between the two kinds' recalls (within 0.05) in "
+              f"{len(means)} cells ({kinds_alone}); the true recall lay between the two kinds' recalls (within 0.05) in "
               f"{int(frame['bracketed'].sum())} of {len(frame)} runs.", "", ratio_lines(frame)]
     return lines
 
