@@ -24,6 +24,7 @@ def evaluate(spec) -> dict:
     from mislabel.scoring.count import estimate_noisy_count
     from mislabel.scoring.metrics import detection_metrics
     from mislabel.scoring.scores import load_detectors, score
+    from mislabel.scoring.seeding import SEED_KINDS, seed_auc
     from mislabel.scoring.summary import scoring_view, summarize
 
     folder = run_folder(spec)
@@ -39,6 +40,10 @@ def evaluate(spec) -> dict:
     check, count = table.attrs["seeded"], table.attrs["estimated_wrong_labels"]
     held_out = _held_out_counts(spec, seeds.labels, rows, summarize(subset_dynamics(dyn, rows)))
     flagged = table["flagged"].to_numpy()[unseeded]
+    seed_rows, kinds = np.searchsorted(table["index"].to_numpy(), seeds.indices), np.asarray(seeds.kinds)
+    by_kind = {f"seed {kind} {name}": seed_auc(table[name].to_numpy(np.float64), seed_rows[kinds == code],
+                                               np.flatnonzero(unseeded))
+               for name in SHOWN for code, kind in enumerate(SEED_KINDS)}
     return {**{f"auc {name}": m["auc"] for name, m in metrics.items()},
             **{f"map {name}": m["map"] for name, m in metrics.items()},
             "auc before": detection_metrics(before, real)["auc"], "chosen": check["chosen_score"],
@@ -48,7 +53,8 @@ def evaluate(spec) -> dict:
             "seed recall": check["recall"], "true recall": float(flagged[real].mean()) if real.any() else np.nan,
             **{f"recall {kind}": check["found"][kind] / max(check["seeds"][kind], 1) for kind in check["seeds"]},
             "scored epochs": scored.num_epochs, **held_out,
-            **{f"seed auc {name}": min(by_kind.values()) for name, by_kind in check["seed_auc"].items() if by_kind}}
+            **{f"seed auc {name}": min(by_kind.values()) for name, by_kind in check["seed_auc"].items() if by_kind},
+            **by_kind}
 
 
 def _held_out_counts(spec, trained: np.ndarray, rows: np.ndarray, summary) -> dict:
@@ -155,7 +161,37 @@ def _margin_lines(frame: pd.DataFrame) -> list[str]:
         short = (best_other - auc).groupby([frame[c] for c in cells]).mean().clip(lower=0)
         rows.append(f"| {margin:g} | {auc.mean():.4f} | {short.max():.3f} |")
     return ["### The seeds' choice at other margins (the default alone: mean AUC "
-            f"{frame['auc detector'].mean():.4f})", "", *rows, ""]
+            f"{frame['auc detector'].mean():.4f})", "", *rows, "", *_judge_lines(frame, best_other)]
+
+
+JUDGES = {"the harder kind (shipped)": np.minimum, "the mean of the kinds": lambda a, b: (a + b) / 2,
+          "the random kind": lambda a, b: a, "the ambiguous kind": lambda a, b: b}
+JUDGE_MARGINS = (0.02, 0.05, 0.1)
+
+
+def _judge_lines(frame: pd.DataFrame, best_other: pd.Series) -> list[str]:
+    """Other ways to let the seeds choose: which kind of seed judges, and whether ``last_prob`` (the best
+    other score of the worst cells) is a candidate; mean AUC / worst cell short at a few margins."""
+    from mislabel.scoring.seeding import SEEDED_CANDIDATES
+
+    cells = ["regime", "dataset", "noise", "ratio"]
+    rows = ["| judged by | candidates | " + " | ".join(f"margin {m:g}" for m in JUDGE_MARGINS) + " |",
+            "|---|---|" + "---|" * len(JUDGE_MARGINS)]
+    for candidates in (("detector", *SEEDED_CANDIDATES), ("detector", *SEEDED_CANDIDATES, "last_prob")):
+        for judge, of_kinds in JUDGES.items():
+            judged = np.stack([of_kinds(frame[f"seed random {name}"].to_numpy(),
+                                        frame[f"seed ambiguous {name}"].to_numpy()) for name in candidates], axis=1)
+            best, gain = np.array(candidates)[judged.argmax(axis=1)], judged.max(axis=1) - judged[:, 0]
+            results = []
+            for margin in JUDGE_MARGINS:
+                picked = np.where(gain > margin, best, "detector")
+                auc = pd.Series([frame.at[i, f"auc {name}"] for i, name in zip(frame.index, picked)], index=frame.index)
+                short = (best_other - auc).groupby([frame[c] for c in cells]).mean().clip(lower=0)
+                results.append(f"{auc.mean():.4f} / {short.max():.3f}")
+            extra = " + last_prob" if "last_prob" in candidates else ""
+            rows.append(f"| {judge} | the shipped five{extra} | " + " | ".join(results) + " |")
+    return ["Other judges and candidates (mean AUC / worst cell short of the best other score; a tie goes to "
+            "the default):", "", *rows, ""]
 
 
 def _name(key: tuple) -> str:
@@ -192,8 +228,8 @@ def _count_lines(frame: pd.DataFrame, means: pd.DataFrame) -> list[str]:
               f"({_name(error.abs().idxmax())}). The likely range held the truth in {int(held['covered'].sum())} of "
               f"{len(held)} runs of the seeds it was not measured on ({int(frame['covered'].sum())} of {len(frame)} "
               f"in all). Measured recall within 0.10 of the true recall in {int((recall_error <= 0.10).sum())} of "
-              f"{len(means)} cells ({kinds_alone}); the true recall lay between the two kinds' recalls (within 0.05) in "
-              f"{int(frame['bracketed'].sum())} of {len(frame)} runs.", "", ratio_lines(frame)]
+              f"{len(means)} cells ({kinds_alone}); the true recall lay between the two kinds' recalls (within "
+              f"0.05) in {int(frame['bracketed'].sum())} of {len(frame)} runs.", "", ratio_lines(frame)]
     return lines
 
 
