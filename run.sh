@@ -198,6 +198,11 @@ case "$command" in
     # recommended action on the estimated count, the oracle), and print what each is worth.
     # 30% flip, not 20%: the mildest noise at which the oracle beats the noisy model beyond chance on
     # the 360 test images (BENCHMARKS.md, the demo), so the table can show what cleaning is worth.
+    # One torch thread unless OMP_NUM_THREADS says otherwise: float sums, and so the trained models, depend on
+    # the thread count, and one thread is what README's numbers were measured with, on any machine (two
+    # threads gave another table, BENCHMARKS.md). The demo's networks gain little from more threads: 109 s
+    # with two against 118 s with one, on 2 idle cores.
+    export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
     demo_dir="$RESULTS_DIR/demo"
     unseen_ratio=0.3   # the unseen run's flipped share, and what the seed's phase 3 removes
     recipe=(--net_type "${DEMO_NET:-resnet}" --depth "${DEMO_DEPTH:-20}" --num_epochs "${DEMO_EPOCHS:-40}" "$@")
