@@ -20,8 +20,8 @@ with the centre ``c`` and steepness ``k`` fitted on the source runs (``fit_gate`
 ``CENTRES`` x ``STEEPNESS`` with the least mean regret, AUC and mAP short of the better of the two
 inputs, over the runs. (The least *worst-run* regret, ``objective="worst"``, was measured too and
 not shipped: it fits softer gates that lost both the mean and the worst cell of the benchmark grids,
-bench/gate_alternatives.py.) The LSTM scores it is fitted on are *out of fold* (each run scored by an LSTM
-that never saw it, ``mislabel.scoring.detector_training``), so the gate learns what the LSTM is worth
+bench/gate_alternatives.py.) The LSTM scores it is fitted on are *out of fold* (each run scored by an
+LSTM that never saw it, ``mislabel.scoring.detector_training``), so the gate learns what the LSTM is worth
 on unseen runs. Two numbers fitted on tens of runs: little to overfit, but not nothing to vary. The
 benchmark's two corpora picked centres of 0.38 and 0.44 (BENCHMARKS.md): a run whose concentration
 lies between them is where the gate is least sure.
@@ -61,6 +61,8 @@ _WEIGHTS = np.linspace(0.0, 1.0, 11)  # the LSTM's weight, on which each source 
 # least: their mean (shipped), or the worst run's AUC regret and mAP regret, averaged.
 GATE_OBJECTIVES = {"mean": lambda regrets: float(regrets.mean()),
                    "worst": lambda regrets: float(regrets.max(axis=0).mean())}
+
+
 def gate_weight(gate: dict, run_concentration: float) -> float:
     """The LSTM's weight for a run of this concentration."""
     return float(1.0 / (1.0 + np.exp(-gate["steepness"] * (run_concentration - gate["centre"]))))
