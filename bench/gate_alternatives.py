@@ -91,12 +91,11 @@ def fit_stack(runs: list[tuple[np.ndarray, Dynamics]], with_statistics: bool):
     mean, std = x.mean(axis=0), np.maximum(x.std(axis=0), 1e-9)
     model = LogisticRegression(C=0.05, class_weight="balanced", max_iter=3000)
     model.fit((x - mean) / std, y, sample_weight=weight)
-    return lambda lstm, dyn: model.decision_function((stack_inputs(lstm, dyn, with_statistics) - mean) / std)
+    return lambda lstm, dyn, _: model.decision_function((stack_inputs(lstm, dyn, with_statistics) - mean) / std)
 
 
 def gated(gate: dict):
-    def mixed(lstm: np.ndarray, dyn: Dynamics) -> np.ndarray:
-        summary = summarize(dyn)   # the whole run, as bench/detection.py scores it
+    def mixed(lstm: np.ndarray, _: Dynamics, summary) -> np.ndarray:
         weight = gate_weight(gate, summary.concentration)
         return weight * percentile(lstm) + (1 - weight) * percentile(GATE_BASES[gate["base"]](summary))
     return mixed
@@ -137,10 +136,12 @@ def main() -> None:
               f"{worst['worst_regret']:.4f})", flush=True)
         runs = [(lstm, load_dynamics(f)) for lstm, f in zip(inputs["lstm_scores"], folders)]
         control = load_control(control_path(WORK, source))
+        # each candidate: (the LSTM's scores, the run, its summary) -> the run's combined scores
         candidates = {"gate (shipped)": gated(gate), "gate, least worst-run regret": gated(worst),
                       "hard switch (steepness 1000)": gated(dict(gate, steepness=1000.0)),
                       "stack": fit_stack(runs, True), "stack without run statistics": fit_stack(runs, False),
-                      "LSTM + control": lambda lstm, dyn: percentile(lstm) + percentile(control_scores(control, dyn))}
+                      "LSTM + control": lambda lstm, dyn, _: (percentile(lstm)
+                                                              + percentile(control_scores(control, dyn)))}
         lstm_alone = {key: value for key, value in config.items() if key != "gate"}
         target = other_dataset(plan, source)
         for recipe in ("grid", "find_issues") if target in plan["recipes"] else ("grid",):
@@ -148,8 +149,9 @@ def main() -> None:
                 for seed in plan["seeds"]:
                     dyn = load_dynamics(run_config(WORK, plan, target, seed, noise, ratio, recipe).td_dir)
                     lstm = detector_scores(model, lstm_alone, dyn)
+                    summary = summarize(dyn)   # once per run, for every gate; the whole run, as detection.py
                     scores = {"LSTM": lstm} | {name: fn(dyn) for name, fn in BASELINES.items()}
-                    scores |= {name: fn(lstm, dyn) for name, fn in candidates.items()}
+                    scores |= {name: fn(lstm, dyn, summary) for name, fn in candidates.items()}
                     rows += [dict(recipe=recipe, dataset=target, cell=f"{noise} {ratio}", method=name,
                                   reference=name not in candidates, auc=roc_auc_score(dyn.flipped, value),
                                   map=average_precision_score(dyn.flipped, value))

@@ -52,9 +52,7 @@ def evaluate(spec) -> dict:
             "likely low": count["likely"][0], "likely high": count["likely"][1],
             "seed recall": check["recall"], "true recall": float(flagged[real].mean()) if real.any() else np.nan,
             **{f"recall {kind}": check["found"][kind] / max(check["seeds"][kind], 1) for kind in check["seeds"]},
-            "scored epochs": scored.num_epochs, **held_out,
-            **{f"seed auc {name}": min(by_kind.values()) for name, by_kind in check["seed_auc"].items() if by_kind},
-            **by_kind}
+            "scored epochs": scored.num_epochs, **held_out, **by_kind}
 
 
 def _held_out_counts(spec, trained: np.ndarray, rows: np.ndarray, summary) -> dict:
@@ -141,57 +139,49 @@ def report(specs: list, command: str, reuse: bool = False) -> str:
 
 
 MARGINS = (0.0, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2)
-
-
-def _margin_lines(frame: pd.DataFrame) -> list[str]:
-    """What the seeds' choice would give with other margins (``choose_score``: the candidate whose worse kind
-    of seed it ranks best replaces the default when it beats the default's by more than the margin)."""
-    seeded = [column[len("seed auc "):] for column in frame.columns if column.startswith("seed auc ")]
-    if "detector" not in seeded:
-        return []
-    worst = frame[[f"seed auc {name}" for name in seeded]].to_numpy()
-    best = np.array(seeded)[worst.argmax(axis=1)]
-    gain = worst.max(axis=1) - frame["seed auc detector"].to_numpy()
-    best_other = frame[[f"auc {name}" for name in SHOWN if name != "detector"]].max(axis=1)
-    cells = ["regime", "dataset", "noise", "ratio"]
-    rows = ["| margin | mean AUC | worst cell short of the best other score |", "|---|---|---|"]
-    for margin in MARGINS:
-        picked = np.where(gain > margin, best, "detector")
-        auc = pd.Series([frame.at[i, f"auc {name}"] for i, name in zip(frame.index, picked)], index=frame.index)
-        short = (best_other - auc).groupby([frame[c] for c in cells]).mean().clip(lower=0)
-        rows.append(f"| {margin:g} | {auc.mean():.4f} | {short.max():.3f} |")
-    return ["### The seeds' choice at other margins (the default alone: mean AUC "
-            f"{frame['auc detector'].mean():.4f})", "", *rows, "", *_judge_lines(frame, best_other)]
-
-
 JUDGES = {"the harder kind (shipped)": np.minimum, "the mean of the kinds": lambda a, b: (a + b) / 2,
           "the random kind": lambda a, b: a, "the ambiguous kind": lambda a, b: b}
 JUDGE_MARGINS = (0.02, 0.05, 0.1)
 
 
-def _judge_lines(frame: pd.DataFrame, best_other: pd.Series) -> list[str]:
-    """Other ways to let the seeds choose: which kind of seed judges, and whether ``last_prob`` (the best
-    other score of the worst cells) is a candidate; mean AUC / worst cell short at a few margins."""
+def _seeds_choice(frame: pd.DataFrame, candidates: tuple, of_kinds, best_other: pd.Series) -> dict[float, tuple]:
+    """Per margin of MARGINS, the mean AUC and the worst cell short of ``best_other`` when the candidate
+    whose seeds ``of_kinds`` judges best (the two kinds' seed AUCs -> one) replaces the default (the first
+    candidate) only if it beats it by more than the margin, as ``choose_score`` does (a tie goes to the default)."""
+    judged = np.stack([of_kinds(frame[f"seed random {name}"].to_numpy(), frame[f"seed ambiguous {name}"].to_numpy())
+                       for name in candidates], axis=1)
+    best, gain = np.array(candidates)[judged.argmax(axis=1)], judged.max(axis=1) - judged[:, 0]
+    cells = [frame[c] for c in ("regime", "dataset", "noise", "ratio")]
+    results = {}
+    for margin in MARGINS:
+        picked = np.where(gain > margin, best, candidates[0])
+        auc = pd.Series([frame.at[i, f"auc {name}"] for i, name in zip(frame.index, picked)], index=frame.index)
+        results[margin] = (auc.mean(), (best_other - auc).groupby(cells).mean().clip(lower=0).max())
+    return results
+
+
+def _margin_lines(frame: pd.DataFrame) -> list[str]:
+    """What the seeds' choice would give with other margins, then with other judges (which kind of seed
+    decides) and with ``last_prob`` (the best other score of the worst cells) among the candidates."""
     from mislabel.scoring.seeding import SEEDED_CANDIDATES
 
-    cells = ["regime", "dataset", "noise", "ratio"]
-    rows = ["| judged by | candidates | " + " | ".join(f"margin {m:g}" for m in JUDGE_MARGINS) + " |",
-            "|---|---|" + "---|" * len(JUDGE_MARGINS)]
-    for candidates in (("detector", *SEEDED_CANDIDATES), ("detector", *SEEDED_CANDIDATES, "last_prob")):
+    best_other = frame[[f"auc {name}" for name in SHOWN if name != "detector"]].max(axis=1)
+    shipped = ("detector", *SEEDED_CANDIDATES)
+    rows = ["| margin | mean AUC | worst cell short of the best other score |", "|---|---|---|"]
+    rows += [f"| {margin:g} | {auc:.4f} | {short:.3f} |"
+             for margin, (auc, short) in _seeds_choice(frame, shipped, np.minimum, best_other).items()]
+    judges = ["| judged by | candidates | " + " | ".join(f"margin {m:g}" for m in JUDGE_MARGINS) + " |",
+              "|---|---|" + "---|" * len(JUDGE_MARGINS)]
+    for candidates in (shipped, (*shipped, "last_prob")):
         for judge, of_kinds in JUDGES.items():
-            judged = np.stack([of_kinds(frame[f"seed random {name}"].to_numpy(),
-                                        frame[f"seed ambiguous {name}"].to_numpy()) for name in candidates], axis=1)
-            best, gain = np.array(candidates)[judged.argmax(axis=1)], judged.max(axis=1) - judged[:, 0]
-            results = []
-            for margin in JUDGE_MARGINS:
-                picked = np.where(gain > margin, best, "detector")
-                auc = pd.Series([frame.at[i, f"auc {name}"] for i, name in zip(frame.index, picked)], index=frame.index)
-                short = (best_other - auc).groupby([frame[c] for c in cells]).mean().clip(lower=0)
-                results.append(f"{auc.mean():.4f} / {short.max():.3f}")
+            results = _seeds_choice(frame, candidates, of_kinds, best_other)
             extra = " + last_prob" if "last_prob" in candidates else ""
-            rows.append(f"| {judge} | the shipped five{extra} | " + " | ".join(results) + " |")
-    return ["Other judges and candidates (mean AUC / worst cell short of the best other score; a tie goes to "
-            "the default):", "", *rows, ""]
+            judges.append(f"| {judge} | the shipped five{extra} | "
+                          + " | ".join(f"{results[m][0]:.4f} / {results[m][1]:.3f}" for m in JUDGE_MARGINS) + " |")
+    return ["### The seeds' choice at other margins (the default alone: mean AUC "
+            f"{frame['auc detector'].mean():.4f})", "", *rows, "",
+            "Other judges and candidates (mean AUC / worst cell short of the best other score; a tie goes to "
+            "the default):", "", *judges, ""]
 
 
 def _name(key: tuple) -> str:

@@ -96,8 +96,9 @@ def fit_gate(lstm_scores: Sequence[np.ndarray], aum_scores: Sequence[np.ndarray]
             read = [np.array([np.interp(gate_weight(gate, c), _WEIGHTS, curve[:, m]) for m in (0, 1)])
                     for curve, c in zip(curves, concentrations)]
             regrets = np.array([np.maximum(curve[0], curve[-1]) - at for curve, at in zip(curves, read)])
-            if best is None or summed_up(regrets) < best[0] - 1e-12:
-                best = (summed_up(regrets), centre, steepness, regrets)
+            regret = summed_up(regrets)
+            if best is None or regret < best[0] - 1e-12:
+                best = (regret, centre, steepness, regrets)
     return {"format": GATE_FORMAT, "base": base, "centre": best[1], "steepness": best[2],
             "mean_regret": GATE_OBJECTIVES["mean"](best[3]), "worst_regret": GATE_OBJECTIVES["worst"](best[3]),
             "trained_on": list(names)}
